@@ -1,0 +1,98 @@
+"""The one place that talks to array-api-compat: namespaces, devices, dtypes and input checks.
+
+Every public function of pdunroll takes its arrays from the user, finds their namespace and
+device here, and creates new arrays with ``dtype=`` and ``device=`` of its inputs. Nothing here
+imports torch, cupy or jax: array-api-compat recognises their arrays without importing them.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import array_api_compat
+from array_api_compat import device as array_device
+from array_api_compat import size as array_size
+
+__all__ = [
+    "Array",
+    "array_device",
+    "array_size",
+    "check_count",
+    "check_finite",
+    "check_positive",
+    "namespace",
+    "xp_of",
+]
+
+Array = Any  # any array of a namespace that follows the array API standard
+
+
+def namespace(*named: tuple[str, Array]):
+    """Return the namespace shared by the named arrays; raise naming the odd one out.
+
+    ``named`` are ``(argument name, array)`` pairs, e.g. ``namespace(("x_tilde", x), ("K", K))``.
+    Also checks that every array lives on the same device and has a real floating dtype.
+    """
+    xp = None
+    first = None
+    for name, a in named:
+        try:
+            a_xp = array_api_compat.array_namespace(a)
+        except TypeError as err:
+            raise TypeError(f"{name} must be an array (numpy, torch, cupy, jax, ...), got "
+                            f"{type(a).__name__}") from err
+        if xp is None:
+            xp, first = a_xp, (name, a)
+            continue
+        if a_xp is not xp:
+            raise TypeError(
+                f"{name} is a {_lib(a)} array but {first[0]} is a {_lib(first[1])} array: "
+                "all arrays must come from one backend"
+            )
+        if array_device(a) != array_device(first[1]):
+            raise ValueError(
+                f"{name} is on device {array_device(a)} but {first[0]} is on device "
+                f"{array_device(first[1])}: move them to one device"
+            )
+    for name, a in named:
+        if not xp.isdtype(a.dtype, "real floating"):
+            raise TypeError(f"{name} must have a real floating dtype, got {a.dtype}")
+    return xp
+
+
+def xp_of(x: Array):
+    """The namespace of one array (inputs were already checked by :func:`namespace`)."""
+    return array_api_compat.array_namespace(x)
+
+
+def check_finite(xp, **arrays: Array) -> None:
+    """Raise ``ValueError`` naming the first argument that holds NaN or infinity."""
+    for name, a in arrays.items():
+        if not bool(xp.all(xp.isfinite(a))):
+            raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+
+
+def check_positive(name: str, value, *, allow_inf: bool = False) -> float:
+    """Return ``value`` as a float if it is a positive number, else raise naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name} must be a positive number, got {value!r}") from err
+    if not (v > 0) or (math.isinf(v) and not allow_inf) or math.isnan(v):
+        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+    return v
+
+
+def check_count(name: str, value, *, minimum: int = 1) -> int:
+    """Return ``value`` as an int if it is an integer >= ``minimum``, else raise naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
+    return int(value)
+
+
+def _lib(a: Array) -> str:
+    return type(a).__module__.split(".")[0]

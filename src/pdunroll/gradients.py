@@ -1,0 +1,224 @@
+"""Hand-written reverse-mode gradients of ℓ(x̂) through L unrolled Chambolle-Pock steps.
+
+With g = ∇ℓ(x̂), δ_P^{L+1} = g (0 for ergodic weights), δ_D^{L+1} = δ̄_D^{L+1} = 0 and for
+k = L..1 (DESIGN §3, §5)
+
+    δ_P^k = J_{prox τG}(z_P^k)ᵀ (α_k g + δ_P^{k+1} + σ Kᵀ δ̄_D^{k+1})
+    δ_D^k = J_{prox σF*}(z_D^k)ᵀ (δ_D^{k+1} − τ K δ_P^k)
+    δ̄_D^k = δ_D^k + θ (δ_D^k − δ_D^{k+1})
+
+    ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
+
+Modes: ``"full"`` runs k = L..1 on stored steps; ``"truncated"`` only the last b; ``"asymptotic"``
+stores nothing and runs b steps with the Jacobians, y and x̂ of the final iterate (DESIGN §4).
+For a filter bank, the outer products are the operator's ``param_vjp``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._array import Array, check_count, xp_of
+from .model import AnalysisModel, StepSizes, step_sizes
+from .solver import ergodic_weights, forward
+
+__all__ = ["GradientResult", "MODES", "gradient"]
+
+MODES = ("full", "truncated", "asymptotic")
+
+# rows per matrix product when ∇_K is accumulated over stored steps: large products, small peak
+_ROWS_PER_PRODUCT = 8192
+
+
+@dataclass(frozen=True)
+class GradientResult:
+    """``loss``: ℓ(x̂); ``operator``: ∇ℓ w.r.t. the operator's parameters (same structure and
+    shape as ``operator.params``); ``x_tilde``: ∇ℓ w.r.t. x̃; ``x``: the reconstruction x̂;
+    ``steps``: the σ, τ, θ used (pass them back to reproduce a run exactly)."""
+
+    loss: float
+    operator: Array
+    x_tilde: Array
+    x: Array
+    steps: StepSizes
+    mode: str
+
+    @property
+    def sigma(self) -> float:
+        return self.steps.sigma
+
+    @property
+    def tau(self) -> float:
+        return self.steps.tau
+
+    @property
+    def theta(self) -> float:
+        return self.steps.theta
+
+
+def squared_loss(x_true: Array) -> Callable[[Array], tuple[float, Array]]:
+    """ℓ(x̂) = ½ Σ_batch ‖x̂ − x†‖², returning (value, gradient x̂ − x†)."""
+
+    def loss(x_hat):
+        diff = x_hat - x_true
+        return 0.5 * float(xp_of(diff).sum(diff * diff)), diff
+
+    return loss
+
+
+def gradient(
+    model: AnalysisModel,
+    x_tilde: Array,
+    x_true: Array | None = None,
+    *,
+    iterations: int,
+    mode: str = "full",
+    b: int | None = None,
+    weights=None,
+    loss: Callable[[Array], tuple[float, Array]] | None = None,
+    relax_primal: bool = False,
+    omega: float = 1.0,
+    sigma: float | None = None,
+    tau: float | None = None,
+    theta: float = 1.0,
+    op_norm: float | None = None,
+) -> GradientResult:
+    """Loss and gradients of ℓ(A_L(K, x̃)) w.r.t. the operator's parameters and x̃.
+
+    Parameters
+    ----------
+    x_tilde, x_true : arrays of shape (batch, *in_shape)
+        Degraded and clean signals; the default loss is ½ Σ ‖x̂ − x†‖².
+    iterations : int
+        L, the number of unrolled Chambolle-Pock steps.
+    mode : "full", "truncated" or "asymptotic"
+        Exact backpropagation through all L steps; through the last ``b`` steps
+        (1 ≤ b ≤ L); or ``b`` backward steps at the final iterates, storing nothing (b ≥ 1,
+        may exceed L).
+    weights : None, "harmonic", "uniform" or L numbers summing to 1
+        Ergodic unrolling: x̂ = x̃ + Σ α_k r^k (full and truncated modes).
+    loss : callable, optional
+        ``loss(x_hat) -> (value, gradient)`` replacing the squared loss (then ``x_true`` is
+        unused and may be omitted).
+    relax_primal : bool
+        Treat J_{prox τG} as the identity in the backward pass (the released code's
+        ``eta_backward = 1``); an approximation, not the exact gradient.
+    omega, sigma, tau, theta, op_norm
+        Step sizes as in :func:`chambolle_pock`.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    iterations = check_count("iterations", iterations)
+    if loss is None:
+        if x_true is None:
+            raise ValueError("give x_true (for the squared loss) or loss=callable")
+        model.check_signals(x_tilde=x_tilde, x_true=x_true)
+        loss = squared_loss(x_true)
+    else:
+        model.check_signals(x_tilde=x_tilde)
+    if mode == "full":
+        if b is not None:
+            raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
+        b = iterations
+    else:
+        b = check_count("b", b if b is not None else 1)
+        if mode == "truncated" and b > iterations:
+            raise ValueError(f"b must satisfy 1 <= b <= iterations ({iterations}) in truncated "
+                             f"mode, got {b}")
+    alphas = ergodic_weights(weights, iterations)
+    if mode == "asymptotic" and alphas is not None:
+        raise ValueError('weights cannot be combined with mode="asymptotic": its backward steps '
+                         "all sit at the final iterate; use mode='full' or 'truncated'")
+    steps = step_sizes(model.operator, omega=omega, sigma=sigma, tau=tau, theta=theta,
+                       op_norm=op_norm)
+    keep = 1 if mode == "asymptotic" else b
+    state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep)
+    x_hat = x_tilde + (state.r if alphas is None else state.r_avg)
+    value, g_out = loss(x_hat)
+    if mode == "asymptotic":
+        grad_op, sum_d = _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal)
+    else:
+        window = alphas[iterations - b:] if alphas is not None else None
+        grad_op, sum_d = _backward_unrolled(model, steps, state.tape, g_out, window, relax_primal)
+    op = model.operator
+    grad_x = g_out if sum_d is None else g_out + steps.sigma * op.adjoint(sum_d)
+    return GradientResult(value, grad_op, grad_x, x_hat, steps, mode)
+
+
+class _ParamGrad:
+    """Accumulates ∇_params Σ ⟨a, K b⟩ over many (a, b) pairs in few large products."""
+
+    def __init__(self, op):
+        self.op, self.a, self.b, self.rows, self.total = op, [], [], 0, None
+
+    def add(self, a: Array, b: Array) -> None:
+        self.a.append(a)
+        self.b.append(b)
+        self.rows += a.shape[0]
+        if self.rows >= _ROWS_PER_PRODUCT:
+            self.flush()
+
+    def flush(self):
+        if self.a:
+            xp = self.op.xp
+            part = self.op.param_vjp(xp.concat(self.a), xp.concat(self.b))
+            self.total = part if self.total is None else _tree_add(self.total, part)
+            self.a, self.b, self.rows = [], [], 0
+        return self.total
+
+
+def _tree_add(u, v):
+    if isinstance(u, tuple):
+        return tuple(_tree_add(p, q) for p, q in zip(u, v, strict=True))
+    return u + v
+
+
+def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal):
+    """One step k of the recursion: v is the adjoint reaching r^k, d_d is δ_D^{k+1} (None for 0).
+    Returns δ_P^k, δ_D^k and δ̄_D^k."""
+    op, sigma, tau, theta = model.operator, steps.sigma, steps.tau, steps.theta
+    d_p = v if relax_primal else model.g.prox_vjp(saved_p, v, tau)
+    w = -tau * op.apply(d_p) if d_d is None else d_d - tau * op.apply(d_p)
+    d_d_new = model.f.conj_prox_vjp(saved_d, w, sigma)
+    d_dbar = d_d_new if (d_d is None or not theta) else d_d_new + theta * (d_d_new - d_d)
+    return d_p, d_d_new, d_dbar
+
+
+def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal):
+    """The recursion over the stored steps (popped as it goes, freeing the tape)."""
+    op, sigma, tau = model.operator, steps.sigma, steps.tau
+    acc = _ParamGrad(op)
+    d_p = g_out if alphas is None else None  # adjoint reaching r^k through z_P^{k+1}
+    d_d = d_dbar = sum_d = None  # δ_D^{k+1}, δ̄_D^{k+1}, Σ δ_D
+    k = len(tape)
+    while tape:
+        x_bar, y, saved_d, saved_p = tape.pop()
+        k -= 1
+        v = d_p
+        if d_dbar is not None:
+            v = v + sigma * op.adjoint(d_dbar)
+        if alphas is not None:
+            v = alphas[k] * g_out if v is None else v + alphas[k] * g_out
+        d_p, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal)
+        sum_d = d_d if sum_d is None else sum_d + d_d
+        acc.add(sigma * d_d, x_bar)
+        acc.add(-tau * y, d_p)
+    return acc.flush(), sum_d
+
+
+def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
+    """b backward steps with the final step's Jacobians, y^L and x̂ (DESIGN §4)."""
+    op, sigma, tau = model.operator, steps.sigma, steps.tau
+    _, y, saved_d, saved_p = state.tape[-1]
+    d_p, d_d, d_dbar = g_out, None, None
+    sum_p = sum_d = None
+    for _ in range(b):
+        v = d_p if d_dbar is None else d_p + sigma * op.adjoint(d_dbar)
+        d_p, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal)
+        sum_p = d_p if sum_p is None else sum_p + d_p
+        sum_d = d_d if sum_d is None else sum_d + d_d
+    acc = _ParamGrad(op)
+    acc.add(sigma * sum_d, x_hat)
+    acc.add(-tau * y, sum_p)
+    return acc.flush(), sum_d

@@ -1,0 +1,106 @@
+"""The lower-level model min_x F(Kx) + G(x − x̃) and the Chambolle-Pock step sizes."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ._array import Array, check_finite, namespace
+from .functions import Function
+from .operators import LinearOperator
+
+__all__ = ["AnalysisModel", "StepSizes", "step_sizes"]
+
+
+@dataclass(frozen=True)
+class AnalysisModel:
+    """min_x F(K x) + G(x − x̃): an analysis operator K, F (applied to Kx) and G (to x − x̃)."""
+
+    operator: LinearOperator
+    f: Function
+    g: Function
+
+    def __post_init__(self):
+        if not isinstance(self.operator, LinearOperator):
+            raise TypeError(f"operator must be a LinearOperator, got {type(self.operator).__name__}")
+        for name in ("f", "g"):
+            if not isinstance(getattr(self, name), Function):
+                raise TypeError(f"{name} must be a pdunroll Function (e.g. L1Norm()), got "
+                                f"{type(getattr(self, name)).__name__}")
+
+    def with_params(self, params) -> AnalysisModel:
+        """The same model with new operator parameters."""
+        return AnalysisModel(self.operator.with_params(params), self.f, self.g)
+
+    def check_signals(self, **signals: Array):
+        """Check signals of shape (batch, *in_shape) against the operator; return the namespace.
+
+        Raises naming the argument: wrong backend or device (also against the operator), wrong
+        dtype, wrong shape, non-finite values.
+        """
+        op = self.operator
+        params = op.params if isinstance(op.params, tuple | list) else (op.params,)
+        named = list(signals.items()) + [("operator parameters", p) for p in params]
+        xp = namespace(*named)
+        for name, x in signals.items():
+            if tuple(x.shape[1:]) != tuple(op.in_shape) or x.ndim != len(op.in_shape) + 1:
+                raise ValueError(
+                    f"{name} must have shape (batch, {', '.join(map(str, op.in_shape))}) for this "
+                    f"operator, got {tuple(x.shape)}"
+                )
+            if x.dtype != op.dtype:
+                raise TypeError(f"{name} has dtype {x.dtype} but the operator has {op.dtype}: "
+                                "convert one of them")
+        first = next(iter(signals.values()))
+        for name, x in signals.items():
+            if x.shape != first.shape:
+                raise ValueError(f"{name} has shape {tuple(x.shape)} but "
+                                 f"{next(iter(signals))} has {tuple(first.shape)}")
+        check_finite(xp, **signals)
+        return xp
+
+
+@dataclass(frozen=True)
+class StepSizes:
+    """Chambolle-Pock parameters σ (dual), τ (primal), θ (extrapolation) and the ‖K‖ they used."""
+
+    sigma: float
+    tau: float
+    theta: float
+    op_norm: float
+
+
+def step_sizes(
+    operator: LinearOperator,
+    *,
+    omega: float = 1.0,
+    sigma: float | None = None,
+    tau: float | None = None,
+    theta: float = 1.0,
+    op_norm: float | None = None,
+) -> StepSizes:
+    """σ = ω·0.99/‖K‖ and τ = 0.99/(ω‖K‖), or check given σ, τ against σ τ ‖K‖² < 1.
+
+    ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training).
+    Step sizes are constants for differentiation: no gradient flows through ‖K‖.
+    """
+    if not (0.0 <= float(theta) <= 1.0):
+        raise ValueError(f"theta must lie in [0, 1], got {theta}")
+    if not (omega > 0 and math.isfinite(omega)):
+        raise ValueError(f"omega must be a positive finite number, got {omega}")
+    norm = float(operator.norm()) if op_norm is None else float(op_norm)
+    if not (norm > 0 and math.isfinite(norm)):
+        raise ValueError(f"the operator norm must be positive and finite, got {norm}")
+    if sigma is None and tau is None:
+        return StepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), float(theta), norm)
+    if sigma is None or tau is None:
+        raise ValueError("give both sigma and tau, or neither (then they follow from omega)")
+    sigma, tau = float(sigma), float(tau)
+    if not (sigma > 0 and tau > 0):
+        raise ValueError(f"sigma and tau must be positive, got sigma={sigma}, tau={tau}")
+    if sigma * tau * norm**2 >= 1:
+        raise ValueError(
+            f"step sizes break sigma * tau * ||K||^2 < 1: sigma={sigma:g}, tau={tau:g}, "
+            f"||K||={norm:g} give {sigma * tau * norm**2:g}"
+        )
+    return StepSizes(sigma, tau, float(theta), norm)

@@ -1,0 +1,154 @@
+"""Linear analysis operators K acting on batches of signals.
+
+An operator maps arrays of shape ``(batch, *in_shape)`` to ``(batch, *out_shape)``. It offers
+
+* ``apply(x)``: K x, and ``adjoint(y)``: Kᵀ y;
+* ``param_vjp(a, b)``: the gradient of Σ_batch ⟨a, K b⟩ with respect to the operator's own
+  parameters ``params`` (same structure as ``params``), the only place the reverse recursions
+  need to know what K is made of;
+* ``with_params(params)``: the same operator with new parameters (operators are immutable);
+* ``norm()``: the spectral norm ‖K‖ (exact where cheap, else :func:`estimate_norm`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from ._array import Array, array_device, check_count, check_finite, namespace
+
+__all__ = ["DenseOperator", "LinearOperator", "NormEstimate", "dct_matrix", "estimate_norm"]
+
+
+class LinearOperator:
+    """Base class: subclasses set ``in_shape``, ``out_shape``, ``params`` and the four maps."""
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    params: Array
+
+    def apply(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def adjoint(self, y: Array) -> Array:
+        raise NotImplementedError
+
+    def param_vjp(self, a: Array, b: Array):
+        """∇_params Σ_batch ⟨a, K b⟩ for a: (batch, *out_shape), b: (batch, *in_shape)."""
+        raise NotImplementedError
+
+    def with_params(self, params) -> LinearOperator:
+        raise NotImplementedError
+
+    @property
+    def xp(self):
+        """The array namespace of the operator's parameters."""
+        return namespace(*(("operator parameter", p) for p in _leaves(self.params)))
+
+    @property
+    def dtype(self):
+        return _leaves(self.params)[0].dtype
+
+    @property
+    def device(self):
+        return array_device(_leaves(self.params)[0])
+
+    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
+        """Spectral norm ‖K‖ = largest singular value (power iteration unless overridden)."""
+        return estimate_norm(self, iterations=iterations, rtol=rtol).value
+
+
+def _leaves(params) -> tuple:
+    return tuple(params) if isinstance(params, tuple | list) else (params,)
+
+
+@dataclass(frozen=True)
+class NormEstimate:
+    """Result of :func:`estimate_norm`: the estimate, the right singular vector (pass it back as
+    ``v0`` to warm-start the next estimate after a small change of K) and the iterations used."""
+
+    value: float
+    vector: Array
+    iterations: int
+
+
+def estimate_norm(
+    op: LinearOperator, *, v0: Array | None = None, iterations: int = 500, rtol: float = 1e-7
+) -> NormEstimate:
+    """Estimate ‖K‖ by power iteration on KᵀK: v ← KᵀK v / ‖KᵀK v‖, ‖K‖ ≈ √‖KᵀK v‖.
+
+    Stops when the estimate changes by less than ``rtol`` (relative) or after ``iterations``.
+    The estimate approaches ‖K‖ from below; the step-size rules keep a margin (0.99) for that.
+    ``v0`` warm-starts from a previous :class:`NormEstimate`'s ``vector``.
+    """
+    iterations = check_count("iterations", iterations)
+    xp = op.xp
+    shape = (1, *op.in_shape)
+    if v0 is None:
+        n = math.prod(op.in_shape)
+        # deterministic, generic start vector (the array API has no random numbers)
+        v = xp.sin(xp.arange(n, dtype=op.dtype, device=op.device) * 1.2345 + 0.5)
+        v = xp.reshape(v, shape)
+    else:
+        v = xp.reshape(v0, shape)
+    v = v / xp.linalg.vector_norm(v)
+    value = 0.0
+    for it in range(1, iterations + 1):
+        w = op.adjoint(op.apply(v))
+        nrm = float(xp.linalg.vector_norm(w))
+        if nrm == 0.0:
+            return NormEstimate(0.0, v, it)
+        new = math.sqrt(nrm)
+        v = w / nrm
+        if abs(new - value) <= rtol * new:
+            return NormEstimate(new, v, it)
+        value = new
+    return NormEstimate(value, v, iterations)
+
+
+class DenseOperator(LinearOperator):
+    """A dense matrix K of shape (m, n): K x for x of shape (batch, n) is ``x @ Kᵀ``."""
+
+    def __init__(self, matrix: Array):
+        xp = namespace(("matrix", matrix))
+        if matrix.ndim != 2:
+            raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(matrix.shape)}")
+        check_finite(xp, matrix=matrix)
+        self.params = matrix
+        self.out_shape, self.in_shape = (matrix.shape[0],), (matrix.shape[1],)
+
+    @property
+    def matrix(self) -> Array:
+        return self.params
+
+    def apply(self, x: Array) -> Array:
+        return x @ self.params.T
+
+    def adjoint(self, y: Array) -> Array:
+        return y @ self.params
+
+    def param_vjp(self, a: Array, b: Array) -> Array:
+        return a.T @ b
+
+    def with_params(self, params: Array) -> DenseOperator:
+        return DenseOperator(params)
+
+    def __repr__(self) -> str:
+        return f"DenseOperator(m={self.out_shape[0]}, n={self.in_shape[0]}, dtype={self.dtype})"
+
+
+def dct_matrix(n: int, *, xp=None, dtype=None, device=None) -> Array:
+    """Orthonormal DCT-II matrix C (n×n), C[k, j] = √(2/n) c_k cos(π(2j+1)k / 2n), c_0 = 1/√2.
+
+    The published initialisation of the speech operators. NumPy float64 unless ``xp``, ``dtype``
+    and ``device`` say otherwise.
+    """
+    n = check_count("n", n)
+    if xp is None:
+        import numpy as xp
+    if dtype is None:
+        dtype = xp.float64
+    k = xp.reshape(xp.arange(n, dtype=dtype, device=device), (n, 1))
+    j = xp.reshape(xp.arange(n, dtype=dtype, device=device), (1, n))
+    c = xp.cos(math.pi * (2 * j + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    return xp.where(k == 0, c / math.sqrt(2), c)

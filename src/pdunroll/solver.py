@@ -1,0 +1,172 @@
+"""The Chambolle-Pock forward pass in the coordinates r = x − x̃ (DESIGN §2).
+
+    z_D^k = y^{k−1} + σ K (x̃ + r̄^{k−1})      y^k = prox_{σF*}(z_D^k)
+    z_P^k = r^{k−1} − τ Kᵀ y^k                r^k = prox_{τG}(z_P^k)
+    r̄^k  = r^k + θ (r^k − r^{k−1})
+
+with r⁰ = r̄⁰ = 0, y⁰ = 0 and output x̂ = x̃ + r^L (or x̃ + Σ α_k r^k for ergodic weights α).
+:func:`forward` is the one loop behind both :func:`chambolle_pock` and the gradients.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ._array import Array, check_count
+from .model import AnalysisModel, StepSizes, step_sizes
+
+__all__ = ["CPResult", "chambolle_pock", "ergodic_weights"]
+
+
+def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
+    """Resolve ``weights`` to α_1..α_L with Σ α_k = 1, or ``None`` for the plain last iterate.
+
+    ``"harmonic"``: α_k ∝ 1/k (seed 002); ``"uniform"``: α_k = 1/L (ergodic CP of seed 004);
+    or an explicit sequence (or 1-D array) of L numbers summing to 1.
+    """
+    if weights is None:
+        return None
+    if isinstance(weights, str):
+        if weights == "harmonic":
+            raw = [1.0 / k for k in range(1, iterations + 1)]
+        elif weights == "uniform":
+            raw = [1.0] * iterations
+        else:
+            raise ValueError(f'weights must be "harmonic", "uniform", a sequence or None, '
+                             f"got {weights!r}")
+        total = sum(raw)
+        return tuple(a / total for a in raw)
+    try:
+        alphas = tuple(float(a) for a in weights)
+    except TypeError as err:
+        raise TypeError(f"weights must be a string or a sequence of numbers, got "
+                        f"{type(weights).__name__}") from err
+    if len(alphas) != iterations:
+        raise ValueError(f"weights must have one entry per iteration ({iterations}), "
+                         f"got {len(alphas)}")
+    if abs(sum(alphas) - 1.0) > 1e-6:
+        raise ValueError(f"weights must sum to 1, got sum {sum(alphas):.8g}")
+    return alphas
+
+
+@dataclass
+class ForwardState:
+    """What :func:`forward` leaves: last iterates, the weighted output and the stored steps."""
+
+    r: Array  # r^L
+    y: Array  # y^L
+    r_prev: Array  # r^{L−1}
+    y_prev: Array  # y^{L−1}
+    r_avg: Array | None  # Σ α_k r^k (ergodic weights only)
+    y_avg: Array | None  # Σ α_k y^k
+    tape: deque  # last steps: (x̄^{k−1}, y^k, saved prox_{σF*} at z_D^k, saved prox_{τG} at z_P^k)
+
+
+def forward(
+    model: AnalysisModel,
+    x_tilde: Array,
+    steps: StepSizes,
+    iterations: int,
+    *,
+    alphas: Sequence[float] | None = None,
+    keep: int = 0,
+    callback: Callable | None = None,
+) -> ForwardState:
+    """Run L = ``iterations`` Chambolle-Pock steps; keep what the reverse pass needs for the last
+    ``keep`` steps (nothing for ``keep=0``)."""
+    op, f, g = model.operator, model.f, model.g
+    sigma, tau, theta = steps.sigma, steps.tau, steps.theta
+    xp = op.xp
+    r = xp.zeros_like(x_tilde)
+    r_bar = r
+    y = xp.zeros((x_tilde.shape[0], *op.out_shape), dtype=x_tilde.dtype, device=op.device)
+    r_prev, y_prev = r, y
+    r_avg = y_avg = None
+    tape: deque = deque(maxlen=keep if keep > 0 else 0)
+    for k in range(1, iterations + 1):
+        x_bar = x_tilde + r_bar
+        z_d = y + sigma * op.apply(x_bar)
+        r_prev, y_prev = r, y
+        if keep:
+            y, saved_d = f.conj_prox_save(z_d, sigma)
+            r, saved_p = g.prox_save(r_prev - tau * op.adjoint(y), tau)
+            tape.append((x_bar, y, saved_d, saved_p))
+        else:
+            y = f.conj_prox(z_d, sigma)
+            r = g.prox(r_prev - tau * op.adjoint(y), tau)
+        r_bar = r + theta * (r - r_prev) if theta else r
+        if alphas is not None:
+            a = alphas[k - 1]
+            r_avg = a * r if r_avg is None else r_avg + a * r
+            y_avg = a * y if y_avg is None else y_avg + a * y
+        if callback is not None:
+            callback(k, x_tilde + r, y)
+    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, tape)
+
+
+@dataclass(frozen=True)
+class CPResult:
+    """Result of :func:`chambolle_pock`.
+
+    ``x``: the reconstruction x̃ + r (batch, *in_shape); ``y``: the dual variable; ``gap``: the
+    primal-dual gap P(r) − D(y) per signal (≥ 0, 0 at the optimum; inf where a dual iterate is
+    infeasible for the gap's formula); ``residual``: ‖r^L − r^{L−1}‖/τ + ‖y^L − y^{L−1}‖/σ per
+    signal; ``steps``: the σ, τ, θ used.
+    """
+
+    x: Array
+    r: Array
+    y: Array
+    iterations: int
+    gap: Array
+    residual: Array
+    steps: StepSizes
+
+
+def primal_dual_gap(model: AnalysisModel, x_tilde: Array, r: Array, y: Array) -> Array:
+    """P(r) − D(y) per signal with P(r) = F(K(x̃ + r)) + G(r) and
+    D(y) = ⟨K x̃, y⟩ − F*(y) − G*(−Kᵀ y)."""
+    op, f, g = model.operator, model.f, model.g
+    xp = op.xp
+    axes = tuple(range(1, y.ndim))
+    primal = f.value(op.apply(x_tilde + r)) + g.value(r)
+    dual = xp.sum(op.apply(x_tilde) * y, axis=axes) - f.conj_value(y) - g.conj_value(-op.adjoint(y))
+    return primal - dual
+
+
+def chambolle_pock(
+    model: AnalysisModel,
+    x_tilde: Array,
+    *,
+    iterations: int,
+    omega: float = 1.0,
+    sigma: float | None = None,
+    tau: float | None = None,
+    theta: float = 1.0,
+    op_norm: float | None = None,
+    weights=None,
+    callback: Callable[[int, Array, Array], object] | None = None,
+) -> CPResult:
+    """Solve min_x F(Kx) + G(x − x̃) for a batch x̃ of shape (batch, *in_shape) with
+    ``iterations`` Chambolle-Pock steps.
+
+    Step sizes: σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) unless ``sigma`` and ``tau`` are given (then
+    σ τ ‖K‖² < 1 is checked). ``weights`` ("harmonic", "uniform" or L numbers summing to 1)
+    returns the ergodic average Σ α_k (r^k, y^k). ``callback(k, x^k, y^k)`` runs after step k.
+    """
+    model.check_signals(x_tilde=x_tilde)
+    iterations = check_count("iterations", iterations)
+    steps = step_sizes(model.operator, omega=omega, sigma=sigma, tau=tau, theta=theta,
+                       op_norm=op_norm)
+    alphas = ergodic_weights(weights, iterations)
+    state = forward(model, x_tilde, steps, iterations, alphas=alphas, callback=callback)
+    r, y = (state.r, state.y) if alphas is None else (state.r_avg, state.y_avg)
+    xp = model.operator.xp
+    axes = tuple(range(1, r.ndim))
+    residual = (xp.linalg.vector_norm(state.r - state.r_prev, axis=axes) / steps.tau
+                + xp.linalg.vector_norm(state.y - state.y_prev, axis=tuple(range(1, y.ndim)))
+                / steps.sigma)
+    gap = primal_dual_gap(model, x_tilde, r, y)
+    return CPResult(x_tilde + r, r, y, iterations, gap, residual, steps)

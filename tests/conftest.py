@@ -1,0 +1,124 @@
+"""The backend matrix: every test that takes ``backend`` runs on numpy, array_api_strict,
+torch CPU, and, where installed and a GPU exists, torch CUDA, cupy and jax. A backend that is
+not there is skipped with its reason. ``dtype`` runs float64 and float32 with per-dtype
+tolerances (``tol``)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+SPEECH_DIR = Path(os.environ.get("PDUNROLL_SPEECH_DIR", SHARED / "data" / "ieee_speech"))
+
+
+@dataclass
+class Backend:
+    """One array backend: its namespace ``xp``, the device to create arrays on, converters."""
+
+    name: str
+    xp: object
+    device: object = None
+
+    def asarray(self, a, dtype=None):
+        """A NumPy array (or nested list) moved to this backend and device."""
+        a = np.asarray(a)
+        if dtype is not None:
+            a = a.astype(np.dtype(dtype))
+        if self.name == "array_api_strict":
+            return self.xp.asarray(a.tolist(), dtype=getattr(self.xp, str(a.dtype)))
+        return self.xp.asarray(a, device=self.device)
+
+    def to_numpy(self, a) -> np.ndarray:
+        if isinstance(a, tuple):
+            return tuple(self.to_numpy(p) for p in a)
+        if self.name.startswith("torch"):
+            return a.detach().cpu().numpy()
+        if self.name == "cupy":
+            return a.get()
+        if self.name == "array_api_strict":
+            return np.asarray(a.__array__()) if hasattr(a, "__array__") else np.from_dlpack(a)
+        return np.asarray(a)
+
+    def dtype(self, name: str):
+        return getattr(self.xp, name)
+
+
+def _make(name: str) -> Backend:
+    """Build a backend or skip with the reason it is not available."""
+    if name == "numpy":
+        import array_api_compat.numpy as xp
+
+        return Backend(name, xp)
+    if name == "array_api_strict":
+        xp = pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
+        return Backend(name, xp)
+    if name in ("torch", "torch_cuda"):
+        pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
+        import array_api_compat.torch as xp
+        import torch
+
+        if name == "torch_cuda":
+            if not torch.cuda.is_available():
+                pytest.skip("torch CUDA: no GPU on this machine")
+            torch.backends.cuda.matmul.allow_tf32 = False  # TF32 would hide float32 errors
+            return Backend(name, xp, "cuda")
+        return Backend(name, xp, "cpu")
+    if name == "cupy":
+        cp = pytest.importorskip("cupy", reason="cupy is not installed (needs a CUDA GPU)")
+        try:
+            cp.cuda.runtime.getDeviceCount()
+        except Exception as err:  # noqa: BLE001 - any CUDA failure means: no usable GPU
+            pytest.skip(f"cupy: no usable GPU ({err})")
+        import array_api_compat.cupy as xp
+
+        return Backend(name, xp)
+    if name == "jax":
+        pytest.importorskip("jax", reason="jax is not installed (pip install jax)")
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+        return Backend(name, importlib.import_module("jax.numpy"))
+    raise ValueError(name)
+
+
+BACKENDS = ["numpy", "array_api_strict", "torch", "torch_cuda", "cupy", "jax"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request) -> Backend:
+    return _make(request.param)
+
+
+@pytest.fixture
+def numpy_backend() -> Backend:
+    return _make("numpy")
+
+
+@pytest.fixture
+def torch_backend() -> Backend:
+    return _make("torch")
+
+
+@pytest.fixture(params=["float64", "float32"])
+def dtype(request) -> str:
+    return request.param
+
+
+TOLERANCES = {"float64": {"rtol": 1e-10, "atol": 1e-12}, "float32": {"rtol": 2e-4, "atol": 1e-5}}
+
+
+@pytest.fixture
+def tol(dtype) -> dict:
+    """Relative/absolute tolerance for comparing results computed in ``dtype``."""
+    return TOLERANCES[dtype]
+
+
+def relative_error(a, b) -> float:
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return float(np.linalg.norm(a - b) / max(np.linalg.norm(b), 1e-300))
