@@ -167,7 +167,8 @@ def synthetic_speech(n_signals: int = 8, *, seconds: float = 1.0, sample_rate: i
     pitch of 90–220 Hz, low-passed by 1/(1 − 0.9 z⁻¹)), unvoiced excitation (white noise) and
     near-silence; the excitation runs through an all-pole vocal-tract filter with four
     formants (resonances at F1 300–900, F2 900–2500, F3 2000–3200, F4 3300–4000 Hz) that glide
-    between syllable targets, updated every 10 ms; a √sin envelope shapes each syllable (``scipy.signal.lfilter`` with carried state).
+    between syllable targets, updated every 10 ms (``scipy.signal.lfilter`` with carried
+    state); a √sin envelope shapes each syllable.
     """
     from scipy.signal import lfilter
 

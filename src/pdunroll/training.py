@@ -98,6 +98,7 @@ def train(
     batch_size: int = 32,
     patience: int | None = None,
     seed: int = 0,
+    norm_iterations: int = 30,
     checkpoint: str | Path | None = None,
     resume: bool = False,
     progress: bool = True,
@@ -127,6 +128,9 @@ def train(
         Stop after this many epochs without a new best validation loss.
     seed : int
         Seeds the shuffling (NumPy ``Generator``): same seed, same run.
+    norm_iterations : int
+        Power iterations per update for ‖K‖, warm-started from the previous singular vector
+        (the start is estimated to convergence).
     checkpoint : path, optional
         ``.npz`` file written after every epoch and on Ctrl-C.
     resume : bool
@@ -146,6 +150,7 @@ def train(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     iterations = check_count("iterations", iterations)
     epochs = check_count("epochs", epochs)
+    norm_iterations = check_count("norm_iterations", norm_iterations)
     batch_size = check_count("batch_size", batch_size)
     if patience is not None:
         patience = check_count("patience", patience)
@@ -164,6 +169,7 @@ def train(
     config = _config(iterations=iterations, mode=mode, b=b, weights=weights,
                      relax_primal=relax_primal, omega=omega, lr=schedule.settings(),
                      epochs=epochs, batch_size=batch_size, patience=patience, seed=int(seed),
+                     norm_iterations=norm_iterations,
                      n_train=n_train,
                      n_val=None if validation is None else validation[0].shape[0])
     grad_kw = dict(iterations=iterations, mode=mode, b=b, weights=weights,
@@ -214,7 +220,8 @@ def train(
                 rate = schedule(state.step, total)
                 params, opt_state = opt.update(state.params, grad, state.opt_state, rate)
                 new = current.with_params(params)
-                est = estimate_norm(new.operator, v0=state.norm_vector)
+                est = estimate_norm(new.operator, v0=state.norm_vector,
+                                    iterations=norm_iterations)
                 loss = res.loss / xb.shape[0]
                 gnorm = grad_norm(grad)
                 if not math.isfinite(loss) or not math.isfinite(est.value):
@@ -233,7 +240,8 @@ def train(
                 state.batch, state.step = j + 1, state.step + 1
                 bar.update(1)
                 if state.step % 10 == 0 or j + 1 == per_epoch:
-                    bar.set_postfix(loss=f"{loss:.3e}", epoch=state.epoch + 1)
+                    bar.set_postfix(loss=f"{loss:.3e}", epoch=state.epoch + 1,
+                                    refresh=False)
                 if callback is not None:
                     callback({"step": state.step, "epoch": state.epoch, "batch": j + 1,
                               "loss": loss, "grad_norm": gnorm, "lr": rate})
@@ -253,7 +261,7 @@ def train(
                     state.bad_epochs += 1
                     state.stopped = patience is not None and state.bad_epochs >= patience
                 bar.set_postfix(loss=f"{h.epoch_train_loss[-1]:.3e}", val=f"{v:.3e}",
-                                epoch=state.epoch)
+                                epoch=state.epoch, refresh=False)
             else:
                 state.best_params, state.best_epoch = state.params, state.epoch
             save()
