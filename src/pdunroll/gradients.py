@@ -181,7 +181,10 @@ def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal):
     d_p = v if relax_primal else model.g.prox_vjp(saved_p, v, tau)
     w = -tau * op.apply(d_p) if d_d is None else d_d - tau * op.apply(d_p)
     d_d_new = model.f.conj_prox_vjp(saved_d, w, sigma)
-    d_dbar = d_d_new if (d_d is None or not theta) else d_d_new + theta * (d_d_new - d_d)
+    if d_d is None:  # δ_D^{k+1} = 0
+        d_dbar = (1 + theta) * d_d_new
+    else:
+        d_dbar = d_d_new + theta * (d_d_new - d_d)
     return d_p, d_d_new, d_dbar
 
 
