@@ -18,9 +18,11 @@ import time
 
 from _common import add_data_args, dct_model, ieee_frames, np, pu, pyplot, write_csv
 
-PAPER = dict(n=320, bitrate=4, d=[1, 2, 4, 8], lr=1.0, period=1000.0, epochs=10,
+# the paper states "SGD with decreasing step sizes" but no values: lr_k = 3/(1 + k/1000) is
+# our choice (tuned on the quick setting: 0.3 barely moves K, 10 is no better than 3)
+PAPER = dict(n=320, bitrate=4, d=[1, 2, 4, 8], lr=3.0, period=1000.0, epochs=10,
              batch_size=32, max_train=None, max_test=None)
-QUICK = dict(PAPER, n=128, epochs=2, max_train=8000, max_test=2000)
+QUICK = dict(PAPER, n=128, epochs=3, max_train=16000, max_test=2000)
 WEIGHTINGS = {"plain": None, "ergodic": "harmonic"}
 
 
