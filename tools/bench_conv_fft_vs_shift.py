@@ -1,5 +1,5 @@
-"""Time the two array-API implementations of a periodic 2-D filter bank (apply + adjoint +
-param_vjp): FFT (xp.fft.rfftn) against shifted slices contracted in one matrix product (the library).
+"""Time two array-API implementations of a periodic 2-D filter bank (apply + adjoint + param_vjp):
+FFT (xp.fft.rfftn) against shifted slices contracted in one matrix product (the library's).
 
     PYTHONPATH=src python tools/bench_conv_fft_vs_shift.py [--size 256] [--filters 48] [--k 7]
 

@@ -6,7 +6,18 @@ imports none of torch, cupy or jax.
 """
 
 from .convolution import Conv1dFilterBank, Conv2dFilterBank
-from .functions import Function, L1Norm, L2Ball, LinfBall, SquaredL2, Zero
+from .functions import (
+    Function,
+    L1Norm,
+    L2Ball,
+    L21Norm,
+    LinearTerm,
+    LinfBall,
+    NonNegative,
+    Simplex,
+    SquaredL2,
+    Zero,
+)
 from .gradients import MODES, GradientResult, gradient
 from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
@@ -27,11 +38,15 @@ __all__ = [
     "Gradient2d",
     "GradientResult",
     "L1Norm",
+    "L21Norm",
     "L2Ball",
     "LinearOperator",
+    "LinearTerm",
     "LinfBall",
     "MODES",
+    "NonNegative",
     "NormEstimate",
+    "Simplex",
     "SquaredL2",
     "Stack",
     "StepSizes",

@@ -71,7 +71,8 @@ class _FilterBank(LinearOperator):
         self.boundary = boundary
         self.kernel_shape = kernel
         self.in_shape = shape
-        spatial = tuple(n - k + 1 for n, k in zip(shape, kernel)) if boundary == "valid" else shape
+        spatial = (tuple(n - k + 1 for n, k in zip(shape, kernel, strict=True))
+                   if boundary == "valid" else shape)
         self.out_shape = (int(filters.shape[0]), *spatial)
         # extension of the signal before the valid correlation: (front, back) per axis
         self._ext = tuple((0, 0) if boundary == "valid" else ((k - 1) // 2, k - 1 - (k - 1) // 2)
@@ -112,7 +113,8 @@ class _FilterBank(LinearOperator):
         """(batch, k_1·…·k_d, N_out): the shifted copies x[i + p − a] of the extended x."""
         xp = xp_of(x)
         slabs = [self._extend(x)]
-        for axis, (k, m) in enumerate(zip(self.kernel_shape, self.out_shape[1:]), start=1):
+        sizes = zip(self.kernel_shape, self.out_shape[1:], strict=True)
+        for axis, (k, m) in enumerate(sizes, start=1):
             slabs = [_slice(s, axis, p, p + m) for s in slabs for p in range(k)]
         return xp.reshape(xp.stack(slabs, axis=1),
                           (x.shape[0], len(slabs), math.prod(self.out_shape[1:])))
@@ -131,11 +133,12 @@ class _FilterBank(LinearOperator):
         z = xp.matrix_transpose(self._matrix(xp)) @ xp.reshape(
             y, (batch, self.out_shape[0], math.prod(spatial)))
         z = xp.reshape(z, (batch, math.prod(self.kernel_shape), *spatial))
-        extended = tuple(n + f + b for n, (f, b) in zip(self.in_shape, self._ext))
+        extended = tuple(n + f + b for n, (f, b) in zip(self.in_shape, self._ext, strict=True))
         u = None
         for index, offsets in enumerate(_offsets(self.kernel_shape)):
             part = z[:, index, ...]
-            for axis, (p, m, total) in enumerate(zip(offsets, spatial, extended), start=1):
+            for axis, (p, m, total) in enumerate(zip(offsets, spatial, extended, strict=True),
+                                                 start=1):
                 part = _zero_pad(part, axis, p, total - p - m)
             u = part if u is None else u + part
         return self._extend_adjoint(u)
@@ -153,7 +156,7 @@ class _FilterBank(LinearOperator):
             return estimate_norm(self, iterations=iterations, rtol=rtol).value
         xp = self.xp
         h = self.params
-        for axis, (n, k) in enumerate(zip(self.in_shape, self.kernel_shape), start=1):
+        for axis, (n, k) in enumerate(zip(self.in_shape, self.kernel_shape, strict=True), start=1):
             h = _zero_pad(h, axis, 0, n - k)
         spectrum = xp.fft.rfftn(h, axes=tuple(range(1, h.ndim)))
         power = xp.sum(xp.real(spectrum * xp.conj(spectrum)), axis=0)

@@ -338,7 +338,8 @@ class Simplex(Function):
         xp = _xp(x)
         axes = _signal_axes(x)
         off = xp.abs(xp.sum(x, axis=self.axis, keepdims=True) - 1)
-        bad = (xp.max(off, axis=axes) > 1e-9 * x.shape[self.axis]) | (xp.min(x, axis=axes) < 0)
+        slack = 64 * xp.finfo(x.dtype).eps * x.shape[self.axis]  # rounding of the sum
+        bad = (xp.max(off, axis=axes) > slack) | (xp.min(x, axis=axes) < 0)
         return _inf_where(xp, bad, x)
 
     def conj_value(self, y):

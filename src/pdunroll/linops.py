@@ -136,7 +136,7 @@ class Composition(LinearOperator):
 
     def __init__(self, *operators: LinearOperator):
         self.operators = _check_parts("Composition", operators)
-        for i, (outer, inner) in enumerate(zip(operators, operators[1:])):
+        for i, (outer, inner) in enumerate(zip(operators, operators[1:], strict=False)):
             if tuple(outer.in_shape) != tuple(inner.out_shape):
                 raise ValueError(f"Composition: operator {i} takes signals of shape "
                                  f"{outer.in_shape} but operator {i + 1} returns {inner.out_shape}")
@@ -163,7 +163,7 @@ class Composition(LinearOperator):
         for op in reversed(self.operators[1:]):
             inputs.append(op.apply(inputs[-1]))
         grads = []
-        for op, b_i in zip(self.operators, reversed(inputs)):
+        for op, b_i in zip(self.operators, reversed(inputs), strict=True):
             grads.append(op.param_vjp(a, b_i))
             if len(grads) < len(self.operators):
                 a = op.adjoint(a)
@@ -201,14 +201,14 @@ class Stack(LinearOperator):
 
     def _parts(self, y: Array):
         xp, start = xp_of(y), 0
-        for op, size in zip(self.operators, self.sizes):
+        for op, size in zip(self.operators, self.sizes, strict=True):
             yield op, xp.reshape(y[:, start:start + size], (y.shape[0], *op.out_shape))
             start += size
 
     def apply(self, x: Array) -> Array:
         xp = xp_of(x)
         return xp.concat([xp.reshape(op.apply(x), (x.shape[0], size))
-                          for op, size in zip(self.operators, self.sizes)], axis=1)
+                          for op, size in zip(self.operators, self.sizes, strict=True)], axis=1)
 
     def adjoint(self, y: Array) -> Array:
         total = None
@@ -235,4 +235,4 @@ def _with_each(operators, params) -> list:
         raise ValueError(f"params must be a tuple with one entry per operator ({len(operators)}), "
                          f"got {type(params).__name__} of length "
                          f"{len(params) if isinstance(params, tuple) else 'n/a'}")
-    return [op.with_params(p) for op, p in zip(operators, params)]
+    return [op.with_params(p) for op, p in zip(operators, params, strict=True)]
