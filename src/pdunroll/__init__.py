@@ -5,8 +5,21 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
-from .functions import Function, L1Norm, L2Ball, LinfBall, SquaredL2, Zero
+from .convolution import Conv1dFilterBank, Conv2dFilterBank
+from .functions import (
+    Function,
+    L1Norm,
+    L2Ball,
+    L21Norm,
+    LinearTerm,
+    LinfBall,
+    NonNegative,
+    Simplex,
+    SquaredL2,
+    Zero,
+)
 from .gradients import MODES, GradientResult, gradient
+from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
@@ -41,26 +54,37 @@ def __getattr__(name):
 def __dir__():
     return sorted(set(globals()) | set(_LAZY_NAMES))
 
+
 __all__ = [
     "MODES",
     "SGD",
     "Adam",
     "AnalysisModel",
+    "Composition",
+    "Conv1dFilterBank",
+    "Conv2dFilterBank",
     "CPResult",
     "DenseOperator",
+    "Diagonal",
     "Function",
+    "Gradient2d",
     "GradientResult",
     "History",
     "L1Norm",
+    "L21Norm",
     "L2Ball",
     "LearningRate",
     "LinearOperator",
+    "LinearTerm",
     "LinfBall",
+    "NonNegative",
     "NormEstimate",
     "OperatorLearner",
     "Optimizer",
+    "Simplex",
     "SpeechFrames",
     "SquaredL2",
+    "Stack",
     "StepSizes",
     "TrainResult",
     "TrainState",
