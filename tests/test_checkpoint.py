@@ -78,3 +78,15 @@ def test_failed_write_keeps_the_old_file(numpy_backend, tmp_path, monkeypatch):
         pu.save_operator(path, model.with_params(np.zeros((6, 5))), iterations=1, omega=1.0)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["op.npz"]
+
+
+def test_filter_bank_round_trip(backend, tmp_path):
+    filters = backend.asarray(pu.dct_filters(3), "float64")
+    model = pu.AnalysisModel(pu.Conv2dFilterBank(filters, (6, 7), "zero"), f=pu.L1Norm(),
+                             g=pu.L2Ball(0.5))
+    pu.save_operator(tmp_path / "bank.npz", model, iterations=3, omega=1.0)
+    loaded, _ = pu.load_operator(tmp_path / "bank.npz", xp=backend.xp, device=backend.device)
+    op = loaded.operator
+    assert isinstance(op, pu.Conv2dFilterBank)
+    assert (op.in_shape, op.boundary) == ((6, 7), "zero")
+    np.testing.assert_array_equal(backend.to_numpy(op.filters), backend.to_numpy(filters))

@@ -18,12 +18,12 @@ def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
     text = capsys.readouterr().out
-    for row in ("quantized input", "DCT operator", "learned operator"):
+    for row in ("quantized input", "DCT start", "learned operator"):
         assert row in text
     assert {p.name for p in out.iterdir()} >= {"operator.npz", "checkpoint.npz", "curves.png",
                                                "results.json"}
     results = json.loads((out / "results.json").read_text())
-    assert [r["method"] for r in results["test"]] == ["quantized input", "DCT operator",
+    assert [r["method"] for r in results["test"]] == ["quantized input", "DCT start",
                                                       "learned operator"]
     model, settings = pu.load_operator(out / "operator.npz")
     assert model.operator.matrix.shape == (32, 32)
@@ -80,3 +80,22 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
     assert state.step == 3
     monkeypatch.setattr(pu, "train", real)
     assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0
+
+
+def test_train_denoise_then_evaluate(tmp_path, capsys):
+    pytest.importorskip("skimage", reason="scikit-image is not installed")
+    out = tmp_path / "dn"
+    argv = ["train", "denoise", "--out", str(out), "--images", "camera", "--test-images", "page",
+            "--patch", "12", "--kernel", "3", "--max-patches", "24", "--iterations", "3",
+            "--epochs", "1", "--quiet"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "8 filters 3×3" in text and "PSNR [dB]" in text and "noisy input" in text
+    model, settings = pu.load_operator(out / "operator.npz")
+    assert isinstance(model.operator, pu.Conv2dFilterBank)
+    assert model.operator.filters.shape == (8, 3, 3) and model.operator.in_shape == (12, 12)
+    assert isinstance(model.g, pu.L2Ball) and model.g.radius == pytest.approx(1.2)
+    results = json.loads((out / "results.json").read_text())
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    learned = [ln for ln in capsys.readouterr().out.splitlines() if "learned operator" in ln][0]
+    assert float(learned.split()[2]) == pytest.approx(results["test"][2]["mse"], rel=1e-4)

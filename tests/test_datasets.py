@@ -144,3 +144,20 @@ def test_images_noise_and_patches():
     assert ds.extract_patches(imgs[0], 256, stride=128).shape == (9, 256, 256)
     with pytest.raises(ValueError, match="exceeds"):
         ds.extract_patches(imgs[0][:10, :10], 20)
+
+
+def test_image_patches_and_dct_filters():
+    pytest.importorskip("skimage", reason="scikit-image is not installed")
+    noisy, clean = ds.image_patches(ds.load_images("camera"), size=64, sigma=0.05,
+                                    max_patches=10, seed=2)
+    assert noisy.shape == clean.shape == (10, 64, 64)
+    assert np.std(noisy - clean) == pytest.approx(0.05, rel=0.05)
+    from pdunroll import dct_filters, dct_matrix
+
+    h = dct_filters(4)
+    c = dct_matrix(4)
+    assert h.shape == (15, 4, 4)
+    np.testing.assert_allclose(h[0], np.outer(c[0], c[1]), atol=1e-15)  # (a, b) = (0, 1)
+    # orthonormal, and orthogonal to the constant filter
+    np.testing.assert_allclose(h.reshape(15, 16) @ h.reshape(15, 16).T, np.eye(15), atol=1e-12)
+    np.testing.assert_allclose(h.sum(axis=(1, 2)), 0, atol=1e-12)

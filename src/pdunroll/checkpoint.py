@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import functions, operators
+from . import convolution, functions, operators
 from ._array import Array, xp_of
 from ._array import array_device as _device
 from .model import AnalysisModel
@@ -107,23 +107,36 @@ def _take(arrays: dict, prefix: str, like, xp, device):
 
 # ---------------------------------------------------------------- model settings
 
-_OPERATORS = {"DenseOperator": lambda params, s: operators.DenseOperator(params)}
-_FUNCTIONS = ("L1Norm", "LinfBall", "L2Ball", "SquaredL2", "Zero")
+# operator type: (its settings besides the parameters, constructor from parameters + settings)
+_OPERATORS = {
+    "DenseOperator": (lambda op: {}, lambda p, s: operators.DenseOperator(p)),
+    "Conv2dFilterBank": (
+        lambda op: {"image_shape": list(op.in_shape), "boundary": op.boundary},
+        lambda p, s: convolution.Conv2dFilterBank(p, tuple(s["image_shape"]), s["boundary"])),
+    "Conv1dFilterBank": (
+        lambda op: {"length": op.in_shape[0], "boundary": op.boundary},
+        lambda p, s: convolution.Conv1dFilterBank(p, s["length"], s["boundary"])),
+}
+# functions whose settings are plain numbers (learnable function parameters are not saved)
+_FUNCTIONS = ("L1Norm", "LinfBall", "L2Ball", "SquaredL2", "Zero", "L21Norm", "Simplex",
+              "NonNegative")
 
 
 def _function_settings(f: functions.Function) -> dict:
     name = type(f).__name__
     if name not in _FUNCTIONS:
         raise TypeError(f"cannot save function {name}: only {_FUNCTIONS} are supported")
-    return {"type": name, **{k: float(v) for k, v in vars(f).items()}}
+    return {"type": name, **vars(f)}
 
 
 def model_settings(model: AnalysisModel) -> dict:
     """JSON-ready description of ``model`` (without the operator's parameters)."""
-    op_name = type(model.operator).__name__
+    op = model.operator
+    op_name = type(op).__name__
     if op_name not in _OPERATORS:
         raise TypeError(f"cannot save operator {op_name}: supported are {sorted(_OPERATORS)}")
-    return {"operator": {"type": op_name, "n_params": len(leaves(model.operator.params))},
+    return {"operator": {"type": op_name, "n_params": len(leaves(op.params)),
+                         **_OPERATORS[op_name][0](op)},
             "f": _function_settings(model.f), "g": _function_settings(model.g)}
 
 
@@ -138,7 +151,7 @@ def model_from_settings(settings: dict, params) -> AnalysisModel:
             raise ValueError(f"unknown function type {s['type']!r}")
         return getattr(functions, s["type"])(**{k: v for k, v in s.items() if k != "type"})
 
-    return AnalysisModel(_OPERATORS[op["type"]](params, op), function(settings["f"]),
+    return AnalysisModel(_OPERATORS[op["type"]][1](params, op), function(settings["f"]),
                          function(settings["g"]))
 
 

@@ -1,29 +1,38 @@
-"""Command line: ``pdunroll train speech``, ``pdunroll evaluate``.
+"""Command line: ``pdunroll train speech``, ``pdunroll train denoise``, ``pdunroll evaluate``.
 
 ``pdunroll train speech`` learns an analysis operator for speech dequantization (F = ‖·‖₁,
 G = indicator of {‖x − x̃‖_∞ ≤ η}, K initialised as the DCT) on the built-in synthetic speech or
-on a folder of mono wav files (``--data``), prints a table of test MSE and SNR for the quantized
-input, the DCT operator and the learned operator, and writes to ``--out``: ``operator.npz``
-(load it with :func:`pdunroll.load_operator`), ``checkpoint.npz`` (``--resume`` continues from
-it), ``curves.png`` and ``results.json``. Ctrl-C saves the checkpoint before exiting.
+on a folder of mono wav files (``--data``). ``pdunroll train denoise`` learns a bank of 2-D
+filters for image denoising (F = ‖·‖₁ of the filter responses, G = indicator of
+{‖x − x̃‖₂ ≤ σ √#pixels}, filters initialised as 2-D DCT filters) on patches of
+scikit-image's bundled images. Both print a table of test MSE and SNR (PSNR for images) for the
+degraded input, the DCT start and the learned operator, and write to ``--out``:
+``operator.npz`` (load it with :func:`pdunroll.load_operator`), ``checkpoint.npz`` (``--resume``
+continues from it), ``curves.png`` and ``results.json``. Ctrl-C saves the checkpoint first.
 
-``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on the test set.
+``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on its test set.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 __all__ = ["main"]
 
-SPLIT = (0.7, 0.15, 0.15)  # train / validation / test, by file
+SPLIT = (0.7, 0.15, 0.15)  # speech: train / validation / test, by file
+TRAIN_IMAGES = ("camera", "coins", "moon", "astronaut", "brick", "grass")
+TEST_IMAGES = ("page", "clock")
 
 
-def _speech_args(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
+# ---------------------------------------------------------------- arguments
+
+
+def _speech_data_args(p, *, defaults: bool = True) -> None:
     d = (lambda v: v) if defaults else (lambda v: None)
     p.add_argument("--data", type=Path, default=None,
                    help="folder of mono wav files, or with train/ and dev/ subfolders (dev/ is "
@@ -39,43 +48,64 @@ def _speech_args(p: argparse.ArgumentParser, *, defaults: bool = True) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of data, split and shuffling")
 
 
+def _image_data_args(p) -> None:
+    p.add_argument("--images", nargs="+", default=list(TRAIN_IMAGES),
+                   help=f"training images (default {' '.join(TRAIN_IMAGES)})")
+    p.add_argument("--test-images", nargs="+", default=list(TEST_IMAGES),
+                   help=f"test images (default {' '.join(TEST_IMAGES)})")
+    p.add_argument("--sigma", type=float, default=0.1, help="noise level (default 0.1)")
+    p.add_argument("--patch", type=int, default=32, help="patch size (default 32)")
+    p.add_argument("--max-patches", type=int, default=470,
+                   help="training + validation patches (default 470)")
+    p.add_argument("--seed", type=int, default=0, help="seed of noise, split and shuffling")
+
+
+def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None:
+    p.add_argument("--out", type=Path, default=Path("runs") / out,
+                   help=f"output folder (default runs/{out})")
+    p.add_argument("--iterations", "-L", type=int, default=10,
+                   help="unrolled Chambolle-Pock steps L (default 10)")
+    p.add_argument("--omega", type=float, default=10.0, help="σ/τ balance ω (default 10)")
+    p.add_argument("--mode", choices=("full", "truncated", "asymptotic"), default="full")
+    p.add_argument("--b", type=int, default=None,
+                   help="backward steps of the truncated / asymptotic modes")
+    p.add_argument("--weights", choices=("harmonic", "uniform"), default=None,
+                   help="ergodic unrolling weights (default: last iterate)")
+    p.add_argument("--relax-primal", action="store_true",
+                   help="treat the primal prox as identity in the backward pass")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--lr", type=float, default=lr, help=f"initial learning rate (default {lr})")
+    p.add_argument("--schedule", choices=("constant", "linear", "polynomial", "inverse"),
+                   default="linear", help="learning-rate schedule (default: linear decay to "
+                                          "lr/1000)")
+    p.add_argument("--epochs", type=int, default=epochs, help=f"default {epochs}")
+    p.add_argument("--batch-size", type=int, default=batch_size, help=f"default {batch_size}")
+    p.add_argument("--patience", type=int, default=None,
+                   help="early stopping after this many epochs without improvement")
+    p.add_argument("--resume", action="store_true",
+                   help="continue from OUT/checkpoint.npz (same settings)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pdunroll", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="learn an operator")
     tasks = train.add_subparsers(dest="task", required=True)
     speech = tasks.add_parser("speech", help="speech dequantization (seeds 001, 002)")
-    _speech_args(speech)
-    speech.add_argument("--out", type=Path, default=Path("runs/speech"),
-                        help="output folder (default runs/speech)")
-    speech.add_argument("--iterations", "-L", type=int, default=10,
-                        help="unrolled Chambolle-Pock steps L (default 10)")
-    speech.add_argument("--omega", type=float, default=10.0, help="σ/τ balance ω (default 10)")
-    speech.add_argument("--mode", choices=("full", "truncated", "asymptotic"), default="full")
-    speech.add_argument("--b", type=int, default=None,
-                        help="backward steps for truncated/asymptotic modes")
-    speech.add_argument("--weights", choices=("harmonic", "uniform"), default=None,
-                        help="ergodic unrolling weights (default: last iterate)")
-    speech.add_argument("--relax-primal", action="store_true",
-                        help="treat the ℓ∞ clip as identity in the backward pass")
-    speech.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    speech.add_argument("--lr", type=float, default=1e-3, help="initial learning rate")
-    speech.add_argument("--schedule", choices=("constant", "linear", "polynomial", "inverse"),
-                        default="linear", help="learning-rate schedule (default linear decay "
-                                               "to lr/1000)")
-    speech.add_argument("--epochs", type=int, default=8)
-    speech.add_argument("--batch-size", type=int, default=32)
-    speech.add_argument("--patience", type=int, default=None,
-                        help="early stopping after this many epochs without improvement")
-    speech.add_argument("--resume", action="store_true",
-                        help="continue from OUT/checkpoint.npz (same settings)")
-    speech.add_argument("--quiet", action="store_true", help="no progress bar")
-    ev = commands.add_parser("evaluate", help="apply a saved operator to the test set")
+    _speech_data_args(speech)
+    _train_args(speech, out="speech", lr=1e-3, epochs=8, batch_size=32)
+    denoise = tasks.add_parser("denoise", help="image denoising with a filter bank (seed 003)")
+    _image_data_args(denoise)
+    denoise.add_argument("--kernel", type=int, default=5,
+                         help="filter size k: k²−1 DCT filters of k×k to start (default 5)")
+    _train_args(denoise, out="denoise", lr=3e-2, epochs=3, batch_size=8)
+    ev = commands.add_parser("evaluate", help="apply a saved operator to its test set")
     ev.add_argument("operator", type=Path, help="operator .npz written by pdunroll train")
-    _speech_args(ev, defaults=False)
+    _speech_data_args(ev, defaults=False)
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
-    for sub in (speech, ev):
+    for sub in (speech, denoise, ev):
         sub.add_argument("--threads", type=int, default=1,
                          help="BLAS threads (default 1: the minibatch products are small, and "
                               "one thread per process is fastest on a few shared cores); an "
@@ -89,8 +119,11 @@ def _limit_threads(n: int) -> None:
         os.environ.setdefault(var, str(n))
 
 
+# ---------------------------------------------------------------- data and models
+
+
 def _speech_sets(args):
-    """Training, validation and test frames (split by file)."""
+    """Training, validation and test frames (split by file) and a description."""
     from . import datasets as ds
 
     if args.data is None:
@@ -108,7 +141,21 @@ def _speech_sets(args):
     frames = [ds.speech_frames(s, n=args.n, bitrate=args.bitrate, seed=args.seed,
                                max_frames=args.max_frames if i == 0 else None)
               for i, s in enumerate(sets)]
-    return frames, source
+    return [(f.x_tilde, f.x_true) for f in frames], frames[0].eta, source
+
+
+def _image_sets(meta: dict):
+    """Training and validation patches of the training images, test patches of the test
+    images: (noisy, clean) pairs."""
+    from . import datasets as ds
+
+    size, sigma, seed = meta["patch"], meta["sigma"], meta["seed"]
+    noisy, clean = ds.image_patches(ds.load_images(meta["images"]), size=size, sigma=sigma,
+                                    max_patches=meta["max_patches"], seed=seed)
+    n_val = max(1, round(0.15 * len(clean)))
+    test = ds.image_patches(ds.load_images(meta["test_images"]), size=size, sigma=sigma,
+                            max_patches=200, seed=seed + 7)
+    return [(noisy[n_val:], clean[n_val:]), (noisy[:n_val], clean[:n_val]), test]
 
 
 def _speech_model(n: int, eta: float, matrix=None):
@@ -118,39 +165,69 @@ def _speech_model(n: int, eta: float, matrix=None):
     return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(eta))
 
 
-def _table(test, rows, iterations, omega, weights) -> list[dict]:
+def _denoise_model(meta: dict, filters=None):
+    from . import AnalysisModel, Conv2dFilterBank, L1Norm, L2Ball, dct_filters
+
+    h = dct_filters(meta["kernel"]) if filters is None else filters
+    size = meta["patch"]
+    return AnalysisModel(Conv2dFilterBank(h, (size, size), "periodic"), f=L1Norm(),
+                         g=L2Ball(meta["sigma"] * size))
+
+
+def _table(test, rows, iterations, omega, weights, *, images: bool) -> list[dict]:
+    """MSE and SNR (PSNR for images in [0, 1]) of the degraded input and each model."""
     from . import mse, reconstruct, snr
 
-    out = [{"method": "quantized input", "mse": mse(test.x_tilde, test.x_true),
-            "snr_db": snr(test.x_tilde, test.x_true)}]
+    x_tilde, x_true = test
+
+    def quality(x_hat):
+        err = mse(x_hat, x_true)
+        return err, (10 * math.log10(1 / err) if images else snr(x_hat, x_true))
+
+    first = "noisy input" if images else "quantized input"
+    out = [dict(zip(("method", "mse", "snr_db"), (first, *quality(x_tilde)), strict=True))]
     for name, model in rows:
-        x_hat = reconstruct(model, test.x_tilde, iterations=iterations, omega=omega,
-                            weights=weights)
-        out.append({"method": name, "mse": mse(x_hat, test.x_true),
-                    "snr_db": snr(x_hat, test.x_true)})
+        x_hat = reconstruct(model, x_tilde, iterations=iterations, omega=omega, weights=weights)
+        out.append(dict(zip(("method", "mse", "snr_db"), (name, *quality(x_hat)),
+                            strict=True)))
     return out
 
 
-def _print_table(rows, title) -> None:
+def _print_table(rows, title, *, images: bool) -> None:
     print(title)
-    print(f"  {'method':<20} {'test MSE':>12} {'SNR [dB]':>10}")
+    print(f"  {'method':<20} {'test MSE':>12} {'PSNR [dB]' if images else 'SNR [dB]':>10}")
     for r in rows:
         print(f"  {r['method']:<20} {r['mse']:>12.4e} {r['snr_db']:>10.2f}")
 
 
-def _train_speech(args) -> int:
+# ---------------------------------------------------------------- commands
+
+
+def _train(args) -> int:
     from . import LearningRate, save_operator, train
     from .plotting import plot_learning_curves
 
-    (tr, va, te), source = _speech_sets(args)
-    print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {tr.eta:g}): "
-          f"{len(tr)} training, {len(va)} validation, {len(te)} test")
-    start = _speech_model(args.n, tr.eta)
+    images = args.task == "denoise"
+    if images:
+        meta = {"task": "denoise", **{k: getattr(args, k) for k in (
+            "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
+        (tr, va, te) = _image_sets(meta)
+        start = _denoise_model(meta)
+        print(f"data: patches {args.patch}×{args.patch} of {', '.join(args.images)} with noise "
+              f"σ = {args.sigma:g}: {len(tr[0])} training, {len(va[0])} validation; test "
+              f"{len(te[0])} patches of {', '.join(args.test_images)}; "
+              f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
+    else:
+        (tr, va, te), eta, source = _speech_sets(args)
+        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source}
+        start = _speech_model(args.n, eta)
+        print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
+              f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
     checkpoint = args.out / "checkpoint.npz"
     try:
-        res = train(start, tr.x_tilde, tr.x_true, validation=(va.x_tilde, va.x_true),
-                    iterations=args.iterations, mode=args.mode, b=args.b, weights=args.weights,
-                    relax_primal=args.relax_primal, omega=args.omega, optimizer=args.optimizer,
+        res = train(start, *tr, validation=va, iterations=args.iterations, mode=args.mode,
+                    b=args.b, weights=args.weights, relax_primal=args.relax_primal,
+                    omega=args.omega, optimizer=args.optimizer,
                     lr=LearningRate(args.lr, args.schedule), epochs=args.epochs,
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
                     checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
@@ -158,17 +235,17 @@ def _train_speech(args) -> int:
         print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
               "command and --resume", file=sys.stderr)
         return 130
-    meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source,
-            "best_epoch": res.best_epoch, "best_val_loss": res.best_val_loss}
+    meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss)
     op_path = save_operator(args.out / "operator.npz", res.model, iterations=args.iterations,
                             omega=args.omega, weights=args.weights, metadata=meta)
     png = plot_learning_curves(res.history, args.out / "curves.png",
-                               title=f"speech, n={args.n}, L={args.iterations}, {args.mode}")
-    rows = _table(te, [("DCT operator", start), ("learned operator", res.model)],
-                  args.iterations, args.omega, args.weights)
+                               title=f"{args.task}, L={args.iterations}, {args.mode}")
+    rows = _table(te, [("DCT start", start), ("learned operator", res.model)],
+                  args.iterations, args.omega, args.weights, images=images)
     (args.out / "results.json").write_text(json.dumps({"test": rows, **meta}, indent=2))
-    _print_table(rows, f"test set ({len(te)} frames), L = {args.iterations}, best epoch "
-                       f"{res.best_epoch} of {res.epochs}:")
+    _print_table(rows, f"test set ({len(te[0])} {'patches' if images else 'frames'}), "
+                       f"L = {args.iterations}, best epoch {res.best_epoch} of {res.epochs}:",
+                 images=images)
     print(f"saved {op_path}, {png}, {args.out / 'results.json'}")
     return 0
 
@@ -177,23 +254,26 @@ def _evaluate(args) -> int:
     from . import load_operator
 
     model, settings = load_operator(args.operator)
-    meta = settings["metadata"]
-    if meta.get("task") != "speech":
-        raise SystemExit(f"{args.operator}: evaluate supports speech operators, this one is "
-                         f"{meta.get('task')!r}")
-    args.n = meta["n"] if args.n is None else args.n
-    args.bitrate = meta["bitrate"] if args.bitrate is None else args.bitrate
-    if args.n != model.operator.in_shape[0]:
-        raise SystemExit(f"--n {args.n} does not match the operator's {model.operator.in_shape[0]}"
-                         " samples per frame")
-    (_, _, te), source = _speech_sets(args)
-    solver = settings["solver"]
+    meta, solver = settings["metadata"], settings["solver"]
     iterations = args.iterations or solver["iterations"]
-    learned = _speech_model(args.n, te.eta, model.operator.params)  # η of this bitrate
-    rows = _table(te, [("DCT operator", _speech_model(args.n, te.eta)),
-                       ("learned operator", learned)],
-                  iterations, solver["omega"], solver["weights"])
-    _print_table(rows, f"{source}: test set ({len(te)} frames), L = {iterations}:")
+    if meta.get("task") == "denoise":
+        te = _image_sets(meta)[2]
+        rows = [("DCT start", _denoise_model(meta)), ("learned operator", model)]
+        title, images = f"test patches of {', '.join(meta['test_images'])}", True
+    elif meta.get("task") == "speech":
+        args.n = meta["n"] if args.n is None else args.n
+        args.bitrate = meta["bitrate"] if args.bitrate is None else args.bitrate
+        if args.n != model.operator.in_shape[0]:
+            raise ValueError(f"--n {args.n} does not match the operator's "
+                             f"{model.operator.in_shape[0]} samples per frame")
+        (_, _, te), eta, title = _speech_sets(args)
+        rows = [("DCT start", _speech_model(args.n, eta)),
+                ("learned operator", _speech_model(args.n, eta, model.operator.params))]
+        images = False
+    else:
+        raise ValueError(f"{args.operator} was not written by pdunroll train (no task)")
+    table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images)
+    _print_table(table, f"{title}: {len(te[0])} test signals, L = {iterations}:", images=images)
     return 0
 
 
@@ -201,9 +281,7 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _limit_threads(args.threads)
     try:
-        if args.command == "train":
-            return _train_speech(args)
-        return _evaluate(args)
+        return _train(args) if args.command == "train" else _evaluate(args)
     except (ValueError, FileNotFoundError, NotADirectoryError) as err:
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2

@@ -22,7 +22,7 @@ import numpy as np
 from ._array import Array, check_count, check_finite, namespace
 
 __all__ = ["IMAGE_NAMES", "SpeechFrames", "add_noise", "extract_patches", "frame_signals",
-           "load_images", "quantization_radius", "quantize", "read_wav_folder",
+           "image_patches", "load_images", "quantization_radius", "quantize", "read_wav_folder",
            "speech_frames", "split_signals", "synthetic_speech"]
 
 MAX_BITRATE = 24
@@ -271,3 +271,14 @@ def extract_patches(image: np.ndarray, size: int, stride: int | None = None) -> 
     return np.stack([image[i:i + size, j:j + size]
                      for i in range(0, h - size + 1, stride)
                      for j in range(0, w - size + 1, stride)])
+
+
+def image_patches(images, *, size: int, sigma: float, max_patches: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy and clean non-overlapping patches (N, size, size) of ``images``: a seeded random
+    subset of at most ``max_patches``, white Gaussian noise of standard deviation ``sigma``."""
+    clean = np.concatenate([extract_patches(img, size) for img in images])
+    rng = np.random.default_rng(seed)
+    if max_patches is not None and len(clean) > check_count("max_patches", max_patches):
+        clean = clean[np.sort(rng.choice(len(clean), max_patches, replace=False))]
+    return add_noise([clean], sigma, seed=seed + 1)[0], clean
