@@ -189,3 +189,18 @@ def test_learner_fit_predict_score(numpy_backend):
     assert learner.history_ is learner.result_.history
     with pytest.raises(ValueError, match="eta"):
         pu.OperatorLearner()
+
+
+def test_resume_on_another_backend_continues(numpy_backend, torch_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    full = pu.train(model, xt, x, **OPTIONS)
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, checkpoint=ck, callback=_stop_at(4), **OPTIONS)
+    t_model, (t_xt, t_x), _ = _setup(torch_backend)
+    resumed = pu.train(t_model, t_xt, t_x, checkpoint=ck, resume=True, **OPTIONS)
+    np.testing.assert_allclose(torch_backend.to_numpy(resumed.final_model.operator.matrix),
+                               full.final_model.operator.matrix, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="dtype: checkpoint 'float64', now 'float32'"):
+        m32, (a, b), _ = _setup(numpy_backend, "float32")
+        pu.train(m32, a, b, checkpoint=ck, resume=True, **OPTIONS)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._array import Array
+from ._array import Array, array_device, xp_of
 from .functions import L1Norm, LinfBall
 from .metrics import mse
 from .model import AnalysisModel
@@ -34,10 +34,7 @@ class OperatorLearner:
     def _start(self, x: Array) -> AnalysisModel:
         if self.model is not None:
             return self.model
-        from array_api_compat import array_namespace, device
-
-        xp = array_namespace(x)
-        K = dct_matrix(x.shape[1], xp=xp, dtype=x.dtype, device=device(x))
+        K = dct_matrix(x.shape[1], xp=xp_of(x), dtype=x.dtype, device=array_device(x))
         return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(self.eta))
 
     def fit(self, x_tilde: Array, x_true: Array, *, validation=None,
