@@ -88,7 +88,9 @@ def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pdunroll", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="pdunroll", description="Learn analysis operators by bilevel optimization through "
+                                     "an unrolled Chambolle-Pock algorithm.")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="learn an operator")
     tasks = train.add_subparsers(dest="task", required=True)
@@ -282,7 +284,7 @@ def main(argv=None) -> int:
     _limit_threads(args.threads)
     try:
         return _train(args) if args.command == "train" else _evaluate(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError) as err:
+    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as err:
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
 
