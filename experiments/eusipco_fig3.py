@@ -24,7 +24,7 @@ PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], 
              max_train=None, max_test=None)
 # quick: frames of n = 128 (5× cheaper products than 320) and lr 1e-3, so that a few hundred
 # steps move K visibly (the paper's 1e-5 barely does in a short run, DESIGN §9)
-QUICK = dict(PAPER, n=128, L=[10, 20, 40], lr=1e-3, final_lr=1e-6, epochs=2, max_train=8000,
+QUICK = dict(PAPER, n=128, L=[10, 20, 40, 100], lr=1e-3, final_lr=1e-6, epochs=2, max_train=8000,
              max_test=1000, l_inf=1000)
 VARIANTS = {
     "full": dict(mode="full"),
