@@ -169,8 +169,8 @@ def train(
     config = _config(iterations=iterations, mode=mode, b=b, weights=weights,
                      relax_primal=relax_primal, omega=omega, lr=schedule.settings(),
                      epochs=epochs, batch_size=batch_size, patience=patience, seed=int(seed),
-                     norm_iterations=norm_iterations, dtype=str(model.operator.dtype).split(".")[-1],
-                     n_train=n_train,
+                     norm_iterations=norm_iterations,
+                     dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
                      n_val=None if validation is None else validation[0].shape[0])
     grad_kw = dict(iterations=iterations, mode=mode, b=b, weights=weights,
                    relax_primal=relax_primal, omega=omega)
