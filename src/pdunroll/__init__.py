@@ -5,7 +5,8 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
-from .functions import Function, L1Norm, L2Ball, LinfBall, SquaredL2, Zero
+from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
+from .functions import Function, L1Norm, L2Ball, LinfBall, NonNegative, SquaredL2, Zero
 from .gradients import MODES, GradientResult, gradient
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
@@ -16,14 +17,19 @@ __version__ = "0.1.0"
 __all__ = [
     "MODES",
     "AnalysisModel",
+    "BoxBregmanL1Norm",
+    "BoxBregmanLinfBall",
     "CPResult",
     "DenseOperator",
+    "EntropicOrthant",
+    "EntropicSimplex",
     "Function",
     "GradientResult",
     "L1Norm",
     "L2Ball",
     "LinearOperator",
     "LinfBall",
+    "NonNegative",
     "NormEstimate",
     "SquaredL2",
     "StepSizes",

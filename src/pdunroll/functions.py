@@ -9,7 +9,18 @@ A :class:`Function` f gives
 * ``prox_save(z, t)`` → (prox, saved) and ``prox_vjp(saved, v, t)`` = J_prox(z)ᵀ v, and the same
   for the conjugate (``conj_prox_save``, ``conj_prox_vjp``). ``saved`` is what the reverse pass
   keeps per step: a boolean mask for clips and soft thresholds (elementwise Jacobians, the fast
-  case), the point and its norm for the ℓ2 ball (a Jacobian that is not diagonal).
+  case), the point and its norm for the ℓ2 ball (a Jacobian that is not diagonal);
+* the whole proximal step of an algorithm, which the solvers call:
+  ``prox_step(prev, grad, t)`` = argmin_u t f(u) + t⟨grad, u⟩ + D(u, prev) (a descent step) and
+  ``conj_prox_step(prev, ascent, s)`` = argmin_y s f*(y) − s⟨ascent, y⟩ + D(y, prev) (an ascent
+  step of the dual), with ``*_save`` variants and ``prox_step_vjp(saved, v, t)`` →
+  (∂u/∂prevᵀ v, ∂u/∂zᵀ v). For the Euclidean distance D(u, p) = ½‖u − p‖² these are
+  prox_{tf}(z) with z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), and both
+  cotangents are J_prox(z)ᵀ v: one array, returned twice. A Bregman distance (module
+  :mod:`pdunroll.bregman`) makes u depend on prev also outside z; its second cotangent is
+  ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there.
+* ``start(zeros)`` / ``conj_start(zeros)``: the first iterate given zeros of its shape (zeros,
+  unless the step needs an interior point, e.g. the entropy's positive one).
 
 All maps act on batches: axis 0 is the batch, the other axes belong to one signal. Balls are one
 ball per signal.
@@ -23,7 +34,7 @@ from ._array import Array, check_positive
 from ._array import array_device as _device
 from ._array import xp_of as _xp
 
-__all__ = ["Function", "L1Norm", "L2Ball", "LinfBall", "SquaredL2", "Zero"]
+__all__ = ["Function", "L1Norm", "L2Ball", "LinfBall", "NonNegative", "SquaredL2", "Zero"]
 
 
 def _signal_axes(x: Array) -> tuple[int, ...]:
@@ -47,6 +58,33 @@ class Function:
 
     def prox_vjp(self, saved, v: Array, t: float) -> Array:
         raise NotImplementedError
+
+    def start(self, zeros: Array) -> Array:
+        return zeros
+
+    def conj_start(self, zeros: Array) -> Array:
+        return zeros
+
+    # the Euclidean proximal steps; Bregman functions override these six methods
+    def prox_step(self, prev: Array, grad: Array, t: float) -> Array:
+        return self.prox(prev - t * grad, t)
+
+    def prox_step_save(self, prev: Array, grad: Array, t: float):
+        return self.prox_save(prev - t * grad, t)
+
+    def prox_step_vjp(self, saved, v: Array, t: float) -> tuple[Array, Array]:
+        w = self.prox_vjp(saved, v, t)
+        return w, w
+
+    def conj_prox_step(self, prev: Array, ascent: Array, s: float) -> Array:
+        return self.conj_prox(prev + s * ascent, s)
+
+    def conj_prox_step_save(self, prev: Array, ascent: Array, s: float):
+        return self.conj_prox_save(prev + s * ascent, s)
+
+    def conj_prox_step_vjp(self, saved, v: Array, s: float) -> tuple[Array, Array]:
+        w = self.conj_prox_vjp(saved, v, s)
+        return w, w
 
     # conjugate through the Moreau identity; subclasses override where a direct formula is faster
     def conj_prox(self, z: Array, s: float) -> Array:
@@ -224,3 +262,38 @@ class SquaredL2(Function):
 
     def __repr__(self):
         return f"SquaredL2(weight={self.weight})"
+
+
+class NonNegative(Function):
+    """f(x) = ⟨c, x⟩ + indicator of {x ≥ 0}, c = ``cost`` (an array that broadcasts against the
+    batch; 0 if omitted). prox: max(z − t c, 0), Jacobian the 0/1 mask of z − t c ≥ 0;
+    f* = indicator of {y ≤ c}."""
+
+    def __init__(self, cost: Array | None = None):
+        self.cost = cost
+
+    def _shift(self, z, t):
+        return z if self.cost is None else z - t * self.cost
+
+    def value(self, x):
+        xp = _xp(x)
+        lin = xp.zeros((x.shape[0],), dtype=x.dtype, device=_device(x)) if self.cost is None \
+            else xp.sum(self.cost * x, axis=_signal_axes(x))
+        return lin + _inf_where(xp, xp.min(x, axis=_signal_axes(x)) < 0, x)
+
+    def conj_value(self, y):
+        xp = _xp(y)
+        excess = y if self.cost is None else y - self.cost
+        return _inf_where(xp, xp.max(excess, axis=_signal_axes(y)) > 0, y)
+
+    def prox_save(self, z, t):
+        xp = _xp(z)
+        w = self._shift(z, t)
+        mask = w >= 0
+        return xp.where(mask, w, xp.zeros_like(w)), mask
+
+    def prox_vjp(self, mask, v, t):
+        return _keep(mask, v)
+
+    def __repr__(self):
+        return "NonNegative()" if self.cost is None else "NonNegative(cost=...)"
