@@ -98,6 +98,11 @@ class Function:
         return v - self.prox_vjp(saved, v, 1 / s)
 
 
+def _slack(x: Array) -> float:
+    """1 + 100 ε of x's dtype: tolerance for feasibility checks of rounded iterates."""
+    return 1 + 100 * float(_xp(x).finfo(x.dtype).eps)
+
+
 def _inf_where(xp, infeasible: Array, like: Array) -> Array:
     zero = xp.zeros(infeasible.shape, dtype=like.dtype, device=_device(like))
     return xp.where(infeasible, xp.asarray(math.inf, dtype=like.dtype, device=_device(like)), zero)
@@ -121,8 +126,7 @@ class L1Norm(Function):
 
     def conj_value(self, y):
         xp = _xp(y)
-        return _inf_where(xp, xp.max(xp.abs(y), axis=_signal_axes(y)) > self.weight * (1 + 1e-9),
-                          y)
+        return _inf_where(xp, xp.max(xp.abs(y), axis=_signal_axes(y)) > self.weight * _slack(y), y)
 
     def prox_save(self, z, t):
         xp = _xp(z)
@@ -154,8 +158,7 @@ class LinfBall(Function):
 
     def value(self, x):
         xp = _xp(x)
-        return _inf_where(xp, xp.max(xp.abs(x), axis=_signal_axes(x)) > self.radius * (1 + 1e-9),
-                          x)
+        return _inf_where(xp, xp.max(xp.abs(x), axis=_signal_axes(x)) > self.radius * _slack(x), x)
 
     def conj_value(self, y):
         xp = _xp(y)
@@ -186,7 +189,7 @@ class L2Ball(Function):
 
     def value(self, x):
         xp = _xp(x)
-        return _inf_where(xp, xp.reshape(self._norms(x), (-1,)) > self.radius * (1 + 1e-9), x)
+        return _inf_where(xp, xp.reshape(self._norms(x), (-1,)) > self.radius * _slack(x), x)
 
     def conj_value(self, y):
         xp = _xp(y)

@@ -198,7 +198,10 @@ def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal):
     e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
     w = -tau * op.apply(d_p) if e_d is None else e_d - tau * op.apply(d_p)
     e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
-    d_dbar = d_d_new if (d_d is None or not theta) else d_d_new + theta * (d_d_new - d_d)
+    if d_d is None:  # δ_D^{k+1} = 0
+        d_dbar = (1 + theta) * d_d_new
+    else:
+        d_dbar = d_d_new + theta * (d_d_new - d_d)
     return e_p, d_p, e_d_new, d_d_new, d_dbar
 
 
