@@ -11,10 +11,20 @@ from .gradients import MODES, GradientResult, gradient
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
+from .splitting import (
+    FB_MODES,
+    FBGradient,
+    FBResult,
+    LeastSquares,
+    SmoothFunction,
+    forward_backward,
+    forward_backward_gradient,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FB_MODES",
     "MODES",
     "AnalysisModel",
     "BoxBregmanL1Norm",
@@ -23,14 +33,18 @@ __all__ = [
     "DenseOperator",
     "EntropicOrthant",
     "EntropicSimplex",
+    "FBGradient",
+    "FBResult",
     "Function",
     "GradientResult",
     "L1Norm",
     "L2Ball",
+    "LeastSquares",
     "LinearOperator",
     "LinfBall",
     "NonNegative",
     "NormEstimate",
+    "SmoothFunction",
     "SquaredL2",
     "StepSizes",
     "Zero",
@@ -38,6 +52,8 @@ __all__ = [
     "dct_matrix",
     "ergodic_weights",
     "estimate_norm",
+    "forward_backward",
+    "forward_backward_gradient",
     "gradient",
     "primal_dual_gap",
     "step_sizes",
