@@ -5,6 +5,7 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
+from . import toy
 from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
 from .functions import Function, L1Norm, L2Ball, LinfBall, NonNegative, SquaredL2, Zero
 from .gradients import MODES, GradientResult, gradient
@@ -57,4 +58,5 @@ __all__ = [
     "gradient",
     "primal_dual_gap",
     "step_sizes",
+    "toy",
 ]
