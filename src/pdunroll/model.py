@@ -22,7 +22,8 @@ class AnalysisModel:
 
     def __post_init__(self):
         if not isinstance(self.operator, LinearOperator):
-            raise TypeError(f"operator must be a LinearOperator, got {type(self.operator).__name__}")
+            raise TypeError("operator must be a LinearOperator, got "
+                            f"{type(self.operator).__name__}")
         for name in ("f", "g"):
             if not isinstance(getattr(self, name), Function):
                 raise TypeError(f"{name} must be a pdunroll Function (e.g. L1Norm()), got "
