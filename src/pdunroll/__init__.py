@@ -7,8 +7,21 @@ imports none of torch, cupy or jax.
 
 from . import toy
 from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
-from .functions import Function, L1Norm, L2Ball, LinfBall, NonNegative, SquaredL2, Zero
+from .convolution import Conv1dFilterBank, Conv2dFilterBank
+from .functions import (
+    Function,
+    L1Norm,
+    L2Ball,
+    L21Norm,
+    LinearTerm,
+    LinfBall,
+    NonNegative,
+    Simplex,
+    SquaredL2,
+    Zero,
+)
 from .gradients import MODES, GradientResult, gradient
+from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
@@ -31,22 +44,31 @@ __all__ = [
     "BoxBregmanL1Norm",
     "BoxBregmanLinfBall",
     "CPResult",
+    "Composition",
+    "Conv1dFilterBank",
+    "Conv2dFilterBank",
     "DenseOperator",
+    "Diagonal",
     "EntropicOrthant",
     "EntropicSimplex",
     "FBGradient",
     "FBResult",
     "Function",
+    "Gradient2d",
     "GradientResult",
     "L1Norm",
+    "L21Norm",
     "L2Ball",
     "LeastSquares",
     "LinearOperator",
+    "LinearTerm",
     "LinfBall",
     "NonNegative",
     "NormEstimate",
+    "Simplex",
     "SmoothFunction",
     "SquaredL2",
+    "Stack",
     "StepSizes",
     "Zero",
     "chambolle_pock",
