@@ -374,7 +374,7 @@ def _fixed_point_problem(backend, dtype="float64"):
     return K, x_tilde, x_true, model
 
 
-def test_asymptotic_mode_at_the_fixed_point(backend, dtype, tol):
+def test_asymptotic_mode_at_the_fixed_point(backend, dtype):
     """At a fixed point the asymptotic gradient (b backward steps at the final iterate) is the
     exact gradient of b CP steps started at that (constant) point: autograd of the torch loop."""
     pytest.importorskip("torch", reason="torch is the oracle")
@@ -440,7 +440,7 @@ def test_same_result_on_every_backend(backend, dtype, tol, kind, mode, b, weight
 # ---------------------------------------------------------------------------------------------
 
 
-def test_bregman_solver_reaches_euclidean_optimum(backend, dtype, tol):
+def test_bregman_solver_reaches_euclidean_optimum(backend, dtype):
     """min_x 0.4‖Kx‖₁ + ½‖x − x̃‖²: the box-Bregman dual step converges to the same x* (and a
     zero primal-dual gap) as the Euclidean clip."""
     rng = np.random.default_rng(0)
