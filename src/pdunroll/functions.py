@@ -322,7 +322,7 @@ class L21Norm(Function):
     def conj_value(self, y):
         xp = _xp(y)
         return _inf_where(xp, xp.max(self._norms(y), axis=_signal_axes(y)) > self.weight
-                          * (1 + 1e-9), y)
+                          * _slack(y), y)
 
     def prox_save(self, z, t):
         xp = _xp(z)
