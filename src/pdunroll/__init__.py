@@ -39,7 +39,6 @@ __version__ = "0.1.0"
 
 __all__ = [
     "FB_MODES",
-    "MODES",
     "AnalysisModel",
     "BoxBregmanL1Norm",
     "BoxBregmanLinfBall",
@@ -63,6 +62,7 @@ __all__ = [
     "LinearOperator",
     "LinearTerm",
     "LinfBall",
+    "MODES",
     "NonNegative",
     "NormEstimate",
     "Simplex",

@@ -329,7 +329,7 @@ class L21Norm(Function):
     def conj_value(self, y):
         xp = _xp(y)
         return _inf_where(xp, xp.max(self._norms(y), axis=_signal_axes(y)) > self.weight
-                          * (1 + 1e-9), y)
+                          * _slack(y), y)
 
     def prox_save(self, z, t):
         xp = _xp(z)
@@ -417,8 +417,8 @@ class Simplex(Function):
 
 
 class NonNegative(Function):
-    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step); f* = indicator of {y ≤ 0}, prox of
-    s f*: min(z, 0)."""
+    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step), derivative 1 on z ≥ 0 (the boundary
+    counts as inside, as for the clips); f* = indicator of {y ≤ 0}, prox of s f*: min(z, 0)."""
 
     def value(self, x):
         xp = _xp(x)
@@ -430,7 +430,7 @@ class NonNegative(Function):
 
     def prox_save(self, z, t):
         xp = _xp(z)
-        mask = z > 0
+        mask = z >= 0
         return xp.where(mask, z, xp.zeros_like(z)), mask
 
     def prox_vjp(self, mask, v, t):
