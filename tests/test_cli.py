@@ -1,6 +1,9 @@
 """The command line end to end with tiny settings."""
 
 import json
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -99,3 +102,15 @@ def test_train_denoise_then_evaluate(tmp_path, capsys):
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
     learned = [ln for ln in capsys.readouterr().out.splitlines() if "learned operator" in ln][0]
     assert float(learned.split()[2]) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+
+
+def test_cli_thread_default_precedes_numpy():
+    """``--threads`` works through OMP_NUM_THREADS & co., read when numpy loads: importing
+    pdunroll.cli must not load numpy (nor matplotlib, scipy, tqdm)."""
+    code = ("import sys, pdunroll.cli; print(','.join(m for m in ('numpy', 'scipy', 'matplotlib',"
+            " 'tqdm') if m in sys.modules))")
+    env = {k: v for k, v in os.environ.items() if k != "OMP_NUM_THREADS"}
+    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, env=env)
+    assert out.stdout.strip() == ""

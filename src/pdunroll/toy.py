@@ -29,8 +29,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
-
 from ._array import xp_of
 from .bregman import EntropicOrthant
 from .functions import NonNegative
@@ -83,7 +81,8 @@ class Toy:
 
     def smooth(self, theta: float, xp=None):
         """f(x; ϑ) as LeastSquares on (1, 1) arrays of ``xp`` (NumPy by default)."""
-        xp = np if xp is None else xp
+        if xp is None:
+            import numpy as xp
         return LeastSquares(DenseOperator(xp.asarray([[float(theta)]], dtype=xp.float64)),
                             xp.asarray([[self.b]], dtype=xp.float64), weight=self.lam, ridge=1.0)
 
@@ -116,6 +115,8 @@ class _Barrier(SmoothFunction):
 
 
 def _run(theta, g, mode, forward, back, toy, smooth=None):
+    import numpy as np  # not at module level: importing pdunroll must not import numpy
+
     smooth = toy.smooth(theta) if smooth is None else smooth
     res = forward_backward_gradient(
         smooth, g, np.asarray([[toy.x0]]), np.asarray([[toy.target]]), step=toy.step,
@@ -171,6 +172,8 @@ METHODS = {
 def energies(theta: float, forward: int = 200, toy: Toy = TOY) -> dict[str, list[float]]:
     """E(x^k, ϑ) − E(x*, ϑ) for k = 1..L of the forward processes: projected gradient, Bregman
     forward-backward, and the barrier problem's Bregman iteration (for Smoothed-impl)."""
+    import numpy as np
+
     e_star = toy.energy(toy.solution(theta), theta)
     runs = {"Proj.GD": (NonNegative(), toy.smooth(theta)),
             "Bregman-FB": (EntropicOrthant(), toy.smooth(theta)),
