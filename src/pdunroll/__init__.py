@@ -7,6 +7,8 @@ imports none of torch, cupy or jax.
 
 from .functions import Function, L1Norm, L2Ball, LinfBall, SquaredL2, Zero
 from .gradients import MODES, GradientResult, gradient
+from .implicit import SOLVERS, ConvergenceError, ConvergenceWarning
+from .krylov import SolveInfo, gmres, neumann
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
@@ -15,8 +17,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MODES",
+    "SOLVERS",
     "AnalysisModel",
     "CPResult",
+    "ConvergenceError",
+    "ConvergenceWarning",
     "DenseOperator",
     "Function",
     "GradientResult",
@@ -25,6 +30,7 @@ __all__ = [
     "LinearOperator",
     "LinfBall",
     "NormEstimate",
+    "SolveInfo",
     "SquaredL2",
     "StepSizes",
     "Zero",
@@ -32,7 +38,9 @@ __all__ = [
     "dct_matrix",
     "ergodic_weights",
     "estimate_norm",
+    "gmres",
     "gradient",
+    "neumann",
     "primal_dual_gap",
     "step_sizes",
 ]

@@ -10,22 +10,33 @@ k = L..1 (DESIGN §3, §5)
     ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
 
 Modes: ``"full"`` runs k = L..1 on stored steps; ``"truncated"`` only the last b; ``"asymptotic"``
-stores nothing and runs b steps with the Jacobians, y and x̂ of the final iterate (DESIGN §4).
-For a filter bank, the outer products are the operator's ``param_vjp``.
+stores nothing and runs b steps with the Jacobians, y and x̂ of the final iterate (DESIGN §4);
+``"implicit"`` sums those steps to infinity by solving a linear system (DESIGN §6,
+:mod:`pdunroll.implicit`). For a filter bank, the outer products are the operator's
+``param_vjp``.
+
+Checkpointing (full and truncated modes, ``checkpoints=c``): the forward pass stores only the
+states (r, r̄, y) at the starts of c segments of ⌈b/c⌉ steps; the reverse pass recomputes one
+segment at a time from its start, with its tape, and continues the recursion through it with the
+adjoint state (δ_P, δ_D, δ̄_D) carried over from the later segment. Same result, memory for
+c states plus one segment's tape instead of b steps (c ≈ √b is best), one more forward pass.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ._array import Array, check_count, xp_of
+from .implicit import solve_adjoint
+from .krylov import SolveInfo
 from .model import AnalysisModel, StepSizes, step_sizes
 from .solver import ergodic_weights, forward
 
 __all__ = ["GradientResult", "MODES", "gradient"]
 
-MODES = ("full", "truncated", "asymptotic")
+MODES = ("full", "truncated", "asymptotic", "implicit")
 
 # rows per matrix product when ∇_K is accumulated over stored steps: large products, small peak
 _ROWS_PER_PRODUCT = 8192
@@ -35,7 +46,9 @@ _ROWS_PER_PRODUCT = 8192
 class GradientResult:
     """``loss``: ℓ(x̂); ``operator``: ∇ℓ w.r.t. the operator's parameters (same structure and
     shape as ``operator.params``); ``x_tilde``: ∇ℓ w.r.t. x̃; ``x``: the reconstruction x̂;
-    ``steps``: the σ, τ, θ used (pass them back to reproduce a run exactly)."""
+    ``steps``: the σ, τ, θ used (pass them back to reproduce a run exactly); ``info``: how the
+    linear solve of mode="implicit" ended (:class:`~pdunroll.krylov.SolveInfo`: iterations,
+    residual, status), ``None`` for the other modes."""
 
     loss: float
     operator: Array
@@ -43,6 +56,7 @@ class GradientResult:
     x: Array
     steps: StepSizes
     mode: str
+    info: SolveInfo | None = None
 
     @property
     def sigma(self) -> float:
@@ -83,6 +97,11 @@ def gradient(
     tau: float | None = None,
     theta: float = 1.0,
     op_norm: float | None = None,
+    checkpoints: int | None = None,
+    solver: str | None = None,
+    tol: float | None = None,
+    maxiter: int | None = None,
+    strict: bool = True,
 ) -> GradientResult:
     """Loss and gradients of ℓ(A_L(K, x̃)) w.r.t. the operator's parameters and x̃.
 
@@ -92,10 +111,11 @@ def gradient(
         Degraded and clean signals; the default loss is ½ Σ ‖x̂ − x†‖².
     iterations : int
         L, the number of unrolled Chambolle-Pock steps.
-    mode : "full", "truncated" or "asymptotic"
+    mode : "full", "truncated", "asymptotic" or "implicit"
         Exact backpropagation through all L steps; through the last ``b`` steps
-        (1 ≤ b ≤ L); or ``b`` backward steps at the final iterates, storing nothing (b ≥ 1,
-        may exceed L).
+        (1 ≤ b ≤ L); ``b`` backward steps at the final iterates, storing nothing (b ≥ 1,
+        may exceed L); or the fixed-point gradient, the limit b → ∞ of "asymptotic", from a
+        linear solve (needs L large enough that the forward pass sits at a fixed point).
     weights : None, "harmonic", "uniform" or L numbers summing to 1
         Ergodic unrolling: x̂ = x̃ + Σ α_k r^k (full and truncated modes).
     loss : callable, optional
@@ -106,6 +126,18 @@ def gradient(
         ``eta_backward = 1``); an approximation, not the exact gradient.
     omega, sigma, tau, theta, op_norm
         Step sizes as in :func:`chambolle_pock`.
+    checkpoints : int, optional
+        Full and truncated modes: store the forward state at the starts of this many segments
+        only and recompute each segment during the reverse pass (same gradient to rounding,
+        memory O(checkpoints + b/checkpoints) steps instead of O(b); ≈ √b is best).
+    solver, tol, maxiter, strict
+        Implicit mode: ``"gmres"`` (default) or ``"neumann"`` (the asymptotic recursion run until
+        it converges); relative residual tolerance per signal (default 1e−10 in float64, 1000 ε
+        otherwise); at most ``maxiter`` iterations (default 1000). If the solve misses ``tol``
+        (e.g. a singular system, DESIGN §6) ``strict=True`` raises
+        :class:`~pdunroll.implicit.ConvergenceError`; ``strict=False`` warns with
+        :class:`~pdunroll.implicit.ConvergenceWarning` and returns the unconverged gradient with
+        ``info.converged`` False.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -117,7 +149,13 @@ def gradient(
         loss = squared_loss(x_true)
     else:
         model.check_signals(x_tilde=x_tilde)
-    if mode == "full":
+    if mode != "implicit" and (solver, tol, maxiter) != (None, None, None):
+        raise ValueError('solver, tol and maxiter are only used by mode="implicit"')
+    if checkpoints is not None:
+        if mode not in ("full", "truncated"):
+            raise ValueError('checkpoints is only used by mode="full" and mode="truncated"')
+        checkpoints = check_count("checkpoints", checkpoints)
+    if mode in ("full", "implicit"):
         if b is not None:
             raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
         b = iterations
@@ -127,23 +165,36 @@ def gradient(
             raise ValueError(f"b must satisfy 1 <= b <= iterations ({iterations}) in truncated "
                              f"mode, got {b}")
     alphas = ergodic_weights(weights, iterations)
-    if mode == "asymptotic" and alphas is not None:
-        raise ValueError('weights cannot be combined with mode="asymptotic": its backward steps '
+    if mode in ("asymptotic", "implicit") and alphas is not None:
+        raise ValueError(f'weights cannot be combined with mode="{mode}": its backward steps '
                          "all sit at the final iterate; use mode='full' or 'truncated'")
     steps = step_sizes(model.operator, omega=omega, sigma=sigma, tau=tau, theta=theta,
                        op_norm=op_norm)
-    keep = 1 if mode == "asymptotic" else b
-    state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep)
+    keep = 1 if mode in ("asymptotic", "implicit") else (0 if checkpoints else b)
+    save_at = range(iterations - b + 1, iterations + 1, math.ceil(b / checkpoints)) \
+        if checkpoints else ()
+    state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep, save_at=save_at)
     x_hat = x_tilde + (state.r if alphas is None else state.r_avg)
     value, g_out = loss(x_hat)
+    info = None
     if mode == "asymptotic":
         grad_op, sum_d = _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal)
+    elif mode == "implicit":
+        grad_op, sum_d, info = _backward_implicit(
+            model, steps, state, x_hat, g_out, relax_primal,
+            solver="gmres" if solver is None else solver, tol=tol, maxiter=maxiter, strict=strict)
     else:
         window = alphas[iterations - b:] if alphas is not None else None
-        grad_op, sum_d = _backward_unrolled(model, steps, state.tape, g_out, window, relax_primal)
+        adj = _Adjoint(g_out if alphas is None else None, _ParamGrad(model.operator))
+        if checkpoints:
+            _backward_checkpointed(model, x_tilde, steps, state.starts, iterations, g_out, window,
+                                   relax_primal, adj)
+        else:
+            _backward_unrolled(model, steps, state.tape, g_out, window, relax_primal, adj)
+        grad_op, sum_d = adj.grad.flush(), adj.sum_d
     op = model.operator
     grad_x = g_out if sum_d is None else g_out + steps.sigma * op.adjoint(sum_d)
-    return GradientResult(value, grad_op, grad_x, x_hat, steps, mode)
+    return GradientResult(value, grad_op, grad_x, x_hat, steps, mode, info)
 
 
 class _ParamGrad:
@@ -188,12 +239,25 @@ def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal):
     return d_p, d_d_new, d_dbar
 
 
-def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal):
-    """The recursion over the stored steps (popped as it goes, freeing the tape)."""
+@dataclass
+class _Adjoint:
+    """The reverse pass's state before step k: ``d_p`` the adjoint reaching r^k through
+    z_P^{k+1}, ``d_d`` = δ_D^{k+1}, ``d_dbar`` = δ̄_D^{k+1} (None for 0), Σ δ_D so far and the
+    ∇_K accumulator."""
+
+    d_p: Array | None
+    grad: _ParamGrad
+    d_d: Array | None = None
+    d_dbar: Array | None = None
+    sum_d: Array | None = None
+
+
+def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal, adj):
+    """The recursion over the stored steps (popped as it goes, freeing the tape), continuing from
+    the adjoint state ``adj`` of the step after the tape and leaving in it the state after the
+    tape's first step."""
     op, sigma, tau = model.operator, steps.sigma, steps.tau
-    acc = _ParamGrad(op)
-    d_p = g_out if alphas is None else None  # adjoint reaching r^k through z_P^{k+1}
-    d_d = d_dbar = sum_d = None  # δ_D^{k+1}, δ̄_D^{k+1}, Σ δ_D
+    acc, d_p, d_d, d_dbar, sum_d = adj.grad, adj.d_p, adj.d_d, adj.d_dbar, adj.sum_d
     k = len(tape)
     while tape:
         x_bar, y, saved_d, saved_p = tape.pop()
@@ -207,7 +271,22 @@ def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal):
         sum_d = d_d if sum_d is None else sum_d + d_d
         acc.add(sigma * d_d, x_bar)
         acc.add(-tau * y, d_p)
-    return acc.flush(), sum_d
+    adj.d_p, adj.d_d, adj.d_dbar, adj.sum_d = d_p, d_d, d_dbar, sum_d
+
+
+def _backward_checkpointed(model, x_tilde, steps, starts, last, g_out, alphas, relax_primal, adj):
+    """The recursion over steps starts[0][0]..``last`` from checkpoints (k, r, r̄, y): each
+    segment, last first, is recomputed from its start with its tape and reversed with the carried
+    state ``adj``; checkpoints and tapes are freed as they are used."""
+    first = starts[0][0]
+    end = last + 1
+    while starts:
+        k0, r, r_bar, y = starts.pop()
+        seg = forward(model, x_tilde, steps, end - k0, keep=end - k0, start=(r, r_bar, y))
+        window = None if alphas is None else alphas[k0 - first:end - first]
+        _backward_unrolled(model, steps, seg.tape, g_out, window, relax_primal, adj)
+        adj.grad.flush()  # keep the accumulator from holding many segments' arrays
+        end = k0
 
 
 def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
@@ -225,3 +304,19 @@ def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
     acc.add(sigma * sum_d, x_hat)
     acc.add(-tau * y, sum_p)
     return acc.flush(), sum_d
+
+
+def _backward_implicit(model, steps, state, x_hat, g_out, relax_primal, **solve):
+    """The fixed-point gradient (DESIGN §6): the asymptotic recursion summed to infinity by
+    :func:`pdunroll.implicit.solve_adjoint`, with the final step's Jacobians, y^L and x̂."""
+    op, sigma, tau = model.operator, steps.sigma, steps.tau
+    _, y, saved_d, saved_p = state.tape[-1]
+
+    def step(v, e):
+        return _reverse_step(model, steps, saved_d, saved_p, v, e, relax_primal)
+
+    sum_p, sum_d, info = solve_adjoint(step, op.adjoint, sigma, g_out, y, **solve)
+    acc = _ParamGrad(op)
+    acc.add(sigma * sum_d, x_hat)
+    acc.add(-tau * y, sum_p)
+    return acc.flush(), sum_d, info

@@ -1,0 +1,110 @@
+"""Fixed-point (implicit) gradients: the reverse recursion summed to infinity at the fixed point.
+
+At a fixed point (r*, y*) of the Chambolle-Pock map T the prox Jacobians, y^k = y* and
+x̃ + r̄^{k−1} = x̂ no longer depend on k, and one reverse step (DESIGN §3) is a fixed linear map of
+(v, e) = (adjoint reaching r^k, δ_D^{k+1}):
+
+    step(v, e):  δ_P = J_{prox τG}ᵀ v,   δ_D = J_{prox σF*}ᵀ (e − τ K δ_P),
+                 δ̄_D = δ_D + θ (δ_D − e)
+    N(v, e) = (δ_P + σ Kᵀ δ̄_D, δ_D)      (the (v, e) of the step before)
+
+The recursion starts at s₀ = (g, 0). The b backward steps of the asymptotic gradient (DESIGN §4)
+are step(Σ_{j<b} N^j s₀), since step is linear: a Neumann series with b terms. Its limit b → ∞,
+u = (I − N)⁻¹ s₀, is the fixed-point gradient (I − ∂T)ᵀ w = ∂ℓ of DESIGN §6 in these
+coordinates:
+
+    (Δ_P, Δ_D) = step(u),   ∇_K = σ Δ_D x̂ᵀ − τ y* Δ_Pᵀ,   ∇_x̃ = g + σ Kᵀ Δ_D.
+
+(I − N) u = s₀ is solved per signal by GMRES (default) or by the Neumann series itself
+(:mod:`pdunroll.krylov`). For nonsmooth F, G the system can be singular (seed 002, Theorem 2:
+0/1 prox derivatives; a lower-level solution that is not unique): the solver then stalls, and
+:func:`solve_adjoint` raises :class:`ConvergenceError` (or warns with
+:class:`ConvergenceWarning` when ``strict=False``) instead of returning an unconverged gradient
+silently.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+from ._array import Array, check_count, check_positive
+from ._array import xp_of as _xp
+from .krylov import SolveInfo, gmres, neumann
+
+__all__ = ["SOLVERS", "ConvergenceError", "ConvergenceWarning", "solve_adjoint"]
+
+SOLVERS = ("gmres", "neumann")
+DEFAULT_MAXITER = 1000
+GMRES_RESTART = 50
+
+
+class ConvergenceError(RuntimeError):
+    """The fixed-point system of an implicit gradient was not solved to tolerance.
+    ``info`` holds the :class:`~pdunroll.krylov.SolveInfo`."""
+
+    def __init__(self, message: str, info: SolveInfo):
+        super().__init__(message)
+        self.info = info
+
+
+class ConvergenceWarning(RuntimeWarning):
+    """An implicit gradient is returned although its fixed-point system was not solved to
+    tolerance (``strict=False``)."""
+
+
+def default_tol(xp, dtype) -> float:
+    """max(1e−10, 1000 ε) of ``dtype``: 1e−10 in float64, about 1.2e−4 in float32."""
+    return max(1e-10, 1000 * float(xp.finfo(dtype).eps))
+
+
+def solve_adjoint(
+    step: Callable[[Array, Array], tuple[Array, Array, Array]],
+    adjoint: Callable[[Array], Array],
+    sigma: float,
+    g_out: Array,
+    dual_like: Array,
+    *,
+    solver: str = "gmres",
+    tol: float | None = None,
+    maxiter: int | None = None,
+    strict: bool = True,
+) -> tuple[Array, Array, SolveInfo]:
+    """Σ_k δ_P^k and Σ_k δ_D^k of the reverse recursion continued forever at the fixed point.
+
+    ``step(v, e)`` → (δ_P, δ_D, δ̄_D) is one reverse step with the final prox Jacobians,
+    ``adjoint`` is Kᵀ, ``g_out`` = ∇ℓ(x̂), ``dual_like`` any array of the dual's shape.
+    Returns (Δ_P, Δ_D, info). Raises :class:`ConvergenceError` when the solver misses ``tol``
+    (relative residual per signal), or warns with :class:`ConvergenceWarning` if not ``strict``.
+    """
+    if solver not in SOLVERS:
+        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
+    xp = _xp(g_out)
+    tol = default_tol(xp, g_out.dtype) if tol is None else check_positive("tol", tol)
+    maxiter = DEFAULT_MAXITER if maxiter is None else check_count("maxiter", maxiter)
+
+    def apply_n(u):
+        d_p, d_d, d_dbar = step(*u)
+        return d_p + sigma * adjoint(d_dbar), d_d
+
+    rhs = (g_out, xp.zeros_like(dual_like))
+    if solver == "gmres":
+        u, info = gmres(apply_n, rhs, tol=tol, maxiter=maxiter, restart=GMRES_RESTART)
+    else:
+        u, info = neumann(apply_n, rhs, tol=tol, maxiter=maxiter)
+    if not info.converged:
+        message = (
+            f"implicit gradient: the {info.method} solve of the fixed-point system "
+            f"(I - dT)^T w = dl stopped ({info.status}) after {info.iterations} iterations with "
+            f"relative residual {info.residual:.3g} > tol={info.tol:.3g}. The system may be "
+            "singular (nonsmooth F or G, a lower-level solution that is not unique; DESIGN §6) "
+            "or the forward pass not yet at a fixed point. Use mode='full' or 'asymptotic', "
+            "more forward iterations or a larger maxiter"
+            + ("" if info.method == "gmres" else ", solver='gmres'")
+            + "; strict=False returns this unconverged gradient with a warning."
+        )
+        if strict:
+            raise ConvergenceError(message, info)
+        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+    d_p, d_d, _ = step(*u)
+    return d_p, d_d, info
