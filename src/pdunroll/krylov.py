@@ -31,9 +31,11 @@ __all__ = ["SolveInfo", "gmres", "neumann"]
 
 Vector = tuple  # tuple of arrays with the batch on axis 0
 
-# a restart cycle that lowers the largest relative residual by less than this factor stagnates:
-# restarted GMRES would repeat the same cycle forever
+# GMRES stagnates when the largest relative residual fell by less than 1 % over the last
+# max(100, 2·restart) Arnoldi steps, or when a whole cycle improved no signal (restarted GMRES
+# would then repeat that cycle forever)
 _STAGNATION = 0.99
+_STAGNATION_WINDOW = 100
 
 
 @dataclass(frozen=True)
@@ -121,9 +123,10 @@ def gmres(
     after a breakdown: ‖(I − N) V_j‖ left after orthogonalisation below 100 ε times the largest
     ‖(I − N) V‖ seen (then the space holds the solution, or I − N is numerically singular on it:
     that column gets coefficient 0 instead of a division by a rounding error). Stops when every
-    signal's relative residual is ≤ ``tol``, after ``maxiter`` Arnoldi steps, or when a whole
-    cycle lowers the largest residual by less than 1 % (stagnation, typical of a singular
-    system whose right-hand side is not in the range of I − N).
+    signal's relative residual is ≤ ``tol``, after ``maxiter`` Arnoldi steps, or on stagnation
+    (typical of a singular system whose right-hand side is not in the range of I − N): a cycle
+    that improves no signal, or less than 1 % decrease of the largest residual over the last
+    max(100, 2·restart) steps. Each signal keeps its best iterate.
     """
     maxiter = check_count("maxiter", maxiter)
     restart = check_count("restart", restart)
@@ -137,18 +140,20 @@ def gmres(
     scale = xp.zeros_like(bnorm)  # largest ‖(I − N) V_j‖ so far, per signal
     u = tuple(xp.zeros_like(a) for a in b)
     r, beta = b, bnorm  # residual b − (I − N) u of the current u, computed
-    iterations, worst_before = 0, math.inf
+    window = max(_STAGNATION_WINDOW, 2 * restart)
+    iterations, history, improved = 0, [], True  # history: (iterations, worst) per cycle
     while True:
         rel = _relative(beta, bnorm)
         worst = float(xp.max(rel))
+        history.append((iterations, worst))
+        earlier = [w for it, w in history if it <= iterations - window]
         status = _status(worst, tol)
         if status is None and iterations >= maxiter:
             status = "maxiter"
-        if status is None and worst > _STAGNATION * worst_before:
+        if status is None and (not improved or (earlier and worst > _STAGNATION * earlier[-1])):
             status = "stagnated"
         if status is not None:
             return u, SolveInfo("gmres", iterations, worst, rel, tol, status)
-        worst_before = worst
         alive = rel > tol
         zero, one = xp.zeros_like(beta), xp.ones_like(beta)
         basis = [_scale(xp.where(alive, 1 / _safe(beta), zero), r)]
@@ -195,6 +200,7 @@ def gmres(
         r_new = _sub(b, apply_a(new))
         beta_new = _norm(r_new)
         better = beta_new < beta  # keep each signal's best iterate: a cycle never makes it worse
+        improved = bool(xp.any(better))
         u = tuple(xp.where(_batch_scalar(better, a), a, p) for a, p in zip(new, u, strict=True))
         r = tuple(xp.where(_batch_scalar(better, a), a, p) for a, p in zip(r_new, r, strict=True))
         beta = xp.where(better, beta_new, beta)
