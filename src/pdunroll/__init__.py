@@ -5,10 +5,23 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
-from .functions import Function, L1Norm, L2Ball, LinfBall, SquaredL2, Zero
+from .convolution import Conv1dFilterBank, Conv2dFilterBank
+from .functions import (
+    Function,
+    L1Norm,
+    L2Ball,
+    L21Norm,
+    LinearTerm,
+    LinfBall,
+    NonNegative,
+    Simplex,
+    SquaredL2,
+    Zero,
+)
 from .gradients import MODES, GradientResult, gradient
 from .implicit import SOLVERS, ConvergenceError, ConvergenceWarning
 from .krylov import SolveInfo, gmres, neumann
+from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
@@ -16,22 +29,32 @@ from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODES",
-    "SOLVERS",
     "AnalysisModel",
     "CPResult",
+    "Composition",
+    "Conv1dFilterBank",
+    "Conv2dFilterBank",
     "ConvergenceError",
     "ConvergenceWarning",
     "DenseOperator",
+    "Diagonal",
     "Function",
+    "Gradient2d",
     "GradientResult",
     "L1Norm",
+    "L21Norm",
     "L2Ball",
     "LinearOperator",
+    "LinearTerm",
     "LinfBall",
+    "MODES",
+    "NonNegative",
     "NormEstimate",
+    "Simplex",
     "SolveInfo",
+    "SOLVERS",
     "SquaredL2",
+    "Stack",
     "StepSizes",
     "Zero",
     "chambolle_pock",

@@ -69,13 +69,14 @@ def solve_adjoint(
     tol: float | None = None,
     maxiter: int | None = None,
     strict: bool = True,
-) -> tuple[Array, Array, SolveInfo]:
-    """Σ_k δ_P^k and Σ_k δ_D^k of the reverse recursion continued forever at the fixed point.
+) -> tuple[tuple[Array, Array], SolveInfo]:
+    """u = (I − N)⁻¹ (g, 0) = Σ_{j≥0} N^j (g, 0): the inputs (v, e) of all steps of the reverse
+    recursion continued forever at the fixed point, summed; step(u) then gives (Δ_P, Δ_D).
 
     ``step(v, e)`` → (δ_P, δ_D, δ̄_D) is one reverse step with the final prox Jacobians,
     ``adjoint`` is Kᵀ, ``g_out`` = ∇ℓ(x̂), ``dual_like`` any array of the dual's shape.
-    Returns (Δ_P, Δ_D, info). Raises :class:`ConvergenceError` when the solver misses ``tol``
-    (relative residual per signal), or warns with :class:`ConvergenceWarning` if not ``strict``.
+    Returns (u, info). Raises :class:`ConvergenceError` when the solver misses ``tol`` (relative
+    residual per signal), or warns with :class:`ConvergenceWarning` if not ``strict``.
     """
     if solver not in SOLVERS:
         raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
@@ -106,5 +107,4 @@ def solve_adjoint(
         if strict:
             raise ConvergenceError(message, info)
         warnings.warn(message, ConvergenceWarning, stacklevel=3)
-    d_p, d_d, _ = step(*u)
-    return d_p, d_d, info
+    return u, info
