@@ -80,3 +80,22 @@ def test_bad_arguments(numpy_backend, kw, error, match):
     mode = kw.pop("mode")
     with pytest.raises(error, match=match):
         _run(numpy_backend, problem, mode, kw.pop("b", None), None, iterations=5, **kw)
+
+
+@pytest.mark.parametrize("mode,b,weights", [("full", None, "harmonic"), ("truncated", 9, None)])
+def test_checkpointed_function_parameter_gradients(backend, mode, b, weights):
+    """The F and G parameter gradients (learnable costs c_f, c_g) too."""
+    problem = speech_like("l2ball")
+    rng = np.random.default_rng(3)
+    c_f = backend.asarray(0.1 * rng.standard_normal(problem.K.shape[0]))
+    c_g = backend.asarray(0.1 * rng.standard_normal(problem.x_tilde.shape))
+    model = pu.AnalysisModel(pu.DenseOperator(backend.asarray(problem.K)),
+                             pu.LinearTerm(c_f, pu.L1Norm()),
+                             pu.LinearTerm(c_g, problem.function_g()))
+    xt, xd = problem.signals(backend)
+    kw = dict(iterations=L, mode=mode, b=b, weights=weights, omega=3.0)
+    ref = pu.gradient(model, xt, xd, **kw)
+    res = pu.gradient(model, xt, xd, checkpoints=4, **kw)
+    for got, want in ((res.f, ref.f), (res.g, ref.g), (res.operator, ref.operator)):
+        np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), rtol=1e-12,
+                                   atol=1e-15)

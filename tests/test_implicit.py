@@ -169,3 +169,61 @@ def test_bad_arguments(numpy_backend, kw, match):
     problem = speech_like("l2ball")
     with pytest.raises(ValueError, match=match):
         _run(numpy_backend, problem, iterations=5, **kw)
+
+
+def _cost_model(backend, problem, c_f, c_g, K=None):
+    """F = ⟨c_f, ·⟩ + ‖·‖₁ and G = ⟨c_g, ·⟩ + the problem's G: learnable costs in both."""
+    base = problem.function_g()
+    K = problem.K if K is None else K
+    return pu.AnalysisModel(pu.DenseOperator(backend.asarray(K)),
+                            pu.LinearTerm(backend.asarray(c_f), pu.L1Norm()),
+                            pu.LinearTerm(backend.asarray(c_g), base))
+
+
+def _costs(problem):
+    rng = np.random.default_rng(7)
+    return 0.1 * rng.standard_normal(problem.K.shape[0]), 0.1 * rng.standard_normal(
+        problem.x_tilde.shape)
+
+
+def _run_costs(backend, problem, c_f, c_g, mode, iterations=LONG, **kw):
+    norm = float(np.linalg.norm(problem.K, 2))
+    steps = pu.step_sizes(pu.DenseOperator(problem.K), omega=OMEGA, op_norm=norm)
+    xt, xd = problem.signals(backend)
+    return pu.gradient(_cost_model(backend, problem, c_f, c_g), xt, xd, iterations=iterations,
+                       mode=mode, sigma=steps.sigma, tau=steps.tau, op_norm=norm, **kw)
+
+
+def test_function_parameter_gradients_neumann_b_terms_are_asymptotic(backend):
+    """F and G parameter gradients come from one reverse step at the summed inputs u (the step
+    is linear): b Neumann terms reproduce the b asymptotic steps' sums to rounding."""
+    problem = speech_like("l2ball")
+    c_f, c_g = _costs(problem)
+    asym = _run_costs(backend, problem, c_f, c_g, "asymptotic", iterations=30, b=6)
+    with pytest.warns(pu.ConvergenceWarning):
+        imp = _run_costs(backend, problem, c_f, c_g, "implicit", iterations=30,
+                         solver="neumann", maxiter=6, tol=1e-300, strict=False)
+    for got, want in ((imp.f, asym.f), (imp.g, asym.g), (imp.operator, asym.operator)):
+        assert relative_error(backend.to_numpy(got), backend.to_numpy(want)) <= 1e-12
+
+
+def test_function_parameter_gradients_match_finite_differences(numpy_backend):
+    """∇_{c_f}, ∇_{c_g} of ℓ(x*(c_f, c_g)) at the converged solution, SquaredL2 G."""
+    problem = speech_like("squared")
+    c_f, c_g = _costs(problem)
+    imp = _run_costs(numpy_backend, problem, c_f, c_g, "implicit")
+    assert imp.info.converged
+    s = imp.steps
+
+    def loss_of(cf, cg):
+        model = _cost_model(numpy_backend, problem, cf, cg)
+        x = pu.chambolle_pock(model, problem.x_tilde, iterations=2 * LONG, sigma=s.sigma,
+                              tau=s.tau, op_norm=s.op_norm).x
+        return 0.5 * float(np.sum((x - problem.x_true) ** 2))
+
+    V, W = random_direction(c_f.shape, seed=4), random_direction(c_g.shape, seed=5)
+    fd_f = directional_fd(lambda cf: loss_of(cf, c_g), c_f, V)
+    fd_g = directional_fd(lambda cg: loss_of(c_f, cg), c_g, W)
+    assert abs(fd_f) > 1e-4 and abs(fd_g) > 1e-4  # not vacuous
+    assert np.sum(imp.f * V) == pytest.approx(fd_f, rel=1e-6)
+    assert np.sum(imp.g * W) == pytest.approx(fd_g, rel=1e-6)
