@@ -15,12 +15,13 @@ coordinates:
 
     (Δ_P, Δ_D) = step(u),   ∇_K = σ Δ_D x̂ᵀ − τ y* Δ_Pᵀ,   ∇_x̃ = g + σ Kᵀ Δ_D.
 
-(I − N) u = s₀ is solved per signal by GMRES (default) or by the Neumann series itself
-(:mod:`pdunroll.krylov`). For nonsmooth F, G the system can be singular (seed 002, Theorem 2:
-0/1 prox derivatives; a lower-level solution that is not unique): the solver then stalls, and
-:func:`solve_adjoint` raises :class:`ConvergenceError` (or warns with
-:class:`ConvergenceWarning` when ``strict=False``) instead of returning an unconverged gradient
-silently.
+(I − N) u = s₀ is solved per signal by GMRES (default; restarted every 30 steps, it keeps 31
+vectors of the size of (x, y) per signal) or by the Neumann series itself (2 such vectors;
+converges only where the asymptotic recursion does), see :mod:`pdunroll.krylov`. For nonsmooth
+F, G the system can be singular (seed 002, Theorem 2: 0/1 prox derivatives; a lower-level
+solution that is not unique): the solver then stalls, and :func:`solve_adjoint` raises
+:class:`ConvergenceError` (or warns with :class:`ConvergenceWarning` when ``strict=False``)
+instead of returning an unconverged gradient silently.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ __all__ = ["SOLVERS", "ConvergenceError", "ConvergenceWarning", "solve_adjoint"]
 
 SOLVERS = ("gmres", "neumann")
 DEFAULT_MAXITER = 1000
-GMRES_RESTART = 50
+GMRES_RESTART = 30
 
 
 class ConvergenceError(RuntimeError):
@@ -96,7 +97,7 @@ def solve_adjoint(
     if not info.converged:
         message = (
             f"implicit gradient: the {info.method} solve of the fixed-point system "
-            f"(I - dT)^T w = dl stopped ({info.status}) after {info.iterations} iterations with "
+            f"(I − ∂T)ᵀ w = ∂ℓ stopped ({info.status}) after {info.iterations} iterations with "
             f"relative residual {info.residual:.3g} > tol={info.tol:.3g}. The system may be "
             "singular (nonsmooth F or G, a lower-level solution that is not unique; DESIGN §6) "
             "or the forward pass not yet at a fixed point. Use mode='full' or 'asymptotic', "
@@ -106,5 +107,5 @@ def solve_adjoint(
         )
         if strict:
             raise ConvergenceError(message, info)
-        warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        warnings.warn(message, ConvergenceWarning, stacklevel=4)  # the caller of gradient()
     return u, info

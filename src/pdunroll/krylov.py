@@ -42,12 +42,13 @@ _STAGNATION_WINDOW = 100
 class SolveInfo:
     """How a solve of (I − N) u = b ended.
 
-    ``method``: "gmres" or "neumann"; ``iterations``: applications of N in the Arnoldi steps
-    (GMRES) or terms of the Neumann sum; ``residual``: the largest relative residual
-    ‖b_i − (I − N) u_i‖/‖b_i‖ over the batch (0 for a zero right-hand side); ``residuals``: the
-    same per signal, shape (batch,); ``tol``: the tolerance asked for; ``status``: "converged",
-    "maxiter" (iteration limit reached), "stagnated" (a GMRES restart cycle made no progress:
-    typical of a singular, inconsistent system) or "non-finite".
+    ``method``: "gmres" or "neumann"; ``iterations``: Arnoldi steps (GMRES; each applies N once,
+    and each restart cycle once more for the true residual) or terms of the Neumann sum;
+    ``residual``: the largest relative residual ‖b_i − (I − N) u_i‖/‖b_i‖ over the batch (0 for
+    a zero right-hand side); ``residuals``: the same per signal, shape (batch,); ``tol``: the
+    tolerance asked for; ``status``: "converged", "maxiter" (iteration limit reached),
+    "stagnated" (GMRES made no progress, see :func:`gmres`: typical of a singular, inconsistent
+    system) or "non-finite".
     """
 
     method: str
