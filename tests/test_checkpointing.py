@@ -99,3 +99,17 @@ def test_checkpointed_function_parameter_gradients(backend, mode, b, weights):
     for got, want in ((res.f, ref.f), (res.g, ref.g), (res.operator, ref.operator)):
         np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), rtol=1e-12,
                                    atol=1e-15)
+
+
+def test_checkpointed_bregman_steps(backend):
+    """Box-Bregman (tanh) primal and dual steps: the carried state has ε_P, ε_D ≠ δ_P, δ_D."""
+    problem = speech_like("linf")
+    model = pu.AnalysisModel(pu.DenseOperator(backend.asarray(problem.K)),
+                             pu.BoxBregmanL1Norm(), pu.BoxBregmanLinfBall(problem.radius))
+    xt, xd = problem.signals(backend)
+    kw = dict(iterations=L, weights="harmonic", omega=3.0)
+    ref = pu.gradient(model, xt, xd, **kw)
+    res = pu.gradient(model, xt, xd, checkpoints=3, **kw)
+    for got, want in ((res.operator, ref.operator), (res.x_tilde, ref.x_tilde)):
+        np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), rtol=1e-12,
+                                   atol=1e-15)

@@ -5,6 +5,8 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
+from . import toy
+from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
 from .convolution import Conv1dFilterBank, Conv2dFilterBank
 from .functions import (
     Function,
@@ -25,11 +27,23 @@ from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
+from .splitting import (
+    FB_MODES,
+    FBGradient,
+    FBResult,
+    LeastSquares,
+    SmoothFunction,
+    forward_backward,
+    forward_backward_gradient,
+)
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "FB_MODES",
     "AnalysisModel",
+    "BoxBregmanL1Norm",
+    "BoxBregmanLinfBall",
     "CPResult",
     "Composition",
     "Conv1dFilterBank",
@@ -38,12 +52,17 @@ __all__ = [
     "ConvergenceWarning",
     "DenseOperator",
     "Diagonal",
+    "EntropicOrthant",
+    "EntropicSimplex",
+    "FBGradient",
+    "FBResult",
     "Function",
     "Gradient2d",
     "GradientResult",
     "L1Norm",
     "L21Norm",
     "L2Ball",
+    "LeastSquares",
     "LinearOperator",
     "LinearTerm",
     "LinfBall",
@@ -51,6 +70,7 @@ __all__ = [
     "NonNegative",
     "NormEstimate",
     "Simplex",
+    "SmoothFunction",
     "SolveInfo",
     "SOLVERS",
     "SquaredL2",
@@ -61,9 +81,12 @@ __all__ = [
     "dct_matrix",
     "ergodic_weights",
     "estimate_norm",
+    "forward_backward",
+    "forward_backward_gradient",
     "gmres",
     "gradient",
     "neumann",
     "primal_dual_gap",
     "step_sizes",
+    "toy",
 ]

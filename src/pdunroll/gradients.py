@@ -9,6 +9,23 @@ k = L..1 (DESIGN §3, §5)
 
     ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
 
+Bregman steps (DESIGN §7, :mod:`pdunroll.bregman`). The forward pass calls whole steps
+y^k = P_D(y^{k−1}, K x̄^{k−1}) and r^k = P_P(r^{k−1}, Kᵀ y^k). For a Euclidean prox
+P_P(p, d) = prox_{τG}(p − τ d), so p and d enter only through z_P and one adjoint δ_P serves
+both; a Bregman step depends on p also outside z. Its VJP returns two cotangents,
+ε = ∂P/∂pᵀ v (to the previous iterate) and δ = ∂P/∂dᵀ v / (−τ) (resp. / σ for P_D), both
+J_prox(z)ᵀ v in the Euclidean case. The chain rule through r^k → r^{k+1} (previous iterate),
+r^k → r̄^k, r̄^{k+1} → x̄ (dual direction) and y^k → y^{k+1} (previous iterate),
+y^k → Kᵀ y^k (primal direction) gives, with ε_P^{L+1} = g (0 for ergodic weights), ε_D^{L+1} = 0:
+
+    (ε_P^k, δ_P^k) = VJP of P_P at step k of  α_k g + ε_P^{k+1} + σ Kᵀ δ̄_D^{k+1}
+    (ε_D^k, δ_D^k) = VJP of P_D at step k of  ε_D^{k+1} − τ K δ_P^k
+    δ̄_D^k = δ_D^k + θ (δ_D^k − δ_D^{k+1})
+
+and ∇_K, ∇_x̃ as above (only δ enters them: the direction inputs carry K and x̃). The extra
+terms are ε − δ: the dependence of y^k on y^{k−1} and r^k on r^{k−1} not through z. For
+Euclidean proxes ε = δ is one array and the recursion is the one above, at the same cost.
+
 Modes: ``"full"`` runs k = L..1 on stored steps; ``"truncated"`` only the last b; ``"asymptotic"``
 stores nothing and runs b steps with the Jacobians, y and x̂ of the final iterate (DESIGN §4);
 ``"implicit"`` sums those steps to infinity by solving a linear system (DESIGN §6,
@@ -18,7 +35,7 @@ stores nothing and runs b steps with the Jacobians, y and x̂ of the final itera
 Checkpointing (full and truncated modes, ``checkpoints=c``): the forward pass stores only the
 states (r, r̄, y) at the starts of c segments of ⌈b/c⌉ steps; the reverse pass recomputes one
 segment at a time from its start, with its tape, and continues the recursion through it with the
-adjoint state (δ_P, δ_D, δ̄_D) carried over from the later segment. Same result, memory for
+adjoint state (ε_P, ε_D, δ_D, δ̄_D) carried over from the later segment. Same result, memory for
 c states plus one segment's tape instead of b steps (c ≈ √b is best), one more forward pass.
 """
 
@@ -231,14 +248,15 @@ def _tree_add(u, v):
     return u + v
 
 
-def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal, grad_fg):
-    """One step k of the recursion: v is the adjoint reaching r^k, d_d is δ_D^{k+1} (None for 0).
-    Adds the step's gradients w.r.t. the parameters of F and G to ``grad_fg`` (a two-item list;
-    None skips them). Returns δ_P^k, δ_D^k and δ̄_D^k."""
+def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg):
+    """One step k of the recursion: v is the adjoint reaching r^k, e_d is ε_D^{k+1} and d_d is
+    δ_D^{k+1} (None for 0). Adds the step's gradients w.r.t. the parameters of F and G to
+    ``grad_fg`` (a two-item list; None skips them). Returns ε_P^k, δ_P^k, ε_D^k, δ_D^k and
+    δ̄_D^k."""
     op, sigma, tau, theta = model.operator, steps.sigma, steps.tau, steps.theta
-    d_p = v if relax_primal else model.g.prox_vjp(saved_p, v, tau)
-    w = -tau * op.apply(d_p) if d_d is None else d_d - tau * op.apply(d_p)
-    d_d_new = model.f.conj_prox_vjp(saved_d, w, sigma)
+    e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
+    w = -tau * op.apply(d_p) if e_d is None else e_d - tau * op.apply(d_p)
+    e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
     if grad_fg is not None:
         for i, part in enumerate((model.f.conj_prox_param_vjp(saved_d, w, sigma),
                                   model.g.prox_param_vjp(saved_p, v, tau))):
@@ -247,17 +265,18 @@ def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal, grad_fg)
         d_dbar = (1 + theta) * d_d_new
     else:
         d_dbar = d_d_new + theta * (d_d_new - d_d)
-    return d_p, d_d_new, d_dbar
+    return e_p, d_p, e_d_new, d_d_new, d_dbar
 
 
 @dataclass
 class _Adjoint:
-    """The reverse pass's state before step k: ``d_p`` the adjoint reaching r^k through
-    z_P^{k+1}, ``d_d`` = δ_D^{k+1}, ``d_dbar`` = δ̄_D^{k+1} (None for 0), Σ δ_D so far, the
-    ∇_K accumulator and the F, G parameter gradients so far."""
+    """The reverse pass's state before step k: ``e_p`` = ε_P^{k+1} (the adjoint reaching r^k
+    via r^{k+1}), ``e_d`` = ε_D^{k+1}, ``d_d`` = δ_D^{k+1}, ``d_dbar`` = δ̄_D^{k+1} (None for
+    0), Σ δ_D so far, the ∇_K accumulator and the F, G parameter gradients so far."""
 
-    d_p: Array | None
+    e_p: Array | None
     grad: _ParamGrad
+    e_d: Array | None = None
     d_d: Array | None = None
     d_dbar: Array | None = None
     sum_d: Array | None = None
@@ -270,22 +289,22 @@ def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal, adj):
     tape's first step."""
     op, sigma, tau = model.operator, steps.sigma, steps.tau
     acc, grad_fg = adj.grad, adj.grad_fg
-    d_p, d_d, d_dbar, sum_d = adj.d_p, adj.d_d, adj.d_dbar, adj.sum_d
+    e_p, e_d, d_d, d_dbar, sum_d = adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d
     k = len(tape)
     while tape:
         x_bar, y, saved_d, saved_p = tape.pop()
         k -= 1
-        v = d_p
+        v = e_p
         if d_dbar is not None:
             v = v + sigma * op.adjoint(d_dbar)
         if alphas is not None:
             v = alphas[k] * g_out if v is None else v + alphas[k] * g_out
-        d_p, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal,
-                                         grad_fg)
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
+                                                   relax_primal, grad_fg)
         sum_d = d_d if sum_d is None else sum_d + d_d
         acc.add(sigma * d_d, x_bar)
         acc.add(-tau * y, d_p)
-    adj.d_p, adj.d_d, adj.d_dbar, adj.sum_d = d_p, d_d, d_dbar, sum_d
+    adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d = e_p, e_d, d_d, d_dbar, sum_d
 
 
 def _backward_checkpointed(model, x_tilde, steps, starts, last, g_out, alphas, relax_primal, adj):
@@ -307,13 +326,13 @@ def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
     """b backward steps with the final step's Jacobians, y^L and x̂ (DESIGN §4)."""
     op, sigma, tau = model.operator, steps.sigma, steps.tau
     _, y, saved_d, saved_p = state.tape[-1]
-    d_p, d_d, d_dbar = g_out, None, None
+    e_p, e_d, d_d, d_dbar = g_out, None, None, None
     sum_p = sum_d = None
     grad_fg = [None, None]
     for _ in range(b):
-        v = d_p if d_dbar is None else d_p + sigma * op.adjoint(d_dbar)
-        d_p, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal,
-                                         grad_fg)
+        v = e_p if d_dbar is None else e_p + sigma * op.adjoint(d_dbar)
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
+                                                   relax_primal, grad_fg)
         sum_p = d_p if sum_p is None else sum_p + d_p
         sum_d = d_d if sum_d is None else sum_d + d_d
     acc = _ParamGrad(op)
@@ -323,19 +342,19 @@ def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
 
 
 def _backward_implicit(model, steps, state, x_hat, g_out, relax_primal, **solve):
-    """The fixed-point gradient (DESIGN §6): u = Σ_{j≥0} N^j (g, 0) from
+    """The fixed-point gradient (DESIGN §6): u = Σ_{j≥0} N^j (g, 0, 0) from
     :func:`pdunroll.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ δ_D and
     the F, G parameter gradients of all steps (the step is linear), with the final step's
     Jacobians, y^L and x̂ as in the asymptotic mode."""
     op, sigma, tau = model.operator, steps.sigma, steps.tau
     _, y, saved_d, saved_p = state.tape[-1]
 
-    def step(v, e, grad_fg=None):
-        return _reverse_step(model, steps, saved_d, saved_p, v, e, relax_primal, grad_fg)
+    def step(v, e_d, d_d, grad_fg=None):
+        return _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg)
 
     u, info = solve_adjoint(step, op.adjoint, sigma, g_out, y, **solve)
     grad_fg = [None, None]
-    sum_p, sum_d, _ = step(*u, grad_fg)
+    _, sum_p, _, sum_d, _ = step(*u, grad_fg)
     acc = _ParamGrad(op)
     acc.add(sigma * sum_d, x_hat)
     acc.add(-tau * y, sum_p)

@@ -1,22 +1,26 @@
 """Fixed-point (implicit) gradients: the reverse recursion summed to infinity at the fixed point.
 
-At a fixed point (r*, y*) of the Chambolle-Pock map T the prox Jacobians, y^k = y* and
-x̃ + r̄^{k−1} = x̂ no longer depend on k, and one reverse step (DESIGN §3) is a fixed linear map of
-(v, e) = (adjoint reaching r^k, δ_D^{k+1}):
+At a fixed point (r*, y*) of the Chambolle-Pock map T the step Jacobians, y^k = y* and
+x̃ + r̄^{k−1} = x̂ no longer depend on k, and one reverse step (DESIGN §3, with the ε/δ split of
+Bregman steps, see :mod:`pdunroll.gradients`) is a fixed linear map of the state
+s = (v, e, d) = (adjoint reaching r^k, ε_D^{k+1}, δ_D^{k+1}):
 
-    step(v, e):  δ_P = J_{prox τG}ᵀ v,   δ_D = J_{prox σF*}ᵀ (e − τ K δ_P),
-                 δ̄_D = δ_D + θ (δ_D − e)
-    N(v, e) = (δ_P + σ Kᵀ δ̄_D, δ_D)      (the (v, e) of the step before)
+    step(s):  (ε_P, δ_P) = VJP of the primal step at v,
+              (ε_D', δ_D') = VJP of the dual step at e − τ K δ_P,   δ̄_D' = δ_D' + θ (δ_D' − d)
+    N(s) = (ε_P + σ Kᵀ δ̄_D', ε_D', δ_D')      (the state of the step before)
 
-The recursion starts at s₀ = (g, 0). The b backward steps of the asymptotic gradient (DESIGN §4)
-are step(Σ_{j<b} N^j s₀), since step is linear: a Neumann series with b terms. Its limit b → ∞,
+(For Euclidean proxes ε = δ = J_proxᵀ(·), so e = d throughout.) The recursion starts at
+s₀ = (g, 0, 0). The b backward steps of the asymptotic gradient (DESIGN §4) have the sums
+step(Σ_{j<b} N^j s₀), since step is linear: a Neumann series with b terms. Its limit b → ∞,
 u = (I − N)⁻¹ s₀, is the fixed-point gradient (I − ∂T)ᵀ w = ∂ℓ of DESIGN §6 in these
 coordinates:
 
-    (Δ_P, Δ_D) = step(u),   ∇_K = σ Δ_D x̂ᵀ − τ y* Δ_Pᵀ,   ∇_x̃ = g + σ Kᵀ Δ_D.
+    (Δ_P, Δ_D) = (δ_P, δ_D) of step(u),   ∇_K = σ Δ_D x̂ᵀ − τ y* Δ_Pᵀ,   ∇_x̃ = g + σ Kᵀ Δ_D,
+
+and the F, G parameter gradients are the parameter VJPs of step(u).
 
 (I − N) u = s₀ is solved per signal by GMRES (default; restarted every 30 steps, it keeps 31
-vectors of the size of (x, y) per signal) or by the Neumann series itself (2 such vectors;
+vectors of the size of (x, y, y) per signal) or by the Neumann series itself (2 such vectors;
 converges only where the asymptotic recursion does), see :mod:`pdunroll.krylov`. For nonsmooth
 F, G the system can be singular (seed 002, Theorem 2: 0/1 prox derivatives; a lower-level
 solution that is not unique): the solver then stalls, and :func:`solve_adjoint` raises
@@ -60,7 +64,7 @@ def default_tol(xp, dtype) -> float:
 
 
 def solve_adjoint(
-    step: Callable[[Array, Array], tuple[Array, Array, Array]],
+    step: Callable[[Array, Array, Array], tuple[Array, ...]],
     adjoint: Callable[[Array], Array],
     sigma: float,
     g_out: Array,
@@ -70,11 +74,11 @@ def solve_adjoint(
     tol: float | None = None,
     maxiter: int | None = None,
     strict: bool = True,
-) -> tuple[tuple[Array, Array], SolveInfo]:
-    """u = (I − N)⁻¹ (g, 0) = Σ_{j≥0} N^j (g, 0): the inputs (v, e) of all steps of the reverse
-    recursion continued forever at the fixed point, summed; step(u) then gives (Δ_P, Δ_D).
+) -> tuple[tuple[Array, Array, Array], SolveInfo]:
+    """u = (I − N)⁻¹ (g, 0, 0) = Σ_{j≥0} N^j (g, 0, 0): the states (v, e, d) of all steps of the
+    reverse recursion continued forever at the fixed point, summed; step(u) then gives the sums.
 
-    ``step(v, e)`` → (δ_P, δ_D, δ̄_D) is one reverse step with the final prox Jacobians,
+    ``step(v, e, d)`` → (ε_P, δ_P, ε_D, δ_D, δ̄_D) is one reverse step with the final Jacobians,
     ``adjoint`` is Kᵀ, ``g_out`` = ∇ℓ(x̂), ``dual_like`` any array of the dual's shape.
     Returns (u, info). Raises :class:`ConvergenceError` when the solver misses ``tol`` (relative
     residual per signal), or warns with :class:`ConvergenceWarning` if not ``strict``.
@@ -86,10 +90,11 @@ def solve_adjoint(
     maxiter = DEFAULT_MAXITER if maxiter is None else check_count("maxiter", maxiter)
 
     def apply_n(u):
-        d_p, d_d, d_dbar = step(*u)
-        return d_p + sigma * adjoint(d_dbar), d_d
+        e_p, _, e_d, d_d, d_dbar = step(*u)
+        return e_p + sigma * adjoint(d_dbar), e_d, d_d
 
-    rhs = (g_out, xp.zeros_like(dual_like))
+    zero = xp.zeros_like(dual_like)
+    rhs = (g_out, zero, zero)
     if solver == "gmres":
         u, info = gmres(apply_n, rhs, tol=tol, maxiter=maxiter, restart=GMRES_RESTART)
     else:
