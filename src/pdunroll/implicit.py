@@ -41,7 +41,6 @@ __all__ = ["SOLVERS", "ConvergenceError", "ConvergenceWarning", "solve_adjoint"]
 
 SOLVERS = ("gmres", "neumann")
 DEFAULT_MAXITER = 1000
-GMRES_RESTART = 30
 
 
 class ConvergenceError(RuntimeError):
@@ -96,7 +95,7 @@ def solve_adjoint(
     zero = xp.zeros_like(dual_like)
     rhs = (g_out, zero, zero)
     if solver == "gmres":
-        u, info = gmres(apply_n, rhs, tol=tol, maxiter=maxiter, restart=GMRES_RESTART)
+        u, info = gmres(apply_n, rhs, tol=tol, maxiter=maxiter)
     else:
         u, info = neumann(apply_n, rhs, tol=tol, maxiter=maxiter)
     if not info.converged:

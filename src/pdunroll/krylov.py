@@ -112,18 +112,18 @@ def gmres(
     *,
     tol: float,
     maxiter: int,
-    restart: int = 50,
+    restart: int = 30,
 ) -> tuple[Vector, SolveInfo]:
     """Solve (I − N) u = b per signal by restarted GMRES, starting from u = 0.
 
     Each cycle builds an orthonormal Krylov basis V_0..V_j of the current residual r by Arnoldi
-    with modified Gram-Schmidt (A = I − N, h_{ij} = ⟨A V_j, V_i⟩), reduces the Hessenberg matrix
-    to triangular form by Givens rotations (the rotated right-hand side ‖r‖e_1 tracks the
-    residual) and updates u by the least-squares combination of the basis. A signal whose
-    residual is already below ``tol`` gets zero basis vectors, so it stays put; so does a signal
-    after a breakdown: ‖(I − N) V_j‖ left after orthogonalisation below 100 ε times the largest
-    ‖(I − N) V‖ seen (then the space holds the solution, or I − N is numerically singular on it:
-    that column gets coefficient 0 instead of a division by a rounding error). Stops when every
+    (A = I − N, h_{ij} = ⟨A V_j, V_i⟩, Gram-Schmidt applied twice), reduces the Hessenberg
+    matrix to a triangular R by Givens rotations (the rotated right-hand side ‖r‖e_1 tracks the
+    residual) and updates u by the least-squares combination of the basis. Per signal, with s the
+    largest ‖A V_j‖ seen: R_jj ≤ √ε s marks A as numerically singular on the new direction (that
+    column gets coefficient 0 instead of a division by a rounding error), h_{j+1,j} ≤ 100 ε s
+    ends the signal's basis (the space holds the solution). A signal whose residual is below
+    ``tol`` or whose basis ended gets zero basis vectors and stays put. Stops when every
     signal's relative residual is ≤ ``tol``, after ``maxiter`` Arnoldi steps, or on stagnation
     (typical of a singular system whose right-hand side is not in the range of I − N): a cycle
     that improves no signal, or less than 1 % decrease of the largest residual over the last
