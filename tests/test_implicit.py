@@ -257,3 +257,19 @@ def test_implicit_with_bregman_dual_step_neumann_b_terms_are_asymptotic(numpy_ba
         imp = _bregman_run(numpy_backend, problem, "implicit", iterations=30, solver="neumann",
                            maxiter=5, tol=1e-300, strict=False)
     _close(numpy_backend, imp, asym, 1e-12)
+
+
+def test_implicit_with_a_filter_bank_equals_full(numpy_backend):
+    """Operator-agnostic: a 1-D filter bank (dual of shape (batch, filters, n)); NumPy only, the
+    backend matrix is covered above."""
+    backend = numpy_backend
+    rng = np.random.default_rng(0)
+    n = 24
+    filters = backend.asarray(0.5 * rng.standard_normal((3, 5)))
+    x = np.sin(np.linspace(0, 6, n))[None] * np.ones((2, 1)) + 0.1 * rng.standard_normal((2, n))
+    xt, xd = backend.asarray(x + 0.2 * rng.standard_normal(x.shape)), backend.asarray(x)
+    model = pu.AnalysisModel(pu.Conv1dFilterBank(filters, n), pu.L1Norm(0.1), pu.SquaredL2())
+    full = pu.gradient(model, xt, xd, iterations=LONG, omega=1.0)
+    imp = pu.gradient(model, xt, xd, iterations=LONG, omega=1.0, mode="implicit")
+    assert imp.info.converged
+    _close(backend, imp, full, 1e-8)
