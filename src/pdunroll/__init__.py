@@ -21,6 +21,8 @@ from .functions import (
     Zero,
 )
 from .gradients import MODES, GradientResult, gradient
+from .implicit import SOLVERS, ConvergenceError, ConvergenceWarning
+from .krylov import SolveInfo, gmres, neumann
 from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
@@ -70,6 +72,7 @@ def __dir__():
 __all__ = [
     "FB_MODES",
     "MODES",
+    "SOLVERS",
     "SGD",
     "Adam",
     "add_noise",
@@ -80,6 +83,8 @@ __all__ = [
     "Composition",
     "Conv1dFilterBank",
     "Conv2dFilterBank",
+    "ConvergenceError",
+    "ConvergenceWarning",
     "CPResult",
     "dct_filters",
     "dct_matrix",
@@ -97,6 +102,7 @@ __all__ = [
     "frame_signals",
     "Function",
     "grad_norm",
+    "gmres",
     "gradient",
     "Gradient2d",
     "GradientResult",
@@ -115,6 +121,7 @@ __all__ = [
     "load_operator",
     "make_optimizer",
     "mse",
+    "neumann",
     "NonNegative",
     "NormEstimate",
     "OperatorLearner",
@@ -129,6 +136,7 @@ __all__ = [
     "Simplex",
     "SmoothFunction",
     "snr",
+    "SolveInfo",
     "speech_frames",
     "SpeechFrames",
     "split_signals",

@@ -15,8 +15,8 @@ Bregman steps for the functions of :mod:`pdunroll.bregman` (which also choose r�
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Container, Sequence
+from dataclasses import dataclass, field
 
 from ._array import Array, check_count
 from .model import AnalysisModel, StepSizes, step_sizes
@@ -66,6 +66,7 @@ class ForwardState:
     r_avg: Array | None  # Σ α_k r^k (ergodic weights only)
     y_avg: Array | None  # Σ α_k y^k
     tape: deque  # last steps: (x̄^{k−1}, y^k, saved dual step k, saved primal step k)
+    starts: list = field(default_factory=list)  # checkpoints (k, r^{k−1}, r̄^{k−1}, y^{k−1})
 
 
 def forward(
@@ -77,20 +78,33 @@ def forward(
     alphas: Sequence[float] | None = None,
     keep: int = 0,
     callback: Callable | None = None,
+    start: tuple[Array, Array, Array] | None = None,
+    save_at: Container[int] = (),
 ) -> ForwardState:
     """Run L = ``iterations`` Chambolle-Pock steps; keep what the reverse pass needs for the last
-    ``keep`` steps (nothing for ``keep=0``)."""
+    ``keep`` steps (nothing for ``keep=0``).
+
+    ``start`` = (r, r̄, y) continues from a stored state instead of r⁰ = r̄⁰, y⁰; before each
+    step k (counted from 1 in this call) in ``save_at``, (k, r^{k−1}, r̄^{k−1}, y^{k−1}) is
+    appended to ``starts``: the checkpoints of a checkpointed reverse pass.
+    """
     op, f, g = model.operator, model.f, model.g
     sigma, tau, theta = steps.sigma, steps.tau, steps.theta
     xp = op.xp
-    r = g.start(xp.zeros_like(x_tilde))
-    r_bar = r
-    y = f.conj_start(xp.zeros((x_tilde.shape[0], *op.out_shape), dtype=x_tilde.dtype,
-                              device=op.device))
+    if start is None:
+        r = g.start(xp.zeros_like(x_tilde))
+        r_bar = r
+        y = f.conj_start(xp.zeros((x_tilde.shape[0], *op.out_shape), dtype=x_tilde.dtype,
+                                  device=op.device))
+    else:
+        r, r_bar, y = start
     r_prev, y_prev = r, y
+    starts = []
     r_avg = y_avg = None
     tape: deque = deque(maxlen=keep if keep > 0 else 0)
     for k in range(1, iterations + 1):
+        if k in save_at:
+            starts.append((k, r, r_bar, y))
         x_bar = x_tilde + r_bar
         r_prev, y_prev = r, y
         if keep:
@@ -107,7 +121,7 @@ def forward(
             y_avg = a * y if y_avg is None else y_avg + a * y
         if callback is not None:
             callback(k, x_tilde + r, y)
-    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, tape)
+    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, tape, starts)
 
 
 @dataclass(frozen=True)
