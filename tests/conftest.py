@@ -87,7 +87,9 @@ def _make(name: str) -> Backend:
     raise ValueError(name)
 
 
-BACKENDS = ["numpy", "array_api_strict", "torch", "torch_cuda", "cupy", "jax"]
+ALL_BACKENDS = ["numpy", "array_api_strict", "torch", "torch_cuda", "cupy", "jax"]
+# PDUNROLL_BACKENDS=numpy,torch restricts the matrix (the nox sessions use it); default: all
+BACKENDS = [b for b in os.environ.get("PDUNROLL_BACKENDS", ",".join(ALL_BACKENDS)).split(",") if b]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -22,7 +22,8 @@ class AnalysisModel:
 
     def __post_init__(self):
         if not isinstance(self.operator, LinearOperator):
-            raise TypeError(f"operator must be a LinearOperator, got {type(self.operator).__name__}")
+            raise TypeError("operator must be a LinearOperator, got "
+                            f"{type(self.operator).__name__}")
         for name in ("f", "g"):
             if not isinstance(getattr(self, name), Function):
                 raise TypeError(f"{name} must be a pdunroll Function (e.g. L1Norm()), got "
@@ -39,8 +40,7 @@ class AnalysisModel:
         dtype, wrong shape, non-finite values.
         """
         op = self.operator
-        params = op.params if isinstance(op.params, tuple | list) else (op.params,)
-        named = list(signals.items()) + [("operator parameters", p) for p in params]
+        named = list(signals.items()) + [("operator parameters", p) for p in op.arrays]
         xp = namespace(*named)
         for name, x in signals.items():
             if tuple(x.shape[1:]) != tuple(op.in_shape) or x.ndim != len(op.in_shape) + 1:

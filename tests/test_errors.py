@@ -1,0 +1,133 @@
+"""Bad input raises a clear error that names the argument and what was expected."""
+
+import numpy as np
+import pytest
+from problems import speech_like
+
+import pdunroll as pu
+
+
+@pytest.fixture
+def setup(numpy_backend):
+    problem = speech_like("linf")
+    return problem.model(numpy_backend), problem.x_tilde, problem.x_true
+
+
+def test_shape_mismatch(setup):
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match=r"x_tilde must have shape \(batch, 16\)"):
+        pu.chambolle_pock(model, xt[:, :5], iterations=3)
+    with pytest.raises(ValueError, match="x_true"):
+        pu.gradient(model, xt, xd[:2], iterations=3)
+    with pytest.raises(ValueError, match="x_tilde must have shape"):
+        pu.chambolle_pock(model, xt[0], iterations=3)
+
+
+def test_mixed_backends(setup, torch_backend):
+    model, xt, xd = setup
+    with pytest.raises(TypeError, match="all arrays must come from one backend"):
+        pu.gradient(model, xt, torch_backend.asarray(xd), iterations=3)
+
+
+def test_mixed_dtypes(setup):
+    model, xt, xd = setup
+    with pytest.raises(TypeError, match="x_tilde has dtype float32 but the operator has float64"):
+        pu.chambolle_pock(model, xt.astype(np.float32), iterations=3)
+
+
+def test_integer_input(setup):
+    model, xt, _ = setup
+    with pytest.raises(TypeError, match="x_tilde must have a real floating dtype"):
+        pu.chambolle_pock(model, np.ones(xt.shape, dtype=np.int64), iterations=3)
+
+
+def test_non_finite_input(setup):
+    model, xt, xd = setup
+    bad = xt.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="x_tilde contains non-finite values"):
+        pu.chambolle_pock(model, bad, iterations=3)
+    bad_true = xd.copy()
+    bad_true[0, 0] = np.inf
+    with pytest.raises(ValueError, match="x_true contains non-finite values"):
+        pu.gradient(model, xt, bad_true, iterations=3)
+    with pytest.raises(ValueError, match="matrix contains non-finite values"):
+        pu.DenseOperator(np.full((3, 3), np.nan))
+
+
+@pytest.mark.parametrize("value", [0, -2])
+def test_iterations_and_b_below_one(setup, value):
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
+        pu.chambolle_pock(model, xt, iterations=value)
+    with pytest.raises(ValueError, match="b must be an integer >= 1"):
+        pu.gradient(model, xt, xd, iterations=5, mode="truncated", b=value)
+    with pytest.raises(ValueError, match="b must be an integer >= 1"):
+        pu.gradient(model, xt, xd, iterations=5, mode="asymptotic", b=value)
+
+
+def test_non_integer_iterations(setup):
+    model, xt, _ = setup
+    with pytest.raises(TypeError, match="iterations must be an integer"):
+        pu.chambolle_pock(model, xt, iterations=2.5)
+
+
+def test_truncated_b_above_iterations(setup):
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match=r"b must satisfy 1 <= b <= iterations \(5\)"):
+        pu.gradient(model, xt, xd, iterations=5, mode="truncated", b=6)
+    # the asymptotic mode may run more backward steps than forward ones
+    pu.gradient(model, xt, xd, iterations=5, mode="asymptotic", b=50)
+
+
+@pytest.mark.parametrize("cls", [pu.LinfBall, pu.L2Ball])
+@pytest.mark.parametrize("radius", [0.0, -1.0, float("nan"), float("inf")])
+def test_bad_radius(cls, radius):
+    with pytest.raises(ValueError, match="radius must be a positive finite number"):
+        cls(radius)
+
+
+def test_step_sizes_breaking_the_convergence_condition(setup):
+    model, xt, _ = setup
+    norm = model.operator.norm()
+    with pytest.raises(ValueError, match=r"sigma \* tau \* \|\|K\|\|\^2 < 1"):
+        pu.chambolle_pock(model, xt, iterations=3, sigma=1.01 / norm, tau=1.0 / norm)
+    with pytest.raises(ValueError, match="give both sigma and tau"):
+        pu.chambolle_pock(model, xt, iterations=3, sigma=0.1)
+    with pytest.raises(ValueError, match=r"theta must lie in \[0, 1\]"):
+        pu.chambolle_pock(model, xt, iterations=3, theta=1.5)
+
+
+def test_unknown_mode_and_weights(setup):
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match="mode must be one of"):
+        pu.gradient(model, xt, xd, iterations=3, mode="backprop")
+    with pytest.raises(ValueError, match="weights cannot be combined with mode=\"asymptotic\""):
+        pu.gradient(model, xt, xd, iterations=3, mode="asymptotic", weights="harmonic")
+    with pytest.raises(ValueError, match="weights must sum to 1"):
+        pu.gradient(model, xt, xd, iterations=3, weights=[0.5, 0.5, 0.5])
+    with pytest.raises(ValueError, match="one entry per iteration"):
+        pu.gradient(model, xt, xd, iterations=3, weights=[0.5, 0.5])
+    with pytest.raises(ValueError, match="give x_true"):
+        pu.gradient(model, xt, iterations=3)
+
+
+def test_model_parts_are_checked():
+    with pytest.raises(TypeError, match="operator must be a LinearOperator"):
+        pu.AnalysisModel(np.eye(3), pu.L1Norm(), pu.Zero())
+    with pytest.raises(TypeError, match="g must be a pdunroll Function"):
+        pu.AnalysisModel(pu.DenseOperator(np.eye(3)), pu.L1Norm(), "linf")
+    with pytest.raises(ValueError, match="matrix must be 2-D"):
+        pu.DenseOperator(np.ones(3))
+
+
+def test_mixed_devices(setup, torch_backend):
+    """Arrays of one backend on two devices (torch's 'meta' device stands in for a GPU)."""
+    import torch
+
+    model, xt, _ = setup
+    model = pu.AnalysisModel(pu.DenseOperator(torch.asarray(model.operator.params)), model.f,
+                             model.g)
+    with pytest.raises(ValueError, match="operator parameters is on device cpu but x_tilde is "
+                                         "on device meta: move them to one device"):
+        pu.chambolle_pock(model, torch.asarray(xt, device="meta"), iterations=3)

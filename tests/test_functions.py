@@ -1,0 +1,89 @@
+"""Proxes of F and G: optimality, the Moreau identity, and their VJPs against finite
+differences, on every backend."""
+
+import numpy as np
+import pytest
+from oracles import random_direction
+from scipy.optimize import minimize
+
+import pdunroll as pu
+
+FUNCTIONS = [pu.L1Norm(), pu.L1Norm(0.7), pu.LinfBall(0.3), pu.L2Ball(0.9), pu.Zero(),
+             pu.SquaredL2(2.0)]
+STEP = 0.6
+
+
+def _z(shape=(3, 5), seed=0):
+    return 1.2 * np.random.default_rng(seed).standard_normal(shape)
+
+
+def _vjp_fd(backend, prox, vjp, z, eps=1e-6):
+    """Compare ⟨v, J w⟩ (central differences) with ⟨Jᵀ v, w⟩ (the VJP)."""
+    v, w = random_direction(z.shape, seed=3), random_direction(z.shape, seed=4)
+    _, saved = prox(backend.asarray(z))
+    jt_v = backend.to_numpy(vjp(saved, backend.asarray(v)))
+    plus = backend.to_numpy(prox(backend.asarray(z + eps * w))[0])
+    minus = backend.to_numpy(prox(backend.asarray(z - eps * w))[0])
+    assert np.sum(jt_v * w) == pytest.approx(np.sum(v * (plus - minus) / (2 * eps)), rel=1e-6,
+                                             abs=1e-9)
+
+
+@pytest.mark.parametrize("f", FUNCTIONS, ids=repr)
+def test_prox_vjp_matches_finite_differences(backend, f):
+    _vjp_fd(backend, lambda z: f.prox_save(z, STEP), lambda s, v: f.prox_vjp(s, v, STEP), _z())
+
+
+@pytest.mark.parametrize("f", FUNCTIONS, ids=repr)
+def test_conj_prox_vjp_matches_finite_differences(backend, f):
+    _vjp_fd(backend, lambda z: f.conj_prox_save(z, STEP),
+            lambda s, v: f.conj_prox_vjp(s, v, STEP), _z(seed=1))
+
+
+@pytest.mark.parametrize("f", FUNCTIONS, ids=repr)
+def test_moreau_identity(backend, dtype, tol, f):
+    """prox_{s f*}(z) + s prox_{f/s}(z/s) = z."""
+    z = _z(seed=2)
+    zb = backend.asarray(z, dtype)
+    lhs = f.conj_prox(zb, STEP) + STEP * f.prox(zb / STEP, 1 / STEP)
+    np.testing.assert_allclose(backend.to_numpy(lhs), z, rtol=10 * tol["rtol"],
+                               atol=10 * tol["atol"])
+
+
+@pytest.mark.parametrize("f", [pu.L1Norm(0.7), pu.SquaredL2(2.0), pu.L2Ball(0.9),
+                               pu.LinfBall(0.3)], ids=repr)
+def test_prox_minimises_its_objective(f):
+    """prox_{t f}(z) = argmin_u f(u) + ‖u − z‖²/2t, checked against a derivative-free search
+    (indicators as constraints via a large penalty of the distance to the set)."""
+    z = _z((1, 4), seed=5)
+    p = np.asarray(f.prox(z, STEP))
+
+    def objective(u):
+        u = u.reshape(1, -1)
+        val = float(np.asarray(f.value(u))[0])
+        if np.isinf(val):  # outside an indicator's set: penalise the distance to it
+            val = 1e3 * float(np.sum((u - np.asarray(f.prox(u, 1.0))) ** 2)) + 1e3
+        return val + float(np.sum((u - z) ** 2)) / (2 * STEP)
+
+    best = minimize(objective, p.ravel() + 0.05, method="Nelder-Mead",
+                    options={"xatol": 1e-10, "fatol": 1e-14, "maxiter": 20000})
+    assert objective(p.ravel()) <= best.fun + 1e-9
+    assert objective(p.ravel()) < objective(p.ravel() + 1e-3 * random_direction(p.shape).ravel())
+
+
+def test_l2_ball_jacobian_is_not_diagonal(numpy_backend):
+    """Outside the ball, J = (ρ/‖z‖)(I − u uᵀ): perturbing one coordinate moves the others."""
+    f = pu.L2Ball(0.5)
+    z = np.array([[1.0, 2.0, -1.0]])
+    e0 = np.array([[1.0, 0.0, 0.0]])
+    _, saved = f.prox_save(z, 1.0)
+    row = f.prox_vjp(saved, e0, 1.0)
+    nrm = np.linalg.norm(z)
+    u = z / nrm
+    np.testing.assert_allclose(row, 0.5 / nrm * (e0 - u * u[0, 0]), rtol=1e-13)
+    assert np.count_nonzero(np.abs(row) > 1e-12) == 3
+
+
+def test_balls_are_per_signal(numpy_backend):
+    z = np.array([[3.0, 4.0], [0.3, 0.4]])
+    np.testing.assert_allclose(pu.L2Ball(1.0).prox(z, 1.0), [[0.6, 0.8], [0.3, 0.4]])
+    assert list(pu.L2Ball(1.0).value(z)) == [np.inf, 0.0]

@@ -1,0 +1,58 @@
+"""DenseOperator, the power-iteration norm estimate and the DCT initialisation."""
+
+import numpy as np
+import pytest
+import scipy.fft
+
+import pdunroll as pu
+
+
+def test_dct_matrix_is_orthonormal_dct2(backend, dtype, tol):
+    C = pu.dct_matrix(24, xp=backend.xp, dtype=backend.dtype(dtype), device=backend.device)
+    ref = scipy.fft.dct(np.eye(24), norm="ortho", axis=0)
+    np.testing.assert_allclose(backend.to_numpy(C), ref, atol=10 * tol["atol"])
+
+
+def test_dense_dot_test(backend, dtype, tol):
+    rng = np.random.default_rng(0)
+    K, x, y = rng.standard_normal((7, 5)), rng.standard_normal((3, 5)), rng.standard_normal((3, 7))
+    op = pu.DenseOperator(backend.asarray(K, dtype))
+    kx = backend.to_numpy(op.apply(backend.asarray(x, dtype)))
+    kty = backend.to_numpy(op.adjoint(backend.asarray(y, dtype)))
+    np.testing.assert_allclose(kx, x @ K.T, rtol=tol["rtol"] * 10, atol=tol["atol"] * 10)
+    assert np.sum(kx * y) == pytest.approx(np.sum(x * kty), rel=tol["rtol"] * 10)
+
+
+def test_dense_param_vjp_is_the_outer_product_sum(backend):
+    rng = np.random.default_rng(1)
+    a, b = rng.standard_normal((4, 6)), rng.standard_normal((4, 3))
+    op = pu.DenseOperator(backend.asarray(rng.standard_normal((6, 3))))
+    got = backend.to_numpy(op.param_vjp(backend.asarray(a), backend.asarray(b)))
+    np.testing.assert_allclose(got, a.T @ b, rtol=1e-13)
+
+
+@pytest.mark.parametrize("shape", [(30, 20), (20, 30), (25, 25)])
+def test_norm_estimate_matches_svd(backend, shape):
+    K = np.random.default_rng(2).standard_normal(shape)
+    est = pu.estimate_norm(pu.DenseOperator(backend.asarray(K)), iterations=5000, rtol=1e-12)
+    exact = np.linalg.svd(K, compute_uv=False)[0]
+    assert est.value == pytest.approx(exact, rel=1e-6)
+    assert est.value <= exact * (1 + 1e-12)  # a Rayleigh quotient never overshoots
+
+
+def test_norm_estimate_warm_start_needs_fewer_iterations(numpy_backend):
+    rng = np.random.default_rng(3)
+    K = rng.standard_normal((40, 40))
+    first = pu.estimate_norm(pu.DenseOperator(K), rtol=1e-10, iterations=5000)
+    moved = pu.DenseOperator(K + 1e-4 * rng.standard_normal((40, 40)))
+    cold = pu.estimate_norm(moved, rtol=1e-10, iterations=5000)
+    warm = pu.estimate_norm(moved, v0=first.vector, rtol=1e-10, iterations=5000)
+    assert warm.iterations < cold.iterations
+    assert warm.value == pytest.approx(np.linalg.svd(moved.matrix, compute_uv=False)[0], rel=1e-7)
+
+
+def test_with_params_keeps_type_and_shape(numpy_backend):
+    op = pu.DenseOperator(pu.dct_matrix(5))
+    new = op.with_params(2 * op.params)
+    assert isinstance(new, pu.DenseOperator) and new.in_shape == (5,) and new.out_shape == (5,)
+    assert new.norm() == pytest.approx(2.0)
