@@ -7,7 +7,7 @@ All solve the speech problem (F = ‖·‖₁ so prox_{σF*} = clip to [−1, 1]
 * ``jax_grad``: ``jax.jit(jax.value_and_grad(...))`` of a ``lax.scan`` loop;
 * ``plain_numpy`` / ``plain_torch``: pdunroll's hand-written recursion (DESIGN §3) written
   directly in NumPy / torch without the array-API layer: the same tape (x̄^{k−1}, y^k, two boolean
-  masks), the same ∇_K products in chunks of ``ROWS_PER_PRODUCT`` rows, no in-place updates;
+  masks), the same ∇_K products in chunks of ``NUMBERS_PER_PRODUCT`` entries, no in-place updates;
 * ``floor_*``: only the matrix products of a full gradient: per step 2 forward (K x̄, Kᵀ y),
   2 backward (K δ_P, Kᵀ δ̄_D) and the ∇_K outer products, batched as the recursion batches them.
 """
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .common import ROWS_PER_PRODUCT, SpeechProblem
+from .common import NUMBERS_PER_PRODUCT, SpeechProblem
 
 # --------------------------------------------------------------------------- plain NumPy
 
@@ -47,7 +47,7 @@ def plain_numpy_gradient(K, xt, x_true, p: SpeechProblem, iterations: int):
     g = xt + r - x_true
     loss = 0.5 * float(np.sum(g * g))
     grad_k = np.zeros_like(K)
-    rows_a, rows_b, rows = [], [], 0
+    rows_a, rows_b, numbers = [], [], 0
     d_p, d_d, d_dbar, sum_d = g, None, None, None
     while tape:
         x_bar, y, mask_d, mask_p = tape.pop()
@@ -60,10 +60,10 @@ def plain_numpy_gradient(K, xt, x_true, p: SpeechProblem, iterations: int):
         sum_d = d_d if sum_d is None else sum_d + d_d
         rows_a += [sigma * d_d, -tau * y]
         rows_b += [x_bar, d_p]
-        rows += 2 * x_bar.shape[0]
-        if rows >= ROWS_PER_PRODUCT or not tape:
+        numbers += 2 * (d_d.size + x_bar.size)
+        if numbers >= NUMBERS_PER_PRODUCT or not tape:
             grad_k = grad_k + np.concatenate(rows_a).T @ np.concatenate(rows_b)
-            rows_a, rows_b, rows = [], [], 0
+            rows_a, rows_b, numbers = [], [], 0
     return loss, grad_k, g + sigma * (sum_d @ K)
 
 
@@ -100,7 +100,7 @@ def plain_torch_gradient(K, xt, x_true, p: SpeechProblem, iterations: int):
         g = xt + r - x_true
         loss = 0.5 * float(torch.sum(g * g))
         grad_k = torch.zeros_like(K)
-        rows_a, rows_b, rows = [], [], 0
+        rows_a, rows_b, numbers = [], [], 0
         d_p, d_d, d_dbar, sum_d = g, None, None, None
         while tape:
             x_bar, y, mask_d, mask_p = tape.pop()
@@ -113,10 +113,10 @@ def plain_torch_gradient(K, xt, x_true, p: SpeechProblem, iterations: int):
             sum_d = d_d if sum_d is None else sum_d + d_d
             rows_a += [sigma * d_d, -tau * y]
             rows_b += [x_bar, d_p]
-            rows += 2 * x_bar.shape[0]
-            if rows >= ROWS_PER_PRODUCT or not tape:
+            numbers += 2 * (d_d.numel() + x_bar.numel())
+            if numbers >= NUMBERS_PER_PRODUCT or not tape:
                 grad_k = grad_k + torch.cat(rows_a).T @ torch.cat(rows_b)
-                rows_a, rows_b, rows = [], [], 0
+                rows_a, rows_b, numbers = [], [], 0
         return loss, grad_k, g + sigma * (sum_d @ K)
 
 
@@ -203,7 +203,7 @@ def floor_arrays(cat, K, xt, iterations: int):
     and two stacks of rows for the ∇_K products (``cat`` = np.concatenate or torch.cat)."""
     batch = xt.shape[0]
     y = K[:batch] * 1.0
-    rows = min(2 * batch * iterations, ROWS_PER_PRODUCT)
+    rows = min(2 * batch * iterations, NUMBERS_PER_PRODUCT // (K.shape[0] + K.shape[1]))
     reps = -(-rows // batch)
     return y, cat([y] * reps)[:rows], cat([xt] * reps)[:rows]
 
@@ -218,7 +218,7 @@ def floor_forward(K, xt, y, iterations: int):
 
 def floor_gradient(K, xt, y, stack_a, stack_b, iterations: int):
     """The products of a full gradient: 2L forward, 2L backward and the ∇_K outer products of
-    2·batch·L rows in chunks of ``ROWS_PER_PRODUCT`` rows."""
+    2·batch·L rows in chunks as the recursion makes them."""
     for _ in range(2 * iterations):
         u = xt @ K.T
         v = y @ K

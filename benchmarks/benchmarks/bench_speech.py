@@ -16,7 +16,6 @@ XLA alike; see ``common.peak_rss_delta``), the CUDA allocator's peak for torch C
 from __future__ import annotations
 
 import numpy as np
-from asv_runner.benchmarks.mark import SkipNotImplemented
 
 from . import baselines as bl
 from .common import (
@@ -24,6 +23,8 @@ from .common import (
     ITERATIONS,
     LIBRARY_BACKENDS,
     MODES,
+    TIMER,
+    SkipNotImplemented,
     back_steps,
     backend,
     nbytes,
@@ -61,6 +62,7 @@ class SpeechGradient:
     number = 1
     repeat = (3, 10, 15.0)
     warmup_time = 0.0
+    timer = TIMER
     timeout = 600
 
     def setup(self, backend_name, dtype, mode, L):
@@ -130,6 +132,7 @@ class SpeechBaselines:
     number = 1
     repeat = (3, 10, 15.0)
     warmup_time = 0.0
+    timer = TIMER
     timeout = 600
 
     def setup(self, impl, dtype, L):
@@ -226,6 +229,7 @@ class SpeechForward:
     number = 1
     repeat = (3, 10, 10.0)
     warmup_time = 0.0
+    timer = TIMER
     timeout = 600
 
     def setup(self, impl, dtype, L):

@@ -11,12 +11,21 @@ from __future__ import annotations
 import ctypes
 import gc
 import math
+import os
 import sys
+import time
+import timeit
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from asv_runner.benchmarks.mark import SkipNotImplemented
+
+try:
+    from asv_runner.benchmarks.mark import SkipNotImplemented
+except ImportError:  # importable without asv (tests/test_benchmark_baselines.py)
+
+    class SkipNotImplemented(NotImplementedError):
+        """asv's "skip this parameter combination" (asv treats NotImplementedError alike)."""
 
 _SRC = Path(__file__).resolve().parents[2] / "src"
 if str(_SRC) not in sys.path:
@@ -24,12 +33,21 @@ if str(_SRC) not in sys.path:
 
 import pdunroll as pu  # noqa: E402
 
+# numbers (entries of both factors) per ∇_K product in the hand-written loops: as pdunroll's
+NUMBERS_PER_PRODUCT = getattr(pu.gradients, "_NUMBERS_PER_PRODUCT", 2**19)
+
 LIBRARY_BACKENDS = ["numpy", "torch", "array_api_strict", "torch_cuda", "cupy"]
 DTYPES = ["float32", "float64"]
 MODES = ["full", "truncated", "asymptotic"]
 ITERATIONS = [10, 100, 1000]
 B_STEPS = 30  # back-iterations b of the truncated and asymptotic modes (EUSIPCO: b = 30)
-ROWS_PER_PRODUCT = 8192  # as pdunroll.gradients: rows per ∇K product in the hand-written loops
+
+
+# Timer of every time_ benchmark: wall clock by default; PDUNROLL_BENCH_TIMER=process measures the
+# process's CPU time instead (robust to other processes on a shared machine when the BLAS and
+# torch run single-threaded; meaningless for GPU runs, which wait for the device).
+TIMER = time.process_time if os.environ.get("PDUNROLL_BENCH_TIMER") == "process" \
+    else timeit.default_timer
 
 
 def back_steps(mode: str, iterations: int) -> int | None:
