@@ -89,7 +89,7 @@ def forward(
         x_bar = x_tilde + r_bar
         z_d = y + sigma * op.apply(x_bar)
         r_prev, y_prev = r, y
-        if keep:
+        if k > iterations - keep:  # a step the reverse pass will need
             y, saved_d = f.conj_prox_save(z_d, sigma)
             r, saved_p = g.prox_save(r_prev - tau * op.adjoint(y), tau)
             tape.append((x_bar, y, saved_d, saved_p))
