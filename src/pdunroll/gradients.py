@@ -30,7 +30,7 @@ MODES = ("full", "truncated", "asymptotic")
 # numbers (entries of a and b) per parameter-VJP product when ∇_K is accumulated over stored
 # steps: large products, small peak (≈ 6500 rows of a 320-sample speech model; one step of a
 # 48-filter bank on a 256×256 image)
-_NUMBERS_PER_PRODUCT = 2**22
+_NUMBERS_PER_PRODUCT = 2**19
 
 
 @dataclass(frozen=True)
