@@ -362,7 +362,8 @@ class Simplex(Function):
         n = z.shape[self.axis]
         shape = tuple(n if i == self.axis else 1 for i in range(z.ndim))
         k = xp.reshape(xp.arange(1, n + 1, dtype=z.dtype, device=_device(z)), shape)
-        partial = xp.cumulative_sum(xp.sort(z, axis=self.axis, descending=True), axis=self.axis)
+        descending = xp.flip(xp.sort(z, axis=self.axis), axis=self.axis)  # NumPy: no descending=
+        partial = xp.cumulative_sum(descending, axis=self.axis)
         theta = xp.max((partial - 1) / k, axis=self.axis, keepdims=True)
         support = z > theta
         return xp.where(support, z - theta, xp.zeros_like(z)), support
