@@ -302,7 +302,8 @@ def plot(d, path: Path):
         for y in lines:
             ax.axhline(y, color="grey", lw=0.8, ls=":")
         ax.set_ylim(bottom=0)
-        ax.legend(fontsize=6.5)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=6.5)
         ax.grid(alpha=0.3)
     fig.suptitle("Speech size (batch 32, n = m = 320): pdunroll's hand-written reverse mode vs "
                  "autodiff (dotted: targets)", fontsize=10)
