@@ -13,6 +13,18 @@ A :class:`Function` f gives
 * ``params``: the function's own learnable arrays (``()`` for most), with
   ``prox_param_vjp(saved, v, t)`` = ∇_params ⟨v, prox_{tf}(z)⟩ and ``conj_prox_param_vjp``
   (e.g. the costs c of :class:`LinearTerm`).
+* the whole proximal step of an algorithm, which the solvers call:
+  ``prox_step(prev, grad, t)`` = argmin_u t f(u) + t⟨grad, u⟩ + D(u, prev) (a descent step) and
+  ``conj_prox_step(prev, ascent, s)`` = argmin_y s f*(y) − s⟨ascent, y⟩ + D(y, prev) (an ascent
+  step of the dual), with ``*_save`` variants, ``prox_step_vjp(saved, v, t)`` →
+  (∂u/∂prevᵀ v, ∂u/∂zᵀ v) and ``prox_step_param_vjp(saved, v, t)`` = ∇_params ⟨v, u⟩ (prev,
+  grad fixed). For the Euclidean distance D(u, p) = ½‖u − p‖² these are prox_{tf}(z) with
+  z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), both cotangents are
+  J_prox(z)ᵀ v (one array, returned twice) and the parameter VJP is ``prox_param_vjp``. A Bregman
+  distance (:mod:`pdunroll.bregman`) makes u depend on prev also outside z; its second cotangent
+  is ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there;
+* ``start(zeros)`` / ``conj_start(zeros)``: the first iterate given zeros of its shape (zeros,
+  unless the step needs an interior point, e.g. the entropy's positive one).
 
 All maps act on batches: axis 0 is the batch, the other axes belong to one signal. Balls are one
 ball per signal.
@@ -63,6 +75,39 @@ class Function:
 
     def prox_vjp(self, saved, v: Array, t: float) -> Array:
         raise NotImplementedError
+
+    def start(self, zeros: Array) -> Array:
+        return zeros
+
+    def conj_start(self, zeros: Array) -> Array:
+        return zeros
+
+    # the Euclidean proximal steps; Bregman functions override these
+    def prox_step(self, prev: Array, grad: Array, t: float) -> Array:
+        return self.prox(prev - t * grad, t)
+
+    def prox_step_save(self, prev: Array, grad: Array, t: float):
+        return self.prox_save(prev - t * grad, t)
+
+    def prox_step_vjp(self, saved, v: Array, t: float) -> tuple[Array, Array]:
+        w = self.prox_vjp(saved, v, t)
+        return w, w
+
+    def prox_step_param_vjp(self, saved, v: Array, t: float):
+        return self.prox_param_vjp(saved, v, t)
+
+    def conj_prox_step(self, prev: Array, ascent: Array, s: float) -> Array:
+        return self.conj_prox(prev + s * ascent, s)
+
+    def conj_prox_step_save(self, prev: Array, ascent: Array, s: float):
+        return self.conj_prox_save(prev + s * ascent, s)
+
+    def conj_prox_step_vjp(self, saved, v: Array, s: float) -> tuple[Array, Array]:
+        w = self.conj_prox_vjp(saved, v, s)
+        return w, w
+
+    def conj_prox_step_param_vjp(self, saved, v: Array, s: float):
+        return self.conj_prox_param_vjp(saved, v, s)
 
     # conjugate through the Moreau identity; subclasses override where a direct formula is faster
     def conj_prox(self, z: Array, s: float) -> Array:
@@ -290,7 +335,7 @@ class L21Norm(Function):
     def conj_value(self, y):
         xp = _xp(y)
         return _inf_where(xp, xp.max(self._norms(y), axis=_signal_axes(y)) > self.weight
-                          * (1 + 1e-9), y)
+                          * _slack(y), y)
 
     def prox_save(self, z, t):
         xp = _xp(z)
@@ -379,8 +424,8 @@ class Simplex(Function):
 
 
 class NonNegative(Function):
-    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step); f* = indicator of {y ≤ 0}, prox of
-    s f*: min(z, 0)."""
+    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step), derivative 1 on z ≥ 0 (the boundary
+    counts as inside, as for the clips); f* = indicator of {y ≤ 0}, prox of s f*: min(z, 0)."""
 
     def value(self, x):
         xp = _xp(x)
@@ -392,7 +437,7 @@ class NonNegative(Function):
 
     def prox_save(self, z, t):
         xp = _xp(z)
-        mask = z > 0
+        mask = z >= 0
         return xp.where(mask, z, xp.zeros_like(z)), mask
 
     def prox_vjp(self, mask, v, t):
@@ -442,8 +487,26 @@ class LinearTerm(Function):
         return self.base.prox_vjp(saved, v, t)
 
     def prox_param_vjp(self, saved, v, t):
-        grad = -t * self.base.prox_vjp(saved, v, t)
+        return self._cost_grad(-t * self.base.prox_vjp(saved, v, t))
+
+    def _cost_grad(self, grad):
         return _xp(grad).sum(grad, axis=0) if self.params.ndim < grad.ndim else grad
+
+    # primal steps: the base's step along grad + c (Euclidean or Bregman), ∇_c ⟨v, u⟩ = −t δ
+    def start(self, zeros):
+        return self.base.start(zeros)
+
+    def prox_step(self, prev, grad, t):
+        return self.base.prox_step(prev, grad + self.params, t)
+
+    def prox_step_save(self, prev, grad, t):
+        return self.base.prox_step_save(prev, grad + self.params, t)
+
+    def prox_step_vjp(self, saved, v, t):
+        return self.base.prox_step_vjp(saved, v, t)
+
+    def prox_step_param_vjp(self, saved, v, t):
+        return self._cost_grad(-t * self.base.prox_step_vjp(saved, v, t)[1])
 
     def __repr__(self):
         return f"LinearTerm(c of shape {tuple(self.params.shape)}, base={self.base!r})"
