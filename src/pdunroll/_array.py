@@ -39,7 +39,7 @@ def namespace(*named: tuple[str, Array]):
     first = None
     for name, a in named:
         try:
-            a_xp = array_api_compat.array_namespace(a)
+            a_xp = _namespace_of(a)
         except TypeError as err:
             raise TypeError(f"{name} must be an array (numpy, torch, cupy, jax, ...), got "
                             f"{type(a).__name__}") from err
@@ -64,7 +64,17 @@ def namespace(*named: tuple[str, Array]):
 
 def xp_of(x: Array):
     """The namespace of one array (inputs were already checked by :func:`namespace`)."""
-    return array_api_compat.array_namespace(x)
+    return _namespace_of(x)
+
+
+def _namespace_of(a: Array):
+    """The array's own standard namespace where it declares one (``__array_namespace__``:
+    NumPy >= 2, array_api_strict, JAX), else array-api-compat's wrapper (torch, CuPy, older
+    NumPy). The wrappers cost several microseconds per call on NumPy (``clip``: ~5x NumPy's)."""
+    own = getattr(a, "__array_namespace__", None)
+    if own is not None:
+        return own()
+    return array_api_compat.array_namespace(a)
 
 
 def check_finite(xp, **arrays: Array) -> None:

@@ -142,9 +142,9 @@ def _inf_where(xp, infeasible: Array, like: Array) -> Array:
 
 
 def _keep(mask: Array, v: Array) -> Array:
-    """v where mask, else 0: the VJP of a map whose Jacobian is the 0/1 diagonal ``mask``."""
-    xp = _xp(v)
-    return xp.where(mask, v, xp.zeros_like(v))
+    """v where mask, else 0: the VJP of a map whose Jacobian is the 0/1 diagonal ``mask``
+    (a product with the 0/1 mask: several times faster than ``where`` on NumPy)."""
+    return v * _xp(v).astype(mask, v.dtype)
 
 
 class L1Norm(Function):
@@ -169,6 +169,9 @@ class L1Norm(Function):
 
     def prox_vjp(self, mask, v, t):
         return _keep(mask, v)
+
+    def conj_prox(self, z, s):
+        return _xp(z).clip(z, -self.weight, self.weight)
 
     def conj_prox_save(self, z, s):
         xp = _xp(z)
@@ -196,6 +199,9 @@ class LinfBall(Function):
     def conj_value(self, y):
         xp = _xp(y)
         return self.radius * xp.sum(xp.abs(y), axis=_signal_axes(y))
+
+    def prox(self, z, t):
+        return _xp(z).clip(z, -self.radius, self.radius)
 
     def prox_save(self, z, t):
         xp = _xp(z)
@@ -401,7 +407,8 @@ class Simplex(Function):
         n = z.shape[self.axis]
         shape = tuple(n if i == self.axis else 1 for i in range(z.ndim))
         k = xp.reshape(xp.arange(1, n + 1, dtype=z.dtype, device=_device(z)), shape)
-        partial = xp.cumulative_sum(xp.sort(z, axis=self.axis, descending=True), axis=self.axis)
+        descending = xp.flip(xp.sort(z, axis=self.axis), axis=self.axis)  # NumPy: no descending=
+        partial = xp.cumulative_sum(descending, axis=self.axis)
         theta = xp.max((partial - 1) / k, axis=self.axis, keepdims=True)
         support = z > theta
         return xp.where(support, z - theta, xp.zeros_like(z)), support

@@ -107,7 +107,7 @@ def forward(
             starts.append((k, r, r_bar, y))
         x_bar = x_tilde + r_bar
         r_prev, y_prev = r, y
-        if keep:
+        if k > iterations - keep:  # a step the reverse pass will need
             y, saved_d = f.conj_prox_step_save(y_prev, op.apply(x_bar), sigma)
             r, saved_p = g.prox_step_save(r_prev, op.adjoint(y), tau)
             tape.append((x_bar, y, saved_d, saved_p))
