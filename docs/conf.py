@@ -1,0 +1,124 @@
+"""Sphinx configuration: MyST markdown pages, numpydoc-style docstrings via napoleon, MathJax,
+and doctests that run the examples of the pages."""
+
+import inspect
+import re
+import sys
+from pathlib import Path
+
+from docutils import nodes
+from docutils.parsers.rst import Directive
+from docutils.statemachine import StringList
+from sphinx.util.nodes import nested_parse_with_titles
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import pdunroll  # noqa: E402
+
+project = "pdunroll"
+author = "the pdunroll developers"
+copyright = "2026, the pdunroll developers"
+release = pdunroll.__version__
+version = release
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.autosummary",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.mathjax",
+    "sphinx.ext.doctest",
+]
+source_suffix = {".md": "markdown"}
+exclude_patterns = ["_build"]
+
+myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
+myst_heading_anchors = 3
+
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+autodoc_member_order = "bysource"
+autodoc_typehints = "description"
+autodoc_typehints_description_target = "documented"
+autodoc_type_aliases = {"Array": "Array"}
+autodoc_default_options = {"members": True}
+autosummary_generate = False
+
+doctest_global_setup = """
+import importlib.util
+
+import numpy as np
+import pdunroll as pu
+
+# optional backends: examples that need one are skipped (``:skipif:``) where it is not installed
+HAVE = {name: importlib.util.find_spec(name) is not None
+        for name in ("torch", "jax", "array_api_strict")}
+"""
+
+html_theme = "furo"
+html_title = f"pdunroll {release}"
+
+
+# modules in reading order; any other module that holds a public name follows alphabetically
+MODULE_ORDER = ["model", "operators", "functions", "solver", "gradients"]
+
+
+class PublicAPI(Directive):
+    """``pdunroll-api``: one section per module with an autosummary table and the autodoc entry of
+    every name in ``pdunroll.__all__``, so the reference follows ``__all__`` without upkeep."""
+
+    def run(self):
+        by_module: dict[str, list[str]] = {}
+        for name in pdunroll.__all__:
+            module = getattr(getattr(pdunroll, name), "__module__", None)
+            if not (isinstance(module, str) and module.startswith("pdunroll.")):
+                module = _defining_module(name)
+            by_module.setdefault(module, []).append(name)
+        rank = {f"pdunroll.{m}": i for i, m in enumerate(MODULE_ORDER)}
+        lines = [".. currentmodule:: pdunroll", ""]
+        for module in sorted(by_module, key=lambda m: (rank.get(m, len(rank)), m)):
+            names = by_module[module]
+            lines += [module, "-" * len(module), "",
+                      f".. automodule:: {module}", "   :no-members:", "   :no-index:", "",
+                      ".. currentmodule:: pdunroll", "",
+                      ".. autosummary::", "   :nosignatures:", ""]
+            lines += [f"   {name}" for name in names] + [""]
+            for name in names:
+                obj = getattr(pdunroll, name)
+                kind = ("autoclass" if inspect.isclass(obj)
+                        else "autofunction" if callable(obj) else "autodata")
+                lines += [f".. {kind}:: {name}", ""]
+        content = StringList(lines, source="pdunroll.__all__")
+        node = _container()
+        nested_parse_with_titles(self.state, content, node)
+        return node.children
+
+
+def _defining_module(name: str) -> str:
+    """The submodule whose ``__all__`` lists ``name`` (for constants such as ``MODES``)."""
+    for module_name, module in sorted(sys.modules.items()):
+        if module_name.startswith("pdunroll.") and name in getattr(module, "__all__", ()):
+            return module_name
+    return "pdunroll"
+
+
+def _container():
+    return nodes.section()
+
+
+# docstrings write shapes as (batch, *in_shape); in reStructuredText a lone * opens emphasis
+_STARRED_SHAPE = re.compile(r"(?<=[(\[,\s])\*(?=\w+[),\]])")
+_LITERAL = re.compile(r"(``.*?``)")
+
+
+def escape_starred_shapes(app, what, name, obj, options, lines):
+    """Escape the star of ``*in_shape`` outside inline literals, so shapes render as written."""
+    for i, line in enumerate(lines):
+        parts = _LITERAL.split(line)
+        lines[i] = "".join(p if p.startswith("``") else _STARRED_SHAPE.sub(r"\\*", p)
+                           for p in parts)
+
+
+def setup(app):
+    app.add_directive("pdunroll-api", PublicAPI)
+    app.connect("autodoc-process-docstring", escape_starred_shapes)
