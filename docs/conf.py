@@ -60,7 +60,9 @@ html_title = f"pdunroll {release}"
 
 
 # modules in reading order; any other module that holds a public name follows alphabetically
-MODULE_ORDER = ["model", "operators", "functions", "solver", "gradients"]
+MODULE_ORDER = ["model", "operators", "convolution", "linops", "functions", "solver",
+                "gradients", "implicit", "training", "learner", "optimizers", "datasets",
+                "metrics", "checkpoint", "toy"]
 
 
 class PublicAPI(Directive):
@@ -119,6 +121,13 @@ def escape_starred_shapes(app, what, name, obj, options, lines):
                            for p in parts)
 
 
+def drop_builtin_docstrings(app, what, name, obj, options, lines):
+    """Constants such as ``MODES = ("full", ...)`` would show the docstring of ``tuple``."""
+    if what == "data" and getattr(obj, "__doc__", None) is getattr(type(obj), "__doc__", 0):
+        lines.clear()
+
+
 def setup(app):
     app.add_directive("pdunroll-api", PublicAPI)
     app.connect("autodoc-process-docstring", escape_starred_shapes)
+    app.connect("autodoc-process-docstring", drop_builtin_docstrings)
