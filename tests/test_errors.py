@@ -119,3 +119,15 @@ def test_model_parts_are_checked():
         pu.AnalysisModel(pu.DenseOperator(np.eye(3)), pu.L1Norm(), "linf")
     with pytest.raises(ValueError, match="matrix must be 2-D"):
         pu.DenseOperator(np.ones(3))
+
+
+def test_mixed_devices(setup, torch_backend):
+    """Arrays of one backend on two devices (torch's 'meta' device stands in for a GPU)."""
+    import torch
+
+    model, xt, _ = setup
+    model = pu.AnalysisModel(pu.DenseOperator(torch.asarray(model.operator.params)), model.f,
+                             model.g)
+    with pytest.raises(ValueError, match="operator parameters is on device cpu but x_tilde is "
+                                         "on device meta: move them to one device"):
+        pu.chambolle_pock(model, torch.asarray(xt, device="meta"), iterations=3)

@@ -5,8 +5,21 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
-from .functions import Function, L1Norm, L2Ball, LinfBall, SquaredL2, Zero
+from .convolution import Conv1dFilterBank, Conv2dFilterBank
+from .functions import (
+    Function,
+    L1Norm,
+    L2Ball,
+    L21Norm,
+    LinearTerm,
+    LinfBall,
+    NonNegative,
+    Simplex,
+    SquaredL2,
+    Zero,
+)
 from .gradients import MODES, GradientResult, gradient
+from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
@@ -14,18 +27,28 @@ from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
 __version__ = "0.1.0"
 
 __all__ = [
-    "MODES",
     "AnalysisModel",
     "CPResult",
+    "Composition",
+    "Conv1dFilterBank",
+    "Conv2dFilterBank",
     "DenseOperator",
+    "Diagonal",
     "Function",
+    "Gradient2d",
     "GradientResult",
     "L1Norm",
+    "L21Norm",
     "L2Ball",
     "LinearOperator",
+    "LinearTerm",
     "LinfBall",
+    "MODES",
+    "NonNegative",
     "NormEstimate",
+    "Simplex",
     "SquaredL2",
+    "Stack",
     "StepSizes",
     "Zero",
     "chambolle_pock",

@@ -9,7 +9,10 @@ A :class:`Function` f gives
 * ``prox_save(z, t)`` → (prox, saved) and ``prox_vjp(saved, v, t)`` = J_prox(z)ᵀ v, and the same
   for the conjugate (``conj_prox_save``, ``conj_prox_vjp``). ``saved`` is what the reverse pass
   keeps per step: a boolean mask for clips and soft thresholds (elementwise Jacobians, the fast
-  case), the point and its norm for the ℓ2 ball (a Jacobian that is not diagonal).
+  case), the point and its norm for the ℓ2 ball (a Jacobian that is not diagonal);
+* ``params``: the function's own learnable arrays (``()`` for most), with
+  ``prox_param_vjp(saved, v, t)`` = ∇_params ⟨v, prox_{tf}(z)⟩ and ``conj_prox_param_vjp``
+  (e.g. the costs c of :class:`LinearTerm`).
 
 All maps act on batches: axis 0 is the batch, the other axes belong to one signal. Balls are one
 ball per signal.
@@ -19,11 +22,22 @@ from __future__ import annotations
 
 import math
 
-from ._array import Array, check_positive
+from ._array import Array, check_count, check_finite, check_positive, namespace
 from ._array import array_device as _device
 from ._array import xp_of as _xp
 
-__all__ = ["Function", "L1Norm", "L2Ball", "LinfBall", "SquaredL2", "Zero"]
+__all__ = [
+    "Function",
+    "L1Norm",
+    "L21Norm",
+    "L2Ball",
+    "LinearTerm",
+    "LinfBall",
+    "NonNegative",
+    "Simplex",
+    "SquaredL2",
+    "Zero",
+]
 
 
 def _signal_axes(x: Array) -> tuple[int, ...]:
@@ -32,6 +46,8 @@ def _signal_axes(x: Array) -> tuple[int, ...]:
 
 class Function:
     """A proper convex lower-semicontinuous function with a computable prox."""
+
+    params = ()
 
     def value(self, x: Array) -> Array:
         raise NotImplementedError
@@ -58,6 +74,16 @@ class Function:
 
     def conj_prox_vjp(self, saved, v: Array, s: float) -> Array:
         return v - self.prox_vjp(saved, v, 1 / s)
+
+    def prox_param_vjp(self, saved, v: Array, t: float):
+        """∇_params ⟨v, prox_{tf}(z)⟩ with z fixed (same structure as ``params``)."""
+        return ()
+
+    def conj_prox_param_vjp(self, saved, v: Array, s: float):
+        """∇_params ⟨v, prox_{sf*}(z)⟩; by default through the Moreau identity, which matches
+        the default ``conj_prox_save`` (a subclass overriding that overrides this too)."""
+        grad = self.prox_param_vjp(saved, v, 1 / s)
+        return grad if isinstance(grad, tuple) and not grad else -s * grad
 
 
 def _slack(x: Array) -> float:
@@ -227,3 +253,190 @@ class SquaredL2(Function):
 
     def __repr__(self):
         return f"SquaredL2(weight={self.weight})"
+
+
+def _check_axis(name: str, axis: int, x: Array) -> None:
+    if x.ndim <= axis:
+        raise ValueError(f"{name}={axis} needs arrays with more than {axis} axes (axis 0 is the "
+                         f"batch), got shape {tuple(x.shape)}")
+
+
+class L21Norm(Function):
+    """f(u) = w Σ_pixels ‖u_g‖₂, the ℓ2 norm over the groups along ``group_axis`` summed over all
+    other non-batch axes (isotropic TV of a :class:`Gradient2d` output: group_axis=1).
+
+    prox: group soft threshold u_g ↦ u_g·max(0, 1 − t w/‖u_g‖), Jacobian on active groups
+    (1 − tw/‖z‖) I + (tw/‖z‖) ẑ ẑᵀ (ẑ = z/‖z‖); prox of s f*: projection of every group on the
+    ball of radius w, Jacobian (w/‖z‖)(I − ẑ ẑᵀ) outside.
+    """
+
+    def __init__(self, weight: float = 1.0, group_axis: int = 1):
+        self.weight = check_positive("weight", weight)
+        self.group_axis = check_count("group_axis", group_axis)
+
+    def _norms(self, x):
+        _check_axis("group_axis", self.group_axis, x)
+        return _xp(x).linalg.vector_norm(x, axis=self.group_axis, keepdims=True)
+
+    def value(self, x):
+        return self.weight * _xp(x).sum(self._norms(x), axis=_signal_axes(x))
+
+    def conj_value(self, y):
+        xp = _xp(y)
+        return _inf_where(xp, xp.max(self._norms(y), axis=_signal_axes(y)) > self.weight
+                          * (1 + 1e-9), y)
+
+    def prox_save(self, z, t):
+        xp = _xp(z)
+        nrm = self._norms(z)
+        thr = t * self.weight
+        active = nrm > thr
+        safe = xp.where(active, nrm, xp.ones_like(nrm))
+        scale = xp.where(active, 1 - thr / safe, xp.zeros_like(nrm))
+        return z * scale, (z, nrm)
+
+    def prox_vjp(self, saved, v, t):
+        xp = _xp(v)
+        z, nrm = saved
+        thr = t * self.weight
+        active = nrm > thr
+        safe = xp.where(active, nrm, xp.ones_like(nrm))
+        zv = xp.sum(z * v, axis=self.group_axis, keepdims=True)
+        out = (1 - thr / safe) * v + (thr * zv / safe**3) * z
+        return xp.where(active, out, xp.zeros_like(out))
+
+    def conj_prox_save(self, z, s):
+        xp = _xp(z)
+        nrm = self._norms(z)
+        outside = nrm > self.weight
+        safe = xp.where(outside, nrm, xp.ones_like(nrm))
+        return z * xp.where(outside, self.weight / safe, xp.ones_like(nrm)), (z, nrm)
+
+    def conj_prox_vjp(self, saved, v, s):
+        xp = _xp(v)
+        z, nrm = saved
+        outside = nrm > self.weight
+        safe = xp.where(outside, nrm, xp.ones_like(nrm))
+        zv = xp.sum(z * v, axis=self.group_axis, keepdims=True)
+        out = (self.weight / safe) * (v - (zv / safe**2) * z)
+        return xp.where(outside, out, v)
+
+    def __repr__(self):
+        return f"L21Norm(weight={self.weight}, group_axis={self.group_axis})"
+
+
+class Simplex(Function):
+    """Indicator of the probability simplex along ``axis`` at every other position (pixelwise
+    label probabilities: u ≥ 0, Σ_axis u = 1). f*(y) = Σ_pixels max_axis y.
+
+    prox (any step): Euclidean projection u = max(z − θ, 0) with θ = max_k (Σ_{i≤k} z_(i) − 1)/k
+    over the values sorted in decreasing order; Jacobian on the support S: I − 1 1ᵀ/|S|.
+    """
+
+    def __init__(self, axis: int = 1):
+        self.axis = check_count("axis", axis)
+
+    def value(self, x):
+        _check_axis("axis", self.axis, x)
+        xp = _xp(x)
+        axes = _signal_axes(x)
+        off = xp.abs(xp.sum(x, axis=self.axis, keepdims=True) - 1)
+        slack = 64 * xp.finfo(x.dtype).eps * x.shape[self.axis]  # rounding of the sum
+        bad = (xp.max(off, axis=axes) > slack) | (xp.min(x, axis=axes) < 0)
+        return _inf_where(xp, bad, x)
+
+    def conj_value(self, y):
+        _check_axis("axis", self.axis, y)
+        xp = _xp(y)
+        return xp.sum(xp.max(y, axis=self.axis, keepdims=True), axis=_signal_axes(y))
+
+    def prox_save(self, z, t):
+        _check_axis("axis", self.axis, z)
+        xp = _xp(z)
+        n = z.shape[self.axis]
+        shape = tuple(n if i == self.axis else 1 for i in range(z.ndim))
+        k = xp.reshape(xp.arange(1, n + 1, dtype=z.dtype, device=_device(z)), shape)
+        partial = xp.cumulative_sum(xp.sort(z, axis=self.axis, descending=True), axis=self.axis)
+        theta = xp.max((partial - 1) / k, axis=self.axis, keepdims=True)
+        support = z > theta
+        return xp.where(support, z - theta, xp.zeros_like(z)), support
+
+    def prox_vjp(self, support, v, t):
+        xp = _xp(v)
+        kept = _keep(support, v)
+        count = xp.sum(xp.astype(support, v.dtype), axis=self.axis, keepdims=True)
+        return _keep(support, v - xp.sum(kept, axis=self.axis, keepdims=True) / count)
+
+    def __repr__(self):
+        return f"Simplex(axis={self.axis})"
+
+
+class NonNegative(Function):
+    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step); f* = indicator of {y ≤ 0}, prox of
+    s f*: min(z, 0)."""
+
+    def value(self, x):
+        xp = _xp(x)
+        return _inf_where(xp, xp.min(x, axis=_signal_axes(x)) < 0, x)
+
+    def conj_value(self, y):
+        xp = _xp(y)
+        return _inf_where(xp, xp.max(y, axis=_signal_axes(y)) > 0, y)
+
+    def prox_save(self, z, t):
+        xp = _xp(z)
+        mask = z > 0
+        return xp.where(mask, z, xp.zeros_like(z)), mask
+
+    def prox_vjp(self, mask, v, t):
+        return _keep(mask, v)
+
+    def __repr__(self):
+        return "NonNegative()"
+
+
+class LinearTerm(Function):
+    """f(u) = ⟨c, u⟩ + base(u) with costs c of one signal's shape (shared by the batch) or of the
+    batch's shape (one per signal); ``base`` defaults to :class:`Zero`.
+
+    prox_{tf}(z) = prox_{t base}(z − t c); f*(y) = base*(y − c). ``params`` = c, with
+    ∇_c ⟨v, prox_{tf}(z)⟩ = −t J_{prox t base}(z − tc)ᵀ v (summed over the batch for shared c).
+    """
+
+    def __init__(self, c: Array, base: Function | None = None):
+        xp = namespace(("c", c))
+        check_finite(xp, c=c)
+        base = Zero() if base is None else base
+        if not isinstance(base, Function):
+            raise TypeError(f"base must be a pdunroll Function, got {type(base).__name__}")
+        if not (isinstance(base.params, tuple) and not base.params):
+            raise ValueError(f"base must be a function without parameters, got {base!r}")
+        self.params = c
+        self.base = base
+
+    @property
+    def c(self) -> Array:
+        return self.params
+
+    def with_params(self, c: Array) -> LinearTerm:
+        return LinearTerm(c, self.base)
+
+    def value(self, x):
+        xp = _xp(x)
+        return xp.sum(self.params * x, axis=_signal_axes(x)) + self.base.value(x)
+
+    def conj_value(self, y):
+        return self.base.conj_value(y - self.params)
+
+    def prox_save(self, z, t):
+        return self.base.prox_save(z - t * self.params, t)
+
+    def prox_vjp(self, saved, v, t):
+        return self.base.prox_vjp(saved, v, t)
+
+    def prox_param_vjp(self, saved, v, t):
+        grad = -t * self.base.prox_vjp(saved, v, t)
+        return _xp(grad).sum(grad, axis=0) if self.params.ndim < grad.ndim else grad
+
+    def __repr__(self):
+        return f"LinearTerm(c of shape {tuple(self.params.shape)}, base={self.base!r})"

@@ -40,8 +40,7 @@ class AnalysisModel:
         dtype, wrong shape, non-finite values.
         """
         op = self.operator
-        params = op.params if isinstance(op.params, tuple | list) else (op.params,)
-        named = list(signals.items()) + [("operator parameters", p) for p in params]
+        named = list(signals.items()) + [("operator parameters", p) for p in op.arrays]
         xp = namespace(*named)
         for name, x in signals.items():
             if tuple(x.shape[1:]) != tuple(op.in_shape) or x.ndim != len(op.in_shape) + 1:

@@ -21,7 +21,11 @@ __all__ = ["DenseOperator", "LinearOperator", "NormEstimate", "dct_matrix", "est
 
 
 class LinearOperator:
-    """Base class: subclasses set ``in_shape``, ``out_shape``, ``params`` and the four maps."""
+    """Base class: subclasses set ``in_shape``, ``out_shape``, ``params`` and the four maps.
+
+    ``params`` is an array or a (nested) tuple of arrays; a fixed operator has ``params = ()``
+    and overrides ``arrays`` to return an array that fixes its namespace, dtype and device.
+    """
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
@@ -41,17 +45,23 @@ class LinearOperator:
         raise NotImplementedError
 
     @property
+    def arrays(self) -> tuple:
+        """The arrays the operator holds (its parameters' leaves): they fix namespace, dtype and
+        device."""
+        return _leaves(self.params)
+
+    @property
     def xp(self):
         """The array namespace of the operator's parameters."""
-        return namespace(*(("operator parameter", p) for p in _leaves(self.params)))
+        return namespace(*(("operator parameter", p) for p in self.arrays))
 
     @property
     def dtype(self):
-        return _leaves(self.params)[0].dtype
+        return self.arrays[0].dtype
 
     @property
     def device(self):
-        return array_device(_leaves(self.params)[0])
+        return array_device(self.arrays[0])
 
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
         """Spectral norm ‖K‖ = largest singular value (power iteration unless overridden)."""
@@ -59,7 +69,9 @@ class LinearOperator:
 
 
 def _leaves(params) -> tuple:
-    return tuple(params) if isinstance(params, tuple | list) else (params,)
+    if isinstance(params, tuple | list):
+        return tuple(leaf for p in params for leaf in _leaves(p))
+    return (params,)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,214 @@
+"""Convolutional analysis operators: banks of C learned filters applied to signals or images.
+
+For filters h_c of size k (k_1 × k_2 in 2-D) and a signal x, channel c of K x is the
+correlation (the convention of deep-learning "conv" layers)
+
+    (K x)_c[i] = Σ_p h_c[p] x[i + p − a],      p = 0..k−1 (a multi-index in 2-D),
+
+with x read outside its domain according to ``boundary``:
+
+* ``"periodic"``: x extended circularly; output size = input size, anchor a = (k − 1) // 2;
+* ``"zero"``: x extended by zeros ("same" size output), anchor a = (k − 1) // 2;
+* ``"valid"``: no extension, a = 0; output size n − k + 1 per axis.
+
+Kᵀ is the matching transposed correlation and ``param_vjp(a, b)`` = ∂/∂h Σ_batch ⟨a, K b⟩,
+i.e. ∂/∂h_c[p] = Σ_batch Σ_i a_c[i] b[i + p − a]. All three maps stack the k shifted copies
+(slices of the extended signal) of each signal and contract them with the filters in one matrix
+product; measured faster than the FFT route on NumPy and torch CPU at 48 filters 7×7 on 256×256
+images (``tools/bench_conv_fft_vs_shift.py``). Memory: k·(signal size) numbers per signal.
+
+``norm()`` is exact for periodic boundaries, ‖K‖ = max_ω √(Σ_c |ĥ_c(ω)|²) over the discrete
+frequencies of the signal grid (K is block-circulant), and a power-iteration estimate otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from .operators import LinearOperator, estimate_norm
+
+__all__ = ["BOUNDARIES", "Conv1dFilterBank", "Conv2dFilterBank"]
+
+BOUNDARIES = ("periodic", "zero", "valid")
+
+
+def _slice(x: Array, axis: int, start: int, stop: int) -> Array:
+    return x[(slice(None),) * axis + (slice(start, stop), ...)]
+
+
+def _zero_pad(x: Array, axis: int, before: int, after: int) -> Array:
+    """x with ``before`` zeros in front and ``after`` zeros behind along ``axis``."""
+    if not (before or after):
+        return x
+    xp = xp_of(x)
+
+    def zeros(n):
+        shape = x.shape[:axis] + (n,) + x.shape[axis + 1:]
+        return xp.zeros(shape, dtype=x.dtype, device=array_device(x))
+
+    parts = ([zeros(before)] if before else []) + [x] + ([zeros(after)] if after else [])
+    return xp.concat(parts, axis=axis)
+
+
+class _FilterBank(LinearOperator):
+    """Shared implementation for d = 1, 2 spatial axes (axes 1..d of a batch)."""
+
+    def __init__(self, filters: Array, shape: tuple[int, ...], boundary: str):
+        xp = namespace(("filters", filters))
+        d = len(shape)
+        if filters.ndim != d + 1:
+            dims = ", ".join(["C"] + [f"k{i + 1}" for i in range(d)])
+            raise ValueError(f"filters must have shape ({dims}), got {tuple(filters.shape)}")
+        if boundary not in BOUNDARIES:
+            raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
+        check_finite(xp, filters=filters)
+        kernel = tuple(int(k) for k in filters.shape[1:])
+        for n, k in zip(shape, kernel, strict=True):
+            if k > n:
+                raise ValueError(f"filters of size {kernel} do not fit signals of shape {shape}")
+        self.params = filters
+        self.boundary = boundary
+        self.kernel_shape = kernel
+        self.in_shape = shape
+        spatial = (tuple(n - k + 1 for n, k in zip(shape, kernel, strict=True))
+                   if boundary == "valid" else shape)
+        self.out_shape = (int(filters.shape[0]), *spatial)
+        # extension of the signal before the valid correlation: (front, back) per axis
+        self._ext = tuple((0, 0) if boundary == "valid" else ((k - 1) // 2, k - 1 - (k - 1) // 2)
+                          for k in kernel)
+
+    @property
+    def filters(self) -> Array:
+        return self.params
+
+    # x ↦ extended x (periodic or zero) and its adjoint
+    def _extend(self, x: Array) -> Array:
+        xp = xp_of(x)
+        for axis, (front, back) in enumerate(self._ext, start=1):
+            if self.boundary == "periodic":
+                n = x.shape[axis]
+                parts = [_slice(x, axis, n - front, n)] if front else []
+                parts += [x] + ([_slice(x, axis, 0, back)] if back else [])
+                x = xp.concat(parts, axis=axis) if len(parts) > 1 else x
+            else:
+                x = _zero_pad(x, axis, front, back)
+        return x
+
+    def _extend_adjoint(self, u: Array) -> Array:
+        for axis in reversed(range(1, len(self._ext) + 1)):
+            front, back = self._ext[axis - 1]
+            n = self.in_shape[axis - 1]
+            x = _slice(u, axis, front, front + n)
+            if self.boundary == "periodic":  # fold the wrapped margins back
+                if front:
+                    x = x + _zero_pad(_slice(u, axis, 0, front), axis, n - front, 0)
+                if back:
+                    x = x + _zero_pad(_slice(u, axis, front + n, front + n + back), axis, 0,
+                                      n - back)
+            u = x
+        return u
+
+    def _patches(self, x: Array) -> Array:
+        """(batch, k_1·…·k_d, N_out): the shifted copies x[i + p − a] of the extended x."""
+        xp = xp_of(x)
+        slabs = [self._extend(x)]
+        sizes = zip(self.kernel_shape, self.out_shape[1:], strict=True)
+        for axis, (k, m) in enumerate(sizes, start=1):
+            slabs = [_slice(s, axis, p, p + m) for s in slabs for p in range(k)]
+        return xp.reshape(xp.stack(slabs, axis=1),
+                          (x.shape[0], len(slabs), math.prod(self.out_shape[1:])))
+
+    def _matrix(self, xp) -> Array:
+        return xp.reshape(self.params, (self.out_shape[0], math.prod(self.kernel_shape)))
+
+    def apply(self, x: Array) -> Array:
+        xp = xp_of(x)
+        y = self._matrix(xp) @ self._patches(x)
+        return xp.reshape(y, (x.shape[0], *self.out_shape))
+
+    def adjoint(self, y: Array) -> Array:
+        xp = xp_of(y)
+        batch, spatial = y.shape[0], self.out_shape[1:]
+        z = xp.matrix_transpose(self._matrix(xp)) @ xp.reshape(
+            y, (batch, self.out_shape[0], math.prod(spatial)))
+        z = xp.reshape(z, (batch, math.prod(self.kernel_shape), *spatial))
+        # place the copy of offset p at p..p+m of the extended signal and sum: pad once by k−1
+        # on both sides, then the copy for p is the window starting at k−1−p
+        for axis, k in enumerate(self.kernel_shape, start=2):
+            z = _zero_pad(z, axis, k - 1, k - 1)
+        extended = tuple(m + k - 1 for m, k in zip(spatial, self.kernel_shape, strict=True))
+        u = None
+        for index, offsets in enumerate(_offsets(self.kernel_shape)):
+            part = z[:, index, ...]
+            for axis, (p, k, e) in enumerate(zip(offsets, self.kernel_shape, extended,
+                                                 strict=True), start=1):
+                part = _slice(part, axis, k - 1 - p, k - 1 - p + e)
+            u = part if u is None else u + part
+        return self._extend_adjoint(u)
+
+    def param_vjp(self, a: Array, b: Array) -> Array:
+        xp = xp_of(a)
+        a = xp.reshape(a, (a.shape[0], self.out_shape[0], math.prod(self.out_shape[1:])))
+        # (k, C) products: NumPy's BLAS path is ~10× faster in this order than (C, k)
+        g = xp.sum(self._patches(b) @ xp.matrix_transpose(a), axis=0)
+        return xp.reshape(xp.matrix_transpose(g), self.params.shape)
+
+    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
+        """‖K‖: exact for periodic boundaries (max over frequencies of √Σ_c |ĥ_c|²), else a
+        power-iteration estimate (:func:`pdunroll.estimate_norm`)."""
+        if self.boundary != "periodic":
+            return estimate_norm(self, iterations=iterations, rtol=rtol).value
+        xp = self.xp
+        h = self.params
+        for axis, (n, k) in enumerate(zip(self.in_shape, self.kernel_shape, strict=True), start=1):
+            h = _zero_pad(h, axis, 0, n - k)
+        spectrum = xp.fft.rfftn(h, axes=tuple(range(1, h.ndim)))
+        power = xp.sum(xp.real(spectrum * xp.conj(spectrum)), axis=0)
+        return math.sqrt(float(xp.max(power)))
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(filters={self.out_shape[0]}x"
+                f"{'x'.join(map(str, self.kernel_shape))}, shape={self.in_shape}, "
+                f"boundary={self.boundary!r}, dtype={self.dtype})")
+
+
+def _offsets(kernel: tuple[int, ...]):
+    """All multi-indices p of a kernel, row-major (the order of the reshaped filters)."""
+    if not kernel:
+        yield ()
+        return
+    for p in range(kernel[0]):
+        for rest in _offsets(kernel[1:]):
+            yield (p, *rest)
+
+
+class Conv2dFilterBank(_FilterBank):
+    """K: images (batch, H, W) ↦ responses (batch, C, H', W') of C filters (C, k_1, k_2).
+
+    ``boundary``: ``"periodic"`` (circular, H' = H), ``"zero"`` (zero extension, "same" size
+    H' = H) or ``"valid"`` (H' = H − k_1 + 1); see the module docstring for the anchor.
+    The published image model learns 48 filters of size 7×7.
+    """
+
+    def __init__(self, filters: Array, image_shape: tuple[int, int], boundary: str = "periodic"):
+        if len(tuple(image_shape)) != 2:
+            raise ValueError(f"image_shape must be (H, W), got {image_shape!r}")
+        shape = tuple(check_count("image_shape entries", n) for n in image_shape)
+        super().__init__(filters, shape, boundary)
+
+    def with_params(self, params: Array) -> Conv2dFilterBank:
+        return Conv2dFilterBank(params, self.in_shape, self.boundary)
+
+
+class Conv1dFilterBank(_FilterBank):
+    """K: signals (batch, n) ↦ responses (batch, C, n') of C filters (C, k).
+
+    ``boundary``: ``"periodic"`` (n' = n), ``"zero"`` (n' = n) or ``"valid"`` (n' = n − k + 1).
+    """
+
+    def __init__(self, filters: Array, length: int, boundary: str = "periodic"):
+        super().__init__(filters, (check_count("length", length),), boundary)
+
+    def with_params(self, params: Array) -> Conv1dFilterBank:
+        return Conv1dFilterBank(params, self.in_shape[0], self.boundary)

@@ -1,0 +1,238 @@
+"""Small building blocks for analysis operators: the image gradient, diagonal weights, and
+composition and stacking of operators.
+
+Fixed operators (:class:`Gradient2d`) have ``params = ()`` and a ``param_vjp`` returning ();
+they hold a one-element template array that fixes their namespace, dtype and device.
+Composite operators have the tuple of their parts' parameters as ``params``, and ``param_vjp``
+returns the tuple of the parts' gradients.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from .operators import LinearOperator, estimate_norm
+
+__all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
+
+
+class Gradient2d(LinearOperator):
+    """Forward differences with Neumann boundary: images (batch, H, W) ↦ (batch, 2, H, W),
+
+        (K u)[:, 0, i, j] = u[i+1, j] − u[i, j]  (0 in the last row),
+        (K u)[:, 1, i, j] = u[i, j+1] − u[i, j]  (0 in the last column).
+
+    Kᵀ = −div. ‖K‖ = √(4 sin²(π(H−1)/2H) + 4 sin²(π(W−1)/2W)) (< √8), exact.
+    ``xp``, ``dtype``, ``device``: where the operator works (NumPy float64 by default).
+    """
+
+    params = ()
+
+    def __init__(self, image_shape: tuple[int, int], *, xp=None, dtype=None, device=None):
+        if len(tuple(image_shape)) != 2:
+            raise ValueError(f"image_shape must be (H, W), got {image_shape!r}")
+        self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
+        self.out_shape = (2, *self.in_shape)
+        if xp is None:
+            import numpy as xp
+        self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
+                                  device=device)
+        namespace(("dtype", self._template))
+
+    @property
+    def arrays(self) -> tuple:
+        return (self._template,)
+
+    def apply(self, x: Array) -> Array:
+        xp = xp_of(x)
+        rows = xp.concat([x[:, 1:, :] - x[:, :-1, :], _zero_row(x, 1)], axis=1)
+        cols = xp.concat([x[:, :, 1:] - x[:, :, :-1], _zero_row(x, 2)], axis=2)
+        return xp.stack([rows, cols], axis=1)
+
+    def adjoint(self, y: Array) -> Array:
+        xp = xp_of(y)
+        p, q = y[:, 0, :-1, :], y[:, 1, :, :-1]
+        zp, zq = _zero_row(p, 1), _zero_row(q, 2)
+        return (xp.concat([zp, p], axis=1) - xp.concat([p, zp], axis=1)
+                + xp.concat([zq, q], axis=2) - xp.concat([q, zq], axis=2))
+
+    def param_vjp(self, a: Array, b: Array) -> tuple:
+        return ()
+
+    def with_params(self, params) -> Gradient2d:
+        if not (isinstance(params, tuple) and not params):
+            raise ValueError(f"Gradient2d has no parameters: params must be (), got {params!r}")
+        return self
+
+    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
+        h, w = self.in_shape
+        return math.sqrt(4 * math.sin(math.pi * (h - 1) / (2 * h)) ** 2
+                         + 4 * math.sin(math.pi * (w - 1) / (2 * w)) ** 2)
+
+    def __repr__(self) -> str:
+        return f"Gradient2d(image_shape={self.in_shape}, dtype={self.dtype})"
+
+
+def _zero_row(x: Array, axis: int) -> Array:
+    shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
+    return xp_of(x).zeros(shape, dtype=x.dtype, device=array_device(x))
+
+
+class Diagonal(LinearOperator):
+    """K x = w ⊙ x with weights w of one signal's shape (shared by the batch); the weights are
+    the parameters: ``param_vjp(a, b)`` = Σ_batch a ⊙ b. ‖K‖ = max |w|."""
+
+    def __init__(self, weights: Array):
+        xp = namespace(("weights", weights))
+        if weights.ndim < 1:
+            raise ValueError("weights must have at least one axis (the shape of one signal)")
+        check_finite(xp, weights=weights)
+        self.params = weights
+        self.in_shape = self.out_shape = tuple(weights.shape)
+
+    @property
+    def weights(self) -> Array:
+        return self.params
+
+    def apply(self, x: Array) -> Array:
+        return self.params * x
+
+    def adjoint(self, y: Array) -> Array:
+        return self.params * y
+
+    def param_vjp(self, a: Array, b: Array) -> Array:
+        return xp_of(a).sum(a * b, axis=0)
+
+    def with_params(self, params: Array) -> Diagonal:
+        return Diagonal(params)
+
+    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
+        xp = self.xp
+        return float(xp.max(xp.abs(self.params)))
+
+    def __repr__(self) -> str:
+        return f"Diagonal(shape={self.in_shape}, dtype={self.dtype})"
+
+
+def _check_parts(kind: str, operators) -> tuple:
+    if len(operators) < 2:
+        raise ValueError(f"{kind} needs at least two operators, got {len(operators)}")
+    for i, op in enumerate(operators):
+        if not isinstance(op, LinearOperator):
+            raise TypeError(f"{kind} operator {i} must be a LinearOperator, got "
+                            f"{type(op).__name__}")
+    arrays = [a for op in operators for a in op.arrays]
+    namespace(*((f"{kind} operand array", a) for a in arrays))
+    if any(a.dtype != arrays[0].dtype for a in arrays):
+        raise TypeError(f"{kind} operators must share one dtype, got "
+                        f"{sorted({str(a.dtype) for a in arrays})}")
+    return tuple(operators)
+
+
+class Composition(LinearOperator):
+    """K = A_1 ∘ A_2 ∘ … ∘ A_n (A_n acts first), e.g. ``Composition(Diagonal(w), Gradient2d(s))``
+    for a weighted gradient. ``params`` = (A_1.params, …, A_n.params); ‖K‖ by power iteration."""
+
+    def __init__(self, *operators: LinearOperator):
+        self.operators = _check_parts("Composition", operators)
+        for i, (outer, inner) in enumerate(zip(operators, operators[1:], strict=False)):
+            if tuple(outer.in_shape) != tuple(inner.out_shape):
+                raise ValueError(f"Composition: operator {i} takes signals of shape "
+                                 f"{outer.in_shape} but operator {i + 1} returns {inner.out_shape}")
+        self.in_shape, self.out_shape = operators[-1].in_shape, operators[0].out_shape
+        self.params = tuple(op.params for op in operators)
+
+    @property
+    def arrays(self) -> tuple:
+        return tuple(a for op in self.operators for a in op.arrays)
+
+    def apply(self, x: Array) -> Array:
+        for op in reversed(self.operators):
+            x = op.apply(x)
+        return x
+
+    def adjoint(self, y: Array) -> Array:
+        for op in self.operators:
+            y = op.adjoint(y)
+        return y
+
+    def param_vjp(self, a: Array, b: Array) -> tuple:
+        # ⟨a, A_1…A_n b⟩ = ⟨A_{i−1}ᵀ…A_1ᵀ a, A_i (A_{i+1}…A_n b)⟩ for each i
+        inputs = [b]
+        for op in reversed(self.operators[1:]):
+            inputs.append(op.apply(inputs[-1]))
+        grads = []
+        for op, b_i in zip(self.operators, reversed(inputs), strict=True):
+            grads.append(op.param_vjp(a, b_i))
+            if len(grads) < len(self.operators):
+                a = op.adjoint(a)
+        return tuple(grads)
+
+    def with_params(self, params) -> Composition:
+        return Composition(*_with_each(self.operators, params))
+
+    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
+        return estimate_norm(self, iterations=iterations, rtol=rtol).value
+
+    def __repr__(self) -> str:
+        return f"Composition({', '.join(map(repr, self.operators))})"
+
+
+class Stack(LinearOperator):
+    """K = [A_1; A_2; …; A_n] on a common input. The output is ONE array (batch, m) holding the
+    flattened outputs (batch, m_i) of the parts one after the other, m = Σ m_i (C order), so F
+    sees a flat vector (e.g. L1Norm over all responses). ``params`` = (A_1.params, …);
+    ‖K‖ by power iteration (‖K‖² ≤ Σ ‖A_i‖²)."""
+
+    def __init__(self, *operators: LinearOperator):
+        self.operators = _check_parts("Stack", operators)
+        for i, op in enumerate(operators):
+            if tuple(op.in_shape) != tuple(operators[0].in_shape):
+                raise ValueError(f"Stack: operator {i} takes signals of shape {op.in_shape} but "
+                                 f"operator 0 takes {operators[0].in_shape}")
+        self.sizes = tuple(math.prod(op.out_shape) for op in operators)
+        self.in_shape, self.out_shape = operators[0].in_shape, (sum(self.sizes),)
+        self.params = tuple(op.params for op in operators)
+
+    @property
+    def arrays(self) -> tuple:
+        return tuple(a for op in self.operators for a in op.arrays)
+
+    def _parts(self, y: Array):
+        xp, start = xp_of(y), 0
+        for op, size in zip(self.operators, self.sizes, strict=True):
+            yield op, xp.reshape(y[:, start:start + size], (y.shape[0], *op.out_shape))
+            start += size
+
+    def apply(self, x: Array) -> Array:
+        xp = xp_of(x)
+        return xp.concat([xp.reshape(op.apply(x), (x.shape[0], size))
+                          for op, size in zip(self.operators, self.sizes, strict=True)], axis=1)
+
+    def adjoint(self, y: Array) -> Array:
+        total = None
+        for op, part in self._parts(y):
+            z = op.adjoint(part)
+            total = z if total is None else total + z
+        return total
+
+    def param_vjp(self, a: Array, b: Array) -> tuple:
+        return tuple(op.param_vjp(part, b) for op, part in self._parts(a))
+
+    def with_params(self, params) -> Stack:
+        return Stack(*_with_each(self.operators, params))
+
+    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
+        return estimate_norm(self, iterations=iterations, rtol=rtol).value
+
+    def __repr__(self) -> str:
+        return f"Stack({', '.join(map(repr, self.operators))})"
+
+
+def _with_each(operators, params) -> list:
+    if not isinstance(params, tuple) or len(params) != len(operators):
+        raise ValueError(f"params must be a tuple with one entry per operator ({len(operators)}), "
+                         f"got {type(params).__name__} of length "
+                         f"{len(params) if isinstance(params, tuple) else 'n/a'}")
+    return [op.with_params(p) for op, p in zip(operators, params, strict=True)]
