@@ -31,6 +31,9 @@ extensions = [
 ]
 source_suffix = {".md": "markdown"}
 exclude_patterns = ["_build"]
+# numpydoc type fields such as "arrays of shape (batch, n)" are cross-referenced word by word; a
+# word that names several attributes (``arrays``) is ambiguous but never meant as a reference
+suppress_warnings = ["ref.python"]
 
 myst_enable_extensions = ["dollarmath", "amsmath", "colon_fence"]
 myst_heading_anchors = 3
@@ -108,17 +111,22 @@ def _container():
     return nodes.section()
 
 
-# docstrings write shapes as (batch, *in_shape); in reStructuredText a lone * opens emphasis
+# Docstrings write plain-text math: shapes as (batch, *in_shape), absolute values as |w|. In
+# reStructuredText a lone * opens emphasis and |w| is a substitution, so both are escaped
+# (outside inline literals) before the docstrings are parsed.
 _STARRED_SHAPE = re.compile(r"(?<=[(\[,\s])\*(?=\w+[),\]])")
 _LITERAL = re.compile(r"(``.*?``)")
 
 
-def escape_starred_shapes(app, what, name, obj, options, lines):
-    """Escape the star of ``*in_shape`` outside inline literals, so shapes render as written."""
+def _escape(text: str) -> str:
+    return _STARRED_SHAPE.sub(r"\\*", text).replace("|", r"\|")
+
+
+def escape_plain_math(app, what, name, obj, options, lines):
+    """Escape ``*`` before shape names and every ``|`` outside inline literals."""
     for i, line in enumerate(lines):
         parts = _LITERAL.split(line)
-        lines[i] = "".join(p if p.startswith("``") else _STARRED_SHAPE.sub(r"\\*", p)
-                           for p in parts)
+        lines[i] = "".join(p if p.startswith("``") else _escape(p) for p in parts)
 
 
 def drop_builtin_docstrings(app, what, name, obj, options, lines):
@@ -129,5 +137,5 @@ def drop_builtin_docstrings(app, what, name, obj, options, lines):
 
 def setup(app):
     app.add_directive("pdunroll-api", PublicAPI)
-    app.connect("autodoc-process-docstring", escape_starred_shapes)
+    app.connect("autodoc-process-docstring", escape_plain_math)
     app.connect("autodoc-process-docstring", drop_builtin_docstrings)
