@@ -126,7 +126,6 @@ def test_published_size_runs_every_mode(name, numpy_backend, torch_backend):
     runs = {
         "full": pu.gradient(model, xt, xd, **kw),
         "truncated": pu.gradient(model, xt, xd, mode="truncated", b=2, **kw),
-        "truncated-L": pu.gradient(model, xt, xd, mode="truncated", b=BIG_L, **kw),
         "asymptotic": pu.gradient(model, xt, xd, mode="asymptotic", b=2, **kw),
         "ergodic": pu.gradient(model, xt, xd, weights="harmonic", **kw),
     }
@@ -135,9 +134,8 @@ def test_published_size_runs_every_mode(name, numpy_backend, torch_backend):
         assert g.shape == (48, 7, 7) and np.all(np.isfinite(g)) and np.linalg.norm(g) > 0
         assert backend.to_numpy(res.x_tilde).shape == (1, BIG, BIG)
     full = backend.to_numpy(runs["full"].operator)
-    np.testing.assert_allclose(backend.to_numpy(runs["truncated-L"].operator), full,
-                               rtol=1e-12, atol=1e-12 * np.abs(full).max())
-    # the full gradient is exact at this size too: one directional finite difference
+    # exact at this size too (each step's parameter-VJP is its own product here, unlike on small
+    # images): one directional finite difference
     V = random_direction(filters.shape, seed=6)
     fd = directional_fd(lambda h: pu.gradient(_model(backend, h, BIG), xt, xd, **kw).loss,
                         filters, V, eps=1e-5)

@@ -15,7 +15,8 @@ Kᵀ is the matching transposed correlation and ``param_vjp(a, b)`` = ∂/∂h �
 i.e. ∂/∂h_c[p] = Σ_batch Σ_i a_c[i] b[i + p − a]. All three maps stack the k shifted copies
 (slices of the extended signal) of each signal and contract them with the filters in one matrix
 product; measured faster than the FFT route on NumPy and torch CPU at 48 filters 7×7 on 256×256
-images (``tools/bench_conv_fft_vs_shift.py``). Memory: k·(signal size) numbers per signal.
+images (``tools/bench_conv_fft_vs_shift.py``). Memory: k_1·k_2·(signal size) numbers per signal
+for the stacked copies.
 
 ``norm()`` is exact for periodic boundaries, ‖K‖ = max_ω √(Σ_c |ĥ_c(ω)|²) over the discrete
 frequencies of the signal grid (K is block-circulant), and a power-iteration estimate otherwise.

@@ -13,6 +13,17 @@ A :class:`Function` f gives
 * ``params``: the function's own learnable arrays (``()`` for most), with
   ``prox_param_vjp(saved, v, t)`` = ∇_params ⟨v, prox_{tf}(z)⟩ and ``conj_prox_param_vjp``
   (e.g. the costs c of :class:`LinearTerm`).
+* the whole proximal step of an algorithm, which the solvers call:
+  ``prox_step(prev, grad, t)`` = argmin_u t f(u) + t⟨grad, u⟩ + D(u, prev) (a descent step) and
+  ``conj_prox_step(prev, ascent, s)`` = argmin_y s f*(y) − s⟨ascent, y⟩ + D(y, prev) (an ascent
+  step of the dual), with ``*_save`` variants and ``prox_step_vjp(saved, v, t)`` →
+  (∂u/∂prevᵀ v, ∂u/∂zᵀ v). For the Euclidean distance D(u, p) = ½‖u − p‖² these are
+  prox_{tf}(z) with z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), and both
+  cotangents are J_prox(z)ᵀ v: one array, returned twice. A Bregman distance (module
+  :mod:`pdunroll.bregman`) makes u depend on prev also outside z; its second cotangent is
+  ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there.
+* ``start(zeros)`` / ``conj_start(zeros)``: the first iterate given zeros of its shape (zeros,
+  unless the step needs an interior point, e.g. the entropy's positive one).
 
 All maps act on batches: axis 0 is the batch, the other axes belong to one signal. Balls are one
 ball per signal.
@@ -63,6 +74,33 @@ class Function:
 
     def prox_vjp(self, saved, v: Array, t: float) -> Array:
         raise NotImplementedError
+
+    def start(self, zeros: Array) -> Array:
+        return zeros
+
+    def conj_start(self, zeros: Array) -> Array:
+        return zeros
+
+    # the Euclidean proximal steps; Bregman functions override these six methods
+    def prox_step(self, prev: Array, grad: Array, t: float) -> Array:
+        return self.prox(prev - t * grad, t)
+
+    def prox_step_save(self, prev: Array, grad: Array, t: float):
+        return self.prox_save(prev - t * grad, t)
+
+    def prox_step_vjp(self, saved, v: Array, t: float) -> tuple[Array, Array]:
+        w = self.prox_vjp(saved, v, t)
+        return w, w
+
+    def conj_prox_step(self, prev: Array, ascent: Array, s: float) -> Array:
+        return self.conj_prox(prev + s * ascent, s)
+
+    def conj_prox_step_save(self, prev: Array, ascent: Array, s: float):
+        return self.conj_prox_save(prev + s * ascent, s)
+
+    def conj_prox_step_vjp(self, saved, v: Array, s: float) -> tuple[Array, Array]:
+        w = self.conj_prox_vjp(saved, v, s)
+        return w, w
 
     # conjugate through the Moreau identity; subclasses override where a direct formula is faster
     def conj_prox(self, z: Array, s: float) -> Array:
@@ -284,7 +322,7 @@ class L21Norm(Function):
     def conj_value(self, y):
         xp = _xp(y)
         return _inf_where(xp, xp.max(self._norms(y), axis=_signal_axes(y)) > self.weight
-                          * (1 + 1e-9), y)
+                          * _slack(y), y)
 
     def prox_save(self, z, t):
         xp = _xp(z)
@@ -372,8 +410,8 @@ class Simplex(Function):
 
 
 class NonNegative(Function):
-    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step); f* = indicator of {y ≤ 0}, prox of
-    s f*: min(z, 0)."""
+    """Indicator of {x ≥ 0}. prox: max(z, 0) (any step), derivative 1 on z ≥ 0 (the boundary
+    counts as inside, as for the clips); f* = indicator of {y ≤ 0}, prox of s f*: min(z, 0)."""
 
     def value(self, x):
         xp = _xp(x)
@@ -385,7 +423,7 @@ class NonNegative(Function):
 
     def prox_save(self, z, t):
         xp = _xp(z)
-        mask = z > 0
+        mask = z >= 0
         return xp.where(mask, z, xp.zeros_like(z)), mask
 
     def prox_vjp(self, mask, v, t):

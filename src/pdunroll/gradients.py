@@ -9,6 +9,23 @@ k = L..1 (DESIGN §3, §5)
 
     ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
 
+Bregman steps (DESIGN §7, :mod:`pdunroll.bregman`). The forward pass calls whole steps
+y^k = P_D(y^{k−1}, K x̄^{k−1}) and r^k = P_P(r^{k−1}, Kᵀ y^k). For a Euclidean prox
+P_P(p, d) = prox_{τG}(p − τ d), so p and d enter only through z_P and one adjoint δ_P serves
+both; a Bregman step depends on p also outside z. Its VJP returns two cotangents,
+ε = ∂P/∂pᵀ v (to the previous iterate) and δ = ∂P/∂dᵀ v / (−τ) (resp. / σ for P_D), both
+J_prox(z)ᵀ v in the Euclidean case. The chain rule through r^k → r^{k+1} (previous iterate),
+r^k → r̄^k, r̄^{k+1} → x̄ (dual direction) and y^k → y^{k+1} (previous iterate),
+y^k → Kᵀ y^k (primal direction) gives, with ε_P^{L+1} = g (0 for ergodic weights), ε_D^{L+1} = 0:
+
+    (ε_P^k, δ_P^k) = VJP of P_P at step k of  α_k g + ε_P^{k+1} + σ Kᵀ δ̄_D^{k+1}
+    (ε_D^k, δ_D^k) = VJP of P_D at step k of  ε_D^{k+1} − τ K δ_P^k
+    δ̄_D^k = δ_D^k + θ (δ_D^k − δ_D^{k+1})
+
+and ∇_K, ∇_x̃ as above (only δ enters them: the direction inputs carry K and x̃). The extra
+terms are ε − δ: the dependence of y^k on y^{k−1} and r^k on r^{k−1} not through z. For
+Euclidean proxes ε = δ is one array and the recursion is the one above, at the same cost.
+
 Modes: ``"full"`` runs k = L..1 on stored steps; ``"truncated"`` only the last b; ``"asymptotic"``
 stores nothing and runs b steps with the Jacobians, y and x̂ of the final iterate (DESIGN §4).
 For a filter bank, the outer products are the operator's ``param_vjp``.
@@ -181,14 +198,14 @@ def _tree_add(u, v):
     return u + v
 
 
-def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal, grad_fg):
-    """One step k of the recursion: v is the adjoint reaching r^k, d_d is δ_D^{k+1} (None for 0).
-    Adds the step's gradients w.r.t. the parameters of F and G to ``grad_fg`` (a two-item list).
-    Returns δ_P^k, δ_D^k and δ̄_D^k."""
+def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg):
+    """One step k of the recursion: v is the adjoint reaching r^k, e_d is ε_D^{k+1} and d_d is
+    δ_D^{k+1} (None for 0). Adds the step's gradients w.r.t. the parameters of F and G to
+    ``grad_fg`` (a two-item list). Returns ε_P^k, δ_P^k, ε_D^k, δ_D^k and δ̄_D^k."""
     op, sigma, tau, theta = model.operator, steps.sigma, steps.tau, steps.theta
-    d_p = v if relax_primal else model.g.prox_vjp(saved_p, v, tau)
-    w = -tau * op.apply(d_p) if d_d is None else d_d - tau * op.apply(d_p)
-    d_d_new = model.f.conj_prox_vjp(saved_d, w, sigma)
+    e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
+    w = -tau * op.apply(d_p) if e_d is None else e_d - tau * op.apply(d_p)
+    e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
     for i, part in enumerate((model.f.conj_prox_param_vjp(saved_d, w, sigma),
                               model.g.prox_param_vjp(saved_p, v, tau))):
         grad_fg[i] = part if grad_fg[i] is None else _tree_add(grad_fg[i], part)
@@ -196,26 +213,26 @@ def _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal, grad_fg)
         d_dbar = (1 + theta) * d_d_new
     else:
         d_dbar = d_d_new + theta * (d_d_new - d_d)
-    return d_p, d_d_new, d_dbar
+    return e_p, d_p, e_d_new, d_d_new, d_dbar
 
 
 def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal):
     """The recursion over the stored steps (popped as it goes, freeing the tape)."""
     op, sigma, tau = model.operator, steps.sigma, steps.tau
     acc, grad_fg = _ParamGrad(op), [None, None]
-    d_p = g_out if alphas is None else None  # adjoint reaching r^k through z_P^{k+1}
-    d_d = d_dbar = sum_d = None  # δ_D^{k+1}, δ̄_D^{k+1}, Σ δ_D
+    e_p = g_out if alphas is None else None  # ε_P^{k+1}: adjoint reaching r^k via r^{k+1}
+    e_d = d_d = d_dbar = sum_d = None  # ε_D^{k+1}, δ_D^{k+1}, δ̄_D^{k+1}, Σ δ_D
     k = len(tape)
     while tape:
         x_bar, y, saved_d, saved_p = tape.pop()
         k -= 1
-        v = d_p
+        v = e_p
         if d_dbar is not None:
             v = v + sigma * op.adjoint(d_dbar)
         if alphas is not None:
             v = alphas[k] * g_out if v is None else v + alphas[k] * g_out
-        d_p, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal,
-                                         grad_fg)
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
+                                                   relax_primal, grad_fg)
         sum_d = d_d if sum_d is None else sum_d + d_d
         acc.add(sigma * d_d, x_bar)
         acc.add(-tau * y, d_p)
@@ -226,13 +243,13 @@ def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
     """b backward steps with the final step's Jacobians, y^L and x̂ (DESIGN §4)."""
     op, sigma, tau = model.operator, steps.sigma, steps.tau
     _, y, saved_d, saved_p = state.tape[-1]
-    d_p, d_d, d_dbar = g_out, None, None
+    e_p, e_d, d_d, d_dbar = g_out, None, None, None
     sum_p = sum_d = None
     grad_fg = [None, None]
     for _ in range(b):
-        v = d_p if d_dbar is None else d_p + sigma * op.adjoint(d_dbar)
-        d_p, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, d_d, relax_primal,
-                                         grad_fg)
+        v = e_p if d_dbar is None else e_p + sigma * op.adjoint(d_dbar)
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
+                                                   relax_primal, grad_fg)
         sum_p = d_p if sum_p is None else sum_p + d_p
         sum_d = d_d if sum_d is None else sum_d + d_d
     acc = _ParamGrad(op)

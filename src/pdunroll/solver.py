@@ -5,7 +5,11 @@
     r̄^k  = r^k + θ (r^k − r^{k−1})
 
 with r⁰ = r̄⁰ = 0, y⁰ = 0 and output x̂ = x̃ + r^L (or x̃ + Σ α_k r^k for ergodic weights α).
-:func:`forward` is the one loop behind both :func:`chambolle_pock` and the gradients.
+:func:`forward` is the one loop behind both :func:`chambolle_pock` and the gradients. It calls
+the functions' whole steps, y^k = F.conj_prox_step(y^{k−1}, K x̄^{k−1}, σ) and
+r^k = G.prox_step(r^{k−1}, Kᵀ y^k, τ), which are the two lines above for Euclidean proxes and
+Bregman steps for the functions of :mod:`pdunroll.bregman` (which also choose r⁰, y⁰ through
+``start``/``conj_start`` where 0 is not an interior point).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ class ForwardState:
     y_prev: Array  # y^{L−1}
     r_avg: Array | None  # Σ α_k r^k (ergodic weights only)
     y_avg: Array | None  # Σ α_k y^k
-    tape: deque  # last steps: (x̄^{k−1}, y^k, saved prox_{σF*} at z_D^k, saved prox_{τG} at z_P^k)
+    tape: deque  # last steps: (x̄^{k−1}, y^k, saved dual step k, saved primal step k)
 
 
 def forward(
@@ -79,23 +83,23 @@ def forward(
     op, f, g = model.operator, model.f, model.g
     sigma, tau, theta = steps.sigma, steps.tau, steps.theta
     xp = op.xp
-    r = xp.zeros_like(x_tilde)
+    r = g.start(xp.zeros_like(x_tilde))
     r_bar = r
-    y = xp.zeros((x_tilde.shape[0], *op.out_shape), dtype=x_tilde.dtype, device=op.device)
+    y = f.conj_start(xp.zeros((x_tilde.shape[0], *op.out_shape), dtype=x_tilde.dtype,
+                              device=op.device))
     r_prev, y_prev = r, y
     r_avg = y_avg = None
     tape: deque = deque(maxlen=keep if keep > 0 else 0)
     for k in range(1, iterations + 1):
         x_bar = x_tilde + r_bar
-        z_d = y + sigma * op.apply(x_bar)
         r_prev, y_prev = r, y
         if keep:
-            y, saved_d = f.conj_prox_save(z_d, sigma)
-            r, saved_p = g.prox_save(r_prev - tau * op.adjoint(y), tau)
+            y, saved_d = f.conj_prox_step_save(y_prev, op.apply(x_bar), sigma)
+            r, saved_p = g.prox_step_save(r_prev, op.adjoint(y), tau)
             tape.append((x_bar, y, saved_d, saved_p))
         else:
-            y = f.conj_prox(z_d, sigma)
-            r = g.prox(r_prev - tau * op.adjoint(y), tau)
+            y = f.conj_prox_step(y_prev, op.apply(x_bar), sigma)
+            r = g.prox_step(r_prev, op.adjoint(y), tau)
         r_bar = r + theta * (r - r_prev) if theta else r
         if alphas is not None:
             a = alphas[k - 1]

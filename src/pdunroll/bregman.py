@@ -1,0 +1,238 @@
+"""Bregman proximal steps: smooth updates for nonsmooth problems (DESIGN §7, seed 004 §6).
+
+A Bregman step replaces ½‖u − prev‖² by D_ψ(u, prev) = ψ(u) − ψ(prev) − ⟨∇ψ(prev), u − prev⟩.
+For f = ⟨c, ·⟩ + indicator of a set X at whose boundary ∇ψ blows up, the step of the solvers
+
+    u = argmin_u t f(u) + t⟨grad, u⟩ + D_ψ(u, prev)   ⇔   ∇ψ(u) = ∇ψ(prev) + a,  a = −t(grad + c)
+
+(a = s·ascent for the dual step of Chambolle-Pock, where f* plays the role of f) stays inside X
+and is smooth in (prev, a), so its Jacobians are smooth too:
+
+* box [−ρ, ρ] (Examples 2, 7), ψ(u) = ρ² Σ φ(u/ρ), φ(x) = ½((1+x)log(1+x) + (1−x)log(1−x)),
+  ∇ψ(u) = ρ atanh(u/ρ), 1-strongly convex:
+
+      u = ρ tanh ζ,   ζ = η + a/ρ,   η = atanh(prev/ρ)
+      ∂u/∂prev = cosh²η / cosh²ζ,   ∂u/∂a = 1 / cosh²ζ      (elementwise)
+
+  In floating point tanh rounds to ±1 for large |ζ|, and atanh(±1) = ∞ would stall the next step;
+  so ζ is clipped to |ζ| ≤ Z with tanh Z = 1 − 4ε (ε the dtype's machine epsilon), where the
+  step is constant and its Jacobians are 0.
+* positive orthant (Examples 3, 5), ψ(u) = Σ u log u:  u = prev·e^a,
+  ∂u/∂prev = e^a, ∂u/∂a = u.
+* unit simplex along a class axis (Example 6), same ψ:  u = prev·e^a / Σ_class prev·e^a
+  = softmax(log prev + a) along that axis (pixelwise), and with ⟨·,·⟩ summing over the class axis
+
+      ∂u/∂prevᵀ v = (u/prev) ⊙ (v − ⟨u, v⟩),   ∂u/∂aᵀ v = u ⊙ (v − ⟨u, v⟩).
+
+``prox_step_vjp(saved, v, t)`` returns (∂u/∂prevᵀ v, ∂u/∂aᵀ v): the second is the cotangent of
+grad divided by −t (of ascent divided by s), the convention of :class:`pdunroll.Function`, so
+the reverse recursions treat Euclidean and Bregman steps alike. The entropic steps need an
+interior start (``start``): uniform on the simplex, a positive constant on the orthant.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+from ._array import Array
+from ._array import array_device as _device
+from ._array import xp_of as _xp
+from .functions import Function, L1Norm, LinfBall, NonNegative, _inf_where, _signal_axes
+
+__all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex"]
+
+
+def _box_limit(xp, dtype) -> float:
+    """Z with tanh Z = 1 − 4ε: the largest |ζ| whose tanh is safely below 1."""
+    eps = float(xp.finfo(dtype).eps)
+    return 0.5 * math.log((2 - 4 * eps) / (4 * eps))
+
+
+def _box_step(prev: Array, a: Array, rho: float) -> Array:
+    xp = _xp(prev)
+    zmax = _box_limit(xp, prev.dtype)
+    return rho * xp.tanh(xp.clip(xp.atanh(prev / rho) + a / rho, -zmax, zmax))
+
+
+def _box_step_save(prev: Array, a: Array, rho: float):
+    xp = _xp(prev)
+    zmax = _box_limit(xp, prev.dtype)
+    eta = xp.atanh(prev / rho)
+    zeta = eta + a / rho
+    inside = xp.abs(zeta) < zmax
+    zeta = xp.clip(zeta, -zmax, zmax)
+    cz = xp.cosh(zeta)
+    d_a = xp.where(inside, 1 / (cz * cz), xp.zeros_like(zeta))
+    ce = xp.cosh(eta)
+    return rho * xp.tanh(zeta), (ce * ce, d_a)
+
+
+def _box_vjp(saved, v: Array) -> tuple[Array, Array]:
+    ce2, d_a = saved
+    w = d_a * v
+    return ce2 * w, w
+
+
+class BoxBregmanL1Norm(L1Norm):
+    """f(x) = w ‖x‖₁ whose conjugate steps (f* = indicator of the box [−w, w]) use the box
+    Bregman distance (Example 7): y ← w tanh(atanh(y/w) + s·ascent/w), smooth in (y, ascent).
+    The dual of ℓ1 inside :func:`pdunroll.chambolle_pock`: y^k = tanh(atanh(y^{k−1}) +
+    σ K(x̃ + r̄^{k−1})) for w = 1. Its primal prox stays the Euclidean soft threshold."""
+
+    def conj_prox_step(self, prev, ascent, s):
+        return _box_step(prev, s * ascent, self.weight)
+
+    def conj_prox_step_save(self, prev, ascent, s):
+        return _box_step_save(prev, s * ascent, self.weight)
+
+    def conj_prox_step_vjp(self, saved, v, s):
+        return _box_vjp(saved, v)
+
+    def __repr__(self):
+        return f"BoxBregmanL1Norm(weight={self.weight})"
+
+
+class BoxBregmanLinfBall(LinfBall):
+    """Indicator of {‖x‖_∞ ≤ ρ} whose primal steps use the box Bregman distance:
+    x ← ρ tanh(atanh(x/ρ) − t·grad/ρ). Its Euclidean prox (clip) and conjugate stay as in
+    :class:`pdunroll.LinfBall`."""
+
+    def prox_step(self, prev, grad, t):
+        return _box_step(prev, -t * grad, self.radius)
+
+    def prox_step_save(self, prev, grad, t):
+        return _box_step_save(prev, -t * grad, self.radius)
+
+    def prox_step_vjp(self, saved, v, t):
+        return _box_vjp(saved, v)
+
+    def __repr__(self):
+        return f"BoxBregmanLinfBall(radius={self.radius})"
+
+
+class EntropicOrthant(Function):
+    """f(x) = ⟨c, x⟩ + indicator of {x ≥ 0} whose primal steps use the entropy (Example 5):
+    x ← x·exp(−t(grad + c)). Starts at x⁰ = ``start_value`` (> 0) everywhere. Its Euclidean prox
+    stays max(z − t c, 0) (:class:`pdunroll.NonNegative` of z − t c); f* = indicator of
+    {y ≤ c}."""
+
+    _orthant = NonNegative()
+
+    def __init__(self, cost: Array | None = None, *, start_value: float = 1.0):
+        self.cost = cost
+        if not (isinstance(start_value, numbers.Real) and start_value > 0
+                and math.isfinite(start_value)):
+            raise ValueError(f"start_value must be a positive finite number, got {start_value!r}")
+        self.start_value = float(start_value)
+
+    def start(self, zeros):
+        return zeros + self.start_value
+
+    def value(self, x):
+        inside = self._orthant.value(x)
+        return inside if self.cost is None else inside + _xp(x).sum(self.cost * x,
+                                                                     axis=_signal_axes(x))
+
+    def conj_value(self, y):
+        return self._orthant.conj_value(y if self.cost is None else y - self.cost)
+
+    def prox_save(self, z, t):
+        return self._orthant.prox_save(z if self.cost is None else z - t * self.cost, t)
+
+    def prox_vjp(self, mask, v, t):
+        return self._orthant.prox_vjp(mask, v, t)
+
+    def _exponent(self, grad, t):
+        return -t * (grad if self.cost is None else grad + self.cost)
+
+    def prox_step(self, prev, grad, t):
+        return prev * _xp(prev).exp(self._exponent(grad, t))
+
+    def prox_step_save(self, prev, grad, t):
+        factor = _xp(prev).exp(self._exponent(grad, t))
+        u = prev * factor
+        return u, (factor, u)
+
+    def prox_step_vjp(self, saved, v, t):
+        factor, u = saved
+        return factor * v, u * v
+
+    def __repr__(self):
+        return "EntropicOrthant()" if self.cost is None else "EntropicOrthant(cost=...)"
+
+
+class EntropicSimplex(Function):
+    """f(u) = ⟨c, u⟩ + indicator of {u ≥ 0, Σ_class u = 1}: one unit simplex per position of the
+    other axes (per pixel), along ``axis`` (a non-batch axis of the signals, default 1); c =
+    ``cost`` broadcasts against the batch (0 if omitted). Primal steps use the entropy
+    (Example 6): u ← u e^{−t(grad + c)} / Σ_class u e^{−t(grad + c)}; start: uniform 1/#classes.
+    f*(v) = Σ_pixels max_class (v − c). Only the Bregman step is offered (no Euclidean prox)."""
+
+    def __init__(self, cost: Array | None = None, *, axis: int = 1):
+        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or axis < 1:
+            raise ValueError(f"axis must be a non-batch axis (an integer >= 1), got {axis!r}")
+        self.cost = cost
+        self.axis = int(axis)
+
+    def _check(self, x):
+        if x.ndim <= self.axis:
+            raise ValueError(f"EntropicSimplex(axis={self.axis}) needs signals with at least "
+                             f"{self.axis + 1} axes (batch first), got shape {tuple(x.shape)}")
+
+    def value(self, x):
+        self._check(x)
+        xp = _xp(x)
+        axes = _signal_axes(x)
+        lin = xp.zeros((x.shape[0],), dtype=x.dtype, device=_device(x)) if self.cost is None \
+            else xp.sum(self.cost * x, axis=axes)
+        off = xp.abs(xp.sum(x, axis=self.axis, keepdims=True) - 1)
+        bad = (xp.max(off, axis=axes) > 1e-6) | (xp.min(x, axis=axes) < 0)
+        return lin + _inf_where(xp, bad, x)
+
+    def conj_value(self, y):
+        self._check(y)
+        xp = _xp(y)
+        excess = y if self.cost is None else y - self.cost
+        best = xp.max(excess, axis=self.axis, keepdims=True)
+        return xp.sum(best, axis=_signal_axes(y))
+
+    def prox_save(self, z, t):
+        raise NotImplementedError("EntropicSimplex offers only its Bregman step: call "
+                                  "prox_step(prev, grad, t) (the solvers do)")
+
+    def start(self, zeros):
+        self._check(zeros)
+        return zeros + 1.0 / zeros.shape[self.axis]
+
+    def _exponent(self, grad, t):
+        return -t * (grad if self.cost is None else grad + self.cost)
+
+    def _softmax(self, prev, a):
+        xp = _xp(prev)
+        logit = xp.log(prev) + a
+        top = xp.max(logit, axis=self.axis, keepdims=True)
+        e = xp.exp(logit - top)
+        total = xp.sum(e, axis=self.axis, keepdims=True)
+        return e / total, top, total
+
+    def prox_step(self, prev, grad, t):
+        self._check(prev)
+        return self._softmax(prev, self._exponent(grad, t))[0]
+
+    def prox_step_save(self, prev, grad, t):
+        self._check(prev)
+        xp = _xp(prev)
+        a = self._exponent(grad, t)
+        u, top, total = self._softmax(prev, a)
+        ratio = xp.exp(a - top) / total  # u / prev, finite also where prev underflowed to 0
+        return u, (u, ratio)
+
+    def prox_step_vjp(self, saved, v, t):
+        u, ratio = saved
+        w = v - _xp(v).sum(u * v, axis=self.axis, keepdims=True)
+        return ratio * w, u * w
+
+    def __repr__(self):
+        cost = "" if self.cost is None else "cost=..., "
+        return f"EntropicSimplex({cost}axis={self.axis})"

@@ -1,0 +1,306 @@
+"""Forward-backward splitting with a (Bregman) proximal step, unrolled, with its hand-written
+reverse mode (seed 004 §5.1, Algorithm 2; DESIGN §7).
+
+For min_x f(x; ϑ) + g(x) with smooth f, L steps from x⁰:
+
+    x^k = P(x^{k−1}, ∇f(x^{k−1}; ϑ)),   P(prev, grad) = g.prox_step(prev, grad, α)
+
+Euclidean P: prox_{αg}(x − α∇f(x)), projected gradient descent for an indicator g
+(:class:`pdunroll.NonNegative`); Bregman P, e.g. x·e^{−α∇f(x)} (:class:`pdunroll.EntropicOrthant`).
+
+Reverse mode. With v^L = ∇ℓ(x^L), w = 0 and, for k = L..1, (ε^k, δ^k) = the step's VJP of v^k
+(ε = ∂P/∂prevᵀ v, δ = ∂P/∂gradᵀ v / (−α); both J_proxᵀ v for a Euclidean prox):
+
+    w       ← w − α (∂_ϑ∇f(x^{k−1}))ᵀ δ^k
+    v^{k−1} = ε^k − α ∇²f(x^{k−1}) δ^k
+
+and ∇_ϑ ℓ = w. For a Euclidean prox this is Algorithm 2 of seed 004,
+v^{k−1} = (I − α∇²f)ᵀ J_proxᵀ v^k. Writing one step as T(x, ϑ), the terms are
+T_xᵀ v = ε − α∇²f δ and T_ϑᵀ v = −α(∂_ϑ∇f)ᵀ δ.
+
+Modes: ``"full"`` (all L steps, stored), ``"truncated"`` (the last b), ``"asymptotic"`` (the
+"derivative at the optimum" of seed 004 §4.3/§7, Proj.GD2 and Bregman-FB2: b steps of the
+recursion with every Jacobian at x^L, i.e. w = Σ_{j<b} T_ϑᵀ (T_xᵀ)^j ∇ℓ, nothing stored) and
+``"implicit"`` (Bregman-FB-impl: w = T_ϑᵀ v with (I − T_xᵀ) v = ∇ℓ at x^L, solved by BiCGSTAB;
+raises if it does not converge, as the system is singular where x^L sits on a kink).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._array import Array, check_count, check_positive, namespace
+from ._array import xp_of as _xp
+from .functions import Function
+from .gradients import squared_loss
+from .operators import LinearOperator
+
+__all__ = ["FBGradient", "FBResult", "FB_MODES", "LeastSquares", "SmoothFunction",
+           "forward_backward", "forward_backward_gradient"]
+
+FB_MODES = ("full", "truncated", "asymptotic", "implicit")
+
+
+class SmoothFunction:
+    """A smooth f(x; ϑ) per signal: ``value(x)`` (shape (batch,)), ``grad(x)`` = ∇f(x),
+    ``hvp(x, v)`` = ∇²f(x) v, ``param_vjp(x, v)`` = (∂_ϑ∇f(x))ᵀ v summed over the batch (the
+    structure of ``params``), and ``params``."""
+
+    params: Array
+
+    def value(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def grad(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def hvp(self, x: Array, v: Array) -> Array:
+        raise NotImplementedError
+
+    def param_vjp(self, x: Array, v: Array):
+        raise NotImplementedError
+
+
+class LeastSquares(SmoothFunction):
+    """f(x) = (λ/2)‖A x − b‖² + (μ/2)‖x‖² with A a :class:`pdunroll.LinearOperator` (ϑ = its
+    parameters), b of shape (batch, *A.out_shape) or broadcastable to it, λ = ``weight``,
+    μ = ``ridge``:
+
+        ∇f = λAᵀ(Ax − b) + μx,   ∇²f v = λAᵀA v + μv,
+        (∂_ϑ∇f)ᵀ v = λ ∇_ϑ[⟨Ax − b, A v⟩] = λ (param_vjp(Ax − b, v) + param_vjp(A v, x)).
+    """
+
+    def __init__(self, operator: LinearOperator, b: Array, *, weight: float = 1.0,
+                 ridge: float = 0.0):
+        if not isinstance(operator, LinearOperator):
+            raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+        self.operator, self.b = operator, b
+        self.weight = check_positive("weight", weight)
+        if not (ridge >= 0 and math.isfinite(ridge)):
+            raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
+        self.ridge = float(ridge)
+
+    @property
+    def params(self):
+        return self.operator.params
+
+    def _residual(self, x):
+        return self.operator.apply(x) - self.b
+
+    def value(self, x):
+        xp = _xp(x)
+        res = self._residual(x)
+        out = 0.5 * self.weight * xp.sum(res * res, axis=tuple(range(1, res.ndim)))
+        if self.ridge:
+            out = out + 0.5 * self.ridge * xp.sum(x * x, axis=tuple(range(1, x.ndim)))
+        return out
+
+    def grad(self, x):
+        g = self.weight * self.operator.adjoint(self._residual(x))
+        return g + self.ridge * x if self.ridge else g
+
+    def hvp(self, x, v):
+        h = self.weight * self.operator.adjoint(self.operator.apply(v))
+        return h + self.ridge * v if self.ridge else h
+
+    def param_vjp(self, x, v):
+        op = self.operator
+        a = op.param_vjp(self._residual(x), v)
+        c = op.param_vjp(op.apply(v), x)
+        if isinstance(a, tuple):
+            return tuple(self.weight * (p + q) for p, q in zip(a, c, strict=True))
+        return self.weight * (a + c)
+
+
+@dataclass(frozen=True)
+class FBResult:
+    """``x``: x^L; ``residual``: ‖x^L − x^{L−1}‖/α per signal; ``iterations``: L."""
+
+    x: Array
+    residual: Array
+    iterations: int
+
+
+@dataclass(frozen=True)
+class FBGradient:
+    """``loss``: ℓ(x^L); ``params``: ∇ℓ w.r.t. the smooth part's parameters (structure of
+    ``smooth.params``); ``x``: x^L; ``mode``; ``solver_iterations``: BiCGSTAB iterations of the
+    implicit mode (0 otherwise)."""
+
+    loss: float
+    params: Array
+    x: Array
+    mode: str
+    solver_iterations: int = 0
+
+
+def _check(smooth, g, x0, step, iterations):
+    if not isinstance(smooth, SmoothFunction):
+        raise TypeError(f"smooth must be a pdunroll SmoothFunction (e.g. LeastSquares), got "
+                        f"{type(smooth).__name__}")
+    if not isinstance(g, Function):
+        raise TypeError(f"g must be a pdunroll Function (e.g. NonNegative()), got "
+                        f"{type(g).__name__}")
+    params = smooth.params if isinstance(smooth.params, tuple | list) else (smooth.params,)
+    namespace(("x0", x0), *(("smooth parameters", p) for p in params))
+    return check_positive("step", step), check_count("iterations", iterations)
+
+
+def _run(smooth, g, x, step, iterations, keep, callback=None):
+    """L steps from x; keeps (x^{k−1}, saved step k) for the last ``keep`` steps."""
+    tape: deque = deque(maxlen=keep)
+    x_prev = x
+    for k in range(1, iterations + 1):
+        x_prev = x
+        if keep:
+            x, saved = g.prox_step_save(x_prev, smooth.grad(x_prev), step)
+            tape.append((x_prev, saved))
+        else:
+            x = g.prox_step(x_prev, smooth.grad(x_prev), step)
+        if callback is not None:
+            callback(k, x)
+    return x, x_prev, tape
+
+
+def forward_backward(smooth: SmoothFunction, g: Function, x0: Array, *, step: float,
+                     iterations: int, callback: Callable[[int, Array], object] | None = None
+                     ) -> FBResult:
+    """L = ``iterations`` steps x ← g.prox_step(x, ∇f(x), α) from x⁰ (an interior point of g's
+    domain for entropic steps). ``callback(k, x^k)`` runs after step k."""
+    step, iterations = _check(smooth, g, x0, step, iterations)
+    x, x_prev, _ = _run(smooth, g, x0, step, iterations, 0, callback)
+    xp = _xp(x)
+    residual = xp.linalg.vector_norm(x - x_prev, axis=tuple(range(1, x.ndim))) / step
+    return FBResult(x, residual, iterations)
+
+
+def _axpy(scale, u, acc):
+    """acc + scale·u for arrays or tuples of arrays (scale·u when acc is None)."""
+    if isinstance(u, tuple):
+        return tuple(_axpy(scale, p, None if acc is None else q)
+                     for p, q in zip(u, acc or (None,) * len(u), strict=True))
+    return scale * u if acc is None else acc + scale * u
+
+
+def _step_transposes(smooth, g, step, x, saved, v):
+    """(T_xᵀ v, δ) for one step at x: T_xᵀ v = ε − α∇²f(x) δ; T_ϑᵀ v = −α param_vjp(x, δ)."""
+    e, d = g.prox_step_vjp(saved, v, step)
+    return e - step * smooth.hvp(x, d), d
+
+
+def forward_backward_gradient(
+    smooth: SmoothFunction,
+    g: Function,
+    x0: Array,
+    x_true: Array | None = None,
+    *,
+    step: float,
+    iterations: int,
+    mode: str = "full",
+    b: int | None = None,
+    loss: Callable[[Array], tuple[float, Array]] | None = None,
+    rtol: float = 1e-12,
+    maxiter: int = 1000,
+) -> FBGradient:
+    """Loss ℓ(x^L) of L forward-backward steps and its gradient w.r.t. ``smooth.params``.
+
+    ``mode``: "full", "truncated" (last ``b`` steps, 1 ≤ b ≤ L), "asymptotic" (``b`` backward
+    steps with every Jacobian at x^L) or "implicit" (solve (I − T_xᵀ) v = ∇ℓ at x^L to relative
+    residual ``rtol`` within ``maxiter`` BiCGSTAB iterations; RuntimeError otherwise). The
+    default loss is ½ Σ ‖x^L − x†‖²; ``loss(x) -> (value, gradient)`` replaces it.
+    """
+    step, iterations = _check(smooth, g, x0, step, iterations)
+    if mode not in FB_MODES:
+        raise ValueError(f"mode must be one of {FB_MODES}, got {mode!r}")
+    if mode in ("full", "implicit"):
+        if b is not None:
+            raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
+        b = iterations
+    else:
+        b = check_count("b", 1 if b is None else b)
+        if mode == "truncated" and b > iterations:
+            raise ValueError(f"b must satisfy 1 <= b <= iterations ({iterations}) in truncated "
+                             f"mode, got {b}")
+    if loss is None:
+        if x_true is None:
+            raise ValueError("give x_true (for the squared loss) or loss=callable")
+        namespace(("x0", x0), ("x_true", x_true))
+        loss = squared_loss(x_true)
+    keep = b if mode in ("full", "truncated") else 0
+    x, _, tape = _run(smooth, g, x0, step, iterations, keep)
+    value, v = loss(x)
+    if mode in ("full", "truncated"):
+        w = None
+        while tape:
+            x_prev, saved = tape.pop()
+            v_next, d = _step_transposes(smooth, g, step, x_prev, saved, v)
+            w = _axpy(-step, smooth.param_vjp(x_prev, d), w)
+            v = v_next
+        return FBGradient(value, w, x, mode)
+    _, saved = g.prox_step_save(x, smooth.grad(x), step)  # the step's Jacobians at x^L
+    solver_iterations = 0
+    if mode == "implicit":
+        v, solver_iterations = _bicgstab(
+            lambda u: u - _step_transposes(smooth, g, step, x, saved, u)[0], v, rtol=rtol,
+            maxiter=check_count("maxiter", maxiter))
+        d = g.prox_step_vjp(saved, v, step)[1]
+    else:
+        d_sum = None
+        for _ in range(b):
+            v, d = _step_transposes(smooth, g, step, x, saved, v)
+            d_sum = d if d_sum is None else d_sum + d
+        d = d_sum
+    w = _axpy(-step, smooth.param_vjp(x, d), None)
+    return FBGradient(value, w, x, mode, solver_iterations)
+
+
+def _bicgstab(apply: Callable[[Array], Array], rhs: Array, *, rtol: float, maxiter: int):
+    """Solve apply(u) = rhs (the whole batch as one vector) by BiCGSTAB; (u, iterations)."""
+    xp = _xp(rhs)
+
+    def dot(a, c):
+        return float(xp.sum(a * c))
+
+    bnorm = math.sqrt(dot(rhs, rhs))
+    u = xp.zeros_like(rhs)
+    if bnorm == 0.0:
+        return u, 0
+    r = rhs
+    r_hat = rhs
+    p = v = xp.zeros_like(rhs)
+    rho = alpha = omega = 1.0
+    res = 1.0
+    for it in range(1, maxiter + 1):
+        rho_new = dot(r_hat, r)
+        if rho_new == 0.0:
+            break
+        p = r + (rho_new / rho) * (alpha / omega) * (p - omega * v)
+        v = apply(p)
+        denom = dot(r_hat, v)
+        if denom == 0.0:
+            break
+        alpha = rho_new / denom
+        s = r - alpha * v
+        res = math.sqrt(dot(s, s)) / bnorm
+        if res <= rtol:
+            return u + alpha * p, it
+        t = apply(s)
+        tt = dot(t, t)
+        if tt == 0.0:
+            break
+        omega = dot(t, s) / tt
+        u = u + alpha * p + omega * s
+        r = s - omega * t
+        res = math.sqrt(dot(r, r)) / bnorm
+        if res <= rtol:
+            return u, it
+        if omega == 0.0:
+            break
+        rho = rho_new
+    raise RuntimeError(
+        f"implicit gradient: BiCGSTAB stopped at relative residual {res:.3g} > rtol {rtol:g} "
+        f"after {it} iterations; (I − ∂T) may be singular at this point (DESIGN §6): use "
+        'mode="asymptotic" or "full"')

@@ -1,0 +1,212 @@
+"""Forward-backward splitting with Euclidean and Bregman steps (seed 004 Algorithm 2): the
+forward pass against NNLS solutions, every gradient mode against torch.autograd of the same loop,
+central finite differences (float64) and the implicit-function-theorem derivative."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import relative_error
+from oracles import directional_fd, random_direction
+from scipy.optimize import nnls
+
+import pdunroll as pu
+
+L = 15
+N, M, BATCH = 4, 6, 2
+LAM, MU = 1.0, 0.5
+
+
+def _data(seed=0, interior=False):
+    """A (M×N), b (BATCH×M), x⁰ > 0, x†. ``interior``: b = A x₀ with x₀ > 0 (plus a little
+    noise), so the nonnegative optimum lies inside the orthant."""
+    rng = np.random.default_rng(seed)
+    A = rng.standard_normal((M, N)) / np.sqrt(M) + np.eye(M, N)
+    if interior:
+        b = (1.0 + rng.uniform(size=(BATCH, N))) @ A.T + 0.01 * rng.standard_normal((BATCH, M))
+    else:
+        b = rng.standard_normal((BATCH, M))
+    return A, b, np.full((BATCH, N), 0.7), rng.standard_normal((BATCH, N))
+
+
+def _g(kind):
+    return {"proj": pu.NonNegative(), "entropic": pu.EntropicOrthant(),
+            "box": pu.BoxBregmanLinfBall(1.5)}[kind]
+
+
+def _step(A):
+    return 1.0 / (LAM * np.linalg.norm(A, 2) ** 2 + MU)
+
+
+def _grad(backend, kind, mode, b=None, *, A=None, dtype="float64", iterations=L, data=None,
+          **kw):
+    A0, bb, x0, xd = _data() if data is None else data
+    A = A0 if A is None else A
+    smooth = pu.LeastSquares(pu.DenseOperator(backend.asarray(A, dtype)),
+                             backend.asarray(bb, dtype), weight=LAM, ridge=MU)
+    return pu.forward_backward_gradient(smooth, _g(kind), backend.asarray(x0, dtype),
+                                        backend.asarray(xd, dtype), step=_step(A0),
+                                        iterations=iterations, mode=mode, b=b, **kw)
+
+
+def test_projected_gradient_reaches_nnls(backend):
+    """Proj.GD: min (λ/2)‖Ax − b‖² + (μ/2)‖x‖² over x ≥ 0 = NNLS of the stacked system."""
+    A, b, x0, _ = _data()
+    smooth = pu.LeastSquares(pu.DenseOperator(backend.asarray(A)), backend.asarray(b),
+                             weight=LAM, ridge=MU)
+    res = pu.forward_backward(smooth, pu.NonNegative(), backend.asarray(x0), step=_step(A),
+                              iterations=500)
+    stacked = np.vstack([np.sqrt(LAM) * A, np.sqrt(MU) * np.eye(N)])
+    want = np.stack([nnls(stacked, np.concatenate([np.sqrt(LAM) * bi, np.zeros(N)]))[0]
+                     for bi in b])
+    assert np.any(want == 0) and np.any(want > 0)  # active and inactive constraints
+    np.testing.assert_allclose(backend.to_numpy(res.x), want, atol=1e-12)
+    assert np.all(backend.to_numpy(res.residual) < 1e-10)
+
+
+@pytest.mark.parametrize("kind", ["entropic", "proj"])
+def test_bregman_and_projected_reach_the_interior_optimum(backend, kind):
+    A, b, x0, _ = _data(interior=True)
+    smooth = pu.LeastSquares(pu.DenseOperator(backend.asarray(A)), backend.asarray(b),
+                             weight=LAM, ridge=MU)
+    res = pu.forward_backward(smooth, _g(kind), backend.asarray(x0), step=_step(A),
+                              iterations=400)
+    want = np.linalg.solve(LAM * A.T @ A + MU * np.eye(N), LAM * A.T @ b.T).T
+    assert want.min() > 0.1
+    np.testing.assert_allclose(backend.to_numpy(res.x), want, atol=1e-10)
+
+
+def _torch_loop(kind, A0, bb, x0, xd, step, iterations, window=None):
+    """The unrolled loop in plain torch (no pdunroll code) and autograd of ½‖x^L − x†‖² w.r.t. A;
+    ``window=b`` detaches x before the last b steps."""
+    import torch
+
+    A = torch.tensor(A0, requires_grad=True)
+    b, x, xd = torch.tensor(bb), torch.tensor(x0), torch.tensor(xd)
+    for k in range(1, iterations + 1):
+        if window is not None and k == iterations - window + 1:
+            x = x.detach()
+        grad = LAM * (x @ A.T - b) @ A + MU * x
+        if kind == "proj":
+            x = torch.clamp(x - step * grad, min=0.0)
+        elif kind == "entropic":
+            x = x * torch.exp(-step * grad)
+        else:
+            x = 1.5 * torch.tanh(torch.atanh(x / 1.5) - step * grad / 1.5)
+    loss = 0.5 * torch.sum((x - xd) ** 2)
+    return float(loss.detach()), torch.autograd.grad(loss, A)[0].numpy()
+
+
+@pytest.mark.parametrize("kind", ["proj", "entropic", "box"])
+@pytest.mark.parametrize("mode,b", [("full", None), ("truncated", 6)])
+def test_gradient_matches_torch_loop(torch_backend, kind, mode, b):
+    A, bb, x0, xd = _data()
+    res = _grad(torch_backend, kind, mode, b)
+    loss, gA = _torch_loop(kind, A, bb, x0, xd, _step(A), L, window=b)
+    assert res.loss == pytest.approx(loss, rel=1e-12)
+    assert relative_error(torch_backend.to_numpy(res.params), gA) <= 1e-10
+
+
+@pytest.mark.parametrize("kind", ["proj", "entropic", "box"])
+def test_gradient_matches_autograd_of_forward(torch_backend, kind):
+    """The same loop: pdunroll.forward_backward on torch tensors with requires_grad=True."""
+    import torch
+
+    A0, bb, x0, xd = _data()
+    res = _grad(torch_backend, kind, "full")
+    A = torch.tensor(A0, requires_grad=True)
+    smooth = pu.LeastSquares(pu.DenseOperator(A), torch.tensor(bb), weight=LAM, ridge=MU)
+    out = pu.forward_backward(smooth, _g(kind), torch.tensor(x0), step=_step(A0), iterations=L)
+    loss = 0.5 * torch.sum((out.x - torch.tensor(xd)) ** 2)
+    (gA,) = torch.autograd.grad(loss, A)
+    assert relative_error(res.params.detach().numpy(), gA.numpy()) <= 1e-10
+
+
+@pytest.mark.parametrize("kind", ["proj", "entropic", "box"])
+def test_gradient_matches_finite_differences(backend, kind):
+    A0 = _data()[0]
+    res = _grad(backend, kind, "full")
+    V = random_direction(A0.shape)
+    fd = directional_fd(lambda A: _grad(backend, kind, "full", A=A).loss, A0, V)
+    assert np.sum(backend.to_numpy(res.params) * V) == pytest.approx(fd, rel=1e-6)
+
+
+def _ift_gradient(data):
+    """dℓ/dA of ℓ = ½‖x*(A) − x†‖², x* = (λAᵀA + μI)⁻¹ λAᵀb (the interior optimum), by central
+    differences of the closed form."""
+    A0, bb, _, xd = data
+
+    def loss(A):
+        x = np.linalg.solve(LAM * A.T @ A + MU * np.eye(N), LAM * A.T @ bb.T).T
+        return 0.5 * np.sum((x - xd) ** 2)
+
+    out = np.zeros_like(A0)
+    for i in range(M):
+        for j in range(N):
+            E = np.zeros_like(A0)
+            E[i, j] = 1.0
+            out[i, j] = directional_fd(loss, A0, E, eps=1e-5)
+    return out
+
+
+@pytest.mark.parametrize("kind", ["proj", "entropic"])
+def test_implicit_asymptotic_and_long_unrolling_reach_the_ift_gradient(backend, kind):
+    """Interior optimum: the implicit mode, the asymptotic mode (b large) and full unrolling
+    (L large) all give the implicit-function-theorem derivative of x*(A)."""
+    data = _data(interior=True)
+    want = _ift_gradient(data)
+    impl = _grad(backend, kind, "implicit", iterations=400, data=data)
+    assert impl.solver_iterations > 0
+    assert relative_error(backend.to_numpy(impl.params), want) < 1e-8
+    asym = _grad(backend, kind, "asymptotic", 400, iterations=400, data=data)
+    assert relative_error(backend.to_numpy(asym.params), want) < 1e-8
+    full = _grad(backend, kind, "full", iterations=400, data=data)
+    assert relative_error(backend.to_numpy(full.params), want) < 1e-8
+    short = _grad(backend, kind, "asymptotic", 2, iterations=400, data=data)
+    assert relative_error(backend.to_numpy(short.params), want) > 1e-3  # b matters
+
+
+def test_same_result_on_every_backend(backend, dtype, tol):
+    from conftest import _make
+
+    for kind, mode, b in [("entropic", "full", None), ("box", "truncated", 5),
+                          ("entropic", "asymptotic", 20), ("entropic", "implicit", None)]:
+        ref = _grad(_make("numpy"), kind, mode, b, data=_data(interior=True), iterations=200,
+                    rtol=1e-6 if dtype == "float32" else 1e-12)
+        res = _grad(backend, kind, mode, b, dtype=dtype, data=_data(interior=True),
+                    iterations=200, rtol=1e-6 if dtype == "float32" else 1e-12)
+        scale = {"float64": 10.0, "float32": 50.0}[dtype]
+        np.testing.assert_allclose(backend.to_numpy(res.params), ref.params,
+                                   rtol=tol["rtol"] * scale, atol=tol["atol"] * scale * 10)
+        assert str(backend.to_numpy(res.params).dtype) == dtype
+
+
+def test_implicit_reports_a_singular_system(numpy_backend):
+    """f ≡ 0 (A = 0, μ = 0): every step is the identity, I − T_x = 0: no garbage, an error."""
+    smooth = pu.LeastSquares(pu.DenseOperator(np.zeros((3, 2))), np.ones((1, 3)))
+    with pytest.raises(RuntimeError, match="singular"):
+        pu.forward_backward_gradient(smooth, pu.NonNegative(), np.ones((1, 2)),
+                                     np.zeros((1, 2)), step=0.5, iterations=3, mode="implicit")
+
+
+def test_bad_input_raises_clearly(numpy_backend):
+    A, bb, x0, xd = _data()
+    smooth = pu.LeastSquares(pu.DenseOperator(A), bb)
+    g = pu.NonNegative()
+    with pytest.raises(ValueError, match="step"):
+        pu.forward_backward(smooth, g, x0, step=0.0, iterations=3)
+    with pytest.raises(ValueError, match="mode"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, mode="exact")
+    with pytest.raises(ValueError, match="b must"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
+                                     mode="truncated", b=4)
+    with pytest.raises(ValueError, match="b is only"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, b=2)
+    with pytest.raises(TypeError, match="smooth"):
+        pu.forward_backward(A, g, x0, step=0.1, iterations=3)
+    with pytest.raises(TypeError, match="g must"):
+        pu.forward_backward(smooth, pu.SquaredL2, x0, step=0.1, iterations=3)
+    with pytest.raises(ValueError, match="x_true"):
+        pu.forward_backward_gradient(smooth, g, x0, step=0.1, iterations=3)
+    with pytest.raises(ValueError, match="ridge"):
+        pu.LeastSquares(pu.DenseOperator(A), bb, ridge=-1.0)
