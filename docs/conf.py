@@ -75,7 +75,11 @@ class PublicAPI(Directive):
     def run(self):
         by_module: dict[str, list[str]] = {}
         for name in pdunroll.__all__:
-            module = getattr(getattr(pdunroll, name), "__module__", None)
+            obj = getattr(pdunroll, name)
+            if inspect.ismodule(obj):  # a public submodule: documented as a whole
+                by_module.setdefault(obj.__name__, [])
+                continue
+            module = getattr(obj, "__module__", None)
             if not (isinstance(module, str) and module.startswith("pdunroll.")):
                 module = _defining_module(name)
             by_module.setdefault(module, []).append(name)
@@ -83,8 +87,11 @@ class PublicAPI(Directive):
         lines = [".. currentmodule:: pdunroll", ""]
         for module in sorted(by_module, key=lambda m: (rank.get(m, len(rank)), m)):
             names = by_module[module]
-            lines += [module, "-" * len(module), "",
-                      f".. automodule:: {module}", "   :no-members:", "   :no-index:", "",
+            lines += [module, "-" * len(module), ""]
+            if not names:  # its members are reached as pdunroll.<module>.<name>
+                lines += [f".. automodule:: {module}", "   :members:", ""]
+                continue
+            lines += [f".. automodule:: {module}", "   :no-members:", "   :no-index:", "",
                       ".. currentmodule:: pdunroll", "",
                       ".. autosummary::", "   :nosignatures:", ""]
             lines += [f"   {name}" for name in names] + [""]
@@ -114,7 +121,7 @@ def _container():
 # Docstrings write plain-text math: shapes as (batch, *in_shape), absolute values as |w|. In
 # reStructuredText a lone * opens emphasis and |w| is a substitution, so both are escaped
 # (outside inline literals) before the docstrings are parsed.
-_STARRED_SHAPE = re.compile(r"(?<=[(\[,\s])\*(?=\w+[),\]])")
+_STARRED_SHAPE = re.compile(r"(?<=[(\[,\s])\*(?=[\w.]+[),\]])")
 _LITERAL = re.compile(r"(``.*?``)")
 
 
