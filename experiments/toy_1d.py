@@ -42,7 +42,7 @@ def reference(problem: toy.Toy, theta: float):
 def error(estimate: float, ref) -> float:
     if isinstance(ref, tuple):
         lo, hi = ref
-        return max(lo - estimate, estimate - hi, 0.0)
+        return max(0.0, lo - estimate, estimate - hi)
     return abs(estimate - ref)
 
 

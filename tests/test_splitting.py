@@ -210,3 +210,50 @@ def test_bad_input_raises_clearly(numpy_backend):
         pu.forward_backward_gradient(smooth, g, x0, step=0.1, iterations=3)
     with pytest.raises(ValueError, match="ridge"):
         pu.LeastSquares(pu.DenseOperator(A), bb, ridge=-1.0)
+
+
+@pytest.mark.parametrize("base", ["proj", "entropic"])
+@pytest.mark.parametrize("mode,b", [("full", None), ("truncated", 6)])
+def test_cost_gradient_matches_torch_loop(torch_backend, base, mode, b):
+    """g = LinearTerm(c, NonNegative | EntropicOrthant): steps along ∇f + c; FBGradient.g is
+    ∇ℓ w.r.t. c, against autograd of the plain torch loop."""
+    import torch
+
+    A0, bb, x0, xd = _data()
+    c0 = 0.3 * np.random.default_rng(9).standard_normal(N)  # one cost shared by the batch
+    smooth = pu.LeastSquares(pu.DenseOperator(torch_backend.asarray(A0)),
+                             torch_backend.asarray(bb), weight=LAM, ridge=MU)
+    g = pu.LinearTerm(torch_backend.asarray(c0), _g(base))
+    res = pu.forward_backward_gradient(smooth, g, torch_backend.asarray(x0),
+                                       torch_backend.asarray(xd), step=_step(A0), iterations=L,
+                                       mode=mode, b=b)
+    A, c = torch.tensor(A0, requires_grad=True), torch.tensor(c0, requires_grad=True)
+    x = torch.tensor(x0)
+    for k in range(1, L + 1):
+        if b is not None and k == L - b + 1:
+            x = x.detach()
+        grad = LAM * (x @ A.T - torch.tensor(bb)) @ A + MU * x + c
+        step = _step(A0)
+        x = torch.clamp(x - step * grad, min=0.0) if base == "proj" else x * torch.exp(-step * grad)
+    loss = 0.5 * torch.sum((x - torch.tensor(xd)) ** 2)
+    gA, gc = torch.autograd.grad(loss, (A, c))
+    assert relative_error(torch_backend.to_numpy(res.params), gA.numpy()) <= 1e-10
+    assert relative_error(torch_backend.to_numpy(res.g), gc.numpy()) <= 1e-10
+
+
+def test_cost_gradient_of_fixed_point_modes(numpy_backend):
+    """Interior optimum, entropic steps: implicit and asymptotic (b large) ∇_c equal the full
+    gradient of a long unrolling, which equals −(λAᵀA + μI)⁻¹ (x* − x†) summed over the batch."""
+    A, bb, x0, xd = _data(interior=True)
+    c0 = 0.01 * np.ones(N)
+    smooth = pu.LeastSquares(pu.DenseOperator(A), bb, weight=LAM, ridge=MU)
+    g = pu.LinearTerm(c0, pu.EntropicOrthant())
+    kw = {"step": _step(A), "iterations": 400}
+    full = pu.forward_backward_gradient(smooth, g, x0, xd, **kw)
+    impl = pu.forward_backward_gradient(smooth, g, x0, xd, mode="implicit", **kw)
+    asym = pu.forward_backward_gradient(smooth, g, x0, xd, mode="asymptotic", b=400, **kw)
+    H = LAM * A.T @ A + MU * np.eye(N)
+    assert full.x.min() > 0.1
+    want = -np.linalg.solve(H, (full.x - xd).T).sum(axis=1)
+    for res in (full, impl, asym):
+        assert relative_error(res.g, want) < 1e-9

@@ -37,48 +37,110 @@ from .splitting import (
 
 __version__ = "0.1.0"
 
+# training, data and I/O import numpy, scipy or tqdm: loaded on first use (PEP 562)
+_LAZY = {
+    "checkpoint": ("History", "TrainState", "load_checkpoint", "load_operator",
+                   "save_checkpoint", "save_operator"),
+    "datasets": ("SpeechFrames", "add_noise", "extract_patches", "frame_signals",
+                 "image_patches", "load_images", "quantization_radius", "quantize",
+                 "read_wav_folder", "speech_frames", "split_signals", "synthetic_speech"),
+    "filters": ("dct_filters",),
+    "learner": ("OperatorLearner",),
+    "metrics": ("mse", "snr"),
+    "optimizers": ("SGD", "Adam", "LearningRate", "Optimizer", "grad_norm", "make_optimizer"),
+    "training": ("TrainResult", "reconstruct", "train", "unrolled_loss"),
+}
+_LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
+
+
+def __getattr__(name):
+    if name in _LAZY_NAMES:
+        import importlib
+
+        value = getattr(importlib.import_module(f".{_LAZY_NAMES[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'pdunroll' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY_NAMES))
+
+
 __all__ = [
     "FB_MODES",
+    "MODES",
+    "SGD",
+    "Adam",
+    "add_noise",
     "AnalysisModel",
     "BoxBregmanL1Norm",
     "BoxBregmanLinfBall",
-    "CPResult",
+    "chambolle_pock",
     "Composition",
     "Conv1dFilterBank",
     "Conv2dFilterBank",
+    "CPResult",
+    "dct_filters",
+    "dct_matrix",
     "DenseOperator",
     "Diagonal",
     "EntropicOrthant",
     "EntropicSimplex",
+    "ergodic_weights",
+    "estimate_norm",
+    "extract_patches",
     "FBGradient",
     "FBResult",
+    "forward_backward",
+    "forward_backward_gradient",
+    "frame_signals",
     "Function",
+    "grad_norm",
+    "gradient",
     "Gradient2d",
     "GradientResult",
+    "History",
+    "image_patches",
     "L1Norm",
     "L21Norm",
     "L2Ball",
+    "LearningRate",
     "LeastSquares",
     "LinearOperator",
     "LinearTerm",
     "LinfBall",
-    "MODES",
+    "load_checkpoint",
+    "load_images",
+    "load_operator",
+    "make_optimizer",
+    "mse",
     "NonNegative",
     "NormEstimate",
+    "OperatorLearner",
+    "Optimizer",
+    "primal_dual_gap",
+    "quantization_radius",
+    "quantize",
+    "read_wav_folder",
+    "reconstruct",
+    "save_checkpoint",
+    "save_operator",
     "Simplex",
     "SmoothFunction",
+    "snr",
+    "speech_frames",
+    "SpeechFrames",
+    "split_signals",
     "SquaredL2",
     "Stack",
-    "StepSizes",
-    "Zero",
-    "chambolle_pock",
-    "dct_matrix",
-    "ergodic_weights",
-    "estimate_norm",
-    "forward_backward",
-    "forward_backward_gradient",
-    "gradient",
-    "primal_dual_gap",
     "step_sizes",
+    "StepSizes",
+    "synthetic_speech",
     "toy",
+    "train",
+    "TrainResult",
+    "TrainState",
+    "unrolled_loss",
+    "Zero",
 ]

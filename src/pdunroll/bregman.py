@@ -27,7 +27,8 @@ and is smooth in (prev, a), so its Jacobians are smooth too:
 ``prox_step_vjp(saved, v, t)`` returns (∂u/∂prevᵀ v, ∂u/∂aᵀ v): the second is the cotangent of
 grad divided by −t (of ascent divided by s), the convention of :class:`pdunroll.Function`, so
 the reverse recursions treat Euclidean and Bregman steps alike. The entropic steps need an
-interior start (``start``): uniform on the simplex, a positive constant on the orthant.
+interior start (``start``): uniform on the simplex, a positive constant on the orthant. Costs
+c enter through :class:`pdunroll.LinearTerm` (its steps are the base's along grad + c).
 """
 
 from __future__ import annotations
@@ -36,9 +37,8 @@ import math
 import numbers
 
 from ._array import Array
-from ._array import array_device as _device
 from ._array import xp_of as _xp
-from .functions import Function, L1Norm, LinfBall, NonNegative, _inf_where, _signal_axes
+from .functions import L1Norm, LinfBall, NonNegative, Simplex, _check_axis
 
 __all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex"]
 
@@ -111,16 +111,13 @@ class BoxBregmanLinfBall(LinfBall):
         return f"BoxBregmanLinfBall(radius={self.radius})"
 
 
-class EntropicOrthant(Function):
-    """f(x) = ⟨c, x⟩ + indicator of {x ≥ 0} whose primal steps use the entropy (Example 5):
-    x ← x·exp(−t(grad + c)). Starts at x⁰ = ``start_value`` (> 0) everywhere. Its Euclidean prox
-    stays max(z − t c, 0) (:class:`pdunroll.NonNegative` of z − t c); f* = indicator of
-    {y ≤ c}."""
+class EntropicOrthant(NonNegative):
+    """Indicator of {x ≥ 0} whose primal steps use the entropy (Example 5):
+    x ← x·exp(−t·grad), from x⁰ = ``start_value`` (> 0) everywhere. Its Euclidean prox stays
+    max(z, 0) (:class:`pdunroll.NonNegative`). A linear cost ⟨c, x⟩:
+    ``LinearTerm(c, EntropicOrthant())`` (steps along grad + c, gradient w.r.t. c)."""
 
-    _orthant = NonNegative()
-
-    def __init__(self, cost: Array | None = None, *, start_value: float = 1.0):
-        self.cost = cost
+    def __init__(self, *, start_value: float = 1.0):
         if not (isinstance(start_value, numbers.Real) and start_value > 0
                 and math.isfinite(start_value)):
             raise ValueError(f"start_value must be a positive finite number, got {start_value!r}")
@@ -129,28 +126,11 @@ class EntropicOrthant(Function):
     def start(self, zeros):
         return zeros + self.start_value
 
-    def value(self, x):
-        inside = self._orthant.value(x)
-        return inside if self.cost is None else inside + _xp(x).sum(self.cost * x,
-                                                                     axis=_signal_axes(x))
-
-    def conj_value(self, y):
-        return self._orthant.conj_value(y if self.cost is None else y - self.cost)
-
-    def prox_save(self, z, t):
-        return self._orthant.prox_save(z if self.cost is None else z - t * self.cost, t)
-
-    def prox_vjp(self, mask, v, t):
-        return self._orthant.prox_vjp(mask, v, t)
-
-    def _exponent(self, grad, t):
-        return -t * (grad if self.cost is None else grad + self.cost)
-
     def prox_step(self, prev, grad, t):
-        return prev * _xp(prev).exp(self._exponent(grad, t))
+        return prev * _xp(prev).exp(-t * grad)
 
     def prox_step_save(self, prev, grad, t):
-        factor = _xp(prev).exp(self._exponent(grad, t))
+        factor = _xp(prev).exp(-t * grad)
         u = prev * factor
         return u, (factor, u)
 
@@ -159,54 +139,18 @@ class EntropicOrthant(Function):
         return factor * v, u * v
 
     def __repr__(self):
-        return "EntropicOrthant()" if self.cost is None else "EntropicOrthant(cost=...)"
+        return f"EntropicOrthant(start_value={self.start_value})"
 
 
-class EntropicSimplex(Function):
-    """f(u) = ⟨c, u⟩ + indicator of {u ≥ 0, Σ_class u = 1}: one unit simplex per position of the
-    other axes (per pixel), along ``axis`` (a non-batch axis of the signals, default 1); c =
-    ``cost`` broadcasts against the batch (0 if omitted). Primal steps use the entropy
-    (Example 6): u ← u e^{−t(grad + c)} / Σ_class u e^{−t(grad + c)}; start: uniform 1/#classes.
-    f*(v) = Σ_pixels max_class (v − c). Only the Bregman step is offered (no Euclidean prox)."""
-
-    def __init__(self, cost: Array | None = None, *, axis: int = 1):
-        if isinstance(axis, bool) or not isinstance(axis, numbers.Integral) or axis < 1:
-            raise ValueError(f"axis must be a non-batch axis (an integer >= 1), got {axis!r}")
-        self.cost = cost
-        self.axis = int(axis)
-
-    def _check(self, x):
-        if x.ndim <= self.axis:
-            raise ValueError(f"EntropicSimplex(axis={self.axis}) needs signals with at least "
-                             f"{self.axis + 1} axes (batch first), got shape {tuple(x.shape)}")
-
-    def value(self, x):
-        self._check(x)
-        xp = _xp(x)
-        axes = _signal_axes(x)
-        lin = xp.zeros((x.shape[0],), dtype=x.dtype, device=_device(x)) if self.cost is None \
-            else xp.sum(self.cost * x, axis=axes)
-        off = xp.abs(xp.sum(x, axis=self.axis, keepdims=True) - 1)
-        bad = (xp.max(off, axis=axes) > 1e-6) | (xp.min(x, axis=axes) < 0)
-        return lin + _inf_where(xp, bad, x)
-
-    def conj_value(self, y):
-        self._check(y)
-        xp = _xp(y)
-        excess = y if self.cost is None else y - self.cost
-        best = xp.max(excess, axis=self.axis, keepdims=True)
-        return xp.sum(best, axis=_signal_axes(y))
-
-    def prox_save(self, z, t):
-        raise NotImplementedError("EntropicSimplex offers only its Bregman step: call "
-                                  "prox_step(prev, grad, t) (the solvers do)")
+class EntropicSimplex(Simplex):
+    """Indicator of the unit simplex along ``axis`` at every other position (per pixel) whose
+    primal steps use the entropy (Example 6): u ← u e^{−t·grad} / Σ_axis u e^{−t·grad};
+    start: uniform 1/#classes. Value, conjugate and Euclidean prox as :class:`pdunroll.Simplex`.
+    Label costs ⟨c, u⟩: ``LinearTerm(c, EntropicSimplex())`` (gradient w.r.t. c included)."""
 
     def start(self, zeros):
-        self._check(zeros)
+        _check_axis("axis", self.axis, zeros)
         return zeros + 1.0 / zeros.shape[self.axis]
-
-    def _exponent(self, grad, t):
-        return -t * (grad if self.cost is None else grad + self.cost)
 
     def _softmax(self, prev, a):
         xp = _xp(prev)
@@ -217,13 +161,13 @@ class EntropicSimplex(Function):
         return e / total, top, total
 
     def prox_step(self, prev, grad, t):
-        self._check(prev)
-        return self._softmax(prev, self._exponent(grad, t))[0]
+        _check_axis("axis", self.axis, prev)
+        return self._softmax(prev, -t * grad)[0]
 
     def prox_step_save(self, prev, grad, t):
-        self._check(prev)
+        _check_axis("axis", self.axis, prev)
         xp = _xp(prev)
-        a = self._exponent(grad, t)
+        a = -t * grad
         u, top, total = self._softmax(prev, a)
         ratio = xp.exp(a - top) / total  # u / prev, finite also where prev underflowed to 0
         return u, (u, ratio)
@@ -234,5 +178,4 @@ class EntropicSimplex(Function):
         return ratio * w, u * w
 
     def __repr__(self):
-        cost = "" if self.cost is None else "cost=..., "
-        return f"EntropicSimplex({cost}axis={self.axis})"
+        return f"EntropicSimplex(axis={self.axis})"

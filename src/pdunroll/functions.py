@@ -16,12 +16,13 @@ A :class:`Function` f gives
 * the whole proximal step of an algorithm, which the solvers call:
   ``prox_step(prev, grad, t)`` = argmin_u t f(u) + t⟨grad, u⟩ + D(u, prev) (a descent step) and
   ``conj_prox_step(prev, ascent, s)`` = argmin_y s f*(y) − s⟨ascent, y⟩ + D(y, prev) (an ascent
-  step of the dual), with ``*_save`` variants and ``prox_step_vjp(saved, v, t)`` →
-  (∂u/∂prevᵀ v, ∂u/∂zᵀ v). For the Euclidean distance D(u, p) = ½‖u − p‖² these are
-  prox_{tf}(z) with z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), and both
-  cotangents are J_prox(z)ᵀ v: one array, returned twice. A Bregman distance (module
-  :mod:`pdunroll.bregman`) makes u depend on prev also outside z; its second cotangent is
-  ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there.
+  step of the dual), with ``*_save`` variants, ``prox_step_vjp(saved, v, t)`` →
+  (∂u/∂prevᵀ v, ∂u/∂zᵀ v) and ``prox_step_param_vjp(saved, v, t)`` = ∇_params ⟨v, u⟩ (prev,
+  grad fixed). For the Euclidean distance D(u, p) = ½‖u − p‖² these are prox_{tf}(z) with
+  z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), both cotangents are
+  J_prox(z)ᵀ v (one array, returned twice) and the parameter VJP is ``prox_param_vjp``. A Bregman
+  distance (:mod:`pdunroll.bregman`) makes u depend on prev also outside z; its second cotangent
+  is ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there;
 * ``start(zeros)`` / ``conj_start(zeros)``: the first iterate given zeros of its shape (zeros,
   unless the step needs an interior point, e.g. the entropy's positive one).
 
@@ -81,7 +82,7 @@ class Function:
     def conj_start(self, zeros: Array) -> Array:
         return zeros
 
-    # the Euclidean proximal steps; Bregman functions override these six methods
+    # the Euclidean proximal steps; Bregman functions override these
     def prox_step(self, prev: Array, grad: Array, t: float) -> Array:
         return self.prox(prev - t * grad, t)
 
@@ -92,6 +93,9 @@ class Function:
         w = self.prox_vjp(saved, v, t)
         return w, w
 
+    def prox_step_param_vjp(self, saved, v: Array, t: float):
+        return self.prox_param_vjp(saved, v, t)
+
     def conj_prox_step(self, prev: Array, ascent: Array, s: float) -> Array:
         return self.conj_prox(prev + s * ascent, s)
 
@@ -101,6 +105,9 @@ class Function:
     def conj_prox_step_vjp(self, saved, v: Array, s: float) -> tuple[Array, Array]:
         w = self.conj_prox_vjp(saved, v, s)
         return w, w
+
+    def conj_prox_step_param_vjp(self, saved, v: Array, s: float):
+        return self.conj_prox_param_vjp(saved, v, s)
 
     # conjugate through the Moreau identity; subclasses override where a direct formula is faster
     def conj_prox(self, z: Array, s: float) -> Array:
@@ -473,8 +480,26 @@ class LinearTerm(Function):
         return self.base.prox_vjp(saved, v, t)
 
     def prox_param_vjp(self, saved, v, t):
-        grad = -t * self.base.prox_vjp(saved, v, t)
+        return self._cost_grad(-t * self.base.prox_vjp(saved, v, t))
+
+    def _cost_grad(self, grad):
         return _xp(grad).sum(grad, axis=0) if self.params.ndim < grad.ndim else grad
+
+    # primal steps: the base's step along grad + c (Euclidean or Bregman), ∇_c ⟨v, u⟩ = −t δ
+    def start(self, zeros):
+        return self.base.start(zeros)
+
+    def prox_step(self, prev, grad, t):
+        return self.base.prox_step(prev, grad + self.params, t)
+
+    def prox_step_save(self, prev, grad, t):
+        return self.base.prox_step_save(prev, grad + self.params, t)
+
+    def prox_step_vjp(self, saved, v, t):
+        return self.base.prox_step_vjp(saved, v, t)
+
+    def prox_step_param_vjp(self, saved, v, t):
+        return self._cost_grad(-t * self.base.prox_step_vjp(saved, v, t)[1])
 
     def __repr__(self):
         return f"LinearTerm(c of shape {tuple(self.params.shape)}, base={self.base!r})"

@@ -206,8 +206,8 @@ def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, gra
     e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
     w = -tau * op.apply(d_p) if e_d is None else e_d - tau * op.apply(d_p)
     e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
-    for i, part in enumerate((model.f.conj_prox_param_vjp(saved_d, w, sigma),
-                              model.g.prox_param_vjp(saved_p, v, tau))):
+    for i, part in enumerate((model.f.conj_prox_step_param_vjp(saved_d, w, sigma),
+                              model.g.prox_step_param_vjp(saved_p, v, tau))):
         grad_fg[i] = part if grad_fg[i] is None else _tree_add(grad_fg[i], part)
     if d_d is None:  # δ_D^{k+1} = 0
         d_dbar = (1 + theta) * d_d_new

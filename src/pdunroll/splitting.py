@@ -14,7 +14,8 @@ Reverse mode. With v^L = ∇ℓ(x^L), w = 0 and, for k = L..1, (ε^k, δ^k) = th
     w       ← w − α (∂_ϑ∇f(x^{k−1}))ᵀ δ^k
     v^{k−1} = ε^k − α ∇²f(x^{k−1}) δ^k
 
-and ∇_ϑ ℓ = w. For a Euclidean prox this is Algorithm 2 of seed 004,
+and ∇_ϑ ℓ = w; parameters of g (``g.params``) collect Σ_k g.prox_step_param_vjp at v^k.
+For a Euclidean prox this is Algorithm 2 of seed 004,
 v^{k−1} = (I − α∇²f)ᵀ J_proxᵀ v^k. Writing one step as T(x, ϑ), the terms are
 T_xᵀ v = ε − α∇²f δ and T_ϑᵀ v = −α(∂_ϑ∇f)ᵀ δ.
 
@@ -128,13 +129,15 @@ class FBResult:
 class FBGradient:
     """``loss``: ℓ(x^L); ``params``: ∇ℓ w.r.t. the smooth part's parameters (structure of
     ``smooth.params``); ``x``: x^L; ``mode``; ``solver_iterations``: BiCGSTAB iterations of the
-    implicit mode (0 otherwise)."""
+    implicit mode (0 otherwise); ``g``: ∇ℓ w.r.t. ``g.params`` (e.g. the costs of a
+    :class:`pdunroll.LinearTerm`; ``()`` for functions without any)."""
 
     loss: float
     params: Array
     x: Array
     mode: str
     solver_iterations: int = 0
+    g: Array | tuple = ()
 
 
 def _check(smooth, g, x0, step, iterations):
@@ -233,13 +236,14 @@ def forward_backward_gradient(
     x, _, tape = _run(smooth, g, x0, step, iterations, keep)
     value, v = loss(x)
     if mode in ("full", "truncated"):
-        w = None
+        w = w_g = None
         while tape:
             x_prev, saved = tape.pop()
             v_next, d = _step_transposes(smooth, g, step, x_prev, saved, v)
             w = _axpy(-step, smooth.param_vjp(x_prev, d), w)
+            w_g = _axpy(1.0, g.prox_step_param_vjp(saved, v, step), w_g)
             v = v_next
-        return FBGradient(value, w, x, mode)
+        return FBGradient(value, w, x, mode, g=w_g)
     _, saved = g.prox_step_save(x, smooth.grad(x), step)  # the step's Jacobians at x^L
     solver_iterations = 0
     if mode == "implicit":
@@ -248,13 +252,14 @@ def forward_backward_gradient(
             maxiter=check_count("maxiter", maxiter))
         d = g.prox_step_vjp(saved, v, step)[1]
     else:
-        d_sum = None
+        d_sum = v_sum = None
         for _ in range(b):
+            v_sum = v if v_sum is None else v_sum + v
             v, d = _step_transposes(smooth, g, step, x, saved, v)
             d_sum = d if d_sum is None else d_sum + d
-        d = d_sum
+        d, v = d_sum, v_sum
     w = _axpy(-step, smooth.param_vjp(x, d), None)
-    return FBGradient(value, w, x, mode, solver_iterations)
+    return FBGradient(value, w, x, mode, solver_iterations, g.prox_step_param_vjp(saved, v, step))
 
 
 def _bicgstab(apply: Callable[[Array], Array], rhs: Array, *, rtol: float, maxiter: int):

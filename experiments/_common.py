@@ -1,0 +1,82 @@
+"""Shared pieces of the speech experiments: the IEEE corpus as frames, the published model,
+CSV output. Run the scripts from anywhere; the corpus is read in place, never copied."""
+
+from __future__ import annotations
+
+import csv
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("PDUNROLL_SPEECH_DIR",
+                                   ROOT / ".." / "shared" / "data" / "ieee_speech"))
+
+# the minibatch products are small: one BLAS thread per process is fastest on shared cores
+for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
+import numpy as np  # noqa: E402
+
+import pdunroll as pu  # noqa: E402
+from pdunroll import datasets as ds  # noqa: E402
+
+
+def add_data_args(parser, *, out: str) -> None:
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA,
+                        help="IEEE corpus folder with train/ and dev/ wav folders "
+                             "(default $PDUNROLL_SPEECH_DIR, else "
+                             "../shared/data/ieee_speech next to the repository)")
+    parser.add_argument("--out", type=Path, default=ROOT / "runs" / out,
+                        help=f"output folder (default runs/{out})")
+    parser.add_argument("--quick", action="store_true",
+                        help="small setting that runs in minutes on 2 CPU cores")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def ieee_frames(data: Path, *, n: int, bitrate: int, max_train: int | None,
+                max_test: int | None, seed: int):
+    """Training frames from train/, test frames from dev/ (seeded random subsets)."""
+    for sub in ("train", "dev"):
+        if not (data / sub).is_dir():
+            sys.exit(f"{data / sub} is missing: pass --data with the IEEE corpus folder")
+    train = ds.speech_frames(ds.read_wav_folder(data / "train")[0], n=n, bitrate=bitrate,
+                             max_frames=max_train, seed=seed)
+    test = ds.speech_frames(ds.read_wav_folder(data / "dev")[0], n=n, bitrate=bitrate,
+                            max_frames=max_test, seed=seed + 1)
+    return train, test
+
+
+def dct_model(n: int, eta: float) -> pu.AnalysisModel:
+    """The published start: K = orthonormal DCT-II, F = ‖·‖₁, G = ι{‖x − x̃‖_∞ ≤ η}."""
+    return pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(n)), f=pu.L1Norm(),
+                            g=pu.LinfBall(eta))
+
+
+def test_mse(model, frames, iterations: int, weights=None) -> float:
+    x_hat = pu.reconstruct(model, frames.x_tilde, iterations=iterations, omega=10.0,
+                           weights=weights)
+    return pu.mse(x_hat, frames.x_true)
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+__all__ = ["DEFAULT_DATA", "ROOT", "add_data_args", "dct_model", "ieee_frames", "np", "pu",
+           "pyplot", "test_mse", "write_csv"]

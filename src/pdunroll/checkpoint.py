@@ -1,0 +1,275 @@
+"""Nothing lost: training checkpoints and learned operators on disk.
+
+Both are single ``.npz`` files (no pickles) holding NumPy copies of the arrays and a ``settings``
+entry with a JSON document; both are written atomically (temporary file in the same folder,
+fsync, ``os.replace``), so an interrupted write never leaves a broken file behind.
+
+* :func:`save_operator` / :func:`load_operator`: the operator's parameters plus the model (type of
+  K, F and G with their parameters) and solver settings (iterations, ω, ergodic weights) and any
+  metadata (e.g. the bitrate), so a learned operator loads back ready to use.
+* :class:`TrainState` with :func:`save_checkpoint` / :func:`load_checkpoint`: everything the
+  training loop needs to continue bit for bit: parameters, optimizer state, the warm-start vector
+  of the norm estimate, RNG state, position in the epoch, best parameters and history.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import convolution, functions, operators
+from ._array import Array, xp_of
+from ._array import array_device as _device
+from .model import AnalysisModel
+from .optimizers import leaves, rebuild
+
+__all__ = ["History", "TrainState", "load_checkpoint", "load_operator", "model_settings",
+           "model_from_settings", "save_checkpoint", "save_operator"]
+
+OPERATOR_FORMAT = "pdunroll-operator"
+CHECKPOINT_FORMAT = "pdunroll-checkpoint"
+VERSION = 1
+
+
+# ---------------------------------------------------------------- arrays and files
+
+
+def to_numpy(a: Array) -> np.ndarray:
+    """A NumPy copy of an array of any backend and device (host transfer for GPU arrays)."""
+    try:
+        return np.array(np.from_dlpack(a), copy=True)
+    except (TypeError, RuntimeError, BufferError, ValueError, AttributeError):
+        import array_api_compat
+
+        return np.array(array_api_compat.to_device(a, "cpu"), copy=True)
+
+
+def from_numpy(a: np.ndarray, xp, device) -> Array:
+    """A NumPy array moved to namespace ``xp`` on ``device``."""
+    return xp.asarray(a, device=device)
+
+
+def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
+    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = dict(arrays)
+    payload["settings"] = np.array(json.dumps(settings))
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **payload)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def read_npz(path, expected_format: str) -> tuple[dict[str, np.ndarray], dict]:
+    """Arrays and JSON settings of a file written by :func:`write_npz`; clear errors otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError) as err:
+        raise ValueError(f"{path} is not a pdunroll .npz file: {err}") from err
+    if "settings" not in arrays:
+        raise ValueError(f"{path} has no settings entry: not written by pdunroll")
+    settings = json.loads(str(arrays.pop("settings")))
+    if settings.get("format") != expected_format:
+        raise ValueError(f"{path} holds a {settings.get('format')!r}, expected {expected_format!r}")
+    if settings.get("version", 0) > VERSION:
+        raise ValueError(f"{path} was written by a newer pdunroll (format version "
+                         f"{settings['version']} > {VERSION})")
+    return arrays, settings
+
+
+def _put(arrays: dict, prefix: str, tree) -> None:
+    for i, a in enumerate(leaves(tree)):
+        arrays[f"{prefix}.{i}"] = to_numpy(a)
+
+
+def _take(arrays: dict, prefix: str, like, xp, device):
+    n = len(leaves(like))
+    return rebuild(like, [from_numpy(arrays[f"{prefix}.{i}"], xp, device) for i in range(n)])
+
+
+# ---------------------------------------------------------------- model settings
+
+# operator type: (its settings besides the parameters, constructor from parameters + settings)
+_OPERATORS = {
+    "DenseOperator": (lambda op: {}, lambda p, s: operators.DenseOperator(p)),
+    "Conv2dFilterBank": (
+        lambda op: {"image_shape": list(op.in_shape), "boundary": op.boundary},
+        lambda p, s: convolution.Conv2dFilterBank(p, tuple(s["image_shape"]), s["boundary"])),
+    "Conv1dFilterBank": (
+        lambda op: {"length": op.in_shape[0], "boundary": op.boundary},
+        lambda p, s: convolution.Conv1dFilterBank(p, s["length"], s["boundary"])),
+}
+# functions whose settings are plain numbers (learnable function parameters are not saved)
+_FUNCTIONS = ("L1Norm", "LinfBall", "L2Ball", "SquaredL2", "Zero", "L21Norm", "Simplex",
+              "NonNegative")
+
+
+def _function_settings(f: functions.Function) -> dict:
+    name = type(f).__name__
+    if name not in _FUNCTIONS:
+        raise TypeError(f"cannot save function {name}: only {_FUNCTIONS} are supported")
+    return {"type": name, **vars(f)}
+
+
+def model_settings(model: AnalysisModel) -> dict:
+    """JSON-ready description of ``model`` (without the operator's parameters)."""
+    op = model.operator
+    op_name = type(op).__name__
+    if op_name not in _OPERATORS:
+        raise TypeError(f"cannot save operator {op_name}: supported are {sorted(_OPERATORS)}")
+    return {"operator": {"type": op_name, "n_params": len(leaves(op.params)),
+                         **_OPERATORS[op_name][0](op)},
+            "f": _function_settings(model.f), "g": _function_settings(model.g)}
+
+
+def model_from_settings(settings: dict, params) -> AnalysisModel:
+    """Rebuild an :class:`AnalysisModel` from :func:`model_settings` and the parameters."""
+    op = settings["operator"]
+    if op["type"] not in _OPERATORS:
+        raise ValueError(f"unknown operator type {op['type']!r}")
+
+    def function(s):
+        if s["type"] not in _FUNCTIONS:
+            raise ValueError(f"unknown function type {s['type']!r}")
+        return getattr(functions, s["type"])(**{k: v for k, v in s.items() if k != "type"})
+
+    return AnalysisModel(_OPERATORS[op["type"]][1](params, op), function(settings["f"]),
+                         function(settings["g"]))
+
+
+# ---------------------------------------------------------------- learned operators
+
+
+def save_operator(path, model: AnalysisModel, *, iterations: int, omega: float,
+                  weights=None, metadata: dict | None = None) -> Path:
+    """Save the operator of ``model`` with the model and solver settings to an ``.npz`` file.
+
+    ``metadata`` (JSON-serialisable) is stored alongside, e.g. ``{"bitrate": 4}``.
+    """
+    arrays: dict = {}
+    _put(arrays, "params", model.operator.params)
+    settings = {"format": OPERATOR_FORMAT, "version": VERSION, "model": model_settings(model),
+                "solver": {"iterations": int(iterations), "omega": float(omega),
+                           "weights": weights},
+                "metadata": metadata or {}, "dtype": str(arrays["params.0"].dtype)}
+    return write_npz(path, arrays, settings)
+
+
+def load_operator(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
+    """Load a file of :func:`save_operator`: the model (arrays in namespace ``xp``, NumPy by
+    default, on ``device``) and the settings dict with ``"solver"`` and ``"metadata"``."""
+    arrays, settings = read_npz(path, OPERATOR_FORMAT)
+    if xp is None:
+        import array_api_compat.numpy as xp
+    n = settings["model"]["operator"]["n_params"]
+    params = [from_numpy(arrays[f"params.{i}"], xp, device) for i in range(n)]
+    model = model_from_settings(settings["model"], params[0] if n == 1 else tuple(params))
+    return model, settings
+
+
+# ---------------------------------------------------------------- training checkpoints
+
+
+@dataclass
+class History:
+    """Per-step and per-epoch records of a training run (all plain Python numbers)."""
+
+    initial_val_loss: float | None = None  # validation loss of the starting operator
+    step_loss: list = field(default_factory=list)  # mean ½‖x̂ − x†‖² per signal, minibatch
+    step_grad_norm: list = field(default_factory=list)  # ‖∇_K‖ of the minibatch mean loss
+    step_lr: list = field(default_factory=list)
+    step_op_norm: list = field(default_factory=list)  # ‖K‖ after the update
+    epoch_train_loss: list = field(default_factory=list)  # mean of the epoch's step losses
+    epoch_val_loss: list = field(default_factory=list)  # validation loss (None: no validation)
+    epoch_seconds: list = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainState:
+    """Everything needed to continue a run exactly where it stopped."""
+
+    params: object  # operator parameters (array or tuple of arrays)
+    opt_state: dict  # {"step": int, name: [arrays]}
+    norm: float  # ‖K‖ estimate for the current params
+    norm_vector: Array  # its right singular vector (warm start of the next estimate)
+    rng_state: dict  # numpy bit-generator state at the start of the current epoch
+    best_params: object
+    best_val: float | None = None
+    best_epoch: int = 0  # 0: the starting operator; k: after epoch k
+    bad_epochs: int = 0
+    epoch: int = 0  # epochs finished
+    batch: int = 0  # minibatches finished in the current epoch
+    step: int = 0  # updates done in all
+    epoch_loss_sum: float = 0.0
+    stopped: bool = False  # early stopping fired
+    history: History = field(default_factory=History)
+
+
+def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: dict,
+                    optimizer: dict) -> Path:
+    """Write ``state`` with the model, training configuration and optimizer settings."""
+    arrays: dict = {}
+    _put(arrays, "params", state.params)
+    _put(arrays, "best", state.best_params)
+    arrays["norm_vector"] = to_numpy(state.norm_vector)
+    for key, value in state.opt_state.items():
+        if isinstance(value, list):
+            for i, a in enumerate(value):
+                arrays[f"opt.{key}.{i}"] = to_numpy(a)
+    settings = {
+        "format": CHECKPOINT_FORMAT, "version": VERSION, "model": model_settings(model),
+        "config": config, "optimizer": optimizer,
+        "opt_scalars": {k: v for k, v in state.opt_state.items() if not isinstance(v, list)},
+        "opt_lists": {k: len(v) for k, v in state.opt_state.items() if isinstance(v, list)},
+        "norm": state.norm, "rng_state": state.rng_state, "best_val": state.best_val,
+        "best_epoch": state.best_epoch, "bad_epochs": state.bad_epochs, "epoch": state.epoch,
+        "batch": state.batch, "step": state.step, "epoch_loss_sum": state.epoch_loss_sum,
+        "stopped": state.stopped, "history": state.history.to_dict(),
+    }
+    return write_npz(path, arrays, settings)
+
+
+def load_checkpoint(path, like) -> tuple[TrainState, dict]:
+    """Read a checkpoint; arrays go to the namespace and device of ``like`` (the parameters of
+    the model being trained). Returns the state and the settings dict (``config``, ...)."""
+    arrays, settings = read_npz(path, CHECKPOINT_FORMAT)
+    first = leaves(like)[0]
+    xp = xp_of(first)
+    dev = _device(first)
+    opt_state = dict(settings["opt_scalars"])
+    for key, n in settings["opt_lists"].items():
+        opt_state[key] = [from_numpy(arrays[f"opt.{key}.{i}"], xp, dev) for i in range(n)]
+    state = TrainState(
+        params=_take(arrays, "params", like, xp, dev),
+        opt_state=opt_state,
+        norm=settings["norm"],
+        norm_vector=from_numpy(arrays["norm_vector"], xp, dev),
+        rng_state=settings["rng_state"],
+        best_params=_take(arrays, "best", like, xp, dev),
+        best_val=settings["best_val"], best_epoch=settings["best_epoch"],
+        bad_epochs=settings["bad_epochs"], epoch=settings["epoch"], batch=settings["batch"],
+        step=settings["step"], epoch_loss_sum=settings["epoch_loss_sum"],
+        stopped=settings["stopped"], history=History(**settings["history"]),
+    )
+    return state, settings

@@ -1,0 +1,284 @@
+"""Training data: speech frames (wav folders or a built-in synthetic generator) with uniform
+quantization, and clean/noisy images from scikit-image's bundled data.
+
+Speech (seeds 001, 002): each file is normalised to max |x| = 1 and cut into frames of n
+samples; the degraded frames are quantized at ``bitrate`` bits,
+
+    x̃ = sign(x)·Δ·(⌊|x|/Δ⌋ + ½),   Δ = 2/2^bitrate,   |x̃ − x| ≤ η = Δ/2.
+
+Files are used at their own sample rate: nothing is resampled (the published experiments use
+16 kHz). Splits are by file, so no file contributes to two sets. Data here are NumPy float64
+arrays; move them to another backend with its ``asarray``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ._array import Array, check_count, check_finite, namespace
+
+__all__ = ["IMAGE_NAMES", "SpeechFrames", "add_noise", "extract_patches", "frame_signals",
+           "image_patches", "load_images", "quantization_radius", "quantize", "read_wav_folder",
+           "speech_frames", "split_signals", "synthetic_speech"]
+
+MAX_BITRATE = 24
+
+
+def _check_bitrate(bitrate) -> int:
+    if isinstance(bitrate, bool) or not isinstance(bitrate, int | np.integer):
+        raise TypeError(f"bitrate must be an integer number of bits, got {bitrate!r}")
+    if not 1 <= bitrate <= MAX_BITRATE:
+        raise ValueError(f"bitrate must lie in 1..{MAX_BITRATE} bits, got {bitrate}")
+    return int(bitrate)
+
+
+def quantization_radius(bitrate: int) -> float:
+    """η = Δ/2 = 1/2^bitrate: the radius of the ℓ∞ ball around x̃ that holds x."""
+    return 1.0 / 2 ** _check_bitrate(bitrate)
+
+
+def quantize(x: Array, bitrate: int) -> Array:
+    """Uniform mid-rise quantization x̃ = sign(x)·Δ·(⌊|x|/Δ⌋ + ½), Δ = 2/2^bitrate, of signals
+    normalised to [−1, 1] (any array-API backend)."""
+    delta = 2.0 / 2 ** _check_bitrate(bitrate)
+    xp = namespace(("x", x))
+    check_finite(xp, x=x)
+    return xp.sign(x) * delta * (xp.floor(xp.abs(x) / delta) + 0.5)
+
+
+# ---------------------------------------------------------------- speech
+
+
+def read_wav_folder(folder) -> tuple[list[np.ndarray], list[Path], list[int]]:
+    """Read every ``*.wav`` file of ``folder`` (sorted by name; other files are ignored).
+
+    Returns the signals (float64, each normalised to max |x| = 1), their paths and sample
+    rates. Raises a clear error for a missing or empty folder, a folder without wav files,
+    unreadable wav files, multi-channel files, non-finite samples and silent files.
+    """
+    from scipy.io import wavfile
+
+    folder = Path(folder)
+    if not folder.exists():
+        raise FileNotFoundError(f"speech folder {folder} does not exist")
+    if not folder.is_dir():
+        raise NotADirectoryError(f"speech folder {folder} is not a folder")
+    entries = sorted(p for p in folder.iterdir() if p.is_file())
+    if not entries:
+        raise ValueError(f"speech folder {folder} is empty: expected .wav files")
+    paths = [p for p in entries if p.suffix.lower() == ".wav"]
+    if not paths:
+        shown = ", ".join(p.name for p in entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise ValueError(f"speech folder {folder} holds no .wav files (found: {shown})")
+    signals, rates = [], []
+    for path in paths:
+        try:
+            rate, data = wavfile.read(path)
+        except (ValueError, OSError, EOFError) as err:
+            raise ValueError(f"{path} is not a readable wav file: {err}") from err
+        if data.ndim != 1:
+            raise ValueError(f"{path} has {data.shape[1]} channels: only mono wav files are "
+                             "supported (mix them down first)")
+        signals.append(_normalise(data, path))
+        rates.append(int(rate))
+    return signals, paths, rates
+
+
+def _normalise(data: np.ndarray, path) -> np.ndarray:
+    x = data.astype(np.float64)
+    if data.dtype == np.uint8:  # 8-bit wav is unsigned, centred at 128
+        x = x - 128.0
+    if not np.all(np.isfinite(x)):
+        raise ValueError(f"{path} contains non-finite samples (NaN or inf)")
+    peak = np.max(np.abs(x)) if x.size else 0.0
+    if peak == 0:
+        raise ValueError(f"{path} is silent (or empty): cannot normalise it to max |x| = 1")
+    return x / peak
+
+
+def frame_signals(signals, n: int) -> np.ndarray:
+    """Non-overlapping frames of n samples from every signal (a shorter tail is dropped)."""
+    n = check_count("n", n)
+    parts = [np.reshape(s[: (len(s) // n) * n], (-1, n)) for s in signals]
+    if not parts or sum(len(p) for p in parts) == 0:
+        raise ValueError(f"no frame of n={n} samples fits in the given signals "
+                         f"(longest has {max((len(s) for s in signals), default=0)} samples)")
+    return np.concatenate(parts)
+
+
+def split_signals(signals, fractions, seed: int = 0) -> list[list]:
+    """Split a list of signals (or files) into consecutive groups of the given fractions after
+    a seeded shuffle, each group non-empty; fractions must sum to 1."""
+    if abs(sum(fractions) - 1) > 1e-9 or any(f <= 0 for f in fractions):
+        raise ValueError(f"fractions must be positive and sum to 1, got {fractions}")
+    if len(signals) < len(fractions):
+        raise ValueError(f"need at least {len(fractions)} signals to split into "
+                         f"{len(fractions)} sets, got {len(signals)}")
+    n = len(signals)
+    sizes = [max(1, int(f * n)) for f in fractions]
+    while sum(sizes) > n:  # too many: take from the largest set
+        sizes[sizes.index(max(sizes))] -= 1
+    sizes[0] += n - sum(sizes)  # the rest goes to the first (training) set
+    order = np.random.default_rng(seed).permutation(n)
+    bounds = np.cumsum([0, *sizes])
+    return [[signals[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:],
+                                                             strict=True)]
+
+
+@dataclass(frozen=True)
+class SpeechFrames:
+    """Quantized and clean frames (N, n), NumPy float64, and the quantizer's ℓ∞ radius η."""
+
+    x_tilde: np.ndarray
+    x_true: np.ndarray
+    bitrate: int
+    eta: float
+
+    def __len__(self) -> int:
+        return self.x_true.shape[0]
+
+
+def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | None = None,
+                  seed: int = 0) -> SpeechFrames:
+    """Frames of n samples of normalised signals and their quantized versions.
+
+    ``max_frames`` keeps a seeded random subset of at most that many frames.
+    """
+    bitrate = _check_bitrate(bitrate)
+    x = frame_signals(signals, n)
+    if max_frames is not None and len(x) > check_count("max_frames", max_frames):
+        keep = np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))
+        x = x[keep]
+    import array_api_compat.numpy as xp
+
+    return SpeechFrames(np.asarray(quantize(xp.asarray(x), bitrate)), x, bitrate,
+                        quantization_radius(bitrate))
+
+
+def synthetic_speech(n_signals: int = 8, *, seconds: float = 1.0, sample_rate: int = 16000,
+                     seed: int = 0) -> list[np.ndarray]:
+    """Speech-like signals from a source-filter model, each normalised to max |x| = 1.
+
+    Syllables of 80–300 ms alternate voiced excitation (a glottal pulse train at a drifting
+    pitch of 90–220 Hz, low-passed by 1/(1 − 0.9 z⁻¹)), unvoiced excitation (white noise) and
+    near-silence; the excitation runs through an all-pole vocal-tract filter with four
+    formants (resonances at F1 300–900, F2 900–2500, F3 2000–3200, F4 3300–4000 Hz) that glide
+    between syllable targets, updated every 10 ms (``scipy.signal.lfilter`` with carried
+    state); a √sin envelope shapes each syllable.
+    """
+    from scipy.signal import lfilter
+
+    n_signals = check_count("n_signals", n_signals)
+    sample_rate = check_count("sample_rate", sample_rate, minimum=8000)
+    if not seconds > 0:
+        raise ValueError(f"seconds must be positive, got {seconds}")
+    rng = np.random.default_rng(seed)
+    length = int(round(seconds * sample_rate))
+    hop = sample_rate // 100
+    ranges = np.array([[300, 900], [900, 2500], [2000, 3200], [3300, 4000]], dtype=float)
+    out = []
+    for _ in range(n_signals):
+        pieces, state = [], np.zeros(8)
+        formants = rng.uniform(ranges[:, 0], ranges[:, 1])
+        total, f0, phase = 0, rng.uniform(90, 220), 0.0
+        while total < length:
+            kind = rng.choice(3, p=[0.6, 0.25, 0.15])  # voiced, unvoiced, silence
+            seg = int(rng.uniform(0.08, 0.3) * sample_rate)
+            target = rng.uniform(ranges[:, 0], ranges[:, 1])
+            gain = rng.uniform(0.3, 1.0)
+            for start in range(0, seg, hop):
+                m = min(hop, seg - start)
+                formants = formants + 0.15 * (target - formants)
+                if kind == 0:
+                    f0 = float(np.clip(f0 * np.exp(rng.normal(0, 0.01)), 90, 220))
+                    t = phase + np.arange(1, m + 1) * f0 / sample_rate
+                    exc = np.diff(np.floor(np.concatenate([[phase], t])))
+                    phase = float(t[-1] % 1.0)
+                    exc = lfilter([1.0], [1.0, -0.9], exc) * gain
+                elif kind == 1:
+                    exc = rng.standard_normal(m) * 0.1 * gain
+                else:
+                    exc = rng.standard_normal(m) * 1e-3
+                envelope = np.sqrt(np.sin(math.pi * (start + np.arange(m) + 0.5) / seg))
+                a = _all_pole(formants, sample_rate)
+                y, state = lfilter([1.0], a, exc * envelope, zi=state)
+                pieces.append(y)
+            total += seg
+        x = np.concatenate(pieces)[:length]
+        out.append(x / np.max(np.abs(x)))
+    return out
+
+
+def _all_pole(formants, sample_rate) -> np.ndarray:
+    """Denominator of ∏ 1/(1 − 2 r cos θ z⁻¹ + r² z⁻²) with bandwidths growing with frequency."""
+    bandwidth = 50.0 + 0.05 * formants
+    r = np.exp(-math.pi * bandwidth / sample_rate)
+    theta = 2 * math.pi * formants / sample_rate
+    a = np.array([1.0])
+    for ri, ti in zip(r, theta, strict=True):
+        a = np.convolve(a, [1.0, -2 * ri * math.cos(ti), ri * ri])
+    return a
+
+
+# ---------------------------------------------------------------- images
+
+IMAGE_NAMES = ("astronaut", "brick", "camera", "cell", "chelsea", "clock", "coffee", "coins",
+               "grass", "gravel", "immunohistochemistry", "moon", "page", "rocket", "text")
+
+
+def load_images(names=("camera", "coins", "moon", "astronaut")) -> list[np.ndarray]:
+    """Gray float64 images in [0, 1] from scikit-image's bundled data (colour → luminance)."""
+    try:
+        from skimage import color, data, util
+    except ImportError as err:
+        raise ImportError("image data need scikit-image: pip install 'pdunroll[images]'") from err
+    if isinstance(names, str):
+        names = (names,)
+    images = []
+    for name in names:
+        if name not in IMAGE_NAMES:
+            raise ValueError(f"unknown image {name!r}: choose from {', '.join(IMAGE_NAMES)}")
+        img = getattr(data, name)()
+        if img.ndim == 3:
+            img = color.rgb2gray(img[..., :3])
+        images.append(util.img_as_float64(img))
+    return images
+
+
+def add_noise(images, sigma: float, seed: int = 0) -> list[np.ndarray]:
+    """Images plus white Gaussian noise of standard deviation ``sigma`` (intensity scale
+    [0, 1]; not clipped)."""
+    if not (sigma >= 0 and math.isfinite(sigma)):
+        raise ValueError(f"sigma must be a non-negative number, got {sigma}")
+    rng = np.random.default_rng(seed)
+    return [img + sigma * rng.standard_normal(img.shape) for img in images]
+
+
+def extract_patches(image: np.ndarray, size: int, stride: int | None = None) -> np.ndarray:
+    """Square patches (N, size, size) of a 2-D image on a grid with step ``stride`` (default:
+    non-overlapping)."""
+    size = check_count("size", size)
+    stride = size if stride is None else check_count("stride", stride)
+    if image.ndim != 2:
+        raise ValueError(f"image must be 2-D (gray), got shape {image.shape}")
+    h, w = image.shape
+    if size > min(h, w):
+        raise ValueError(f"patch size {size} exceeds the image shape {image.shape}")
+    return np.stack([image[i:i + size, j:j + size]
+                     for i in range(0, h - size + 1, stride)
+                     for j in range(0, w - size + 1, stride)])
+
+
+def image_patches(images, *, size: int, sigma: float, max_patches: int | None = None,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy and clean non-overlapping patches (N, size, size) of ``images``: a seeded random
+    subset of at most ``max_patches``, white Gaussian noise of standard deviation ``sigma``."""
+    clean = np.concatenate([extract_patches(img, size) for img in images])
+    rng = np.random.default_rng(seed)
+    if max_patches is not None and len(clean) > check_count("max_patches", max_patches):
+        clean = clean[np.sort(rng.choice(len(clean), max_patches, replace=False))]
+    return add_noise([clean], sigma, seed=seed + 1)[0], clean

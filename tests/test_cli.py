@@ -1,0 +1,101 @@
+"""The command line end to end with tiny settings."""
+
+import json
+
+import numpy as np
+import pytest
+from scipy.io import wavfile
+
+import pdunroll as pu
+from pdunroll import cli
+from pdunroll.datasets import synthetic_speech
+
+TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4",
+        "--epochs", "2", "--batch-size", "16", "--quiet"]
+
+
+def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    text = capsys.readouterr().out
+    for row in ("quantized input", "DCT start", "learned operator"):
+        assert row in text
+    assert {p.name for p in out.iterdir()} >= {"operator.npz", "checkpoint.npz", "curves.png",
+                                               "results.json"}
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["test"]] == ["quantized input", "DCT start",
+                                                      "learned operator"]
+    model, settings = pu.load_operator(out / "operator.npz")
+    assert model.operator.matrix.shape == (32, 32)
+    assert settings["solver"]["iterations"] == 4 and settings["metadata"]["bitrate"] == 4
+    assert isinstance(model.g, pu.LinfBall) and model.g.radius == 1 / 16
+
+    argv = ["evaluate", str(out / "operator.npz"), "--signals", "6", "--seconds", "0.25"]
+    assert cli.main(argv) == 0
+    table = capsys.readouterr().out
+    learned = [line for line in table.splitlines() if "learned operator" in line][0]
+    assert float(learned.split()[2]) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+
+    # resuming a finished run changes nothing
+    assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0
+    np.testing.assert_array_equal(pu.load_operator(out / "operator.npz")[0].operator.matrix,
+                                  model.operator.matrix)
+
+
+def test_train_speech_on_a_wav_folder(tmp_path, capsys):
+    data = tmp_path / "wavs"
+    data.mkdir()
+    for i, s in enumerate(synthetic_speech(5, seconds=0.2, seed=1)):
+        wavfile.write(data / f"s{i}.wav", 16000, (s * 20000).astype(np.int16))
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
+    assert "(files split 70/15/15)" in capsys.readouterr().out
+    assert (out / "operator.npz").exists()
+
+
+def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    code = cli.main(["train", "speech", "--data", str(tmp_path / "empty"),
+                     "--out", str(tmp_path / "run"), *TINY])
+    assert code == 2
+    assert "is empty" in capsys.readouterr().err
+
+
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
+    import pdunroll.training as training
+
+    real = training.train
+
+    def interrupted(*args, **kwargs):
+        def stop(info):
+            if info["step"] == 3:
+                raise KeyboardInterrupt
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(pu, "train", interrupted)
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 130
+    assert "--resume" in capsys.readouterr().err
+    state, _ = pu.load_checkpoint(out / "checkpoint.npz", np.zeros((32, 32)))
+    assert state.step == 3
+    monkeypatch.setattr(pu, "train", real)
+    assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0
+
+
+def test_train_denoise_then_evaluate(tmp_path, capsys):
+    pytest.importorskip("skimage", reason="scikit-image is not installed")
+    out = tmp_path / "dn"
+    argv = ["train", "denoise", "--out", str(out), "--images", "camera", "--test-images", "page",
+            "--patch", "12", "--kernel", "3", "--max-patches", "24", "--iterations", "3",
+            "--epochs", "1", "--quiet"]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    assert "8 filters 3×3" in text and "PSNR [dB]" in text and "noisy input" in text
+    model, settings = pu.load_operator(out / "operator.npz")
+    assert isinstance(model.operator, pu.Conv2dFilterBank)
+    assert model.operator.filters.shape == (8, 3, 3) and model.operator.in_shape == (12, 12)
+    assert isinstance(model.g, pu.L2Ball) and model.g.radius == pytest.approx(1.2)
+    results = json.loads((out / "results.json").read_text())
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    learned = [ln for ln in capsys.readouterr().out.splitlines() if "learned operator" in ln][0]
+    assert float(learned.split()[2]) == pytest.approx(results["test"][2]["mse"], rel=1e-4)

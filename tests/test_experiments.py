@@ -1,0 +1,56 @@
+"""The published speech experiments run end to end on the IEEE corpus (tiny settings)."""
+
+import csv
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import SPEECH_DIR
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+
+pytestmark = pytest.mark.skipif(
+    not (SPEECH_DIR / "train").is_dir() or not (SPEECH_DIR / "dev").is_dir(),
+    reason=f"IEEE speech corpus not found at {SPEECH_DIR} (set PDUNROLL_SPEECH_DIR)")
+
+
+def _script(name):
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+
+
+def _rows(path):
+    with open(path) as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_eusipco_fig3_tiny(tmp_path):
+    fig3 = _script("eusipco_fig3")
+    argv = ["--quick", "--data", str(SPEECH_DIR), "--out", str(tmp_path), "--L", "2", "4",
+            "--epochs", "1", "--max-train", "64", "--max-test", "16", "--l-inf", "8",
+            "--variants", "full", "asymptotic-relaxed", "--quiet"]
+    assert fig3.main(argv) == 0
+    rows = _rows(tmp_path / "fig3.csv")
+    assert [(r["L_train"], r["variant"]) for r in rows] == [
+        ("2", "full"), ("2", "asymptotic-relaxed"), ("4", "full"), ("4", "asymptotic-relaxed")]
+    assert all(float(r["test_mse_Linf"]) > 0 and int(r["steps"]) == 2 for r in rows)
+    assert (tmp_path / "fig3.png").stat().st_size > 0
+
+
+def test_ergodic_fig12_tiny(tmp_path):
+    fig12 = _script("ergodic_fig12")
+    argv = ["--quick", "--data", str(SPEECH_DIR), "--out", str(tmp_path), "--d", "1", "2",
+            "--epochs", "1", "--max-train", "64", "--max-test", "16", "--quiet"]
+    assert fig12.main(argv) == 0
+    runs = _rows(tmp_path / "fig12.csv")
+    assert [(r["d"], r["weighting"]) for r in runs] == [
+        ("1", "plain"), ("1", "ergodic"), ("2", "plain"), ("2", "ergodic")]
+    # d = 1: α₁ = 1, plain and ergodic are the same run
+    assert runs[0]["final_train_loss"] == runs[1]["final_train_loss"]
+    assert runs[2]["final_train_loss"] != runs[3]["final_train_loss"]
+    assert len(_rows(tmp_path / "fig12_steps.csv")) == 4 * 2
+    assert (tmp_path / "fig12.png").stat().st_size > 0

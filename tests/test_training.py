@@ -1,0 +1,206 @@
+"""The training loop: learning, validation, early stopping, reproducibility, exact resume."""
+
+import numpy as np
+import pytest
+
+import pdunroll as pu
+
+N_SAMPLES = 8
+
+
+def _data(n_signals, seed=0):
+    """Signals sparse in a fixed random orthonormal basis (not the DCT), quantized at 3 bits."""
+    basis = np.linalg.qr(np.random.default_rng(123).standard_normal((N_SAMPLES, N_SAMPLES)))[0]
+    rng = np.random.default_rng(seed)
+    coef = rng.standard_normal((n_signals, N_SAMPLES)) * (rng.random((n_signals, N_SAMPLES)) < 0.3)
+    x = coef @ basis.T
+    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
+    delta = 2 / 2**3
+    return np.sign(x) * delta * (np.floor(np.abs(x) / delta) + 0.5), x, delta / 2
+
+
+def _model(backend, dtype, eta):
+    K = backend.asarray(pu.dct_matrix(N_SAMPLES), dtype)
+    return pu.AnalysisModel(pu.DenseOperator(K), f=pu.L1Norm(), g=pu.LinfBall(eta))
+
+
+def _setup(backend, dtype="float64", n_train=48, n_val=16):
+    xt, x, eta = _data(n_train + n_val)
+    a = lambda v: backend.asarray(v, dtype)  # noqa: E731
+    train = (a(xt[:n_train]), a(x[:n_train]))
+    val = (a(xt[n_train:]), a(x[n_train:]))
+    return _model(backend, dtype, eta), train, val
+
+
+OPTIONS = dict(iterations=5, omega=10.0, lr=pu.LearningRate(1e-2, "linear"), epochs=3,
+               batch_size=16, progress=False)
+
+
+def test_training_lowers_the_loss_on_every_backend(backend, dtype):
+    model, (xt, x), val = _setup(backend, dtype, n_train=32)
+    before = pu.unrolled_loss(model, xt, x, iterations=5, omega=10.0)
+    res = pu.train(model, xt, x, validation=val, **{**OPTIONS, "epochs": 3})
+    after = pu.unrolled_loss(res.final_model, xt, x, iterations=5, omega=10.0)
+    assert after < 0.9 * before
+    h = res.history
+    assert len(h.step_loss) == len(h.step_grad_norm) == len(h.step_lr) == res.steps == 6
+    assert len(h.epoch_train_loss) == len(h.epoch_val_loss) == 3
+    assert h.step_lr[0] == pytest.approx(1e-2) and h.step_lr[-1] == pytest.approx(1e-5)
+    assert all(g > 0 for g in h.step_grad_norm)
+    # step sizes follow K: the recorded norm is the spectral norm of the updated operator
+    K = backend.to_numpy(res.final_model.operator.matrix)
+    assert h.step_op_norm[-1] == pytest.approx(np.linalg.norm(K, 2), rel=1e-5)
+    assert min(h.epoch_val_loss + [h.initial_val_loss]) == pytest.approx(res.best_val_loss)
+
+
+def test_torch_run_matches_numpy_run(numpy_backend, torch_backend):
+    runs = []
+    for be in (numpy_backend, torch_backend):
+        model, (xt, x), val = _setup(be)
+        res = pu.train(model, xt, x, validation=val, **OPTIONS)
+        runs.append((be.to_numpy(res.final_model.operator.matrix), res.history.step_loss))
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-9)
+
+
+@pytest.mark.parametrize("grad", [dict(mode="truncated", b=2), dict(mode="asymptotic", b=10),
+                                  dict(mode="full", weights="harmonic"),
+                                  dict(mode="full", relax_primal=True)])
+def test_every_gradient_mode_trains(numpy_backend, grad):
+    model, (xt, x), _ = _setup(numpy_backend)
+    res = pu.train(model, xt, x, optimizer="sgd", **{**OPTIONS, "lr": 0.5, **grad})
+    w = grad.get("weights")
+    before = pu.unrolled_loss(model, xt, x, iterations=5, weights=w)
+    assert pu.unrolled_loss(res.final_model, xt, x, iterations=5, weights=w) < before
+
+
+def test_same_seed_same_run_other_seed_other_run(numpy_backend):
+    model, (xt, x), _ = _setup(numpy_backend)
+    a = pu.train(model, xt, x, seed=3, **OPTIONS)
+    b = pu.train(model, xt, x, seed=3, **OPTIONS)
+    c = pu.train(model, xt, x, seed=4, **OPTIONS)
+    assert a.history.step_loss == b.history.step_loss
+    np.testing.assert_array_equal(a.final_model.operator.matrix, b.final_model.operator.matrix)
+    assert a.history.step_loss != c.history.step_loss
+
+
+def test_early_stopping_keeps_the_best_operator(numpy_backend):
+    model, (xt, x), val = _setup(numpy_backend)
+    # validation targets = the starting model's own reconstructions: its loss 0 is the optimum,
+    # so every epoch is worse than the start
+    target = pu.reconstruct(model, val[0], iterations=5, omega=10.0)
+    res = pu.train(model, xt, x, validation=(val[0], target), patience=2,
+                   **{**OPTIONS, "epochs": 6})
+    assert res.stopped_early and res.epochs == 2
+    assert res.best_epoch == 0
+    np.testing.assert_array_equal(res.model.operator.matrix, model.operator.matrix)
+    assert res.best_val_loss == res.history.initial_val_loss == 0.0
+    assert all(v > 0 for v in res.history.epoch_val_loss)
+
+
+def _stop_at(step):
+    def callback(info):
+        if info["step"] == step:
+            raise KeyboardInterrupt
+    return callback
+
+
+@pytest.mark.parametrize("stop", [4, 3, 9], ids=["mid-epoch", "epoch-boundary", "last-step"])
+def test_interrupted_and_resumed_equals_uninterrupted(numpy_backend, tmp_path, stop):
+    model, (xt, x), val = _setup(numpy_backend)
+    opts = dict(validation=val, seed=7, **OPTIONS)
+    full = pu.train(model, xt, x, **opts)
+    ck = tmp_path / "run" / "checkpoint.npz"
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, checkpoint=ck, callback=_stop_at(stop), **opts)
+    state, _ = pu.load_checkpoint(ck, model.operator.params)
+    assert state.step == stop  # Ctrl-C saved the state of the step it interrupted after
+    resumed = pu.train(model, xt, x, checkpoint=ck, resume=True, **opts)
+    np.testing.assert_array_equal(resumed.final_model.operator.matrix,
+                                  full.final_model.operator.matrix)
+    np.testing.assert_array_equal(resumed.model.operator.matrix, full.model.operator.matrix)
+    for field in ("step_loss", "step_grad_norm", "step_lr", "step_op_norm", "epoch_train_loss",
+                  "epoch_val_loss"):
+        assert getattr(resumed.history, field) == getattr(full.history, field), field
+    assert (resumed.best_epoch, resumed.best_val_loss) == (full.best_epoch, full.best_val_loss)
+    assert not list(ck.parent.glob("*.tmp"))  # atomic writes leave no temporary files
+
+
+def test_checkpoint_written_after_every_epoch(numpy_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    seen = []
+
+    def callback(info):
+        if info["batch"] == 1 and ck.exists():
+            seen.append(pu.load_checkpoint(ck, model.operator.params)[0].epoch)
+
+    pu.train(model, xt, x, checkpoint=ck, callback=callback, **OPTIONS)
+    assert seen == [1, 2]
+    assert pu.load_checkpoint(ck, model.operator.params)[0].epoch == 3
+
+
+def test_resume_checks_its_inputs(numpy_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(ValueError, match="resume=True needs checkpoint"):
+        pu.train(model, xt, x, resume=True, **OPTIONS)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        pu.train(model, xt, x, checkpoint=ck, resume=True, **OPTIONS)
+    pu.train(model, xt, x, checkpoint=ck, **{**OPTIONS, "epochs": 1})
+    with pytest.raises(ValueError, match="epochs: checkpoint 1, now 3"):
+        pu.train(model, xt, x, checkpoint=ck, resume=True, **OPTIONS)
+    with pytest.raises(ValueError, match="optimizer"):
+        pu.train(model, xt, x, checkpoint=ck, resume=True, optimizer="sgd",
+                 **{**OPTIONS, "epochs": 1})
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(mode="exact"), ValueError, "mode"),
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(batch_size=2.5), TypeError, "batch_size"),
+    (dict(patience=0), ValueError, "patience"),
+    (dict(seed=-1), ValueError, "seed"),
+    (dict(validation=(1, 2, 3)), TypeError, "validation"),
+])
+def test_train_rejects_bad_arguments(numpy_backend, kwargs, error, match):
+    model, (xt, x), _ = _setup(numpy_backend)
+    with pytest.raises(error, match=match):
+        pu.train(model, xt, x, **{**OPTIONS, **kwargs})
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_is_reported(numpy_backend):
+    model, (xt, x), _ = _setup(numpy_backend)
+    with pytest.raises(FloatingPointError, match="lower the learning rate"):
+        pu.train(model, xt, x, optimizer="sgd", **{**OPTIONS, "lr": 1e300})
+
+
+def test_learner_fit_predict_score(numpy_backend):
+    _, (xt, x), (vt, v) = _setup(numpy_backend)
+    learner = pu.OperatorLearner(eta=1 / 8, iterations=5, lr=1e-2, epochs=3, batch_size=16,
+                                 progress=False)
+    with pytest.raises(RuntimeError, match="not fitted"):
+        learner.predict(vt)
+    learner.fit(xt, x, validation=(vt, v))
+    start = pu.OperatorLearner(eta=1 / 8, iterations=5, lr=1e-12, epochs=1, progress=False)
+    assert learner.score(xt, x) > start.fit(xt, x).score(xt, x)
+    assert learner.predict(vt).shape == vt.shape
+    assert learner.history_ is learner.result_.history
+    with pytest.raises(ValueError, match="eta"):
+        pu.OperatorLearner()
+
+
+def test_resume_on_another_backend_continues(numpy_backend, torch_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    full = pu.train(model, xt, x, **OPTIONS)
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, checkpoint=ck, callback=_stop_at(4), **OPTIONS)
+    t_model, (t_xt, t_x), _ = _setup(torch_backend)
+    resumed = pu.train(t_model, t_xt, t_x, checkpoint=ck, resume=True, **OPTIONS)
+    np.testing.assert_allclose(torch_backend.to_numpy(resumed.final_model.operator.matrix),
+                               full.final_model.operator.matrix, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="dtype: checkpoint 'float64', now 'float32'"):
+        m32, (a, b), _ = _setup(numpy_backend, "float32")
+        pu.train(m32, a, b, checkpoint=ck, resume=True, **OPTIONS)
