@@ -130,10 +130,61 @@ def _escape(text: str) -> str:
 
 
 def escape_plain_math(app, what, name, obj, options, lines):
-    """Escape ``*`` before shape names and every ``|`` outside inline literals."""
+    """Escape ``*`` before shape names and every ``|`` outside literal blocks and inline
+    literals (runs after :func:`literal_displays`)."""
+    literal_above = None  # text indent of the "::" line whose literal block we are in
     for i, line in enumerate(lines):
+        indent = len(line) - len(line.lstrip())
+        if literal_above is not None and (not line.strip() or indent > literal_above):
+            continue
+        literal_above = _text_indent(line) if line.rstrip().endswith("::") else None
         parts = _LITERAL.split(line)
         lines[i] = "".join(p if p.startswith("``") else _escape(p) for p in parts)
+
+
+_BULLET = re.compile(r"([*+-]|\d+\.|#\.) ")
+
+
+def _text_indent(line: str) -> int:
+    """Column where the text of ``line`` starts (after a list marker, if any)."""
+    stripped = line.lstrip()
+    marker = _BULLET.match(stripped)
+    return len(line) - len(stripped) + (marker.end() if marker else 0)
+
+
+def literal_displays(app, what, name, obj, options, lines):
+    """Docstrings set formulas apart as indented blocks after a blank line. In reStructuredText
+    such a block is a quote whose lines are reflowed (or an error where its indentation varies);
+    render it as a literal block instead, keeping the alignment. Blocks after ``::``, directives
+    and fields are left alone."""
+    out: list[str] = []
+    previous = ""  # the last non-blank line before the current one
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        base = _text_indent(previous)
+        starts_block = (line.strip() and out and not out[-1].strip() and previous
+                        and len(line) - len(line.lstrip()) > base)
+        if starts_block:
+            block = []
+            while i < len(lines) and (not lines[i].strip()
+                                      or len(lines[i]) - len(lines[i].lstrip()) > base):
+                block.append(lines[i])
+                i += 1
+            while block and not block[-1].strip():
+                block.pop()
+                i -= 1
+            stripped = previous.strip()
+            if not (stripped.endswith("::") or stripped.startswith((":", ".."))):
+                out += [" " * base + "::", ""]
+            out += block
+            previous = block[-1]
+            continue
+        out.append(line)
+        if line.strip():
+            previous = line
+        i += 1
+    lines[:] = out
 
 
 def drop_builtin_docstrings(app, what, name, obj, options, lines):
@@ -144,5 +195,7 @@ def drop_builtin_docstrings(app, what, name, obj, options, lines):
 
 def setup(app):
     app.add_directive("pdunroll-api", PublicAPI)
-    app.connect("autodoc-process-docstring", escape_plain_math)
+    # in this order: literal blocks first, so that escaping can leave them alone
     app.connect("autodoc-process-docstring", drop_builtin_docstrings)
+    app.connect("autodoc-process-docstring", literal_displays)
+    app.connect("autodoc-process-docstring", escape_plain_math)
