@@ -55,7 +55,7 @@ import pdunroll as pu
 
 # optional backends: examples that need one are skipped (``:skipif:``) where it is not installed
 HAVE = {name: importlib.util.find_spec(name) is not None
-        for name in ("torch", "jax", "array_api_strict")}
+        for name in ("torch", "jax", "array_api_strict", "skimage")}
 """
 
 html_theme = "furo"
