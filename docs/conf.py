@@ -63,9 +63,9 @@ html_title = f"pdunroll {release}"
 
 
 # modules in reading order; any other module that holds a public name follows alphabetically
-MODULE_ORDER = ["model", "operators", "convolution", "linops", "functions", "solver",
-                "gradients", "implicit", "training", "learner", "optimizers", "datasets",
-                "metrics", "checkpoint", "toy"]
+MODULE_ORDER = ["model", "operators", "convolution", "filters", "linops", "functions", "bregman",
+                "solver", "gradients", "implicit", "splitting", "training", "learner",
+                "optimizers", "datasets", "metrics", "checkpoint", "toy"]
 
 
 class PublicAPI(Directive):
