@@ -55,6 +55,39 @@ def test_gradient2d_norm_is_exact(shape):
     assert op.norm() == pytest.approx(np.linalg.norm(dense_matrix(op), 2), rel=1e-12)
 
 
+CHANNELS = (3, 5, 4)
+
+
+def test_channel_gradient2d_adjoint(backend, dtype):
+    op = _gradient(backend, dtype, CHANNELS)
+    assert op.out_shape == (3, 2, 5, 4)
+    lhs, rhs, scale = dot_test(backend, op, dtype)
+    assert abs(lhs - rhs) <= (1e-13 if dtype == "float64" else 1e-5) * scale
+
+
+def test_channel_gradient2d_acts_on_each_channel(backend):
+    """(batch, C, H, W) ↦ (batch, C, 2, H, W): channel c of the output is the 2-D gradient of
+    channel c of the input, for K and Kᵀ."""
+    u, y = _rand((2, *CHANNELS)), _rand((2, 3, 2, 5, 4), 1)
+    op, single = _gradient(backend, shape=CHANNELS), pu.Gradient2d(SHAPE)
+    got = backend.to_numpy(op.apply(backend.asarray(u)))
+    back = backend.to_numpy(op.adjoint(backend.asarray(y)))
+    for c in range(3):
+        np.testing.assert_allclose(got[:, c], single.apply(u[:, c]), rtol=1e-14, atol=1e-14)
+        np.testing.assert_allclose(back[:, c], single.adjoint(y[:, c]), rtol=1e-14, atol=1e-14)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 4), (3, 1, 6)])
+def test_channel_gradient2d_norm_is_exact(shape):
+    op = pu.Gradient2d(shape)
+    assert op.norm() == pytest.approx(np.linalg.norm(dense_matrix(op), 2), rel=1e-12)
+
+
+def test_gradient2d_rejects_bad_shape():
+    with pytest.raises(ValueError, match="image_shape"):
+        pu.Gradient2d((2, 3, 4, 5))
+
+
 @pytest.mark.parametrize("name", ["diagonal", "composition", "stack", "nested"])
 def test_norm_matches_svd(numpy_backend, name):
     op = _operators(numpy_backend, "float64")[name]

@@ -18,22 +18,24 @@ __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 
 
 class Gradient2d(LinearOperator):
-    """Forward differences with Neumann boundary: images (batch, H, W) ↦ (batch, 2, H, W),
+    """Forward differences with Neumann boundary on images (batch, H, W) ↦ (batch, 2, H, W), or
+    channel by channel on stacks (batch, C, H, W) ↦ (batch, C, 2, H, W) (``image_shape`` =
+    (C, H, W), e.g. per-label TV: ``L21Norm(λ, group_axis=2)`` is λ Σ_c ‖D u_c‖_{2,1}):
 
-        (K u)[:, 0, i, j] = u[i+1, j] − u[i, j]  (0 in the last row),
-        (K u)[:, 1, i, j] = u[i, j+1] − u[i, j]  (0 in the last column).
+        (K u)[..., 0, i, j] = u[..., i+1, j] − u[..., i, j]  (0 in the last row),
+        (K u)[..., 1, i, j] = u[..., i, j+1] − u[..., i, j]  (0 in the last column).
 
-    Kᵀ = −div. ‖K‖ = √(4 sin²(π(H−1)/2H) + 4 sin²(π(W−1)/2W)) (< √8), exact.
+    Kᵀ = −div. ‖K‖ = √(4 sin²(π(H−1)/2H) + 4 sin²(π(W−1)/2W)) (< √8), exact, for any C.
     ``xp``, ``dtype``, ``device``: where the operator works (NumPy float64 by default).
     """
 
     params = ()
 
-    def __init__(self, image_shape: tuple[int, int], *, xp=None, dtype=None, device=None):
-        if len(tuple(image_shape)) != 2:
-            raise ValueError(f"image_shape must be (H, W), got {image_shape!r}")
+    def __init__(self, image_shape: tuple[int, ...], *, xp=None, dtype=None, device=None):
+        if len(tuple(image_shape)) not in (2, 3):
+            raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {image_shape!r}")
         self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
-        self.out_shape = (2, *self.in_shape)
+        self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
         if xp is None:
             import numpy as xp
         self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
@@ -46,16 +48,16 @@ class Gradient2d(LinearOperator):
 
     def apply(self, x: Array) -> Array:
         xp = xp_of(x)
-        rows = xp.concat([x[:, 1:, :] - x[:, :-1, :], _zero_row(x, 1)], axis=1)
-        cols = xp.concat([x[:, :, 1:] - x[:, :, :-1], _zero_row(x, 2)], axis=2)
-        return xp.stack([rows, cols], axis=1)
+        rows = xp.concat([x[..., 1:, :] - x[..., :-1, :], _zero_row(x, -2)], axis=-2)
+        cols = xp.concat([x[..., :, 1:] - x[..., :, :-1], _zero_row(x, -1)], axis=-1)
+        return xp.stack([rows, cols], axis=-3)
 
     def adjoint(self, y: Array) -> Array:
         xp = xp_of(y)
-        p, q = y[:, 0, :-1, :], y[:, 1, :, :-1]
-        zp, zq = _zero_row(p, 1), _zero_row(q, 2)
-        return (xp.concat([zp, p], axis=1) - xp.concat([p, zp], axis=1)
-                + xp.concat([zq, q], axis=2) - xp.concat([q, zq], axis=2))
+        p, q = y[..., 0, :-1, :], y[..., 1, :, :-1]
+        zp, zq = _zero_row(p, -2), _zero_row(q, -1)
+        return (xp.concat([zp, p], axis=-2) - xp.concat([p, zp], axis=-2)
+                + xp.concat([zq, q], axis=-1) - xp.concat([q, zq], axis=-1))
 
     def param_vjp(self, a: Array, b: Array) -> tuple:
         return ()
@@ -66,7 +68,7 @@ class Gradient2d(LinearOperator):
         return self
 
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
-        h, w = self.in_shape
+        h, w = self.in_shape[-2:]
         return math.sqrt(4 * math.sin(math.pi * (h - 1) / (2 * h)) ** 2
                          + 4 * math.sin(math.pi * (w - 1) / (2 * w)) ** 2)
 
@@ -75,6 +77,7 @@ class Gradient2d(LinearOperator):
 
 
 def _zero_row(x: Array, axis: int) -> Array:
+    axis %= x.ndim
     shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
     return xp_of(x).zeros(shape, dtype=x.dtype, device=array_device(x))
 
