@@ -26,6 +26,7 @@ from .krylov import SolveInfo, gmres, neumann
 from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
+from .segmentation import segmentation_loss, segmentation_model
 from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
 from .splitting import (
     FB_MODES,
@@ -133,6 +134,8 @@ __all__ = [
     "reconstruct",
     "save_checkpoint",
     "save_operator",
+    "segmentation_loss",
+    "segmentation_model",
     "Simplex",
     "SmoothFunction",
     "snr",
