@@ -64,7 +64,7 @@ html_title = f"pdunroll {release}"
 
 # modules in reading order; any other module that holds a public name follows alphabetically
 MODULE_ORDER = ["model", "operators", "convolution", "filters", "linops", "functions", "bregman",
-                "solver", "gradients", "implicit", "splitting", "training", "learner",
+                "solver", "gradients", "implicit", "krylov", "splitting", "training", "learner",
                 "optimizers", "datasets", "metrics", "checkpoint", "toy"]
 
 
