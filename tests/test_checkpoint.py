@@ -57,7 +57,7 @@ def test_bad_files_give_clear_errors(numpy_backend, tmp_path):
 
 
 def test_unsupported_model_parts_are_named(numpy_backend, tmp_path):
-    class Custom(pu.Function):
+    class Custom(pu.Zero):  # a user's own function, unknown to the checkpoint format
         pass
 
     model = pu.AnalysisModel(pu.DenseOperator(np.eye(3)), f=Custom(), g=pu.Zero())

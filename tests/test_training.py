@@ -74,6 +74,19 @@ def test_every_gradient_mode_trains(numpy_backend, grad):
     assert pu.unrolled_loss(res.final_model, xt, x, iterations=5, weights=w) < before
 
 
+def test_gradient_options_reach_the_gradient(numpy_backend):
+    """gradient_options are passed to pu.gradient: checkpointed training repeats stored training,
+    and an option gradient() rejects fails there, naming itself."""
+    model, (xt, x), _ = _setup(numpy_backend)
+    stored = pu.train(model, xt, x, **OPTIONS)
+    checkpointed = pu.train(model, xt, x, gradient_options={"checkpoints": 2}, **OPTIONS)
+    np.testing.assert_allclose(checkpointed.final_model.operator.matrix,
+                               stored.final_model.operator.matrix, rtol=1e-12, atol=1e-15)
+    with pytest.raises(ValueError, match="checkpoints is only used by"):
+        pu.train(model, xt, x, gradient_options={"checkpoints": 2},
+                 **{**OPTIONS, "mode": "asymptotic", "b": 3})
+
+
 def test_same_seed_same_run_other_seed_other_run(numpy_backend):
     model, (xt, x), _ = _setup(numpy_backend)
     a = pu.train(model, xt, x, seed=3, **OPTIONS)

@@ -33,6 +33,7 @@ ball per signal.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 
 from ._array import Array, check_count, check_finite, check_positive, namespace
 from ._array import array_device as _device
@@ -56,25 +57,29 @@ def _signal_axes(x: Array) -> tuple[int, ...]:
     return tuple(range(1, x.ndim))
 
 
-class Function:
+class Function(ABC):
     """A proper convex lower-semicontinuous function with a computable prox."""
 
     params = ()
 
+    @abstractmethod
     def value(self, x: Array) -> Array:
-        raise NotImplementedError
+        """f(x) per signal, shape (batch,) (inf outside an indicator's set)."""
 
+    @abstractmethod
     def conj_value(self, y: Array) -> Array:
-        raise NotImplementedError
+        """f*(y) per signal, shape (batch,)."""
 
     def prox(self, z: Array, t: float) -> Array:
         return self.prox_save(z, t)[0]
 
+    @abstractmethod
     def prox_save(self, z: Array, t: float):
-        raise NotImplementedError
+        """(prox_{t f}(z), what :meth:`prox_vjp` needs)."""
 
+    @abstractmethod
     def prox_vjp(self, saved, v: Array, t: float) -> Array:
-        raise NotImplementedError
+        """J_{prox t f}(z)ᵀ v from the ``saved`` of :meth:`prox_save`."""
 
     def start(self, zeros: Array) -> Array:
         return zeros

@@ -13,6 +13,7 @@ An operator maps arrays of shape ``(batch, *in_shape)`` to ``(batch, *out_shape)
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ._array import Array, array_device, check_count, check_finite, namespace
@@ -20,7 +21,7 @@ from ._array import Array, array_device, check_count, check_finite, namespace
 __all__ = ["DenseOperator", "LinearOperator", "NormEstimate", "dct_matrix", "estimate_norm"]
 
 
-class LinearOperator:
+class LinearOperator(ABC):
     """Base class: subclasses set ``in_shape``, ``out_shape``, ``params`` and the four maps.
 
     ``params`` is an array or a (nested) tuple of arrays; a fixed operator has ``params = ()``
@@ -31,18 +32,21 @@ class LinearOperator:
     out_shape: tuple[int, ...]
     params: Array
 
+    @abstractmethod
     def apply(self, x: Array) -> Array:
-        raise NotImplementedError
+        """K x for x of shape (batch, *in_shape)."""
 
+    @abstractmethod
     def adjoint(self, y: Array) -> Array:
-        raise NotImplementedError
+        """Kᵀ y for y of shape (batch, *out_shape)."""
 
+    @abstractmethod
     def param_vjp(self, a: Array, b: Array):
         """∇_params Σ_batch ⟨a, K b⟩ for a: (batch, *out_shape), b: (batch, *in_shape)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def with_params(self, params) -> LinearOperator:
-        raise NotImplementedError
+        """The same operator with new parameters (same structure as ``params``)."""
 
     @property
     def arrays(self) -> tuple:

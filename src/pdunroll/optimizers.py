@@ -14,6 +14,7 @@ parameters and a new state, so a checkpoint only has to store the state dict.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ._array import check_positive
@@ -84,19 +85,22 @@ class LearningRate:
                 "power": self.power, "period": self.period}
 
 
-class Optimizer:
+class Optimizer(ABC):
     """Base class: ``init(params) -> state`` and ``update(params, grad, state, lr)``."""
 
     name: str
 
+    @abstractmethod
     def init(self, params) -> dict:
-        raise NotImplementedError
+        """The optimizer state for ``params`` (e.g. zero moments)."""
 
+    @abstractmethod
     def update(self, params, grad, state: dict, lr: float):
-        raise NotImplementedError
+        """(new params, new state) after one step along ``grad`` with rate ``lr``."""
 
+    @abstractmethod
     def settings(self) -> dict:
-        raise NotImplementedError
+        """The optimizer's settings as JSON values (stored in checkpoints)."""
 
 
 class SGD(Optimizer):

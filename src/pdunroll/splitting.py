@@ -29,6 +29,7 @@ raises if it does not converge, as the system is singular where x^L sits on a ki
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,24 +46,28 @@ __all__ = ["FBGradient", "FBResult", "FB_MODES", "LeastSquares", "SmoothFunction
 FB_MODES = ("full", "truncated", "asymptotic", "implicit")
 
 
-class SmoothFunction:
+class SmoothFunction(ABC):
     """A smooth f(x; ϑ) per signal: ``value(x)`` (shape (batch,)), ``grad(x)`` = ∇f(x),
     ``hvp(x, v)`` = ∇²f(x) v, ``param_vjp(x, v)`` = (∂_ϑ∇f(x))ᵀ v summed over the batch (the
     structure of ``params``), and ``params``."""
 
     params: Array
 
+    @abstractmethod
     def value(self, x: Array) -> Array:
-        raise NotImplementedError
+        """f(x) per signal, shape (batch,)."""
 
+    @abstractmethod
     def grad(self, x: Array) -> Array:
-        raise NotImplementedError
+        """∇f(x)."""
 
+    @abstractmethod
     def hvp(self, x: Array, v: Array) -> Array:
-        raise NotImplementedError
+        """∇²f(x) v."""
 
+    @abstractmethod
     def param_vjp(self, x: Array, v: Array):
-        raise NotImplementedError
+        """(∂_ϑ ∇f(x))ᵀ v summed over the batch, structured like ``params``."""
 
 
 class LeastSquares(SmoothFunction):

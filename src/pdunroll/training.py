@@ -92,6 +92,7 @@ def train(
     weights=None,
     relax_primal: bool = False,
     omega: float = 10.0,
+    gradient_options: dict | None = None,
     optimizer="adam",
     lr: float | LearningRate = 1e-3,
     epochs: int = 10,
@@ -117,6 +118,9 @@ def train(
     iterations, mode, b, weights, relax_primal, omega
         Unrolling and gradient settings, passed to :func:`pdunroll.gradient`; validation uses
         the same L and weights.
+    gradient_options : dict, optional
+        Further keywords of :func:`pdunroll.gradient`, e.g. ``{"checkpoints": 30}`` or
+        ``{"solver": "neumann", "strict": False}`` for mode="implicit".
     optimizer : "adam", "sgd", an :class:`Optimizer` or a settings dict
     lr : float or LearningRate
         A float is a constant learning rate; a :class:`LearningRate` gives a schedule over all
@@ -171,9 +175,10 @@ def train(
                      epochs=epochs, batch_size=batch_size, patience=patience, seed=int(seed),
                      norm_iterations=norm_iterations,
                      dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
-                     n_val=None if validation is None else validation[0].shape[0])
+                     n_val=None if validation is None else validation[0].shape[0],
+                     gradient_options=dict(gradient_options or {}))
     grad_kw = dict(iterations=iterations, mode=mode, b=b, weights=weights,
-                   relax_primal=relax_primal, omega=omega)
+                   relax_primal=relax_primal, omega=omega, **(gradient_options or {}))
 
     def val_loss(m, norm):
         if validation is None:
