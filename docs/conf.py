@@ -64,7 +64,7 @@ html_title = f"pdunroll {release}"
 
 # modules in reading order; any other module that holds a public name follows alphabetically
 MODULE_ORDER = ["model", "operators", "convolution", "filters", "linops", "functions", "bregman",
-                "solver", "gradients", "implicit", "splitting", "training", "learner",
+                "solver", "gradients", "implicit", "krylov", "splitting", "training", "learner",
                 "optimizers", "datasets", "metrics", "checkpoint", "toy"]
 
 
@@ -91,7 +91,7 @@ class PublicAPI(Directive):
             if not names:  # its members are reached as pdunroll.<module>.<name>
                 lines += [f".. automodule:: {module}", "   :members:", ""]
                 continue
-            lines += [f".. automodule:: {module}", "   :no-members:", "   :no-index:", "",
+            lines += [f".. automodule:: {module}", "   :no-members:", "",
                       ".. currentmodule:: pdunroll", "",
                       ".. autosummary::", "   :nosignatures:", ""]
             lines += [f"   {name}" for name in names] + [""]
@@ -193,9 +193,22 @@ def drop_builtin_docstrings(app, what, name, obj, options, lines):
         lines.clear()
 
 
+def resolve_public_names(app, env, node, contnode):
+    """Docstrings of submodules name public objects by their short or module path
+    (``estimate_norm``, ``pdunroll.krylov.SolveInfo``); link them to ``pdunroll.<name>``."""
+    if node.get("refdomain") != "py":
+        return None
+    name = node["reftarget"].rsplit(".", 1)[-1]
+    if name not in pdunroll.__all__ or node["reftarget"] == f"pdunroll.{name}":
+        return None
+    return env.get_domain("py").resolve_xref(env, node["refdoc"], app.builder, node["reftype"],
+                                             f"pdunroll.{name}", node, contnode)
+
+
 def setup(app):
     app.add_directive("pdunroll-api", PublicAPI)
     # in this order: literal blocks first, so that escaping can leave them alone
     app.connect("autodoc-process-docstring", drop_builtin_docstrings)
     app.connect("autodoc-process-docstring", literal_displays)
     app.connect("autodoc-process-docstring", escape_plain_math)
+    app.connect("missing-reference", resolve_public_names)
