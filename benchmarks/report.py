@@ -285,7 +285,7 @@ def notes(d) -> str:
         "(each block ≥ 64 kB its own mapping) brought pdunroll-on-torch from 1.59 × to 1.21 × "
         "its tape (NumPy: 1.16 ×). NumPy runs show the library's own peak.",
         "- **Peak against the tape** adds a fixed few MB (the pending ∇_K rows and their "
-        "concatenation, 2 × 2^19 numbers; ∇_K itself; the working vectors), so the 1.05 × "
+        "concatenation, 2 × 2^18 numbers; ∇_K itself; the working vectors), so the 1.05 × "
         "target is reachable only where the tape is large (L = 1000).",
         "- **Asymptotic mode** runs L forward steps plus b = 30 reverse steps (each about one "
         "forward step) plus the final ∇_K products, so its ratio to the forward loop is "
