@@ -70,6 +70,8 @@ def main(argv=None) -> int:
     parser.add_argument("--cpu-time", action="store_true", help="time CPU, not wall clock")
     parser.add_argument("--quick", action="store_true", help="each benchmark once, no results")
     parser.add_argument("-b", "--bench", action="append", default=[], help="asv -b regex")
+    parser.add_argument("--commit", help="record the results under this commit (default HEAD;"
+                        " e.g. to add benchmarks to an earlier run's results)")
     parser.add_argument("--no-report", action="store_true")
     args = parser.parse_args(argv)
 
@@ -85,8 +87,8 @@ def main(argv=None) -> int:
     if args.cpu_time:
         env["PDUNROLL_BENCH_TIMER"] = "process"
 
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=HERE, capture_output=True,
-                            text=True, check=True).stdout.strip()
+    commit = subprocess.run(["git", "rev-parse", args.commit or "HEAD"], cwd=HERE,
+                            capture_output=True, text=True, check=True).stdout.strip()
     if not (Path.home() / ".asv-machine.json").exists():
         subprocess.run(["asv", "machine", "--yes"], cwd=ROOT, env=env, check=True)
     cmd = ["asv", "run", "-E", "existing", "--show-stderr"]

@@ -56,10 +56,10 @@ __all__ = ["GradientResult", "MODES", "gradient"]
 MODES = ("full", "truncated", "asymptotic", "implicit")
 
 # numbers (entries of a and b) per parameter-VJP product when ∇_K is accumulated over stored
-# steps: large products, small peak (≈ 800 rows of a 320-sample speech model, so that the
-# full-mode peak stays within ~5 % of the tape at L = 1000; one step of a 48-filter bank on a
-# 256×256 image)
-_NUMBERS_PER_PRODUCT = 2**19
+# steps: large products, small peak (≈ 400 rows of a 320-sample speech model: the full-mode
+# peak stays within ~3 % of the tape at L = 1000 at the speed of larger products; one step of a
+# 48-filter bank on a 256×256 image)
+_NUMBERS_PER_PRODUCT = 2**18
 
 
 @dataclass(frozen=True)
