@@ -381,6 +381,9 @@ from the asv results of `benchmarks/run.py`; re-run with
 
     python benchmarks/run.py --threads 1 --cpu-time    # or without options: wall clock, all cores
 
+(a smoke test of every benchmark: `asv run --quick -E existing` from the repository root, about
+3 minutes on this machine; GPU backends are skipped where there is no GPU).
+
 Problem (the published speech setting): batch 32, n = m = 320, `DenseOperator`, F = ‖·‖₁,
 G = indicator of {‖r‖_∞ ≤ 1/16}, ω = 10, the loss ½‖x̂ − x†‖²; every implementation returns the
 loss, ∇_K and ∇_x̃. Compared:
