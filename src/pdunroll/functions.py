@@ -179,12 +179,13 @@ class L1Norm(Function):
         return _xp(z).clip(z, -self.weight, self.weight)
 
     def conj_prox_save(self, z, s):
-        xp = _xp(z)
-        w = self.weight
-        return xp.clip(z, -w, w), xp.abs(z) <= w
+        # the clip's output y is its own record: |y| < w exactly where the Jacobian is 1, so the
+        # reverse pass keeps no mask beside the y^k it stores anyway (z = ±w exactly: 0 is taken)
+        y = _xp(z).clip(z, -self.weight, self.weight)
+        return y, y
 
-    def conj_prox_vjp(self, mask, v, s):
-        return _keep(mask, v)
+    def conj_prox_vjp(self, y, v, s):
+        return _keep(_xp(y).abs(y) < self.weight, v)
 
     def __repr__(self):
         return f"L1Norm(weight={self.weight})"
