@@ -274,10 +274,11 @@ def notes(d) -> str:
         f"pdunroll runs at {lib_floor} × the floor. A target of 0.5 × autograd asks for less "
         "than the floor's time; what pdunroll saves is autograd's per-step ∇_K accumulation "
         "(2L small products and 2L additions of an m×n matrix) and its graph bookkeeping.",
-        "- **Tape against autograd's saved tensors.** pdunroll keeps x̄^{k−1}, y^k and two "
-        "boolean masks per step; autograd keeps x̄^{k−1}, z_D^k, y^k and z_P^k (clamp saves its "
-        "input). With 1-byte masks the ratio is (2·8 + 2)/(4·8) = 0.56 in float64 and "
-        "(2·4 + 2)/(4·4) = 0.625 in float32, independent of L.",
+        "- **Tape against autograd's saved tensors.** pdunroll keeps x̄^{k−1}, y^k and one "
+        "boolean mask per step (the dual clip's Jacobian is read off y^k itself: |y| < 1); "
+        "autograd keeps x̄^{k−1}, z_D^k, y^k and z_P^k (clamp saves its input). The ratio is "
+        "(2·8 + 1)/(4·8) = 0.53 in float64 and (2·4 + 1)/(4·4) = 0.56 in float32, independent "
+        "of L.",
         "- **Peak memory on torch CPU.** The resident-set peak of torch runs exceeds the live "
         "bytes: freed 40–80 kB blocks of torch's aligned allocations stay fragmented in glibc's "
         "heap. The same recursion in plain torch shows it too (plain torch / plain numpy peak = "
@@ -399,9 +400,9 @@ loss, ∇_K and ∇_x̃. Compared:
 Memory: *peak* = the process's peak resident memory during the call above what it held before
 (`/proc/self/clear_refs` resets the high-water mark; counts NumPy, torch and XLA allocations
 alike, at page granularity). *Tape* = bytes of the arrays pdunroll keeps per step (x̄^{k−1}, y^k
-and two boolean masks); *autograd saves* = bytes of the distinct tensors torch.autograd saves
-for backward (recorded with `saved_tensors_hooks`, K excluded). Truncated and asymptotic modes
-use b = 30 back-iterations (truncated: b = min(30, L)).
+and the primal prox's boolean mask); *autograd saves* = bytes of the distinct tensors
+torch.autograd saves for backward (recorded with `saved_tensors_hooks`, K excluded).
+Truncated and asymptotic modes use b = 30 back-iterations (truncated: b = min(30, L)).
 """
 
 
