@@ -35,6 +35,19 @@ def add_data_args(parser, *, out: str) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def settings(args, *, paper: dict, quick: dict, overrides: tuple[str, ...]) -> dict:
+    """The paper's (or with --quick the quick) setting, with the command-line overrides given."""
+    cfg = dict(quick if args.quick else paper)
+    cfg.update({k: getattr(args, k) for k in overrides if getattr(args, k) is not None})
+    return cfg
+
+
+def frames_for(args, cfg: dict):
+    """:func:`ieee_frames` with a script's parsed arguments and settings."""
+    return ieee_frames(args.data, n=cfg["n"], bitrate=cfg["bitrate"],
+                       max_train=cfg["max_train"], max_test=cfg["max_test"], seed=args.seed)
+
+
 def ieee_frames(data: Path, *, n: int, bitrate: int, max_train: int | None,
                 max_test: int | None, seed: int):
     """Training frames from train/, test frames from dev/ (seeded random subsets)."""

@@ -16,7 +16,7 @@ import argparse
 import sys
 import time
 
-from _common import add_data_args, dct_model, ieee_frames, np, pu, pyplot, write_csv
+from _common import add_data_args, dct_model, frames_for, np, pu, pyplot, settings, write_csv
 
 # the paper states "SGD with decreasing step sizes" but no values: lr_k = 3/(1 + k/1000) is
 # our choice (tuned on the quick setting: 0.3 barely moves K, 10 is no better than 3)
@@ -36,18 +36,14 @@ def parse(argv):
     p.add_argument("--max-train", type=int, help="training frames (random subset)")
     p.add_argument("--max-test", type=int, help="test frames (random subset)")
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else PAPER)
-    for key in ("d", "epochs", "lr", "period", "max_train", "max_test"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    cfg = settings(args, paper=PAPER, quick=QUICK,
+                   overrides=("d", "epochs", "lr", "period", "max_train", "max_test"))
     return args, cfg
 
 
 def main(argv=None) -> int:
     args, cfg = parse(argv)
-    train, test = ieee_frames(args.data, n=cfg["n"], bitrate=cfg["bitrate"],
-                              max_train=cfg["max_train"], max_test=cfg["max_test"],
-                              seed=args.seed)
+    train, test = frames_for(args, cfg)
     print(f"{len(train)} training frames, {len(test)} test frames; settings {cfg}", flush=True)
     start = dct_model(cfg["n"], train.eta)
     runs, steps = [], []

@@ -17,7 +17,16 @@ import argparse
 import sys
 import time
 
-from _common import add_data_args, dct_model, ieee_frames, pu, pyplot, test_mse, write_csv
+from _common import (
+    add_data_args,
+    dct_model,
+    frames_for,
+    pu,
+    pyplot,
+    settings,
+    test_mse,
+    write_csv,
+)
 
 PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], b=30,
              lr=1e-5, final_lr=1e-8, epochs=20, batch_size=32, l_inf=100_000,
@@ -45,10 +54,8 @@ def parse(argv):
     p.add_argument("--l-inf", type=int, help="L_inference for the fixed-point column")
     p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
     args = p.parse_args(argv)
-    cfg = dict(QUICK if args.quick else PAPER)
-    for key in ("L", "epochs", "lr", "max_train", "max_test", "l_inf"):
-        if getattr(args, key) is not None:
-            cfg[key] = getattr(args, key)
+    cfg = settings(args, paper=PAPER, quick=QUICK,
+                   overrides=("L", "epochs", "lr", "max_train", "max_test", "l_inf"))
     if args.lr is not None:
         cfg["final_lr"] = args.lr / 1000
     return args, cfg
@@ -56,9 +63,7 @@ def parse(argv):
 
 def main(argv=None) -> int:
     args, cfg = parse(argv)
-    train, test = ieee_frames(args.data, n=cfg["n"], bitrate=cfg["bitrate"],
-                              max_train=cfg["max_train"], max_test=cfg["max_test"],
-                              seed=args.seed)
+    train, test = frames_for(args, cfg)
     print(f"{len(train)} training frames, {len(test)} test frames, n={cfg['n']}, "
           f"bitrate {cfg['bitrate']}; settings {cfg}", flush=True)
     start = dct_model(cfg["n"], train.eta)
