@@ -9,11 +9,6 @@ import numpy as np
 import pdunroll as pu
 
 
-def quantize(x, bitrate):
-    delta = 2.0 / 2**bitrate
-    return np.sign(x) * delta * (np.floor(np.abs(x) / delta) + 0.5)
-
-
 @dataclass
 class Problem:
     K: np.ndarray
@@ -47,6 +42,6 @@ def speech_like(g_kind="linf", *, n=16, m=None, batch=3, seed=0) -> Problem:
                   for i in range(batch)])
     K = pu.dct_matrix(max(n, m))[:m, :n] + 0.05 * rng.standard_normal((m, n))
     if g_kind == "linf":
-        return Problem(K, quantize(x, 3), x, g_kind, 1 / 8)
+        return Problem(K, pu.quantize(x, 3), x, g_kind, 1 / 8)
     noisy = x + 0.3 * rng.standard_normal(x.shape)
     return Problem(K, noisy, x, g_kind, 0.8 if g_kind == "l2ball" else 0.0)

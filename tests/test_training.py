@@ -15,8 +15,7 @@ def _data(n_signals, seed=0):
     coef = rng.standard_normal((n_signals, N_SAMPLES)) * (rng.random((n_signals, N_SAMPLES)) < 0.3)
     x = coef @ basis.T
     x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
-    delta = 2 / 2**3
-    return np.sign(x) * delta * (np.floor(np.abs(x) / delta) + 0.5), x, delta / 2
+    return pu.quantize(x, 3), x, pu.quantization_radius(3)
 
 
 def _model(backend, dtype, eta):

@@ -19,8 +19,9 @@ import numpy as np
 from .common import (
     DTYPES,
     LIBRARY_BACKENDS,
-    TIMER,
     SkipNotImplemented,
+    _LibraryGradient,
+    _Timed,
     backend,
     peak_bytes,
     peak_rss_delta,
@@ -55,16 +56,12 @@ def _steps(norm: float, omega: float = 10.0):
     return omega * 0.99 / norm, 0.99 / (omega * norm)
 
 
-class FilterBankGradient:
+class FilterBankGradient(_LibraryGradient):
     """pdunroll.gradient with a Conv2dFilterBank on each backend."""
 
     params = [[b for b in LIBRARY_BACKENDS if b != "array_api_strict"], DTYPES, IMAGE_MODES]
     param_names = ["backend", "dtype", "mode"]
-    number = 1
     repeat = (2, 5, 20.0)
-    warmup_time = 0.0
-    timer = TIMER
-    timeout = 600
 
     def setup(self, backend_name, dtype, mode):
         self.be = backend(backend_name)
@@ -79,30 +76,14 @@ class FilterBankGradient:
         pu.gradient(self.model, self.xt, self.x, iterations=1, sigma=sigma, tau=tau,
                     op_norm=norm)
 
-    def _run(self):
-        res = pu.gradient(self.model, self.xt, self.x, **self.kwargs)
-        self.be.sync()
-        return res
-
-    def time_gradient(self, *args):
-        self._run()
-
-    def track_peak_memory(self, *args):
-        return peak_bytes(self.be.name, self._run)
-
-    track_peak_memory.unit = "bytes"
 
 
-class FilterBankAutograd:
+class FilterBankAutograd(_Timed):
     """torch.autograd through L plain CP steps with F.conv2d / conv_transpose2d."""
 
     params = [["cpu", "cuda"], DTYPES]
     param_names = ["device", "dtype"]
-    number = 1
     repeat = (2, 3, 30.0)  # float64 conv2d on the CPU takes a slow path: ~27 s per gradient
-    warmup_time = 0.0
-    timer = TIMER
-    timeout = 600
 
     def setup(self, device, dtype):
         if torch is None:

@@ -23,12 +23,12 @@ from .common import (
     ITERATIONS,
     LIBRARY_BACKENDS,
     MODES,
-    TIMER,
     SkipNotImplemented,
+    _LibraryGradient,
+    _Timed,
     back_steps,
     backend,
     nbytes,
-    peak_bytes,
     peak_rss_delta,
     pu,
     speech_problem,
@@ -54,39 +54,21 @@ def _library_setup(backend_name: str, dtype: str):
     return be, p, model, steps, be.asarray(p.x_tilde, dtype), be.asarray(p.x_true, dtype)
 
 
-class SpeechGradient:
+class SpeechGradient(_LibraryGradient):
     """pdunroll.gradient (hand-written reverse mode) on each backend."""
 
     params = [LIBRARY_BACKENDS, DTYPES, MODES, ITERATIONS]
     param_names = ["backend", "dtype", "mode", "L"]
-    number = 1
     repeat = (3, 10, 15.0)
-    warmup_time = 0.0
-    timer = TIMER
-    timeout = 600
 
     def setup(self, backend_name, dtype, mode, L):
         if backend_name == "array_api_strict" and L > 100:
             raise SkipNotImplemented("array_api_strict measures overhead only: L <= 100")
         self.be, p, self.model, steps, self.xt, self.x = _library_setup(backend_name, dtype)
-        self.kwargs = dict(mode=mode, b=back_steps(mode, L), sigma=steps.sigma, tau=steps.tau,
-                           theta=steps.theta, op_norm=steps.op_norm)
-        self.L = L
-        pu.gradient(self.model, self.xt, self.x, iterations=2, mode="full",
-                    **{k: v for k, v in self.kwargs.items() if k not in ("mode", "b")})
-
-    def _run(self):
-        res = pu.gradient(self.model, self.xt, self.x, iterations=self.L, **self.kwargs)
-        self.be.sync()
-        return res
-
-    def time_gradient(self, *args):
-        self._run()
-
-    def track_peak_memory(self, *args):
-        return peak_bytes(self.be.name, self._run)
-
-    track_peak_memory.unit = "bytes"
+        step_kwargs = dict(sigma=steps.sigma, tau=steps.tau, theta=steps.theta,
+                           op_norm=steps.op_norm)
+        self.kwargs = dict(iterations=L, mode=mode, b=back_steps(mode, L), **step_kwargs)
+        pu.gradient(self.model, self.xt, self.x, iterations=2, **step_kwargs)
 
 
 class SpeechTape:
@@ -124,16 +106,12 @@ BASELINES = ["torch_autograd", "jax_grad", "plain_numpy", "plain_torch", "floor_
              "floor_torch"]
 
 
-class SpeechBaselines:
+class SpeechBaselines(_Timed):
     """Full-mode gradient (loss, ∇_K, ∇_x̃) by the reference implementations of baselines.py."""
 
     params = [BASELINES, DTYPES, ITERATIONS]
     param_names = ["implementation", "dtype", "L"]
-    number = 1
     repeat = (3, 10, 15.0)
-    warmup_time = 0.0
-    timer = TIMER
-    timeout = 600
 
     def setup(self, impl, dtype, L):
         p = SPEECH
@@ -220,17 +198,13 @@ class AutogradSaved:
 FORWARD_IMPLS = LIBRARY_BACKENDS + ["plain_numpy", "plain_torch", "floor_numpy", "floor_torch"]
 
 
-class SpeechForward:
+class SpeechForward(_Timed):
     """L forward Chambolle-Pock steps, nothing stored (the loop behind pdunroll.chambolle_pock
     and the first half of every gradient), against plain loops and its 2L matrix products."""
 
     params = [FORWARD_IMPLS, DTYPES, ITERATIONS]
     param_names = ["implementation", "dtype", "L"]
-    number = 1
     repeat = (3, 10, 10.0)
-    warmup_time = 0.0
-    timer = TIMER
-    timeout = 600
 
     def setup(self, impl, dtype, L):
         if impl == "array_api_strict" and L > 100:
