@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, estimate_norm
+from .operators import LinearOperator
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 
@@ -175,9 +175,6 @@ class Composition(LinearOperator):
     def with_params(self, params) -> Composition:
         return Composition(*_with_each(self.operators, params))
 
-    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
-        return estimate_norm(self, iterations=iterations, rtol=rtol).value
-
     def __repr__(self) -> str:
         return f"Composition({', '.join(map(repr, self.operators))})"
 
@@ -225,9 +222,6 @@ class Stack(LinearOperator):
 
     def with_params(self, params) -> Stack:
         return Stack(*_with_each(self.operators, params))
-
-    def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
-        return estimate_norm(self, iterations=iterations, rtol=rtol).value
 
     def __repr__(self) -> str:
         return f"Stack({', '.join(map(repr, self.operators))})"
