@@ -23,6 +23,7 @@ DTYPES = ("float32", "float64")
 B = 30  # back-iterations of the truncated / asymptotic benchmarks (common.B_STEPS)
 SPEECH = "bench_speech."
 IMAGES = "bench_images."
+THROUGHPUT = "bench_throughput."
 
 
 def _unquote(v: str):
@@ -203,6 +204,32 @@ def images_table(R: Results):
     return table(["dtype", "backend", "mode", "pdunroll ms", "pdunroll MB",
                   "torch.autograd (conv2d) ms", "torch.autograd MB", "time ratio",
                   "memory ratio"], rows)
+
+
+def throughput_table(R: Results):
+    """Full-mode gradient at batch 32 and 1024 per backend: time, TFLOP/s, fraction of the
+    backend's matmul peak and, for the GPUs, the speed-up over the CPU backends."""
+    g = THROUGHPUT + "SpeechThroughput."
+    rows = []
+    for be, dt, batch, L in product(("numpy", "torch", "torch_cuda", "cupy"), DTYPES, (32, 1024),
+                                    (10, 100)):
+        t = R.value(g + "time_gradient", be, dt, batch, L)
+        if t is None:
+            continue
+        tf = R.value(g + "track_tflops", be, dt, batch, L)
+        peak = R.value(THROUGHPUT + "MatmulPeak.track_tflops", be, dt)
+        cpu = [R.value(g + "time_gradient", c, dt, batch, L) for c in ("numpy", "torch")]
+        gpu = be in ("torch_cuda", "cupy")
+        rows.append([be, dt, batch, L, ms(t), mb(R.value(g + "track_peak_memory", be, dt, batch,
+                                                         L)),
+                     "–" if tf is None else f"{tf:.3g}", "–" if peak is None else f"{peak:.3g}",
+                     rfmt(ratio(tf, peak)),
+                     *(rfmt(ratio(c, t)) if gpu else "–" for c in cpu)])
+    if not rows:
+        return None
+    return table(["backend", "dtype", "batch", "L", "ms", "peak MB", "TFLOP/s",
+                  "matmul peak TFLOP/s", "fraction of peak", "speed-up over numpy",
+                  "speed-up over torch CPU"], rows)
 
 
 def targets(d):
@@ -425,6 +452,10 @@ def main(argv=None) -> int:
     if images:
         parts += ["\n## Filter bank: 48 filters 7×7 on a 256×256 image (L = 10; asymptotic: b = 30 "
                   "reverse steps, so more than full mode's 10)\n", images]
+    throughput = throughput_table(R)
+    if throughput:
+        parts += ["\n## Throughput: batch 32 and 1024 (full mode; the GPU rows need a GPU "
+                  "machine, see benchmarks/gpu.sh)\n", throughput]
     parts += ["\n![ratios](_static/benchmarks.png)\n"]
     DOCS.mkdir(exist_ok=True)
     (DOCS / "benchmarks.md").write_text("\n".join(parts) + "\n")
