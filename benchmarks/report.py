@@ -412,6 +412,12 @@ from the asv results of `benchmarks/run.py`; re-run with
 (a smoke test of every benchmark: `asv run --quick -E existing` from the repository root, about
 3 minutes on this machine; GPU backends are skipped where there is no GPU).
 
+GPU rows (torch CUDA and CuPy in the gradient tables; the throughput table at batch 32 and 1024
+with the speed-up over the CPU and the fraction of the GPU's matrix-product peak) come from
+`bash benchmarks/gpu.sh run` on a GPU machine (`bash benchmarks/gpu.sh fetch` first gathers the
+wheels it needs where a package index is reachable). No GPU run has been recorded yet: the
+benchmarks and tests of the GPU backends have not run on a GPU, and their rows are absent below.
+
 Problem (the published speech setting): batch 32, n = m = 320, `DenseOperator`, F = ‖·‖₁,
 G = indicator of {‖r‖_∞ ≤ 1/16}, ω = 10, the loss ½‖x̂ − x†‖²; every implementation returns the
 loss, ∇_K and ∇_x̃. Compared:
