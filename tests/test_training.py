@@ -216,3 +216,29 @@ def test_resume_on_another_backend_continues(numpy_backend, torch_backend, tmp_p
     with pytest.raises(ValueError, match="dtype: checkpoint 'float64', now 'float32'"):
         m32, (a, b), _ = _setup(numpy_backend, "float32")
         pu.train(m32, a, b, checkpoint=ck, resume=True, **OPTIONS)
+
+
+def test_resume_with_another_model_is_refused(numpy_backend, tmp_path):
+    """The checkpoint's F, G and operator must match: e.g. another bitrate changes η."""
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, checkpoint=ck, callback=_stop_at(2), **OPTIONS)
+    other = pu.AnalysisModel(model.operator, f=model.f, g=pu.LinfBall(model.g.radius / 2))
+    with pytest.raises(ValueError, match="model g: checkpoint .*'radius': 0.0625"):
+        pu.train(other, xt, x, checkpoint=ck, resume=True, **OPTIONS)
+    assert pu.train(model, xt, x, checkpoint=ck, resume=True, **OPTIONS).steps == 9
+
+
+def test_unsaveable_model_fails_before_training(numpy_backend, tmp_path):
+    """A checkpoint that could not be written is reported before the first step, not after
+    an epoch of work."""
+    _, (xt, x), _ = _setup(numpy_backend)
+    model = pu.AnalysisModel(pu.Diagonal(numpy_backend.asarray(np.ones(N_SAMPLES))),
+                             f=pu.L1Norm(), g=pu.LinfBall(1 / 8))
+    steps = []
+    with pytest.raises(TypeError, match="cannot save operator Diagonal"):
+        pu.train(model, xt, x, checkpoint=tmp_path / "ck.npz",
+                 callback=lambda info: steps.append(info["step"]), **OPTIONS)
+    assert steps == []
+    assert pu.train(model, xt, x, **{**OPTIONS, "epochs": 1}).steps == 3

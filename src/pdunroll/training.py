@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ._array import Array, check_count
-from .checkpoint import History, TrainState, load_checkpoint, save_checkpoint
+from .checkpoint import History, TrainState, load_checkpoint, model_settings, save_checkpoint
 from .gradients import MODES, gradient
 from .model import AnalysisModel
 from .operators import estimate_norm
@@ -186,9 +186,11 @@ def train(
         return unrolled_loss(m, *validation, iterations=iterations, omega=omega,
                              weights=weights, op_norm=norm)
 
+    # a model the checkpoint cannot describe fails here, not at the end of the first epoch
+    described = None if checkpoint is None else _config(**model_settings(model))
     if resume:
         state, saved = load_checkpoint(checkpoint, model.operator.params)
-        _check_same(saved, config, opt.settings())
+        _check_same(saved, config, opt.settings(), described)
     else:
         est = estimate_norm(model.operator)
         params = model.operator.params
@@ -281,10 +283,13 @@ def train(
                        epochs=state.epoch, steps=state.step)
 
 
-def _check_same(saved: dict, config: dict, optimizer: dict) -> None:
+def _check_same(saved: dict, config: dict, optimizer: dict, model: dict) -> None:
     """Resuming with other settings would not continue the same run: name what differs."""
     diff = [f"{k}: checkpoint {saved['config'].get(k)!r}, now {v!r}"
             for k, v in config.items() if saved["config"].get(k) != v]
+    for part in ("operator", "f", "g"):  # e.g. another quantization radius η in G
+        if saved["model"][part] != model[part]:
+            diff.append(f"model {part}: checkpoint {saved['model'][part]!r}, now {model[part]!r}")
     if saved["optimizer"] != optimizer:
         diff.append(f"optimizer: checkpoint {saved['optimizer']!r}, now {optimizer!r}")
     if diff:
