@@ -1,6 +1,8 @@
 """Learned operators and checkpoints on disk: round trips, atomic writes, clear errors."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -105,3 +107,15 @@ def test_damaged_files_give_clear_errors(numpy_backend, tmp_path):
     for name in ("empty.npz", "cut.npz", "single.npy", "text.npz", "list.npz"):
         with pytest.raises(ValueError, match=name):
             pu.load_operator(tmp_path / name)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_saved_files_follow_the_umask(numpy_backend, tmp_path):
+    """The atomic write's temporary file is private (0600); the result must not be."""
+    old = os.umask(0o022)
+    try:
+        path = pu.save_operator(tmp_path / "op.npz", _model(numpy_backend, "float64"),
+                                iterations=1, omega=1.0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -55,6 +55,12 @@ def from_numpy(a: np.ndarray, xp, device) -> Array:
     return xp.asarray(a, device=device)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
     """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path."""
     path = Path(path)
@@ -63,6 +69,8 @@ def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
     payload["settings"] = np.array(json.dumps(settings))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600): give it the mode of any other new file
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
             fh.flush()
