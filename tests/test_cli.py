@@ -114,3 +114,33 @@ def test_cli_thread_default_precedes_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)
     assert out.stdout.strip() == ""
+
+
+def _learned_mse(text):
+    return float([ln for ln in text.splitlines() if "learned operator" in ln][0].split()[2])
+
+
+def test_evaluate_defaults_to_the_training_data(tmp_path, capsys):
+    """``evaluate`` without data options scores the training run's own test set: the same
+    synthetic signals and seed, or the same wav folder (not the default synthetic speech)."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), "--seed", "3", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "6 × 0.25 s, seed 3" in text
+    assert _learned_mse(text) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+
+    data = tmp_path / "wavs"
+    data.mkdir()
+    for i, s in enumerate(synthetic_speech(5, seconds=0.2, seed=1)):
+        wavfile.write(data / f"s{i}.wav", 16000, (s * 20000).astype(np.int16))
+    out = tmp_path / "wav-run"
+    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    text = capsys.readouterr().out
+    assert str(data) in text
+    assert _learned_mse(text) == pytest.approx(results["test"][2]["mse"], rel=1e-4)

@@ -32,20 +32,29 @@ TEST_IMAGES = ("page", "clock")
 # ---------------------------------------------------------------- arguments
 
 
+# speech data options of ``train speech``; ``evaluate`` defaults to the values of the training
+SPEECH_DEFAULTS = {"signals": 60, "seconds": 3.0, "n": 128, "bitrate": 4, "seed": 0}
+
+
 def _speech_data_args(p, *, defaults: bool = True) -> None:
-    d = (lambda v: v) if defaults else (lambda v: None)
+    d = SPEECH_DEFAULTS.get if defaults else (lambda key: None)
+    t = (lambda key: f"default {SPEECH_DEFAULTS[key]:g}") if defaults else \
+        (lambda key: "default: as in training")
     p.add_argument("--data", type=Path, default=None,
                    help="folder of mono wav files, or with train/ and dev/ subfolders (dev/ is "
-                        "the test set); default: built-in synthetic speech")
-    p.add_argument("--signals", type=int, default=60,
-                   help="synthetic speech: number of signals (default 60)")
-    p.add_argument("--seconds", type=float, default=3.0,
-                   help="synthetic speech: seconds per signal (default 3)")
-    p.add_argument("--n", type=int, default=d(128), help="samples per frame (default 128)")
-    p.add_argument("--bitrate", type=int, default=d(4), help="quantizer bits (default 4)")
+                        "the test set); " + ("default: built-in synthetic speech" if defaults
+                                             else "default: the training's data"))
+    p.add_argument("--signals", type=int, default=d("signals"),
+                   help=f"synthetic speech: number of signals ({t('signals')})")
+    p.add_argument("--seconds", type=float, default=d("seconds"),
+                   help=f"synthetic speech: seconds per signal ({t('seconds')})")
+    p.add_argument("--n", type=int, default=d("n"), help=f"samples per frame ({t('n')})")
+    p.add_argument("--bitrate", type=int, default=d("bitrate"),
+                   help=f"quantizer bits ({t('bitrate')})")
     p.add_argument("--max-frames", type=int, default=None,
                    help="use at most this many training frames (random subset)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, split and shuffling")
+    p.add_argument("--seed", type=int, default=d("seed"),
+                   help=f"seed of data, split and shuffling ({t('seed')})")
 
 
 def _image_data_args(p) -> None:
@@ -221,7 +230,10 @@ def _train(args) -> int:
               f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
     else:
         (tr, va, te), eta, source = _speech_sets(args)
-        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source}
+        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source,
+                # what ``evaluate`` needs to rebuild the same test set
+                "data_dir": None if args.data is None else str(args.data.resolve()),
+                "signals": args.signals, "seconds": args.seconds, "seed": args.seed}
         start = _speech_model(args.n, eta)
         print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
               f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
@@ -263,8 +275,13 @@ def _evaluate(args) -> int:
         rows = [("DCT start", _denoise_model(meta)), ("learned operator", model)]
         title, images = f"test patches of {', '.join(meta['test_images'])}", True
     elif meta.get("task") == "speech":
-        args.n = meta["n"] if args.n is None else args.n
-        args.bitrate = meta["bitrate"] if args.bitrate is None else args.bitrate
+        # the test set of the training run unless told otherwise (operators saved before
+        # the data settings were recorded fall back to the training defaults)
+        for key in ("n", "bitrate", "signals", "seconds", "seed"):
+            if getattr(args, key) is None:
+                setattr(args, key, meta.get(key, SPEECH_DEFAULTS[key]))
+        if args.data is None and meta.get("data_dir"):
+            args.data = Path(meta["data_dir"])
         if args.n != model.operator.in_shape[0]:
             raise ValueError(f"--n {args.n} does not match the operator's "
                              f"{model.operator.in_shape[0]} samples per frame")
