@@ -144,3 +144,38 @@ def test_evaluate_defaults_to_the_training_data(tmp_path, capsys):
     text = capsys.readouterr().out
     assert str(data) in text
     assert _learned_mse(text) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+
+
+def test_output_folder_is_checked_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert cli.main(["train", "speech", "--out", str(afile), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file, expected a folder" in err
+    assert cli.main(["train", "speech", "--out", str(tmp_path / "new"), "--resume", *TINY]) == 2
+    assert "--resume: there is no" in capsys.readouterr().err
+
+
+def test_a_new_run_does_not_overwrite_an_earlier_one(tmp_path, capsys):
+    """Forgetting --resume (or reusing the default --out) must not throw away a run."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert cli.main(["train", "speech", "--out", str(out), "--lr", "0.1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "earlier run" in err and "--resume" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
+    import pdunroll.training as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "estimate_norm", interrupted)
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 130
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--resume" not in err
+    assert not (out / "checkpoint.npz").exists()

@@ -8,7 +8,8 @@ filters for image denoising (F = ‖·‖₁ of the filter responses, G = indica
 scikit-image's bundled images. Both print a table of test MSE and SNR (PSNR for images) for the
 degraded input, the DCT start and the learned operator, and write to ``--out``:
 ``operator.npz`` (load it with :func:`pdunroll.load_operator`), ``checkpoint.npz`` (``--resume``
-continues from it), ``curves.png`` and ``results.json``. Ctrl-C saves the checkpoint first.
+continues from it), ``curves.png`` and ``results.json``. Ctrl-C saves the checkpoint first. A
+new run (without ``--resume``) refuses a ``--out`` that holds the checkpoint of an earlier one.
 
 ``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on its test set.
 """
@@ -219,6 +220,7 @@ def _train(args) -> int:
     from .plotting import plot_learning_curves
 
     images = args.task == "denoise"
+    checkpoint = _output_folder(args)
     if images:
         meta = {"task": "denoise", **{k: getattr(args, k) for k in (
             "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
@@ -237,7 +239,6 @@ def _train(args) -> int:
         start = _speech_model(args.n, eta)
         print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
               f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
-    checkpoint = args.out / "checkpoint.npz"
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, mode=args.mode,
                     b=args.b, weights=args.weights, relax_primal=args.relax_primal,
@@ -246,8 +247,11 @@ def _train(args) -> int:
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
                     checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
-              "command and --resume", file=sys.stderr)
+        if checkpoint.exists():
+            print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
+                  "command and --resume", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first step: nothing to resume", file=sys.stderr)
         return 130
     meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss)
     op_path = save_operator(args.out / "operator.npz", res.model, iterations=args.iterations,
@@ -262,6 +266,24 @@ def _train(args) -> int:
                  images=images)
     print(f"saved {op_path}, {png}, {args.out / 'results.json'}")
     return 0
+
+
+def _output_folder(args) -> Path:
+    """Check ``--out`` before any work: it must be (or become) a folder, and a new run must not
+    overwrite the checkpoint of an earlier one. Returns the checkpoint's path."""
+    checkpoint = args.out / "checkpoint.npz"
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file, expected a folder")
+    if args.resume and not checkpoint.is_file():
+        raise ValueError(f"--resume: there is no {checkpoint} to continue")
+    if not args.resume and checkpoint.exists():
+        raise ValueError(f"--out {args.out} holds the checkpoint of an earlier run: continue it "
+                         f"with --resume, or choose another --out (or delete {checkpoint})")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create the output folder --out {args.out}: {err}") from err
+    return checkpoint
 
 
 def _evaluate(args) -> int:
@@ -301,7 +323,7 @@ def main(argv=None) -> int:
     _limit_threads(args.threads)
     try:
         return _train(args) if args.command == "train" else _evaluate(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as err:
+    except (ValueError, OSError, ImportError) as err:  # OSError: e.g. disk full, no permission
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
 
