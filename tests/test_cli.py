@@ -179,3 +179,27 @@ def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, capsys, m
     err = capsys.readouterr().err
     assert "nothing to resume" in err and "--resume" not in err
     assert not (out / "checkpoint.npz").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    """``kill PID`` (or a batch scheduler's SIGTERM) keeps the state of the last step."""
+    import signal
+
+    import pdunroll.training as training
+
+    real = training.train
+
+    def killed(*args, **kwargs):
+        def stop(info):
+            if info["step"] == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(pu, "train", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 128 + signal.SIGTERM
+    assert "--resume" in capsys.readouterr().err
+    assert pu.load_checkpoint(out / "checkpoint.npz", np.zeros((32, 32)))[0].step == 3
+    assert signal.getsignal(signal.SIGTERM) is before

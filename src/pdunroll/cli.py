@@ -20,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -318,11 +319,43 @@ def _evaluate(args) -> int:
     return 0
 
 
+class _Stop:
+    """While training, SIGTERM (``kill``, a batch scheduler) and SIGHUP (a closed terminal) act
+    as Ctrl-C: the run saves its checkpoint instead of dying with the work since the last
+    epoch."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
+
+    def __init__(self):
+        self.received, self.previous = None, {}
+
+    def _raise(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._raise)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _limit_threads(args.threads)
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
+        if args.command != "train":
+            return _evaluate(args)
+        with _Stop() as stop:
+            code = _train(args)
+        return 128 + stop.received if code == 130 and stop.received else code
     except (ValueError, OSError, ImportError) as err:  # OSError: e.g. disk full, no permission
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
