@@ -203,3 +203,15 @@ def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, monkeypatch):
     assert "--resume" in capsys.readouterr().err
     assert pu.load_checkpoint(out / "checkpoint.npz", np.zeros((32, 32)))[0].step == 3
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_zero_is_not_taken_for_the_default(tmp_path, capsys):
+    """``evaluate -L 0`` and ``--threads 0`` are errors, not silently the default."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz"), "-L", "0"]) == 2
+    assert "iterations must be an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", str(out / "operator.npz"), "--threads", "0"])
+    assert "--threads: expected an integer >= 1, got '0'" in capsys.readouterr().err

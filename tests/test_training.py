@@ -242,3 +242,11 @@ def test_unsaveable_model_fails_before_training(numpy_backend, tmp_path):
                  callback=lambda info: steps.append(info["step"]), **OPTIONS)
     assert steps == []
     assert pu.train(model, xt, x, **{**OPTIONS, "epochs": 1}).steps == 3
+
+
+def test_learner_predict_rejects_zero_iterations(numpy_backend):
+    _, (xt, x), _ = _setup(numpy_backend)
+    learner = pu.OperatorLearner(eta=1 / 8, iterations=5, lr=1e-2, epochs=1, progress=False)
+    learner.fit(xt, x)
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1, got 0"):
+        learner.predict(xt, iterations=0)

@@ -98,6 +98,16 @@ def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pdunroll", description="Learn analysis operators by bilevel optimization through "
@@ -119,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
     for sub in (speech, denoise, ev):
-        sub.add_argument("--threads", type=int, default=1,
+        sub.add_argument("--threads", type=_positive_int, default=1,
                          help="BLAS threads (default 1: the minibatch products are small, and "
                               "one thread per process is fastest on a few shared cores); an "
                               "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS already set wins")
@@ -292,7 +302,7 @@ def _evaluate(args) -> int:
 
     model, settings = load_operator(args.operator)
     meta, solver = settings["metadata"], settings["solver"]
-    iterations = args.iterations or solver["iterations"]
+    iterations = solver["iterations"] if args.iterations is None else args.iterations
     if meta.get("task") == "denoise":
         te = _image_sets(meta)[2]
         rows = [("DCT start", _denoise_model(meta)), ("learned operator", model)]
