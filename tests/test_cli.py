@@ -215,3 +215,12 @@ def test_zero_is_not_taken_for_the_default(tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["evaluate", str(out / "operator.npz"), "--threads", "0"])
     assert "--threads: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train", "speech", "--out", str(out), "--optimizer", "sgd",
+                     "--lr", "1e300", *TINY])
+    assert code == 2
+    assert "training diverged" in capsys.readouterr().err

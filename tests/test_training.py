@@ -250,3 +250,24 @@ def test_learner_predict_rejects_zero_iterations(numpy_backend):
     learner.fit(xt, x)
     with pytest.raises(ValueError, match="iterations must be an integer >= 1, got 0"):
         learner.predict(xt, iterations=0)
+
+
+def test_an_error_in_the_callback_keeps_the_last_step(numpy_backend, tmp_path):
+    """Not only Ctrl-C: any exception mid-epoch leaves a checkpoint of the last whole step,
+    and resuming gives the uninterrupted run."""
+    model, (xt, x), val = _setup(numpy_backend)
+    opts = dict(validation=val, seed=7, **OPTIONS)
+    full = pu.train(model, xt, x, **opts)
+    ck = tmp_path / "ck.npz"
+
+    def broken(info):
+        if info["step"] == 4:
+            raise RuntimeError("logging failed")
+
+    with pytest.raises(RuntimeError, match="logging failed"):
+        pu.train(model, xt, x, checkpoint=ck, callback=broken, **opts)
+    assert pu.load_checkpoint(ck, model.operator.params)[0].step == 4
+    resumed = pu.train(model, xt, x, checkpoint=ck, resume=True, **opts)
+    np.testing.assert_array_equal(resumed.final_model.operator.matrix,
+                                  full.final_model.operator.matrix)
+    assert resumed.history.step_loss == full.history.step_loss

@@ -366,7 +366,8 @@ def main(argv=None) -> int:
         with _Stop() as stop:
             code = _train(args)
         return 128 + stop.received if code == 130 and stop.received else code
-    except (ValueError, OSError, ImportError) as err:  # OSError: e.g. disk full, no permission
+    # OSError: e.g. disk full, no permission; FloatingPointError: training diverged
+    except (ValueError, OSError, ImportError, FloatingPointError) as err:
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
 

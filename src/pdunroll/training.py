@@ -6,8 +6,9 @@ with ∇_K J from :func:`pdunroll.gradient` in any mode (full, truncated, asympt
 weights, relaxed primal Jacobian). After every update the step sizes σ = ω·0.99/‖K‖,
 τ = 0.99/(ω‖K‖) follow the new K: ‖K‖ is re-estimated by power iteration warm-started from the
 previous singular vector. Each epoch ends with the validation loss (L Chambolle-Pock steps on the
-validation set), early stopping on it, and a checkpoint; Ctrl-C writes a checkpoint before the
-``KeyboardInterrupt`` propagates, and ``resume=True`` continues bit for bit (fixed seed).
+validation set), early stopping on it, and a checkpoint; Ctrl-C (or any other exception, e.g.
+from the callback) writes a checkpoint of the last finished step before the exception
+propagates, and ``resume=True`` continues bit for bit (fixed seed).
 """
 
 from __future__ import annotations
@@ -136,7 +137,7 @@ def train(
         Power iterations per update for ‖K‖, warm-started from the previous singular vector
         (the start is estimated to convergence).
     checkpoint : path, optional
-        ``.npz`` file written after every epoch and on Ctrl-C.
+        ``.npz`` file written after every epoch and on Ctrl-C (or any other exception).
     resume : bool
         Continue from ``checkpoint`` (which must exist and match this configuration).
     progress : bool
@@ -272,7 +273,7 @@ def train(
             else:
                 state.best_params, state.best_epoch = state.params, state.epoch
             save()
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, an error in the callback, ...: keep the last whole step
         save()
         raise
     finally:
