@@ -1,6 +1,8 @@
 """Learned operators and checkpoints on disk: round trips, atomic writes, clear errors."""
 
 import json
+import os
+import stat
 
 import numpy as np
 import pytest
@@ -90,3 +92,30 @@ def test_filter_bank_round_trip(backend, tmp_path):
     assert isinstance(op, pu.Conv2dFilterBank)
     assert (op.in_shape, op.boundary) == ((6, 7), "zero")
     np.testing.assert_array_equal(backend.to_numpy(op.filters), backend.to_numpy(filters))
+
+
+def test_damaged_files_give_clear_errors(numpy_backend, tmp_path):
+    """Empty and truncated files (an interrupted copy), a .npy file and a settings entry that
+    is not JSON are ValueErrors naming the file, not EOFError / BadZipFile / TypeError."""
+    good = pu.save_operator(tmp_path / "op.npz", _model(numpy_backend, "float64"),
+                            iterations=1, omega=1.0).read_bytes()
+    (tmp_path / "empty.npz").write_bytes(b"")
+    (tmp_path / "cut.npz").write_bytes(good[: len(good) // 2])
+    np.save(tmp_path / "single.npy", np.zeros(3))
+    np.savez(tmp_path / "text.npz", settings=np.array("{not json"))
+    np.savez(tmp_path / "list.npz", settings=np.array("[1, 2]"))
+    for name in ("empty.npz", "cut.npz", "single.npy", "text.npz", "list.npz"):
+        with pytest.raises(ValueError, match=name):
+            pu.load_operator(tmp_path / name)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+def test_saved_files_follow_the_umask(numpy_backend, tmp_path):
+    """The atomic write's temporary file is private (0600); the result must not be."""
+    old = os.umask(0o022)
+    try:
+        path = pu.save_operator(tmp_path / "op.npz", _model(numpy_backend, "float64"),
+                                iterations=1, omega=1.0)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

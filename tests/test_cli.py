@@ -114,3 +114,113 @@ def test_cli_thread_default_precedes_numpy():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=env)
     assert out.stdout.strip() == ""
+
+
+def _learned_mse(text):
+    return float([ln for ln in text.splitlines() if "learned operator" in ln][0].split()[2])
+
+
+def test_evaluate_defaults_to_the_training_data(tmp_path, capsys):
+    """``evaluate`` without data options scores the training run's own test set: the same
+    synthetic signals and seed, or the same wav folder (not the default synthetic speech)."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), "--seed", "3", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    text = capsys.readouterr().out
+    assert "6 × 0.25 s, seed 3" in text
+    assert _learned_mse(text) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+
+    data = tmp_path / "wavs"
+    data.mkdir()
+    for i, s in enumerate(synthetic_speech(5, seconds=0.2, seed=1)):
+        wavfile.write(data / f"s{i}.wav", 16000, (s * 20000).astype(np.int16))
+    out = tmp_path / "wav-run"
+    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    text = capsys.readouterr().out
+    assert str(data) in text
+    assert _learned_mse(text) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+
+
+def test_output_folder_is_checked_before_training(tmp_path, capsys):
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    assert cli.main(["train", "speech", "--out", str(afile), *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "--out" in err and "is a file, expected a folder" in err
+    assert cli.main(["train", "speech", "--out", str(tmp_path / "new"), "--resume", *TINY]) == 2
+    assert "--resume: there is no" in capsys.readouterr().err
+
+
+def test_a_new_run_does_not_overwrite_an_earlier_one(tmp_path, capsys):
+    """Forgetting --resume (or reusing the default --out) must not throw away a run."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    assert cli.main(["train", "speech", "--out", str(out), "--lr", "0.1", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert "earlier run" in err and "--resume" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
+    import pdunroll.training as training
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(training, "estimate_norm", interrupted)
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 130
+    err = capsys.readouterr().err
+    assert "nothing to resume" in err and "--resume" not in err
+    assert not (out / "checkpoint.npz").exists()
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    """``kill PID`` (or a batch scheduler's SIGTERM) keeps the state of the last step."""
+    import signal
+
+    import pdunroll.training as training
+
+    real = training.train
+
+    def killed(*args, **kwargs):
+        def stop(info):
+            if info["step"] == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(pu, "train", killed)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 128 + signal.SIGTERM
+    assert "--resume" in capsys.readouterr().err
+    assert pu.load_checkpoint(out / "checkpoint.npz", np.zeros((32, 32)))[0].step == 3
+    assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_zero_is_not_taken_for_the_default(tmp_path, capsys):
+    """``evaluate -L 0`` and ``--threads 0`` are errors, not silently the default."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz"), "-L", "0"]) == 2
+    assert "iterations must be an integer >= 1, got 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["evaluate", str(out / "operator.npz"), "--threads", "0"])
+    assert "--threads: expected an integer >= 1, got '0'" in capsys.readouterr().err
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_divergence_is_a_clear_error(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = cli.main(["train", "speech", "--out", str(out), "--optimizer", "sgd",
+                     "--lr", "1e300", *TINY])
+    assert code == 2
+    assert "training diverged" in capsys.readouterr().err

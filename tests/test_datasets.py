@@ -161,3 +161,19 @@ def test_image_patches_and_dct_filters():
     # orthonormal, and orthogonal to the constant filter
     np.testing.assert_allclose(h.reshape(15, 16) @ h.reshape(15, 16).T, np.eye(15), atol=1e-12)
     np.testing.assert_allclose(h.sum(axis=(1, 2)), 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("call", [
+    lambda seed: ds.synthetic_speech(1, seconds=0.05, seed=seed),
+    lambda seed: ds.split_signals([1, 2, 3], (0.5, 0.5), seed=seed),
+    lambda seed: ds.speech_frames([np.ones(64)], n=8, max_frames=2, seed=seed),
+    lambda seed: ds.add_noise([np.zeros((2, 2))], 0.1, seed=seed),
+    lambda seed: ds.image_patches([np.zeros((8, 8))], size=4, sigma=0.1, seed=seed),
+], ids=["synthetic_speech", "split_signals", "speech_frames", "add_noise", "image_patches"])
+def test_bad_seed_is_named(call):
+    """A negative seed (e.g. ``pdunroll train speech --seed -1``) names the argument instead of
+    NumPy's bare "expected non-negative integer"."""
+    with pytest.raises(ValueError, match="seed must be an integer >= 0, got -1"):
+        call(-1)
+    with pytest.raises(TypeError, match="seed must be an integer"):
+        call(1.5)

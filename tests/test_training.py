@@ -174,6 +174,7 @@ def test_resume_checks_its_inputs(numpy_backend, tmp_path):
     (dict(patience=0), ValueError, "patience"),
     (dict(seed=-1), ValueError, "seed"),
     (dict(validation=(1, 2, 3)), TypeError, "validation"),
+    (dict(validation=(np.zeros((0, N_SAMPLES)),) * 2), ValueError, "validation holds no"),
 ])
 def test_train_rejects_bad_arguments(numpy_backend, kwargs, error, match):
     model, (xt, x), _ = _setup(numpy_backend)
@@ -216,3 +217,65 @@ def test_resume_on_another_backend_continues(numpy_backend, torch_backend, tmp_p
     with pytest.raises(ValueError, match="dtype: checkpoint 'float64', now 'float32'"):
         m32, (a, b), _ = _setup(numpy_backend, "float32")
         pu.train(m32, a, b, checkpoint=ck, resume=True, **OPTIONS)
+
+
+def test_resume_with_another_model_is_refused(numpy_backend, tmp_path):
+    """The checkpoint's F, G and operator must match: e.g. another bitrate changes η."""
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, checkpoint=ck, callback=_stop_at(2), **OPTIONS)
+    other = pu.AnalysisModel(model.operator, f=model.f, g=pu.LinfBall(model.g.radius / 2))
+    with pytest.raises(ValueError, match="model g: checkpoint .*'radius': 0.0625"):
+        pu.train(other, xt, x, checkpoint=ck, resume=True, **OPTIONS)
+    assert pu.train(model, xt, x, checkpoint=ck, resume=True, **OPTIONS).steps == 9
+
+
+def test_unsaveable_model_fails_before_training(numpy_backend, tmp_path):
+    """A checkpoint that could not be written is reported before the first step, not after
+    an epoch of work."""
+    _, (xt, x), _ = _setup(numpy_backend)
+    model = pu.AnalysisModel(pu.Diagonal(numpy_backend.asarray(np.ones(N_SAMPLES))),
+                             f=pu.L1Norm(), g=pu.LinfBall(1 / 8))
+    steps = []
+    with pytest.raises(TypeError, match="cannot save operator Diagonal"):
+        pu.train(model, xt, x, checkpoint=tmp_path / "ck.npz",
+                 callback=lambda info: steps.append(info["step"]), **OPTIONS)
+    assert steps == []
+    assert pu.train(model, xt, x, **{**OPTIONS, "epochs": 1}).steps == 3
+
+
+def test_learner_predict_rejects_zero_iterations(numpy_backend):
+    _, (xt, x), _ = _setup(numpy_backend)
+    learner = pu.OperatorLearner(eta=1 / 8, iterations=5, lr=1e-2, epochs=1, progress=False)
+    learner.fit(xt, x)
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1, got 0"):
+        learner.predict(xt, iterations=0)
+
+
+def test_an_error_in_the_callback_keeps_the_last_step(numpy_backend, tmp_path):
+    """Not only Ctrl-C: any exception mid-epoch leaves a checkpoint of the last whole step,
+    and resuming gives the uninterrupted run."""
+    model, (xt, x), val = _setup(numpy_backend)
+    opts = dict(validation=val, seed=7, **OPTIONS)
+    full = pu.train(model, xt, x, **opts)
+    ck = tmp_path / "ck.npz"
+
+    def broken(info):
+        if info["step"] == 4:
+            raise RuntimeError("logging failed")
+
+    with pytest.raises(RuntimeError, match="logging failed"):
+        pu.train(model, xt, x, checkpoint=ck, callback=broken, **opts)
+    assert pu.load_checkpoint(ck, model.operator.params)[0].step == 4
+    resumed = pu.train(model, xt, x, checkpoint=ck, resume=True, **opts)
+    np.testing.assert_array_equal(resumed.final_model.operator.matrix,
+                                  full.final_model.operator.matrix)
+    assert resumed.history.step_loss == full.history.step_loss
+
+
+def test_no_training_signals_is_a_clear_error(numpy_backend):
+    model, _, _ = _setup(numpy_backend)
+    empty = numpy_backend.asarray(np.zeros((0, N_SAMPLES)))
+    with pytest.raises(ValueError, match="no training signals"):
+        pu.train(model, empty, empty, **OPTIONS)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import zipfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,12 @@ def from_numpy(a: np.ndarray, xp, device) -> Array:
     return xp.asarray(a, device=device)
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
     """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path."""
     path = Path(path)
@@ -62,6 +69,8 @@ def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
     payload["settings"] = np.array(json.dumps(settings))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600): give it the mode of any other new file
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **payload)
             fh.flush()
@@ -80,13 +89,23 @@ def read_npz(path, expected_format: str) -> tuple[dict[str, np.ndarray], dict]:
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
-        with np.load(path, allow_pickle=False) as data:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):  # a .npy file
+            raise ValueError("it holds a single array, not an .npz archive")
+        with data:
             arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a pdunroll .npz file: {err}") from err
+    # empty or truncated files (e.g. an interrupted copy) raise EOFError or BadZipFile
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a pdunroll .npz file (empty, truncated or another "
+                         f"format): {err}") from err
     if "settings" not in arrays:
         raise ValueError(f"{path} has no settings entry: not written by pdunroll")
-    settings = json.loads(str(arrays.pop("settings")))
+    try:
+        settings = json.loads(str(arrays.pop("settings")))
+    except ValueError as err:
+        settings = err
+    if not isinstance(settings, dict):
+        raise ValueError(f"{path} has a broken settings entry: not written by pdunroll")
     if settings.get("format") != expected_format:
         raise ValueError(f"{path} holds a {settings.get('format')!r}, expected {expected_format!r}")
     if settings.get("version", 0) > VERSION:

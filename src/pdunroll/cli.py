@@ -8,7 +8,8 @@ filters for image denoising (F = ‖·‖₁ of the filter responses, G = indica
 scikit-image's bundled images. Both print a table of test MSE and SNR (PSNR for images) for the
 degraded input, the DCT start and the learned operator, and write to ``--out``:
 ``operator.npz`` (load it with :func:`pdunroll.load_operator`), ``checkpoint.npz`` (``--resume``
-continues from it), ``curves.png`` and ``results.json``. Ctrl-C saves the checkpoint first.
+continues from it), ``curves.png`` and ``results.json``. Ctrl-C saves the checkpoint first. A
+new run (without ``--resume``) refuses a ``--out`` that holds the checkpoint of an earlier one.
 
 ``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on its test set.
 """
@@ -19,6 +20,7 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -32,20 +34,29 @@ TEST_IMAGES = ("page", "clock")
 # ---------------------------------------------------------------- arguments
 
 
+# speech data options of ``train speech``; ``evaluate`` defaults to the values of the training
+SPEECH_DEFAULTS = {"signals": 60, "seconds": 3.0, "n": 128, "bitrate": 4, "seed": 0}
+
+
 def _speech_data_args(p, *, defaults: bool = True) -> None:
-    d = (lambda v: v) if defaults else (lambda v: None)
+    d = SPEECH_DEFAULTS.get if defaults else (lambda key: None)
+    t = (lambda key: f"default {SPEECH_DEFAULTS[key]:g}") if defaults else \
+        (lambda key: "default: as in training")
     p.add_argument("--data", type=Path, default=None,
                    help="folder of mono wav files, or with train/ and dev/ subfolders (dev/ is "
-                        "the test set); default: built-in synthetic speech")
-    p.add_argument("--signals", type=int, default=60,
-                   help="synthetic speech: number of signals (default 60)")
-    p.add_argument("--seconds", type=float, default=3.0,
-                   help="synthetic speech: seconds per signal (default 3)")
-    p.add_argument("--n", type=int, default=d(128), help="samples per frame (default 128)")
-    p.add_argument("--bitrate", type=int, default=d(4), help="quantizer bits (default 4)")
+                        "the test set); " + ("default: built-in synthetic speech" if defaults
+                                             else "default: the training's data"))
+    p.add_argument("--signals", type=int, default=d("signals"),
+                   help=f"synthetic speech: number of signals ({t('signals')})")
+    p.add_argument("--seconds", type=float, default=d("seconds"),
+                   help=f"synthetic speech: seconds per signal ({t('seconds')})")
+    p.add_argument("--n", type=int, default=d("n"), help=f"samples per frame ({t('n')})")
+    p.add_argument("--bitrate", type=int, default=d("bitrate"),
+                   help=f"quantizer bits ({t('bitrate')})")
     p.add_argument("--max-frames", type=int, default=None,
                    help="use at most this many training frames (random subset)")
-    p.add_argument("--seed", type=int, default=0, help="seed of data, split and shuffling")
+    p.add_argument("--seed", type=int, default=d("seed"),
+                   help=f"seed of data, split and shuffling ({t('seed')})")
 
 
 def _image_data_args(p) -> None:
@@ -87,6 +98,16 @@ def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pdunroll", description="Learn analysis operators by bilevel optimization through "
@@ -108,7 +129,7 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
     for sub in (speech, denoise, ev):
-        sub.add_argument("--threads", type=int, default=1,
+        sub.add_argument("--threads", type=_positive_int, default=1,
                          help="BLAS threads (default 1: the minibatch products are small, and "
                               "one thread per process is fastest on a few shared cores); an "
                               "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS already set wins")
@@ -210,6 +231,7 @@ def _train(args) -> int:
     from .plotting import plot_learning_curves
 
     images = args.task == "denoise"
+    checkpoint = _output_folder(args)
     if images:
         meta = {"task": "denoise", **{k: getattr(args, k) for k in (
             "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
@@ -221,11 +243,13 @@ def _train(args) -> int:
               f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
     else:
         (tr, va, te), eta, source = _speech_sets(args)
-        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source}
+        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source,
+                # what ``evaluate`` needs to rebuild the same test set
+                "data_dir": None if args.data is None else str(args.data.resolve()),
+                "signals": args.signals, "seconds": args.seconds, "seed": args.seed}
         start = _speech_model(args.n, eta)
         print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
               f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
-    checkpoint = args.out / "checkpoint.npz"
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, mode=args.mode,
                     b=args.b, weights=args.weights, relax_primal=args.relax_primal,
@@ -234,8 +258,11 @@ def _train(args) -> int:
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
                     checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
-        print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
-              "command and --resume", file=sys.stderr)
+        if checkpoint.exists():
+            print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
+                  "command and --resume", file=sys.stderr)
+        else:
+            print("\ninterrupted before the first step: nothing to resume", file=sys.stderr)
         return 130
     meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss)
     op_path = save_operator(args.out / "operator.npz", res.model, iterations=args.iterations,
@@ -252,19 +279,42 @@ def _train(args) -> int:
     return 0
 
 
+def _output_folder(args) -> Path:
+    """Check ``--out`` before any work: it must be (or become) a folder, and a new run must not
+    overwrite the checkpoint of an earlier one. Returns the checkpoint's path."""
+    checkpoint = args.out / "checkpoint.npz"
+    if args.out.exists() and not args.out.is_dir():
+        raise ValueError(f"--out {args.out} is a file, expected a folder")
+    if args.resume and not checkpoint.is_file():
+        raise ValueError(f"--resume: there is no {checkpoint} to continue")
+    if not args.resume and checkpoint.exists():
+        raise ValueError(f"--out {args.out} holds the checkpoint of an earlier run: continue it "
+                         f"with --resume, or choose another --out (or delete {checkpoint})")
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"cannot create the output folder --out {args.out}: {err}") from err
+    return checkpoint
+
+
 def _evaluate(args) -> int:
     from . import load_operator
 
     model, settings = load_operator(args.operator)
     meta, solver = settings["metadata"], settings["solver"]
-    iterations = args.iterations or solver["iterations"]
+    iterations = solver["iterations"] if args.iterations is None else args.iterations
     if meta.get("task") == "denoise":
         te = _image_sets(meta)[2]
         rows = [("DCT start", _denoise_model(meta)), ("learned operator", model)]
         title, images = f"test patches of {', '.join(meta['test_images'])}", True
     elif meta.get("task") == "speech":
-        args.n = meta["n"] if args.n is None else args.n
-        args.bitrate = meta["bitrate"] if args.bitrate is None else args.bitrate
+        # the test set of the training run unless told otherwise (operators saved before
+        # the data settings were recorded fall back to the training defaults)
+        for key in ("n", "bitrate", "signals", "seconds", "seed"):
+            if getattr(args, key) is None:
+                setattr(args, key, meta.get(key, SPEECH_DEFAULTS[key]))
+        if args.data is None and meta.get("data_dir"):
+            args.data = Path(meta["data_dir"])
         if args.n != model.operator.in_shape[0]:
             raise ValueError(f"--n {args.n} does not match the operator's "
                              f"{model.operator.in_shape[0]} samples per frame")
@@ -279,12 +329,45 @@ def _evaluate(args) -> int:
     return 0
 
 
+class _Stop:
+    """While training, SIGTERM (``kill``, a batch scheduler) and SIGHUP (a closed terminal) act
+    as Ctrl-C: the run saves its checkpoint instead of dying with the work since the last
+    epoch."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
+
+    def __init__(self):
+        self.received, self.previous = None, {}
+
+    def _raise(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._raise)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _limit_threads(args.threads)
     try:
-        return _train(args) if args.command == "train" else _evaluate(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as err:
+        if args.command != "train":
+            return _evaluate(args)
+        with _Stop() as stop:
+            code = _train(args)
+        return 128 + stop.received if code == 130 and stop.received else code
+    # OSError: e.g. disk full, no permission; FloatingPointError: training diverged
+    except (ValueError, OSError, ImportError, FloatingPointError) as err:
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
 

@@ -123,7 +123,7 @@ def split_signals(signals, fractions, seed: int = 0) -> list[list]:
     while sum(sizes) > n:  # too many: take from the largest set
         sizes[sizes.index(max(sizes))] -= 1
     sizes[0] += n - sum(sizes)  # the rest goes to the first (training) set
-    order = np.random.default_rng(seed).permutation(n)
+    order = np.random.default_rng(check_count("seed", seed, minimum=0)).permutation(n)
     bounds = np.cumsum([0, *sizes])
     return [[signals[i] for i in order[a:b]] for a, b in zip(bounds[:-1], bounds[1:],
                                                              strict=True)]
@@ -149,6 +149,7 @@ def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | 
     ``max_frames`` keeps a seeded random subset of at most that many frames.
     """
     bitrate = _check_bitrate(bitrate)
+    seed = check_count("seed", seed, minimum=0)
     x = frame_signals(signals, n)
     if max_frames is not None and len(x) > check_count("max_frames", max_frames):
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))
@@ -176,7 +177,7 @@ def synthetic_speech(n_signals: int = 8, *, seconds: float = 1.0, sample_rate: i
     sample_rate = check_count("sample_rate", sample_rate, minimum=8000)
     if not seconds > 0:
         raise ValueError(f"seconds must be positive, got {seconds}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_count("seed", seed, minimum=0))
     length = int(round(seconds * sample_rate))
     hop = sample_rate // 100
     ranges = np.array([[300, 900], [900, 2500], [2000, 3200], [3300, 4000]], dtype=float)
@@ -254,7 +255,7 @@ def add_noise(images, sigma: float, seed: int = 0) -> list[np.ndarray]:
     [0, 1]; not clipped)."""
     if not (sigma >= 0 and math.isfinite(sigma)):
         raise ValueError(f"sigma must be a non-negative number, got {sigma}")
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_count("seed", seed, minimum=0))
     return [img + sigma * rng.standard_normal(img.shape) for img in images]
 
 
@@ -278,7 +279,7 @@ def image_patches(images, *, size: int, sigma: float, max_patches: int | None = 
     """Noisy and clean non-overlapping patches (N, size, size) of ``images``: a seeded random
     subset of at most ``max_patches``, white Gaussian noise of standard deviation ``sigma``."""
     clean = np.concatenate([extract_patches(img, size) for img in images])
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(check_count("seed", seed, minimum=0))
     if max_patches is not None and len(clean) > check_count("max_patches", max_patches):
         clean = clean[np.sort(rng.choice(len(clean), max_patches, replace=False))]
     return add_noise([clean], sigma, seed=seed + 1)[0], clean

@@ -58,7 +58,8 @@ class OperatorLearner:
         """Reconstructions A_L(K, x̃) (L = the training L unless ``iterations`` is given)."""
         model = self._fitted()
         model.check_signals(x_tilde=x_tilde)
-        return reconstruct(model, x_tilde, iterations=iterations or self.iterations,
+        return reconstruct(model, x_tilde,
+                           iterations=self.iterations if iterations is None else iterations,
                            omega=self.omega, weights=self.weights)
 
     def score(self, x_tilde: Array, x_true: Array) -> float:

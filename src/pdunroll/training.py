@@ -6,8 +6,9 @@ with ∇_K J from :func:`pdunroll.gradient` in any mode (full, truncated, asympt
 weights, relaxed primal Jacobian). After every update the step sizes σ = ω·0.99/‖K‖,
 τ = 0.99/(ω‖K‖) follow the new K: ‖K‖ is re-estimated by power iteration warm-started from the
 previous singular vector. Each epoch ends with the validation loss (L Chambolle-Pock steps on the
-validation set), early stopping on it, and a checkpoint; Ctrl-C writes a checkpoint before the
-``KeyboardInterrupt`` propagates, and ``resume=True`` continues bit for bit (fixed seed).
+validation set), early stopping on it, and a checkpoint; Ctrl-C (or any other exception, e.g.
+from the callback) writes a checkpoint of the last finished step before the exception
+propagates, and ``resume=True`` continues bit for bit (fixed seed).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ._array import Array, check_count
-from .checkpoint import History, TrainState, load_checkpoint, save_checkpoint
+from .checkpoint import History, TrainState, load_checkpoint, model_settings, save_checkpoint
 from .gradients import MODES, gradient
 from .model import AnalysisModel
 from .operators import estimate_norm
@@ -136,7 +137,7 @@ def train(
         Power iterations per update for ‖K‖, warm-started from the previous singular vector
         (the start is estimated to convergence).
     checkpoint : path, optional
-        ``.npz`` file written after every epoch and on Ctrl-C.
+        ``.npz`` file written after every epoch and on Ctrl-C (or any other exception).
     resume : bool
         Continue from ``checkpoint`` (which must exist and match this configuration).
     progress : bool
@@ -150,6 +151,11 @@ def train(
         if not isinstance(validation, tuple | list) or len(validation) != 2:
             raise TypeError("validation must be a pair (x_tilde, x_true)")
         model.check_signals(validation_x_tilde=validation[0], validation_x_true=validation[1])
+    if x_tilde.shape[0] == 0:
+        raise ValueError("x_tilde and x_true hold no training signals (first axis of length 0)")
+    if validation is not None and validation[0].shape[0] == 0:
+        raise ValueError("validation holds no signals (first axis of length 0): give pairs or "
+                         "validation=None")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     iterations = check_count("iterations", iterations)
@@ -186,9 +192,11 @@ def train(
         return unrolled_loss(m, *validation, iterations=iterations, omega=omega,
                              weights=weights, op_norm=norm)
 
+    # a model the checkpoint cannot describe fails here, not at the end of the first epoch
+    described = None if checkpoint is None else _config(**model_settings(model))
     if resume:
         state, saved = load_checkpoint(checkpoint, model.operator.params)
-        _check_same(saved, config, opt.settings())
+        _check_same(saved, config, opt.settings(), described)
     else:
         est = estimate_norm(model.operator)
         params = model.operator.params
@@ -270,7 +278,7 @@ def train(
             else:
                 state.best_params, state.best_epoch = state.params, state.epoch
             save()
-    except KeyboardInterrupt:
+    except BaseException:  # Ctrl-C, an error in the callback, ...: keep the last whole step
         save()
         raise
     finally:
@@ -281,10 +289,13 @@ def train(
                        epochs=state.epoch, steps=state.step)
 
 
-def _check_same(saved: dict, config: dict, optimizer: dict) -> None:
+def _check_same(saved: dict, config: dict, optimizer: dict, model: dict) -> None:
     """Resuming with other settings would not continue the same run: name what differs."""
     diff = [f"{k}: checkpoint {saved['config'].get(k)!r}, now {v!r}"
             for k, v in config.items() if saved["config"].get(k) != v]
+    for part in ("operator", "f", "g"):  # e.g. another quantization radius η in G
+        if saved["model"][part] != model[part]:
+            diff.append(f"model {part}: checkpoint {saved['model'][part]!r}, now {model[part]!r}")
     if saved["optimizer"] != optimizer:
         diff.append(f"optimizer: checkpoint {saved['optimizer']!r}, now {optimizer!r}")
     if diff:
