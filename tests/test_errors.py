@@ -131,3 +131,29 @@ def test_mixed_devices(setup, torch_backend):
     with pytest.raises(ValueError, match="operator parameters is on device cpu but x_tilde is "
                                          "on device meta: move them to one device"):
         pu.chambolle_pock(model, torch.asarray(xt, device="meta"), iterations=3)
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    ({"omega": "10"}, TypeError, "omega must be a positive number"),
+    ({"omega": None}, TypeError, "omega must be a positive number"),
+    ({"omega": -1.0}, ValueError, "omega must be a positive finite number"),
+    ({"theta": None}, TypeError, r"theta must be a number in \[0, 1\]"),
+    ({"theta": "x"}, TypeError, r"theta must be a number in \[0, 1\]"),
+    ({"theta": float("nan")}, ValueError, r"theta must lie in \[0, 1\]"),
+    ({"sigma": "a", "tau": 0.1}, TypeError, "sigma must be a positive number"),
+    ({"sigma": 0.1, "tau": np.array([0.1, 0.2])}, TypeError, "tau must be a positive number"),
+    ({"sigma": float("nan"), "tau": 0.1}, ValueError, "sigma must be a positive finite number"),
+    ({"op_norm": "x"}, TypeError, "op_norm must be a positive number"),
+    ({"op_norm": 0.0}, ValueError, "op_norm must be a positive finite number"),
+])
+def test_bad_step_size_arguments_are_named(setup, kw, error, match):
+    model, xt, xd = setup
+    with pytest.raises(error, match=match):
+        pu.chambolle_pock(model, xt, iterations=3, **kw)
+    with pytest.raises(error, match=match):
+        pu.gradient(model, xt, xd, iterations=3, **kw)
+
+
+def test_step_sizes_needs_an_operator():
+    with pytest.raises(TypeError, match="operator must be a LinearOperator"):
+        pu.step_sizes(np.eye(3))

@@ -85,8 +85,13 @@ def check_finite(xp, **arrays: Array) -> None:
 
 
 def check_positive(name: str, value, *, allow_inf: bool = False) -> float:
-    """Return ``value`` as a float if it is a positive number, else raise naming ``name``."""
+    """Return ``value`` as a float if it is a positive number, else raise naming ``name``.
+
+    Strings are refused although ``float`` would parse them: they are a wrong type, not a number.
+    """
     try:
+        if isinstance(value, str | bytes):
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be a positive number, got {value!r}") from err

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._array import Array, check_finite, namespace
+from ._array import Array, check_finite, check_positive, namespace
 from .functions import Function
 from .operators import LinearOperator
 
@@ -84,23 +84,31 @@ def step_sizes(
     ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training).
     Step sizes are constants for differentiation: no gradient flows through ‖K‖.
     """
-    if not (0.0 <= float(theta) <= 1.0):
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    try:
+        if isinstance(theta, str | bytes):
+            raise TypeError
+        theta = float(theta)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"theta must be a number in [0, 1], got {theta!r}") from err
+    if not (0.0 <= theta <= 1.0):
         raise ValueError(f"theta must lie in [0, 1], got {theta}")
-    if not (omega > 0 and math.isfinite(omega)):
-        raise ValueError(f"omega must be a positive finite number, got {omega}")
-    norm = float(operator.norm()) if op_norm is None else float(op_norm)
-    if not (norm > 0 and math.isfinite(norm)):
-        raise ValueError(f"the operator norm must be positive and finite, got {norm}")
+    omega = check_positive("omega", omega)
+    if op_norm is None:
+        norm = float(operator.norm())
+        if not (norm > 0 and math.isfinite(norm)):
+            raise ValueError(f"the operator norm must be positive and finite, got {norm}")
+    else:
+        norm = check_positive("op_norm", op_norm)
     if sigma is None and tau is None:
-        return StepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), float(theta), norm)
+        return StepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), theta, norm)
     if sigma is None or tau is None:
         raise ValueError("give both sigma and tau, or neither (then they follow from omega)")
-    sigma, tau = float(sigma), float(tau)
-    if not (sigma > 0 and tau > 0):
-        raise ValueError(f"sigma and tau must be positive, got sigma={sigma}, tau={tau}")
+    sigma, tau = check_positive("sigma", sigma), check_positive("tau", tau)
     if sigma * tau * norm**2 >= 1:
         raise ValueError(
             f"step sizes break sigma * tau * ||K||^2 < 1: sigma={sigma:g}, tau={tau:g}, "
             f"||K||={norm:g} give {sigma * tau * norm**2:g}"
         )
-    return StepSizes(sigma, tau, float(theta), norm)
+    return StepSizes(sigma, tau, theta, norm)
