@@ -157,3 +157,20 @@ def test_bad_step_size_arguments_are_named(setup, kw, error, match):
 def test_step_sizes_needs_an_operator():
     with pytest.raises(TypeError, match="operator must be a LinearOperator"):
         pu.step_sizes(np.eye(3))
+
+
+@pytest.mark.parametrize("weights", [[float("nan"), 0.5, 0.5], [float("inf"), -float("inf"), 1.0]])
+def test_non_finite_weights(setup, weights):
+    """NaN made the check |Σ α − 1| > 1e−6 false, so such weights used to pass and gave NaN."""
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match="weights must be finite"):
+        pu.gradient(model, xt, xd, iterations=3, weights=weights)
+    with pytest.raises(ValueError, match="weights must be finite"):
+        pu.chambolle_pock(model, xt, iterations=3, weights=weights)
+
+
+def test_ergodic_weights_checks_iterations():
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
+        pu.ergodic_weights("harmonic", 0)
+    with pytest.raises(TypeError, match="weights must be a 1-D sequence"):
+        pu.ergodic_weights(np.full((3, 1), 1 / 3), 3)
