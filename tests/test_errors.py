@@ -174,3 +174,15 @@ def test_ergodic_weights_checks_iterations():
         pu.ergodic_weights("harmonic", 0)
     with pytest.raises(TypeError, match="weights must be a 1-D sequence"):
         pu.ergodic_weights(np.full((3, 1), 1 / 3), 3)
+
+
+def test_empty_batch(setup):
+    """A batch of zero signals used to crash deep inside the implicit solver (max of an empty
+    array) and divide by zero in unrolled_loss."""
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match=r"x_tilde has an empty batch \(shape \(0, 16\)\)"):
+        pu.gradient(model, xt[:0], xd[:0], iterations=3, mode="implicit")
+    with pytest.raises(ValueError, match="x_tilde has an empty batch"):
+        pu.chambolle_pock(model, xt[:0], iterations=3)
+    with pytest.raises(ValueError, match="x_tilde has an empty batch"):
+        pu.unrolled_loss(model, xt[:0], xd[:0], iterations=3)

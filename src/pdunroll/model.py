@@ -37,7 +37,7 @@ class AnalysisModel:
         """Check signals of shape (batch, *in_shape) against the operator; return the namespace.
 
         Raises naming the argument: wrong backend or device (also against the operator), wrong
-        dtype, wrong shape, non-finite values.
+        dtype, wrong shape, an empty batch, non-finite values.
         """
         op = self.operator
         named = list(signals.items()) + [("operator parameters", p) for p in op.arrays]
@@ -48,6 +48,9 @@ class AnalysisModel:
                     f"{name} must have shape (batch, {', '.join(map(str, op.in_shape))}) for this "
                     f"operator, got {tuple(x.shape)}"
                 )
+            if x.shape[0] == 0:
+                raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): give at "
+                                 "least one signal")
             if x.dtype != op.dtype:
                 raise TypeError(f"{name} has dtype {x.dtype} but the operator has {op.dtype}: "
                                 "convert one of them")
