@@ -186,3 +186,26 @@ def test_empty_batch(setup):
         pu.chambolle_pock(model, xt[:0], iterations=3)
     with pytest.raises(ValueError, match="x_tilde has an empty batch"):
         pu.unrolled_loss(model, xt[:0], xd[:0], iterations=3)
+
+
+def test_custom_loss_output_is_checked(setup, torch_backend):
+    """A gradient of the wrong shape used to broadcast silently against x̂ (a wrong result)."""
+    model, xt, _ = setup
+    with pytest.raises(TypeError, match="loss must be callable"):
+        pu.gradient(model, xt, loss=3, iterations=3)
+    bad = [
+        (lambda x: 1.0, TypeError, r"loss\(x_hat\) must return a pair \(value, gradient\)"),
+        (lambda x: ("a", x), TypeError, "the value returned by loss must be a real number"),
+        (lambda x: (1.0, x[:1]), ValueError,
+         r"the loss gradient must have the shape of x_hat \(3, 16\), got \(1, 16\)"),
+        (lambda x: (1.0, x.astype(np.float32)), TypeError,
+         "the loss gradient has dtype float32 but x_hat has float64"),
+        (lambda x: (1.0, torch_backend.asarray(x)), TypeError,
+         "the loss gradient is a torch array but x_hat is a numpy array"),
+        (lambda x: (1.0, x * np.nan), ValueError, "the loss gradient contains non-finite values"),
+    ]
+    for loss, error, match in bad:
+        with pytest.raises(error, match=match):
+            pu.gradient(model, xt, loss=loss, iterations=3)
+    res = pu.gradient(model, xt, loss=lambda x: (np.sum(x), np.ones_like(x)), iterations=3)
+    assert type(res.loss) is float

@@ -45,7 +45,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._array import Array, array_size, check_count, xp_of
+from ._array import Array, array_size, check_count, check_finite, namespace, xp_of
 from .implicit import solve_adjoint
 from .krylov import SolveInfo
 from .model import AnalysisModel, StepSizes, step_sizes
@@ -104,6 +104,37 @@ def squared_loss(x_true: Array) -> Callable[[Array], tuple[float, Array]]:
     return loss
 
 
+def _checked_loss(loss: Callable) -> Callable[[Array], tuple[float, Array]]:
+    """A user's ``loss`` whose output is checked: a pair of a real value and a finite gradient
+    of x̂'s shape, dtype and backend (a wrong shape would broadcast silently)."""
+
+    def checked(x_hat):
+        out = loss(x_hat)
+        try:
+            value, grad = out
+        except (TypeError, ValueError) as err:
+            raise TypeError("loss(x_hat) must return a pair (value, gradient), got "
+                            f"{type(out).__name__}") from err
+        try:
+            if isinstance(value, str | bytes):
+                raise TypeError
+            value = float(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"the value returned by loss must be a real number, got "
+                            f"{type(value).__name__}") from err
+        name = "the loss gradient"
+        xp = namespace(("x_hat", x_hat), (name, grad))
+        if tuple(grad.shape) != tuple(x_hat.shape):
+            raise ValueError(f"{name} must have the shape of x_hat {tuple(x_hat.shape)}, got "
+                             f"{tuple(grad.shape)}")
+        if grad.dtype != x_hat.dtype:
+            raise TypeError(f"{name} has dtype {grad.dtype} but x_hat has {x_hat.dtype}")
+        check_finite(xp, **{name: grad})
+        return value, grad
+
+    return checked
+
+
 def gradient(
     model: AnalysisModel,
     x_tilde: Array,
@@ -143,7 +174,8 @@ def gradient(
         Ergodic unrolling: x̂ = x̃ + Σ α_k r^k (full and truncated modes).
     loss : callable, optional
         ``loss(x_hat) -> (value, gradient)`` replacing the squared loss (then ``x_true`` is
-        unused and may be omitted).
+        unused and may be omitted); the gradient must be finite, with x̂'s shape, dtype and
+        backend.
     relax_primal : bool
         Treat J_{prox τG} as the identity in the backward pass (the released code's
         ``eta_backward = 1``); an approximation, not the exact gradient.
@@ -171,7 +203,11 @@ def gradient(
         model.check_signals(x_tilde=x_tilde, x_true=x_true)
         loss = squared_loss(x_true)
     else:
+        if not callable(loss):
+            raise TypeError(f"loss must be callable, loss(x_hat) -> (value, gradient); got "
+                            f"{type(loss).__name__}")
         model.check_signals(x_tilde=x_tilde)
+        loss = _checked_loss(loss)
     if mode != "implicit" and (solver, tol, maxiter) != (None, None, None):
         raise ValueError('solver, tol and maxiter are only used by mode="implicit"')
     if checkpoints is not None:
