@@ -209,3 +209,32 @@ def test_custom_loss_output_is_checked(setup, torch_backend):
             pu.gradient(model, xt, loss=loss, iterations=3)
     res = pu.gradient(model, xt, loss=lambda x: (np.sum(x), np.ones_like(x)), iterations=3)
     assert type(res.loss) is float
+
+
+def test_function_parameters_are_checked(setup, torch_backend):
+    """Costs c of a LinearTerm: a float32 c was mixed silently into a float64 run, a torch c into
+    a NumPy run failed deep inside, a wrong shape failed with a bare broadcast error or (shape
+    (1, n) for a batch of 3) returned a gradient of the wrong shape (3, n)."""
+    model, xt, xd = setup
+    op = model.operator
+
+    def run(f=None, g=None):
+        f = pu.L1Norm() if f is None else f
+        g = pu.NonNegative() if g is None else g
+        return pu.gradient(pu.AnalysisModel(op, f, g), xt, xd, iterations=3)
+
+    n = xt.shape[1]
+    with pytest.raises(TypeError, match="g parameters has dtype float32 but the operator has "
+                                        "float64"):
+        run(g=pu.LinearTerm(np.ones(n, dtype=np.float32), pu.NonNegative()))
+    with pytest.raises(TypeError, match="f parameters is a torch array but x_tilde is a numpy"):
+        run(f=pu.LinearTerm(torch_backend.asarray(np.ones(n)), pu.L1Norm()))
+    with pytest.raises(ValueError, match=r"the costs c of g must have shape \(16,\) or "
+                                         r"\(batch, 16\) = \(3, 16\), got \(5,\)"):
+        run(g=pu.LinearTerm(np.ones(5), pu.NonNegative()))
+    with pytest.raises(ValueError, match=r"the costs c of f must have shape \(16,\) or "
+                                         r"\(batch, 16\) = \(3, 16\), got \(1, 16\)"):
+        run(f=pu.LinearTerm(np.ones((1, n)), pu.L1Norm()))
+    # both accepted shapes run
+    assert run(g=pu.LinearTerm(np.ones(n), pu.NonNegative())).g.shape == (n,)
+    assert run(g=pu.LinearTerm(np.ones((3, n)), pu.NonNegative())).g.shape == (3, n)

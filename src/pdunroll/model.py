@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from ._array import Array, check_finite, check_positive, namespace
 from .functions import Function
-from .operators import LinearOperator
+from .operators import LinearOperator, _leaves
 
 __all__ = ["AnalysisModel", "StepSizes", "step_sizes"]
 
@@ -36,12 +36,18 @@ class AnalysisModel:
     def check_signals(self, **signals: Array):
         """Check signals of shape (batch, *in_shape) against the operator; return the namespace.
 
-        Raises naming the argument: wrong backend or device (also against the operator), wrong
-        dtype, wrong shape, an empty batch, non-finite values.
+        Raises naming the argument: wrong backend or device (also against the operator and the
+        parameters of F and G), wrong dtype, wrong shape, an empty batch, non-finite values.
         """
         op = self.operator
-        named = list(signals.items()) + [("operator parameters", p) for p in op.arrays]
+        own = [(f"{name} parameters", p) for name in ("f", "g")
+               for p in _leaves(getattr(self, name).params)]
+        named = list(signals.items()) + [("operator parameters", p) for p in op.arrays] + own
         xp = namespace(*named)
+        for name, p in own:
+            if p.dtype != op.dtype:
+                raise TypeError(f"{name} has dtype {p.dtype} but the operator has {op.dtype}: "
+                                "convert one of them")
         for name, x in signals.items():
             if tuple(x.shape[1:]) != tuple(op.in_shape) or x.ndim != len(op.in_shape) + 1:
                 raise ValueError(
@@ -59,6 +65,9 @@ class AnalysisModel:
             if x.shape != first.shape:
                 raise ValueError(f"{name} has shape {tuple(x.shape)} but "
                                  f"{next(iter(signals))} has {tuple(first.shape)}")
+        batch = first.shape[0]
+        self.f._check_params("f", tuple(op.out_shape), batch)
+        self.g._check_params("g", tuple(op.in_shape), batch)
         check_finite(xp, **signals)
         return xp
 
