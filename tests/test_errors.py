@@ -238,3 +238,22 @@ def test_function_parameters_are_checked(setup, torch_backend):
     # both accepted shapes run
     assert run(g=pu.LinearTerm(np.ones(n), pu.NonNegative())).g.shape == (n,)
     assert run(g=pu.LinearTerm(np.ones((3, n)), pu.NonNegative())).g.shape == (3, n)
+
+
+def test_flags_models_and_callbacks_are_checked(setup):
+    """relax_primal="no" used to switch the approximation on (a truthy string); a model that is
+    not an AnalysisModel failed with AttributeError; a callback that is not callable only
+    after the first step."""
+    model, xt, xd = setup
+    with pytest.raises(TypeError, match="relax_primal must be True or False, got 'no'"):
+        pu.gradient(model, xt, xd, iterations=3, relax_primal="no")
+    with pytest.raises(TypeError, match="strict must be True or False, got 'no'"):
+        pu.gradient(model, xt, xd, iterations=3, mode="implicit", strict="no")
+    with pytest.raises(TypeError, match=r"model must be an AnalysisModel\(operator, f, g\), got "
+                                        "DenseOperator"):
+        pu.gradient(model.operator, xt, xd, iterations=3)
+    with pytest.raises(TypeError, match=r"model must be an AnalysisModel"):
+        pu.chambolle_pock("model", xt, iterations=3)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        pu.chambolle_pock(model, xt, iterations=3, callback=3)
+    assert pu.gradient(model, xt, xd, iterations=3, relax_primal=np.True_).loss > 0

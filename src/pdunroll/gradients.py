@@ -45,10 +45,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._array import Array, array_size, check_count, check_finite, namespace, xp_of
+from ._array import Array, array_size, check_count, check_finite, check_flag, namespace, xp_of
 from .implicit import solve_adjoint
 from .krylov import SolveInfo
-from .model import AnalysisModel, StepSizes, step_sizes
+from .model import AnalysisModel, StepSizes, check_model, step_sizes
 from .solver import ergodic_weights, forward
 
 __all__ = ["GradientResult", "MODES", "gradient"]
@@ -194,9 +194,11 @@ def gradient(
         :class:`~pdunroll.implicit.ConvergenceWarning` and returns the unconverged gradient with
         ``info.converged`` False.
     """
+    check_model(model)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     iterations = check_count("iterations", iterations)
+    relax_primal, strict = check_flag("relax_primal", relax_primal), check_flag("strict", strict)
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")

@@ -72,6 +72,14 @@ class AnalysisModel:
         return xp
 
 
+def check_model(model) -> AnalysisModel:
+    """Return ``model`` if it is an :class:`AnalysisModel`, else raise a ``TypeError``."""
+    if not isinstance(model, AnalysisModel):
+        raise TypeError(f"model must be an AnalysisModel(operator, f, g), got "
+                        f"{type(model).__name__}")
+    return model
+
+
 @dataclass(frozen=True)
 class StepSizes:
     """Chambolle-Pock parameters σ (dual), τ (primal), θ (extrapolation) and the ‖K‖ they used."""

@@ -20,7 +20,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from ._array import Array, check_count
-from .model import AnalysisModel, StepSizes, step_sizes
+from .model import AnalysisModel, StepSizes, check_model, step_sizes
 
 __all__ = ["CPResult", "chambolle_pock", "ergodic_weights"]
 
@@ -180,8 +180,11 @@ def chambolle_pock(
     σ τ ‖K‖² < 1 is checked). ``weights`` ("harmonic", "uniform" or L numbers summing to 1)
     returns the ergodic average Σ α_k (r^k, y^k). ``callback(k, x^k, y^k)`` runs after step k.
     """
-    model.check_signals(x_tilde=x_tilde)
+    check_model(model).check_signals(x_tilde=x_tilde)
     iterations = check_count("iterations", iterations)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, callback(k, x, y); got "
+                        f"{type(callback).__name__}")
     steps = step_sizes(model.operator, omega=omega, sigma=sigma, tau=tau, theta=theta,
                        op_norm=op_norm)
     alphas = ergodic_weights(weights, iterations)
