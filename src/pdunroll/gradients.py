@@ -170,6 +170,9 @@ def gradient(
         (1 ≤ b ≤ L); ``b`` backward steps at the final iterates, storing nothing (b ≥ 1,
         may exceed L); or the fixed-point gradient, the limit b → ∞ of "asymptotic", from a
         linear solve (needs L large enough that the forward pass sits at a fixed point).
+    b : int, optional
+        Backward steps of the truncated and asymptotic modes (default 1); must be left out
+        for "full" and "implicit".
     weights : None, "harmonic", "uniform" or L numbers summing to 1
         Ergodic unrolling: x̂ = x̃ + Σ α_k r^k (full and truncated modes).
     loss : callable, optional
