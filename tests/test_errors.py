@@ -131,3 +131,129 @@ def test_mixed_devices(setup, torch_backend):
     with pytest.raises(ValueError, match="operator parameters is on device cpu but x_tilde is "
                                          "on device meta: move them to one device"):
         pu.chambolle_pock(model, torch.asarray(xt, device="meta"), iterations=3)
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    ({"omega": "10"}, TypeError, "omega must be a positive number"),
+    ({"omega": None}, TypeError, "omega must be a positive number"),
+    ({"omega": -1.0}, ValueError, "omega must be a positive finite number"),
+    ({"theta": None}, TypeError, r"theta must be a number in \[0, 1\]"),
+    ({"theta": "x"}, TypeError, r"theta must be a number in \[0, 1\]"),
+    ({"theta": float("nan")}, ValueError, r"theta must lie in \[0, 1\]"),
+    ({"sigma": "a", "tau": 0.1}, TypeError, "sigma must be a positive number"),
+    ({"sigma": 0.1, "tau": np.array([0.1, 0.2])}, TypeError, "tau must be a positive number"),
+    ({"sigma": float("nan"), "tau": 0.1}, ValueError, "sigma must be a positive finite number"),
+    ({"op_norm": "x"}, TypeError, "op_norm must be a positive number"),
+    ({"op_norm": 0.0}, ValueError, "op_norm must be a positive finite number"),
+])
+def test_bad_step_size_arguments_are_named(setup, kw, error, match):
+    model, xt, xd = setup
+    with pytest.raises(error, match=match):
+        pu.chambolle_pock(model, xt, iterations=3, **kw)
+    with pytest.raises(error, match=match):
+        pu.gradient(model, xt, xd, iterations=3, **kw)
+
+
+def test_step_sizes_needs_an_operator():
+    with pytest.raises(TypeError, match="operator must be a LinearOperator"):
+        pu.step_sizes(np.eye(3))
+
+
+@pytest.mark.parametrize("weights", [[float("nan"), 0.5, 0.5], [float("inf"), -float("inf"), 1.0]])
+def test_non_finite_weights(setup, weights):
+    """NaN made the check |Σ α − 1| > 1e−6 false, so such weights used to pass and gave NaN."""
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match="weights must be finite"):
+        pu.gradient(model, xt, xd, iterations=3, weights=weights)
+    with pytest.raises(ValueError, match="weights must be finite"):
+        pu.chambolle_pock(model, xt, iterations=3, weights=weights)
+
+
+def test_ergodic_weights_checks_iterations():
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
+        pu.ergodic_weights("harmonic", 0)
+    with pytest.raises(TypeError, match="weights must be a 1-D sequence"):
+        pu.ergodic_weights(np.full((3, 1), 1 / 3), 3)
+
+
+def test_empty_batch(setup):
+    """A batch of zero signals used to crash deep inside the implicit solver (max of an empty
+    array) and divide by zero in unrolled_loss."""
+    model, xt, xd = setup
+    with pytest.raises(ValueError, match=r"x_tilde has an empty batch \(shape \(0, 16\)\)"):
+        pu.gradient(model, xt[:0], xd[:0], iterations=3, mode="implicit")
+    with pytest.raises(ValueError, match="x_tilde has an empty batch"):
+        pu.chambolle_pock(model, xt[:0], iterations=3)
+    with pytest.raises(ValueError, match="x_tilde has an empty batch"):
+        pu.unrolled_loss(model, xt[:0], xd[:0], iterations=3)
+
+
+def test_custom_loss_output_is_checked(setup, torch_backend):
+    """A gradient of the wrong shape used to broadcast silently against x̂ (a wrong result)."""
+    model, xt, _ = setup
+    with pytest.raises(TypeError, match="loss must be callable"):
+        pu.gradient(model, xt, loss=3, iterations=3)
+    bad = [
+        (lambda x: 1.0, TypeError, r"loss\(x_hat\) must return a pair \(value, gradient\)"),
+        (lambda x: ("a", x), TypeError, "the value returned by loss must be a real number"),
+        (lambda x: (1.0, x[:1]), ValueError,
+         r"the loss gradient must have the shape of x_hat \(3, 16\), got \(1, 16\)"),
+        (lambda x: (1.0, x.astype(np.float32)), TypeError,
+         "the loss gradient has dtype float32 but x_hat has float64"),
+        (lambda x: (1.0, torch_backend.asarray(x)), TypeError,
+         "the loss gradient is a torch array but x_hat is a numpy array"),
+        (lambda x: (1.0, x * np.nan), ValueError, "the loss gradient contains non-finite values"),
+    ]
+    for loss, error, match in bad:
+        with pytest.raises(error, match=match):
+            pu.gradient(model, xt, loss=loss, iterations=3)
+    res = pu.gradient(model, xt, loss=lambda x: (np.sum(x), np.ones_like(x)), iterations=3)
+    assert type(res.loss) is float
+
+
+def test_function_parameters_are_checked(setup, torch_backend):
+    """Costs c of a LinearTerm: a float32 c was mixed silently into a float64 run, a torch c into
+    a NumPy run failed deep inside, a wrong shape failed with a bare broadcast error or (shape
+    (1, n) for a batch of 3) returned a gradient of the wrong shape (3, n)."""
+    model, xt, xd = setup
+    op = model.operator
+
+    def run(f=None, g=None):
+        f = pu.L1Norm() if f is None else f
+        g = pu.NonNegative() if g is None else g
+        return pu.gradient(pu.AnalysisModel(op, f, g), xt, xd, iterations=3)
+
+    n = xt.shape[1]
+    with pytest.raises(TypeError, match="g parameters has dtype float32 but the operator has "
+                                        "float64"):
+        run(g=pu.LinearTerm(np.ones(n, dtype=np.float32), pu.NonNegative()))
+    with pytest.raises(TypeError, match="f parameters is a torch array but x_tilde is a numpy"):
+        run(f=pu.LinearTerm(torch_backend.asarray(np.ones(n)), pu.L1Norm()))
+    with pytest.raises(ValueError, match=r"the costs c of g must have shape \(16,\) or "
+                                         r"\(batch, 16\) = \(3, 16\), got \(5,\)"):
+        run(g=pu.LinearTerm(np.ones(5), pu.NonNegative()))
+    with pytest.raises(ValueError, match=r"the costs c of f must have shape \(16,\) or "
+                                         r"\(batch, 16\) = \(3, 16\), got \(1, 16\)"):
+        run(f=pu.LinearTerm(np.ones((1, n)), pu.L1Norm()))
+    # both accepted shapes run
+    assert run(g=pu.LinearTerm(np.ones(n), pu.NonNegative())).g.shape == (n,)
+    assert run(g=pu.LinearTerm(np.ones((3, n)), pu.NonNegative())).g.shape == (3, n)
+
+
+def test_flags_models_and_callbacks_are_checked(setup):
+    """relax_primal="no" used to switch the approximation on (a truthy string); a model that is
+    not an AnalysisModel failed with AttributeError; a callback that is not callable only
+    after the first step."""
+    model, xt, xd = setup
+    with pytest.raises(TypeError, match="relax_primal must be True or False, got 'no'"):
+        pu.gradient(model, xt, xd, iterations=3, relax_primal="no")
+    with pytest.raises(TypeError, match="strict must be True or False, got 'no'"):
+        pu.gradient(model, xt, xd, iterations=3, mode="implicit", strict="no")
+    with pytest.raises(TypeError, match=r"model must be an AnalysisModel\(operator, f, g\), got "
+                                        "DenseOperator"):
+        pu.gradient(model.operator, xt, xd, iterations=3)
+    with pytest.raises(TypeError, match=r"model must be an AnalysisModel"):
+        pu.chambolle_pock("model", xt, iterations=3)
+    with pytest.raises(TypeError, match="callback must be callable"):
+        pu.chambolle_pock(model, xt, iterations=3, callback=3)
+    assert pu.gradient(model, xt, xd, iterations=3, relax_primal=np.True_).loss > 0

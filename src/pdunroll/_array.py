@@ -21,6 +21,7 @@ __all__ = [
     "array_size",
     "check_count",
     "check_finite",
+    "check_flag",
     "check_positive",
     "namespace",
     "xp_of",
@@ -85,8 +86,13 @@ def check_finite(xp, **arrays: Array) -> None:
 
 
 def check_positive(name: str, value, *, allow_inf: bool = False) -> float:
-    """Return ``value`` as a float if it is a positive number, else raise naming ``name``."""
+    """Return ``value`` as a float if it is a positive number, else raise naming ``name``.
+
+    Strings are refused although ``float`` would parse them: they are a wrong type, not a number.
+    """
     try:
+        if isinstance(value, str | bytes):
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError) as err:
         raise TypeError(f"{name} must be a positive number, got {value!r}") from err
@@ -102,6 +108,18 @@ def check_count(name: str, value, *, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value}")
     return int(value)
+
+
+def check_flag(name: str, value) -> bool:
+    """Return ``value`` as a bool if it is True or False (also NumPy's), else raise naming
+    ``name`` (a string such as "no" would otherwise count as true)."""
+    try:
+        ok = not isinstance(value, str | bytes) and value in (True, False)
+    except (TypeError, ValueError):  # e.g. an array of several entries
+        ok = False
+    if not ok:
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
 
 
 def _lib(a: Array) -> str:

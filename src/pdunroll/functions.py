@@ -73,6 +73,11 @@ class Function(ABC):
     def prox(self, z: Array, t: float) -> Array:
         return self.prox_save(z, t)[0]
 
+    def _check_params(self, name: str, signal_shape: tuple[int, ...], batch: int) -> None:
+        """Raise if ``params`` do not fit signals of shape (batch, *signal_shape); ``name`` is
+        "f" or "g". Nothing to check by default."""
+        return None
+
     @abstractmethod
     def prox_save(self, z: Array, t: float):
         """(prox_{t f}(z), what :meth:`prox_vjp` needs)."""
@@ -494,6 +499,12 @@ class LinearTerm(Function):
 
     def prox_param_vjp(self, saved, v, t):
         return self._cost_grad(-t * self.base.prox_vjp(saved, v, t))
+
+    def _check_params(self, name, signal_shape, batch):
+        shape, full = tuple(self.params.shape), (batch, *signal_shape)
+        if shape not in (signal_shape, full):
+            raise ValueError(f"the costs c of {name} must have shape {signal_shape} or (batch, "
+                             f"{', '.join(map(str, signal_shape))}) = {full}, got {shape}")
 
     def _cost_grad(self, grad):
         return _xp(grad).sum(grad, axis=0) if self.params.ndim < grad.ndim else grad

@@ -45,10 +45,10 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ._array import Array, array_size, check_count, xp_of
+from ._array import Array, array_size, check_count, check_finite, check_flag, namespace, xp_of
 from .implicit import solve_adjoint
 from .krylov import SolveInfo
-from .model import AnalysisModel, StepSizes, step_sizes
+from .model import AnalysisModel, StepSizes, check_model, step_sizes
 from .solver import ergodic_weights, forward
 
 __all__ = ["GradientResult", "MODES", "gradient"]
@@ -104,6 +104,37 @@ def squared_loss(x_true: Array) -> Callable[[Array], tuple[float, Array]]:
     return loss
 
 
+def _checked_loss(loss: Callable) -> Callable[[Array], tuple[float, Array]]:
+    """A user's ``loss`` whose output is checked: a pair of a real value and a finite gradient
+    of x̂'s shape, dtype and backend (a wrong shape would broadcast silently)."""
+
+    def checked(x_hat):
+        out = loss(x_hat)
+        try:
+            value, grad = out
+        except (TypeError, ValueError) as err:
+            raise TypeError("loss(x_hat) must return a pair (value, gradient), got "
+                            f"{type(out).__name__}") from err
+        try:
+            if isinstance(value, str | bytes):
+                raise TypeError
+            value = float(value)
+        except (TypeError, ValueError) as err:
+            raise TypeError(f"the value returned by loss must be a real number, got "
+                            f"{type(value).__name__}") from err
+        name = "the loss gradient"
+        xp = namespace(("x_hat", x_hat), (name, grad))
+        if tuple(grad.shape) != tuple(x_hat.shape):
+            raise ValueError(f"{name} must have the shape of x_hat {tuple(x_hat.shape)}, got "
+                             f"{tuple(grad.shape)}")
+        if grad.dtype != x_hat.dtype:
+            raise TypeError(f"{name} has dtype {grad.dtype} but x_hat has {x_hat.dtype}")
+        check_finite(xp, **{name: grad})
+        return value, grad
+
+    return checked
+
+
 def gradient(
     model: AnalysisModel,
     x_tilde: Array,
@@ -139,11 +170,15 @@ def gradient(
         (1 ≤ b ≤ L); ``b`` backward steps at the final iterates, storing nothing (b ≥ 1,
         may exceed L); or the fixed-point gradient, the limit b → ∞ of "asymptotic", from a
         linear solve (needs L large enough that the forward pass sits at a fixed point).
+    b : int, optional
+        Backward steps of the truncated and asymptotic modes (default 1); must be left out
+        for "full" and "implicit".
     weights : None, "harmonic", "uniform" or L numbers summing to 1
         Ergodic unrolling: x̂ = x̃ + Σ α_k r^k (full and truncated modes).
     loss : callable, optional
         ``loss(x_hat) -> (value, gradient)`` replacing the squared loss (then ``x_true`` is
-        unused and may be omitted).
+        unused and may be omitted); the gradient must be finite, with x̂'s shape, dtype and
+        backend.
     relax_primal : bool
         Treat J_{prox τG} as the identity in the backward pass (the released code's
         ``eta_backward = 1``); an approximation, not the exact gradient.
@@ -162,16 +197,22 @@ def gradient(
         :class:`~pdunroll.implicit.ConvergenceWarning` and returns the unconverged gradient with
         ``info.converged`` False.
     """
+    check_model(model)
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     iterations = check_count("iterations", iterations)
+    relax_primal, strict = check_flag("relax_primal", relax_primal), check_flag("strict", strict)
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")
         model.check_signals(x_tilde=x_tilde, x_true=x_true)
         loss = squared_loss(x_true)
     else:
+        if not callable(loss):
+            raise TypeError(f"loss must be callable, loss(x_hat) -> (value, gradient); got "
+                            f"{type(loss).__name__}")
         model.check_signals(x_tilde=x_tilde)
+        loss = _checked_loss(loss)
     if mode != "implicit" and (solver, tol, maxiter) != (None, None, None):
         raise ValueError('solver, tol and maxiter are only used by mode="implicit"')
     if checkpoints is not None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._array import Array, check_finite, namespace
+from ._array import Array, check_finite, check_positive, namespace
 from .functions import Function
-from .operators import LinearOperator
+from .operators import LinearOperator, _leaves
 
 __all__ = ["AnalysisModel", "StepSizes", "step_sizes"]
 
@@ -36,18 +36,27 @@ class AnalysisModel:
     def check_signals(self, **signals: Array):
         """Check signals of shape (batch, *in_shape) against the operator; return the namespace.
 
-        Raises naming the argument: wrong backend or device (also against the operator), wrong
-        dtype, wrong shape, non-finite values.
+        Raises naming the argument: wrong backend or device (also against the operator and the
+        parameters of F and G), wrong dtype, wrong shape, an empty batch, non-finite values.
         """
         op = self.operator
-        named = list(signals.items()) + [("operator parameters", p) for p in op.arrays]
+        own = [(f"{name} parameters", p) for name in ("f", "g")
+               for p in _leaves(getattr(self, name).params)]
+        named = list(signals.items()) + [("operator parameters", p) for p in op.arrays] + own
         xp = namespace(*named)
+        for name, p in own:
+            if p.dtype != op.dtype:
+                raise TypeError(f"{name} has dtype {p.dtype} but the operator has {op.dtype}: "
+                                "convert one of them")
         for name, x in signals.items():
             if tuple(x.shape[1:]) != tuple(op.in_shape) or x.ndim != len(op.in_shape) + 1:
                 raise ValueError(
                     f"{name} must have shape (batch, {', '.join(map(str, op.in_shape))}) for this "
                     f"operator, got {tuple(x.shape)}"
                 )
+            if x.shape[0] == 0:
+                raise ValueError(f"{name} has an empty batch (shape {tuple(x.shape)}): give at "
+                                 "least one signal")
             if x.dtype != op.dtype:
                 raise TypeError(f"{name} has dtype {x.dtype} but the operator has {op.dtype}: "
                                 "convert one of them")
@@ -56,8 +65,19 @@ class AnalysisModel:
             if x.shape != first.shape:
                 raise ValueError(f"{name} has shape {tuple(x.shape)} but "
                                  f"{next(iter(signals))} has {tuple(first.shape)}")
+        batch = first.shape[0]
+        self.f._check_params("f", tuple(op.out_shape), batch)
+        self.g._check_params("g", tuple(op.in_shape), batch)
         check_finite(xp, **signals)
         return xp
+
+
+def check_model(model) -> AnalysisModel:
+    """Return ``model`` if it is an :class:`AnalysisModel`, else raise a ``TypeError``."""
+    if not isinstance(model, AnalysisModel):
+        raise TypeError(f"model must be an AnalysisModel(operator, f, g), got "
+                        f"{type(model).__name__}")
+    return model
 
 
 @dataclass(frozen=True)
@@ -84,23 +104,31 @@ def step_sizes(
     ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training).
     Step sizes are constants for differentiation: no gradient flows through ‖K‖.
     """
-    if not (0.0 <= float(theta) <= 1.0):
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    try:
+        if isinstance(theta, str | bytes):
+            raise TypeError
+        theta = float(theta)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"theta must be a number in [0, 1], got {theta!r}") from err
+    if not (0.0 <= theta <= 1.0):
         raise ValueError(f"theta must lie in [0, 1], got {theta}")
-    if not (omega > 0 and math.isfinite(omega)):
-        raise ValueError(f"omega must be a positive finite number, got {omega}")
-    norm = float(operator.norm()) if op_norm is None else float(op_norm)
-    if not (norm > 0 and math.isfinite(norm)):
-        raise ValueError(f"the operator norm must be positive and finite, got {norm}")
+    omega = check_positive("omega", omega)
+    if op_norm is None:
+        norm = float(operator.norm())
+        if not (norm > 0 and math.isfinite(norm)):
+            raise ValueError(f"the operator norm must be positive and finite, got {norm}")
+    else:
+        norm = check_positive("op_norm", op_norm)
     if sigma is None and tau is None:
-        return StepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), float(theta), norm)
+        return StepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), theta, norm)
     if sigma is None or tau is None:
         raise ValueError("give both sigma and tau, or neither (then they follow from omega)")
-    sigma, tau = float(sigma), float(tau)
-    if not (sigma > 0 and tau > 0):
-        raise ValueError(f"sigma and tau must be positive, got sigma={sigma}, tau={tau}")
+    sigma, tau = check_positive("sigma", sigma), check_positive("tau", tau)
     if sigma * tau * norm**2 >= 1:
         raise ValueError(
             f"step sizes break sigma * tau * ||K||^2 < 1: sigma={sigma:g}, tau={tau:g}, "
             f"||K||={norm:g} give {sigma * tau * norm**2:g}"
         )
-    return StepSizes(sigma, tau, float(theta), norm)
+    return StepSizes(sigma, tau, theta, norm)

@@ -14,12 +14,13 @@ Bregman steps for the functions of :mod:`pdunroll.bregman` (which also choose r�
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from ._array import Array, check_count
-from .model import AnalysisModel, StepSizes, step_sizes
+from .model import AnalysisModel, StepSizes, check_model, step_sizes
 
 __all__ = ["CPResult", "chambolle_pock", "ergodic_weights"]
 
@@ -30,6 +31,7 @@ def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
     ``"harmonic"``: α_k ∝ 1/k (seed 002); ``"uniform"``: α_k = 1/L (ergodic CP of seed 004);
     or an explicit sequence (or 1-D array) of L numbers summing to 1.
     """
+    iterations = check_count("iterations", iterations)
     if weights is None:
         return None
     if isinstance(weights, str):
@@ -43,10 +45,14 @@ def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
         total = sum(raw)
         return tuple(a / total for a in raw)
     try:
+        if getattr(weights, "ndim", 1) != 1:
+            raise TypeError
         alphas = tuple(float(a) for a in weights)
-    except TypeError as err:
-        raise TypeError(f"weights must be a string or a sequence of numbers, got "
-                        f"{type(weights).__name__}") from err
+    except (TypeError, ValueError) as err:
+        raise TypeError('weights must be a 1-D sequence of numbers, "harmonic", "uniform" or '
+                        f"None, got {type(weights).__name__}") from err
+    if not all(math.isfinite(a) for a in alphas):
+        raise ValueError(f"weights must be finite, got {alphas}")
     if len(alphas) != iterations:
         raise ValueError(f"weights must have one entry per iteration ({iterations}), "
                          f"got {len(alphas)}")
@@ -174,8 +180,11 @@ def chambolle_pock(
     σ τ ‖K‖² < 1 is checked). ``weights`` ("harmonic", "uniform" or L numbers summing to 1)
     returns the ergodic average Σ α_k (r^k, y^k). ``callback(k, x^k, y^k)`` runs after step k.
     """
-    model.check_signals(x_tilde=x_tilde)
+    check_model(model).check_signals(x_tilde=x_tilde)
     iterations = check_count("iterations", iterations)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, callback(k, x, y); got "
+                        f"{type(callback).__name__}")
     steps = step_sizes(model.operator, omega=omega, sigma=sigma, tau=tau, theta=theta,
                        op_norm=op_norm)
     alphas = ergodic_weights(weights, iterations)
