@@ -366,7 +366,7 @@ def _backward_checkpointed(model, x_tilde, steps, starts, last, g_out, alphas, r
 
 def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
     """b backward steps with the final step's Jacobians, y^L and x̂ (DESIGN §4)."""
-    op, sigma, tau = model.operator, steps.sigma, steps.tau
+    op, sigma = model.operator, steps.sigma
     _, y, saved_d, saved_p = state.tape[-1]
     e_p, e_d, d_d, d_dbar = g_out, None, None, None
     sum_p = sum_d = None
@@ -377,10 +377,16 @@ def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
                                                    relax_primal, grad_fg)
         sum_p = d_p if sum_p is None else sum_p + d_p
         sum_d = d_d if sum_d is None else sum_d + d_d
+    return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, tuple(grad_fg)
+
+
+def _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y):
+    """∇_K = σ (Σ δ_D) x̂ᵀ − τ y (Σ δ_P)ᵀ: every backward step at the final iterate, so one
+    product pair for all of them."""
     acc = _ParamGrad(op)
-    acc.add(sigma * sum_d, x_hat)
-    acc.add(-tau * y, sum_p)
-    return acc.flush(), sum_d, tuple(grad_fg)
+    acc.add(steps.sigma * sum_d, x_hat)
+    acc.add(-steps.tau * y, sum_p)
+    return acc.flush()
 
 
 def _backward_implicit(model, steps, state, x_hat, g_out, relax_primal, **solve):
@@ -388,7 +394,7 @@ def _backward_implicit(model, steps, state, x_hat, g_out, relax_primal, **solve)
     :func:`pdunroll.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ δ_D and
     the F, G parameter gradients of all steps (the step is linear), with the final step's
     Jacobians, y^L and x̂ as in the asymptotic mode."""
-    op, sigma, tau = model.operator, steps.sigma, steps.tau
+    op, sigma = model.operator, steps.sigma
     _, y, saved_d, saved_p = state.tape[-1]
 
     def step(v, e_d, d_d, grad_fg=None):
@@ -397,7 +403,4 @@ def _backward_implicit(model, steps, state, x_hat, g_out, relax_primal, **solve)
     u, info = solve_adjoint(step, op.adjoint, sigma, g_out, y, **solve)
     grad_fg = [None, None]
     _, sum_p, _, sum_d, _ = step(*u, grad_fg)
-    acc = _ParamGrad(op)
-    acc.add(sigma * sum_d, x_hat)
-    acc.add(-tau * y, sum_p)
-    return acc.flush(), sum_d, tuple(grad_fg), info
+    return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, tuple(grad_fg), info
