@@ -38,7 +38,7 @@ from ._array import Array, check_count, check_positive, namespace
 from ._array import xp_of as _xp
 from .functions import Function
 from .gradients import squared_loss
-from .operators import LinearOperator
+from .operators import LinearOperator, _leaves
 
 __all__ = ["FBGradient", "FBResult", "FB_MODES", "LeastSquares", "SmoothFunction",
            "forward_backward", "forward_backward_gradient"]
@@ -116,9 +116,8 @@ class LeastSquares(SmoothFunction):
         op = self.operator
         a = op.param_vjp(self._residual(x), v)
         c = op.param_vjp(op.apply(v), x)
-        if isinstance(a, tuple):
-            return tuple(self.weight * (p + q) for p, q in zip(a, c, strict=True))
-        return self.weight * (a + c)
+        # λ(a + c) leaf by leaf: composite operators nest their parts' parameters in tuples
+        return _axpy(self.weight, c, _axpy(self.weight, a, None))
 
 
 @dataclass(frozen=True)
@@ -152,8 +151,7 @@ def _check(smooth, g, x0, step, iterations):
     if not isinstance(g, Function):
         raise TypeError(f"g must be a pdunroll Function (e.g. NonNegative()), got "
                         f"{type(g).__name__}")
-    params = smooth.params if isinstance(smooth.params, tuple | list) else (smooth.params,)
-    namespace(("x0", x0), *(("smooth parameters", p) for p in params))
+    namespace(("x0", x0), *(("smooth parameters", p) for p in _leaves(smooth.params)))
     return check_positive("step", step), check_count("iterations", iterations)
 
 
