@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, estimate_norm
+from .operators import LinearOperator, check_batch, estimate_norm
 
 __all__ = ["BOUNDARIES", "Conv1dFilterBank", "Conv2dFilterBank"]
 
@@ -124,11 +124,13 @@ class _FilterBank(LinearOperator):
         return xp.reshape(self.params, (self.out_shape[0], math.prod(self.kernel_shape)))
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         xp = xp_of(x)
         y = self._matrix(xp) @ self._patches(x)
         return xp.reshape(y, (x.shape[0], *self.out_shape))
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         xp = xp_of(y)
         batch, spatial = y.shape[0], self.out_shape[1:]
         z = xp.matrix_transpose(self._matrix(xp)) @ xp.reshape(
@@ -149,6 +151,8 @@ class _FilterBank(LinearOperator):
         return self._extend_adjoint(u)
 
     def param_vjp(self, a: Array, b: Array) -> Array:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         xp = xp_of(a)
         a = xp.reshape(a, (a.shape[0], self.out_shape[0], math.prod(self.out_shape[1:])))
         # (k, C) products: NumPy's BLAS path is ~10× faster in this order than (C, k)

@@ -72,6 +72,16 @@ class LinearOperator(ABC):
         return estimate_norm(self, iterations=iterations, rtol=rtol).value
 
 
+def check_batch(op: LinearOperator, method: str, name: str, x: Array,
+                shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` naming the operator's ``method`` and its argument ``name`` unless x
+    has shape (batch, *shape): a wrong size would otherwise broadcast, or be sliced, into a wrong
+    result without an error."""
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{type(op).__name__}.{method}: {name} must have shape "
+                         f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+
+
 def _leaves(params) -> tuple:
     if isinstance(params, tuple | list):
         return tuple(leaf for p in params for leaf in _leaves(p))
@@ -138,12 +148,16 @@ class DenseOperator(LinearOperator):
         return self.params
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         return x @ self.params.T
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         return y @ self.params
 
     def param_vjp(self, a: Array, b: Array) -> Array:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         return a.T @ b
 
     def with_params(self, params: Array) -> DenseOperator:
