@@ -222,3 +222,18 @@ def test_wrong_signal_shapes_raise_instead_of_broadcasting(backend, name):
             op.adjoint(backend.asarray(bad_y))
         with pytest.raises(ValueError, match=rf"{kind}.param_vjp: a must have shape"):
             op.param_vjp(backend.asarray(bad_y), backend.asarray(x))
+
+
+@pytest.mark.parametrize("name", ["diagonal", "dense", "conv1d", "conv2d", "composition"])
+def test_with_params_rejects_another_shape(numpy_backend, name):
+    """with_params keeps the geometry: new parameters of another shape used to build a silently
+    different operator (another in_shape, out_shape or number of filters)."""
+    op = _all_operators(numpy_backend)[name]
+    part = op.operators[0] if name == "composition" else op
+    wrong = np.ones(_grown(part.params.shape))
+    kind = type(part).__name__
+    with pytest.raises(ValueError, match=rf"{kind}.with_params: params must have shape "
+                                         rf"\({part.params.shape[0]}, "):
+        op.with_params((wrong, ()) if name == "composition" else wrong)
+    same = op.with_params(op.params)
+    assert (same.in_shape, same.out_shape) == (op.in_shape, op.out_shape)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, check_batch, estimate_norm
+from .operators import LinearOperator, check_batch, check_params_shape, estimate_norm
 
 __all__ = ["BOUNDARIES", "Conv1dFilterBank", "Conv2dFilterBank"]
 
@@ -203,6 +203,7 @@ class Conv2dFilterBank(_FilterBank):
         super().__init__(filters, shape, boundary)
 
     def with_params(self, params: Array) -> Conv2dFilterBank:
+        check_params_shape(self, params)
         return Conv2dFilterBank(params, self.in_shape, self.boundary)
 
 
@@ -216,4 +217,5 @@ class Conv1dFilterBank(_FilterBank):
         super().__init__(filters, (check_count("length", length),), boundary)
 
     def with_params(self, params: Array) -> Conv1dFilterBank:
+        check_params_shape(self, params)
         return Conv1dFilterBank(params, self.in_shape[0], self.boundary)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, check_batch
+from .operators import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 
@@ -116,6 +116,7 @@ class Diagonal(LinearOperator):
         return xp_of(a).sum(a * b, axis=0)
 
     def with_params(self, params: Array) -> Diagonal:
+        check_params_shape(self, params)
         return Diagonal(params)
 
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:

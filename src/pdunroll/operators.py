@@ -82,6 +82,16 @@ def check_batch(op: LinearOperator, method: str, name: str, x: Array,
                          f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
 
 
+def check_params_shape(op: LinearOperator, params: Array) -> None:
+    """``with_params`` keeps the operator's geometry: raise ``ValueError`` unless an array
+    ``params`` has the shape of ``op.params`` (a wrong one would silently change in_shape or
+    out_shape; non-arrays are left to the constructor's type check)."""
+    shape = getattr(params, "shape", None)
+    if shape is not None and tuple(shape) != tuple(op.params.shape):
+        raise ValueError(f"{type(op).__name__}.with_params: params must have shape "
+                         f"{tuple(op.params.shape)} (the operator's), got {tuple(shape)}")
+
+
 def _leaves(params) -> tuple:
     if isinstance(params, tuple | list):
         return tuple(leaf for p in params for leaf in _leaves(p))
@@ -161,6 +171,7 @@ class DenseOperator(LinearOperator):
         return a.T @ b
 
     def with_params(self, params: Array) -> DenseOperator:
+        check_params_shape(self, params)
         return DenseOperator(params)
 
     def __repr__(self) -> str:
