@@ -118,16 +118,26 @@ def estimate_norm(
     ``v0`` warm-starts from a previous :class:`NormEstimate`'s ``vector``.
     """
     iterations = check_count("iterations", iterations)
+    if not 0 <= float(rtol) < math.inf:
+        raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
     xp = op.xp
-    shape = (1, *op.in_shape)
+    shape, n = (1, *op.in_shape), math.prod(op.in_shape)
     if v0 is None:
-        n = math.prod(op.in_shape)
         # deterministic, generic start vector (the array API has no random numbers)
         v = xp.sin(xp.arange(n, dtype=op.dtype, device=op.device) * 1.2345 + 0.5)
         v = xp.reshape(v, shape)
     else:
+        namespace(("v0", v0), *(("operator parameter", p) for p in op.arrays))
+        if v0.dtype != op.dtype:
+            raise TypeError(f"v0 has dtype {v0.dtype} but the operator has {op.dtype}")
+        if math.prod(v0.shape) != n:
+            raise ValueError(f"v0 must hold one signal of shape {op.in_shape} ({n} numbers), "
+                             f"got shape {tuple(v0.shape)}")
         v = xp.reshape(v0, shape)
-    v = v / xp.linalg.vector_norm(v)
+    start = float(xp.linalg.vector_norm(v))
+    if not 0 < start < math.inf:
+        raise ValueError(f"v0 must be a nonzero finite vector, got norm {start}")
+    v = v / start
     value = 0.0
     for it in range(1, iterations + 1):
         w = op.adjoint(op.apply(v))
