@@ -237,3 +237,12 @@ def test_with_params_rejects_another_shape(numpy_backend, name):
         op.with_params((wrong, ()) if name == "composition" else wrong)
     same = op.with_params(op.params)
     assert (same.in_shape, same.out_shape) == (op.in_shape, op.out_shape)
+
+
+def test_empty_dense_and_diagonal_operators_are_rejected():
+    with pytest.raises(ValueError, match=r"matrix must have m, n >= 1, got shape \(0, 3\)"):
+        pu.DenseOperator(np.ones((0, 3)))
+    with pytest.raises(ValueError, match=r"weights must have .* got shape \(2, 0\)"):
+        pu.Diagonal(np.ones((2, 0)))
+    with pytest.raises(ValueError, match="weights must have at least one axis"):
+        pu.Diagonal(np.ones(()))

@@ -61,6 +61,9 @@ class _FilterBank(LinearOperator):
         if filters.ndim != d + 1:
             dims = ", ".join(["C"] + [f"k{i + 1}" for i in range(d)])
             raise ValueError(f"filters must have shape ({dims}), got {tuple(filters.shape)}")
+        if 0 in filters.shape:
+            raise ValueError(f"filters must have at least one filter of at least one tap per "
+                             f"axis, got shape {tuple(filters.shape)}")
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
         check_finite(xp, filters=filters)

@@ -92,8 +92,9 @@ class Diagonal(LinearOperator):
 
     def __init__(self, weights: Array):
         xp = namespace(("weights", weights))
-        if weights.ndim < 1:
-            raise ValueError("weights must have at least one axis (the shape of one signal)")
+        if weights.ndim < 1 or 0 in weights.shape:
+            raise ValueError("weights must have at least one axis (the shape of one signal) and "
+                             f"no empty one, got shape {tuple(weights.shape)}")
         check_finite(xp, weights=weights)
         self.params = weights
         self.in_shape = self.out_shape = tuple(weights.shape)

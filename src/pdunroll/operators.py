@@ -159,6 +159,8 @@ class DenseOperator(LinearOperator):
         xp = namespace(("matrix", matrix))
         if matrix.ndim != 2:
             raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(matrix.shape)}")
+        if 0 in matrix.shape:
+            raise ValueError(f"matrix must have m, n >= 1, got shape {tuple(matrix.shape)}")
         check_finite(xp, matrix=matrix)
         self.params = matrix
         self.out_shape, self.in_shape = (matrix.shape[0],), (matrix.shape[1],)
