@@ -246,3 +246,12 @@ def test_empty_dense_and_diagonal_operators_are_rejected():
         pu.Diagonal(np.ones((2, 0)))
     with pytest.raises(ValueError, match="weights must have at least one axis"):
         pu.Diagonal(np.ones(()))
+
+
+def test_image_shape_that_is_not_a_sequence_is_named():
+    """An int image_shape raised "'int' object is not iterable" without naming the argument."""
+    with pytest.raises(ValueError, match="image_shape must be"):
+        pu.Gradient2d(5)
+    with pytest.raises(ValueError, match="image_shape must be"):
+        pu.Conv2dFilterBank(_rand((2, 3, 3)), 6)
+    assert pu.Conv2dFilterBank(_rand((2, 3, 3)), np.array([6, 5])).in_shape == (6, 5)

@@ -200,7 +200,7 @@ class Conv2dFilterBank(_FilterBank):
     """
 
     def __init__(self, filters: Array, image_shape: tuple[int, int], boundary: str = "periodic"):
-        if len(tuple(image_shape)) != 2:
+        if not hasattr(image_shape, "__len__") or len(image_shape) != 2:
             raise ValueError(f"image_shape must be (H, W), got {image_shape!r}")
         shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         super().__init__(filters, shape, boundary)

@@ -32,7 +32,7 @@ class Gradient2d(LinearOperator):
     params = ()
 
     def __init__(self, image_shape: tuple[int, ...], *, xp=None, dtype=None, device=None):
-        if len(tuple(image_shape)) not in (2, 3):
+        if not hasattr(image_shape, "__len__") or len(image_shape) not in (2, 3):
             raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {image_shape!r}")
         self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
