@@ -162,3 +162,13 @@ def test_bad_input_raises_clear_errors():
         pu.Conv1dFilterBank(_filters((2, 3)), 6.5)
     with pytest.raises(ValueError, match="non-finite"):
         pu.Conv1dFilterBank(np.full((2, 3), np.nan), 6)
+
+
+@pytest.mark.parametrize("shape", [(2, 0), (0, 3)])
+def test_empty_filter_banks_are_rejected(shape):
+    """Zero taps gave a negative anchor and failed inside apply ("need at least one array to
+    stack"); zero filters gave an empty operator of norm 0."""
+    with pytest.raises(ValueError, match="filters must have at least one filter"):
+        pu.Conv1dFilterBank(np.ones(shape), 6)
+    with pytest.raises(ValueError, match="filters must have at least one filter"):
+        pu.Conv2dFilterBank(np.ones((*shape, 2)), (6, 6))

@@ -189,3 +189,69 @@ def test_tv_model_runs_and_differentiates(backend, numpy_backend):
     fd = (pu.gradient(model_for(backend, w0 + eps * V), xt, xd, **kw).loss
           - pu.gradient(model_for(backend, w0 - eps * V), xt, xd, **kw).loss) / (2 * eps)
     assert np.sum(backend.to_numpy(grad_w) * V) == pytest.approx(fd, rel=1e-6)
+
+
+def _all_operators(backend):
+    ops = dict(_operators(backend, "float64"))
+    ops["dense"] = pu.DenseOperator(backend.asarray(_rand((3, 4), 3)))
+    ops["conv1d"] = pu.Conv1dFilterBank(backend.asarray(_rand((2, 3), 4)), 10, "periodic")
+    ops["conv2d"] = pu.Conv2dFilterBank(backend.asarray(_rand((2, 3, 2), 5)), SHAPE, "zero")
+    return ops
+
+
+def _grown(shape):
+    return (*shape[:-1], shape[-1] + 2)
+
+
+@pytest.mark.parametrize("name", ["gradient", "diagonal", "composition", "stack", "nested",
+                                  "dense", "conv1d", "conv2d"])
+def test_wrong_signal_shapes_raise_instead_of_broadcasting(backend, name):
+    """A signal of the wrong size or without the batch axis names the method and argument (it
+    used to broadcast (Diagonal), be sliced (periodic filter banks, Gradient2d) or lose the batch
+    axis (DenseOperator) into a wrong result without an error)."""
+    op = _all_operators(backend)[name]
+    kind = type(op).__name__
+    x, y = _rand((2, *op.in_shape)), _rand((2, *op.out_shape))
+    for bad_x in (_rand((2, *_grown(op.in_shape))), _rand(op.in_shape)):
+        with pytest.raises(ValueError, match=rf"{kind}.apply: x must have shape \(batch, "):
+            op.apply(backend.asarray(bad_x))
+        with pytest.raises(ValueError, match=rf"{kind}.param_vjp: b must have shape"):
+            op.param_vjp(backend.asarray(y), backend.asarray(bad_x))
+    for bad_y in (_rand((2, *_grown(op.out_shape))), _rand(op.out_shape)):
+        with pytest.raises(ValueError, match=rf"{kind}.adjoint: y must have shape \(batch, "):
+            op.adjoint(backend.asarray(bad_y))
+        with pytest.raises(ValueError, match=rf"{kind}.param_vjp: a must have shape"):
+            op.param_vjp(backend.asarray(bad_y), backend.asarray(x))
+
+
+@pytest.mark.parametrize("name", ["diagonal", "dense", "conv1d", "conv2d", "composition"])
+def test_with_params_rejects_another_shape(numpy_backend, name):
+    """with_params keeps the geometry: new parameters of another shape used to build a silently
+    different operator (another in_shape, out_shape or number of filters)."""
+    op = _all_operators(numpy_backend)[name]
+    part = op.operators[0] if name == "composition" else op
+    wrong = np.ones(_grown(part.params.shape))
+    kind = type(part).__name__
+    with pytest.raises(ValueError, match=rf"{kind}.with_params: params must have shape "
+                                         rf"\({part.params.shape[0]}, "):
+        op.with_params((wrong, ()) if name == "composition" else wrong)
+    same = op.with_params(op.params)
+    assert (same.in_shape, same.out_shape) == (op.in_shape, op.out_shape)
+
+
+def test_empty_dense_and_diagonal_operators_are_rejected():
+    with pytest.raises(ValueError, match=r"matrix must have m, n >= 1, got shape \(0, 3\)"):
+        pu.DenseOperator(np.ones((0, 3)))
+    with pytest.raises(ValueError, match=r"weights must have .* got shape \(2, 0\)"):
+        pu.Diagonal(np.ones((2, 0)))
+    with pytest.raises(ValueError, match="weights must have at least one axis"):
+        pu.Diagonal(np.ones(()))
+
+
+def test_image_shape_that_is_not_a_sequence_is_named():
+    """An int image_shape raised "'int' object is not iterable" without naming the argument."""
+    with pytest.raises(ValueError, match="image_shape must be"):
+        pu.Gradient2d(5)
+    with pytest.raises(ValueError, match="image_shape must be"):
+        pu.Conv2dFilterBank(_rand((2, 3, 3)), 6)
+    assert pu.Conv2dFilterBank(_rand((2, 3, 3)), np.array([6, 5])).in_shape == (6, 5)

@@ -56,3 +56,24 @@ def test_with_params_keeps_type_and_shape(numpy_backend):
     new = op.with_params(2 * op.params)
     assert isinstance(new, pu.DenseOperator) and new.in_shape == (5,) and new.out_shape == (5,)
     assert new.norm() == pytest.approx(2.0)
+
+
+def test_norm_estimate_checks_its_start_vector_and_rtol(numpy_backend, torch_backend):
+    """A zero start vector used to return a NaN norm after all iterations; a wrong-sized,
+    other-backend or other-dtype one failed inside reshape or matmul."""
+    op = pu.DenseOperator(np.random.default_rng(4).standard_normal((3, 4)))
+    with pytest.raises(ValueError, match="v0 must be a nonzero finite vector"):
+        pu.estimate_norm(op, v0=np.zeros(4))
+    with pytest.raises(ValueError, match="v0 must be a nonzero finite vector"):
+        pu.estimate_norm(op, v0=np.full(4, np.nan))
+    with pytest.raises(ValueError, match=r"v0 must hold one signal of shape \(4,\)"):
+        pu.estimate_norm(op, v0=np.ones(5))
+    with pytest.raises(TypeError, match="v0 has dtype float32"):
+        pu.estimate_norm(op, v0=np.ones(4, dtype=np.float32))
+    with pytest.raises(TypeError, match="one backend"):
+        pu.estimate_norm(op, v0=torch_backend.asarray(np.ones(4)))
+    with pytest.raises(ValueError, match="rtol must be a finite number >= 0"):
+        pu.estimate_norm(op, rtol=-1.0)
+    exact = np.linalg.norm(op.matrix, 2)
+    assert pu.estimate_norm(op, v0=np.ones((1, 4)), rtol=0.0,
+                            iterations=2000).value == pytest.approx(exact, rel=1e-10)

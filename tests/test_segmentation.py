@@ -172,3 +172,14 @@ def test_script_writes_outputs(tmp_path):
     with open(tmp_path / "training.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 3
     assert (tmp_path / "segmentation.png").stat().st_size > 0
+
+
+def test_non_finite_costs_and_labels_name_the_argument():
+    """NaN costs were reported as 'c contains non-finite values' (LinearTerm's name), NaN
+    labels not at all."""
+    costs = np.zeros((1, 2, 3, 3))
+    costs[0, 1, 2, 2] = np.nan
+    with pytest.raises(ValueError, match="costs contains non-finite"):
+        pu.segmentation_model(costs, 0.1)
+    with pytest.raises(ValueError, match="onehot contains non-finite"):
+        pu.segmentation_loss(costs)

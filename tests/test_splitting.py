@@ -257,3 +257,55 @@ def test_cost_gradient_of_fixed_point_modes(numpy_backend):
     want = -np.linalg.solve(H, (full.x - xd).T).sum(axis=1)
     for res in (full, impl, asym):
         assert relative_error(res.g, want) < 1e-9
+
+
+def test_composite_operator_with_a_fixed_part(backend):
+    """A = diag(w)·∇ (params = (w, ())): LeastSquares.param_vjp and forward_backward_gradient
+    walk the nested parameter tuple; the gradient w.r.t. w matches finite differences."""
+    rng = np.random.default_rng(11)
+    shape = (4, 3)
+    w0 = 1.0 + 0.2 * rng.standard_normal((2, *shape))
+    bb, x0 = rng.standard_normal((2, 2, *shape)), np.full((2, *shape), 0.5)
+    xd = rng.standard_normal((2, *shape))
+
+    def run(w):
+        grad = pu.Gradient2d(shape, xp=backend.xp, dtype=backend.dtype("float64"),
+                             device=backend.device)
+        op = pu.Composition(pu.Diagonal(backend.asarray(w)), grad)
+        smooth = pu.LeastSquares(op, backend.asarray(bb), ridge=1.0)
+        return pu.forward_backward_gradient(smooth, pu.NonNegative(), backend.asarray(x0),
+                                            backend.asarray(xd), step=0.05, iterations=6)
+
+    res = run(w0)
+    grad_w, grad_fixed = res.params
+    assert grad_fixed == ()
+    V = random_direction(w0.shape)
+    fd = directional_fd(lambda w: run(w).loss, w0, V)
+    assert np.sum(backend.to_numpy(grad_w) * V) == pytest.approx(fd, rel=1e-6)
+
+
+def test_bad_data_raises_naming_the_argument(numpy_backend, torch_backend):
+    """Non-finite x0 / b / x_true used to run to NaN results; b of another backend or of a
+    wrong size, and x_true of another batch, failed (or broadcast) deep inside the loop."""
+    A, bb, x0, xd = _data()
+    op, g = pu.DenseOperator(A), pu.NonNegative()
+    smooth = pu.LeastSquares(op, bb)
+    with pytest.raises(ValueError, match="x0 contains non-finite"):
+        pu.forward_backward(smooth, g, np.full_like(x0, np.nan), step=0.1, iterations=3)
+    with pytest.raises(ValueError, match="b contains non-finite"):
+        pu.LeastSquares(op, np.full_like(bb, np.inf))
+    with pytest.raises(ValueError, match=rf"b must have shape \(batch, {M}\) or broadcast"):
+        pu.LeastSquares(op, np.ones((BATCH, M + 1)))
+    with pytest.raises(TypeError, match="one backend"):
+        pu.LeastSquares(op, torch_backend.asarray(bb))
+    with pytest.raises(ValueError, match="x_true has shape"):
+        pu.forward_backward_gradient(smooth, g, x0, xd[:1], step=0.1, iterations=3)
+    bad = xd.copy()
+    bad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="x_true contains non-finite"):
+        pu.forward_backward_gradient(smooth, g, x0, bad, step=0.1, iterations=3)
+    with pytest.raises(ValueError, match="rtol must be a positive"):  # was: "residual 0 > -1"
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
+                                     mode="implicit", rtol=-1.0)
+    pu.LeastSquares(op, bb[:1])  # one b for the whole batch still broadcasts
+    pu.LeastSquares(op, bb[0])

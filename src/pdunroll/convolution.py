@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 
 from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, estimate_norm
+from .operators import LinearOperator, check_batch, check_params_shape, estimate_norm
 
 __all__ = ["BOUNDARIES", "Conv1dFilterBank", "Conv2dFilterBank"]
 
@@ -61,6 +61,9 @@ class _FilterBank(LinearOperator):
         if filters.ndim != d + 1:
             dims = ", ".join(["C"] + [f"k{i + 1}" for i in range(d)])
             raise ValueError(f"filters must have shape ({dims}), got {tuple(filters.shape)}")
+        if 0 in filters.shape:
+            raise ValueError(f"filters must have at least one filter of at least one tap per "
+                             f"axis, got shape {tuple(filters.shape)}")
         if boundary not in BOUNDARIES:
             raise ValueError(f"boundary must be one of {BOUNDARIES}, got {boundary!r}")
         check_finite(xp, filters=filters)
@@ -124,11 +127,13 @@ class _FilterBank(LinearOperator):
         return xp.reshape(self.params, (self.out_shape[0], math.prod(self.kernel_shape)))
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         xp = xp_of(x)
         y = self._matrix(xp) @ self._patches(x)
         return xp.reshape(y, (x.shape[0], *self.out_shape))
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         xp = xp_of(y)
         batch, spatial = y.shape[0], self.out_shape[1:]
         z = xp.matrix_transpose(self._matrix(xp)) @ xp.reshape(
@@ -149,6 +154,8 @@ class _FilterBank(LinearOperator):
         return self._extend_adjoint(u)
 
     def param_vjp(self, a: Array, b: Array) -> Array:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         xp = xp_of(a)
         a = xp.reshape(a, (a.shape[0], self.out_shape[0], math.prod(self.out_shape[1:])))
         # (k, C) products: NumPy's BLAS path is ~10× faster in this order than (C, k)
@@ -193,12 +200,13 @@ class Conv2dFilterBank(_FilterBank):
     """
 
     def __init__(self, filters: Array, image_shape: tuple[int, int], boundary: str = "periodic"):
-        if len(tuple(image_shape)) != 2:
+        if not hasattr(image_shape, "__len__") or len(image_shape) != 2:
             raise ValueError(f"image_shape must be (H, W), got {image_shape!r}")
         shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         super().__init__(filters, shape, boundary)
 
     def with_params(self, params: Array) -> Conv2dFilterBank:
+        check_params_shape(self, params)
         return Conv2dFilterBank(params, self.in_shape, self.boundary)
 
 
@@ -212,4 +220,5 @@ class Conv1dFilterBank(_FilterBank):
         super().__init__(filters, (check_count("length", length),), boundary)
 
     def with_params(self, params: Array) -> Conv1dFilterBank:
+        check_params_shape(self, params)
         return Conv1dFilterBank(params, self.in_shape[0], self.boundary)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 
 from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator
+from .operators import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 
@@ -32,7 +32,7 @@ class Gradient2d(LinearOperator):
     params = ()
 
     def __init__(self, image_shape: tuple[int, ...], *, xp=None, dtype=None, device=None):
-        if len(tuple(image_shape)) not in (2, 3):
+        if not hasattr(image_shape, "__len__") or len(image_shape) not in (2, 3):
             raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {image_shape!r}")
         self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
@@ -47,12 +47,14 @@ class Gradient2d(LinearOperator):
         return (self._template,)
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         xp = xp_of(x)
         rows = xp.concat([x[..., 1:, :] - x[..., :-1, :], _zero_row(x, -2)], axis=-2)
         cols = xp.concat([x[..., :, 1:] - x[..., :, :-1], _zero_row(x, -1)], axis=-1)
         return xp.stack([rows, cols], axis=-3)
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         xp = xp_of(y)
         p, q = y[..., 0, :-1, :], y[..., 1, :, :-1]
         zp, zq = _zero_row(p, -2), _zero_row(q, -1)
@@ -60,6 +62,8 @@ class Gradient2d(LinearOperator):
                 + xp.concat([zq, q], axis=-1) - xp.concat([q, zq], axis=-1))
 
     def param_vjp(self, a: Array, b: Array) -> tuple:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         return ()
 
     def with_params(self, params) -> Gradient2d:
@@ -88,8 +92,9 @@ class Diagonal(LinearOperator):
 
     def __init__(self, weights: Array):
         xp = namespace(("weights", weights))
-        if weights.ndim < 1:
-            raise ValueError("weights must have at least one axis (the shape of one signal)")
+        if weights.ndim < 1 or 0 in weights.shape:
+            raise ValueError("weights must have at least one axis (the shape of one signal) and "
+                             f"no empty one, got shape {tuple(weights.shape)}")
         check_finite(xp, weights=weights)
         self.params = weights
         self.in_shape = self.out_shape = tuple(weights.shape)
@@ -99,15 +104,20 @@ class Diagonal(LinearOperator):
         return self.params
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         return self.params * x
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         return self.params * y
 
     def param_vjp(self, a: Array, b: Array) -> Array:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         return xp_of(a).sum(a * b, axis=0)
 
     def with_params(self, params: Array) -> Diagonal:
+        check_params_shape(self, params)
         return Diagonal(params)
 
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
@@ -151,16 +161,20 @@ class Composition(LinearOperator):
         return tuple(a for op in self.operators for a in op.arrays)
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         for op in reversed(self.operators):
             x = op.apply(x)
         return x
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         for op in self.operators:
             y = op.adjoint(y)
         return y
 
     def param_vjp(self, a: Array, b: Array) -> tuple:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         # ⟨a, A_1…A_n b⟩ = ⟨A_{i−1}ᵀ…A_1ᵀ a, A_i (A_{i+1}…A_n b)⟩ for each i
         inputs = [b]
         for op in reversed(self.operators[1:]):
@@ -206,11 +220,13 @@ class Stack(LinearOperator):
             start += size
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         xp = xp_of(x)
         return xp.concat([xp.reshape(op.apply(x), (x.shape[0], size))
                           for op, size in zip(self.operators, self.sizes, strict=True)], axis=1)
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         total = None
         for op, part in self._parts(y):
             z = op.adjoint(part)
@@ -218,6 +234,8 @@ class Stack(LinearOperator):
         return total
 
     def param_vjp(self, a: Array, b: Array) -> tuple:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         return tuple(op.param_vjp(part, b) for op, part in self._parts(a))
 
     def with_params(self, params) -> Stack:

@@ -72,6 +72,26 @@ class LinearOperator(ABC):
         return estimate_norm(self, iterations=iterations, rtol=rtol).value
 
 
+def check_batch(op: LinearOperator, method: str, name: str, x: Array,
+                shape: tuple[int, ...]) -> None:
+    """Raise ``ValueError`` naming the operator's ``method`` and its argument ``name`` unless x
+    has shape (batch, *shape): a wrong size would otherwise broadcast, or be sliced, into a wrong
+    result without an error."""
+    if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
+        raise ValueError(f"{type(op).__name__}.{method}: {name} must have shape "
+                         f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+
+
+def check_params_shape(op: LinearOperator, params: Array) -> None:
+    """``with_params`` keeps the operator's geometry: raise ``ValueError`` unless an array
+    ``params`` has the shape of ``op.params`` (a wrong one would silently change in_shape or
+    out_shape; non-arrays are left to the constructor's type check)."""
+    shape = getattr(params, "shape", None)
+    if shape is not None and tuple(shape) != tuple(op.params.shape):
+        raise ValueError(f"{type(op).__name__}.with_params: params must have shape "
+                         f"{tuple(op.params.shape)} (the operator's), got {tuple(shape)}")
+
+
 def _leaves(params) -> tuple:
     if isinstance(params, tuple | list):
         return tuple(leaf for p in params for leaf in _leaves(p))
@@ -98,16 +118,26 @@ def estimate_norm(
     ``v0`` warm-starts from a previous :class:`NormEstimate`'s ``vector``.
     """
     iterations = check_count("iterations", iterations)
+    if not 0 <= float(rtol) < math.inf:
+        raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
     xp = op.xp
-    shape = (1, *op.in_shape)
+    shape, n = (1, *op.in_shape), math.prod(op.in_shape)
     if v0 is None:
-        n = math.prod(op.in_shape)
         # deterministic, generic start vector (the array API has no random numbers)
         v = xp.sin(xp.arange(n, dtype=op.dtype, device=op.device) * 1.2345 + 0.5)
         v = xp.reshape(v, shape)
     else:
+        namespace(("v0", v0), *(("operator parameter", p) for p in op.arrays))
+        if v0.dtype != op.dtype:
+            raise TypeError(f"v0 has dtype {v0.dtype} but the operator has {op.dtype}")
+        if math.prod(v0.shape) != n:
+            raise ValueError(f"v0 must hold one signal of shape {op.in_shape} ({n} numbers), "
+                             f"got shape {tuple(v0.shape)}")
         v = xp.reshape(v0, shape)
-    v = v / xp.linalg.vector_norm(v)
+    start = float(xp.linalg.vector_norm(v))
+    if not 0 < start < math.inf:
+        raise ValueError(f"v0 must be a nonzero finite vector, got norm {start}")
+    v = v / start
     value = 0.0
     for it in range(1, iterations + 1):
         w = op.adjoint(op.apply(v))
@@ -129,6 +159,8 @@ class DenseOperator(LinearOperator):
         xp = namespace(("matrix", matrix))
         if matrix.ndim != 2:
             raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(matrix.shape)}")
+        if 0 in matrix.shape:
+            raise ValueError(f"matrix must have m, n >= 1, got shape {tuple(matrix.shape)}")
         check_finite(xp, matrix=matrix)
         self.params = matrix
         self.out_shape, self.in_shape = (matrix.shape[0],), (matrix.shape[1],)
@@ -138,15 +170,20 @@ class DenseOperator(LinearOperator):
         return self.params
 
     def apply(self, x: Array) -> Array:
+        check_batch(self, "apply", "x", x, self.in_shape)
         return x @ self.params.T
 
     def adjoint(self, y: Array) -> Array:
+        check_batch(self, "adjoint", "y", y, self.out_shape)
         return y @ self.params
 
     def param_vjp(self, a: Array, b: Array) -> Array:
+        check_batch(self, "param_vjp", "a", a, self.out_shape)
+        check_batch(self, "param_vjp", "b", b, self.in_shape)
         return a.T @ b
 
     def with_params(self, params: Array) -> DenseOperator:
+        check_params_shape(self, params)
         return DenseOperator(params)
 
     def __repr__(self) -> str:

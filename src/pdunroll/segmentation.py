@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._array import Array, array_device, check_positive, namespace, xp_of
+from ._array import Array, array_device, check_finite, check_positive, namespace, xp_of
 from .bregman import EntropicSimplex
 from .functions import L21Norm, LinearTerm, Simplex
 from .linops import Gradient2d
@@ -34,6 +34,7 @@ def segmentation_model(costs: Array, tv_weight: float, *, entropic: bool = True)
         raise ValueError(f"costs must have shape (batch, labels, H, W), got {tuple(costs.shape)}")
     if costs.shape[1] < 2:
         raise ValueError(f"costs need at least 2 labels along axis 1, got {costs.shape[1]}")
+    check_finite(xp, costs=costs)
     tv = Gradient2d(tuple(costs.shape[1:]), xp=xp, dtype=costs.dtype, device=array_device(costs))
     simplex = EntropicSimplex(axis=1) if entropic else Simplex(axis=1)
     return AnalysisModel(tv, L21Norm(check_positive("tv_weight", tv_weight), group_axis=2),
@@ -45,10 +46,11 @@ def segmentation_loss(onehot: Array, *, eps: float = 1e-6) -> Callable[[Array], 
     """Pixelwise cross-entropy ℓ(u) = −(1/N) Σ onehot ⊙ log(u + ε) over the N = batch·H·W
     pixels, as ``loss(u) -> (value, ∇ℓ = −onehot / (N (u + ε)))`` for :func:`pdunroll.gradient`.
     ``onehot``: the true labels, shape (batch, labels, H, W) with one 1 per pixel."""
-    namespace(("onehot", onehot))
+    xp = namespace(("onehot", onehot))
     if onehot.ndim != 4:
         raise ValueError(f"onehot must have shape (batch, labels, H, W), got "
                          f"{tuple(onehot.shape)}")
+    check_finite(xp, onehot=onehot)
     eps = check_positive("eps", eps)
     pixels = onehot.shape[0] * onehot.shape[2] * onehot.shape[3]
 

@@ -34,11 +34,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._array import Array, check_count, check_positive, namespace
+from ._array import Array, check_count, check_finite, check_positive, namespace
 from ._array import xp_of as _xp
 from .functions import Function
 from .gradients import squared_loss
-from .operators import LinearOperator
+from .operators import LinearOperator, _leaves
 
 __all__ = ["FBGradient", "FBResult", "FB_MODES", "LeastSquares", "SmoothFunction",
            "forward_backward", "forward_backward_gradient"]
@@ -83,6 +83,14 @@ class LeastSquares(SmoothFunction):
                  ridge: float = 0.0):
         if not isinstance(operator, LinearOperator):
             raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+        xp = namespace(("b", b), *(("operator parameter", p) for p in operator.arrays))
+        out = tuple(operator.out_shape)
+        if b.ndim > len(out) + 1 or any(
+                n not in (1, m) for n, m in zip(reversed(tuple(b.shape)), reversed(out),
+                                                strict=False)):
+            raise ValueError(f"b must have shape (batch, {', '.join(map(str, out))}) or "
+                             f"broadcast to it, got {tuple(b.shape)}")
+        check_finite(xp, b=b)
         self.operator, self.b = operator, b
         self.weight = check_positive("weight", weight)
         if not (ridge >= 0 and math.isfinite(ridge)):
@@ -116,9 +124,8 @@ class LeastSquares(SmoothFunction):
         op = self.operator
         a = op.param_vjp(self._residual(x), v)
         c = op.param_vjp(op.apply(v), x)
-        if isinstance(a, tuple):
-            return tuple(self.weight * (p + q) for p, q in zip(a, c, strict=True))
-        return self.weight * (a + c)
+        # λ(a + c) leaf by leaf: composite operators nest their parts' parameters in tuples
+        return _axpy(self.weight, c, _axpy(self.weight, a, None))
 
 
 @dataclass(frozen=True)
@@ -152,8 +159,8 @@ def _check(smooth, g, x0, step, iterations):
     if not isinstance(g, Function):
         raise TypeError(f"g must be a pdunroll Function (e.g. NonNegative()), got "
                         f"{type(g).__name__}")
-    params = smooth.params if isinstance(smooth.params, tuple | list) else (smooth.params,)
-    namespace(("x0", x0), *(("smooth parameters", p) for p in params))
+    xp = namespace(("x0", x0), *(("smooth parameters", p) for p in _leaves(smooth.params)))
+    check_finite(xp, x0=x0)
     return check_positive("step", step), check_count("iterations", iterations)
 
 
@@ -223,6 +230,7 @@ def forward_backward_gradient(
     step, iterations = _check(smooth, g, x0, step, iterations)
     if mode not in FB_MODES:
         raise ValueError(f"mode must be one of {FB_MODES}, got {mode!r}")
+    rtol = check_positive("rtol", rtol)
     if mode in ("full", "implicit"):
         if b is not None:
             raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
@@ -235,7 +243,11 @@ def forward_backward_gradient(
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")
-        namespace(("x0", x0), ("x_true", x_true))
+        xp = namespace(("x0", x0), ("x_true", x_true))
+        if tuple(x_true.shape) != tuple(x0.shape):
+            raise ValueError(f"x_true has shape {tuple(x_true.shape)} but x0 has "
+                             f"{tuple(x0.shape)}")
+        check_finite(xp, x_true=x_true)
         loss = squared_loss(x_true)
     keep = b if mode in ("full", "truncated") else 0
     x, _, tape = _run(smooth, g, x0, step, iterations, keep)
