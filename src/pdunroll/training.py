@@ -151,11 +151,6 @@ def train(
         if not isinstance(validation, tuple | list) or len(validation) != 2:
             raise TypeError("validation must be a pair (x_tilde, x_true)")
         model.check_signals(validation_x_tilde=validation[0], validation_x_true=validation[1])
-    if x_tilde.shape[0] == 0:
-        raise ValueError("x_tilde and x_true hold no training signals (first axis of length 0)")
-    if validation is not None and validation[0].shape[0] == 0:
-        raise ValueError("validation holds no signals (first axis of length 0): give pairs or "
-                         "validation=None")
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     iterations = check_count("iterations", iterations)
