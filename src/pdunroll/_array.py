@@ -85,17 +85,20 @@ def check_finite(xp, **arrays: Array) -> None:
             raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 
 
-def check_positive(name: str, value, *, allow_inf: bool = False) -> float:
-    """Return ``value`` as a float if it is a positive number, else raise naming ``name``.
-
-    Strings are refused although ``float`` would parse them: they are a wrong type, not a number.
-    """
+def as_float(name: str, value, expected: str) -> float:
+    """``value`` as a float, else a TypeError saying ``name`` must be ``expected``. Strings are
+    refused although ``float`` would parse them: they are a wrong type, not a number."""
     try:
         if isinstance(value, str | bytes):
             raise TypeError
-        v = float(value)
+        return float(value)
     except (TypeError, ValueError) as err:
-        raise TypeError(f"{name} must be a positive number, got {value!r}") from err
+        raise TypeError(f"{name} must be {expected}, got {value!r}") from err
+
+
+def check_positive(name: str, value, *, allow_inf: bool = False) -> float:
+    """Return ``value`` as a float if it is a positive number, else raise naming ``name``."""
+    v = as_float(name, value, "a positive number")
     if not (v > 0) or (math.isinf(v) and not allow_inf) or math.isnan(v):
         raise ValueError(f"{name} must be a positive finite number, got {value!r}")
     return v

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from ._array import Array, check_finite, check_positive, namespace
+from ._array import Array, as_float, check_finite, check_positive, namespace
 from .functions import Function
 from .operators import LinearOperator, _leaves
 
@@ -106,12 +106,7 @@ def step_sizes(
     """
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
-    try:
-        if isinstance(theta, str | bytes):
-            raise TypeError
-        theta = float(theta)
-    except (TypeError, ValueError) as err:
-        raise TypeError(f"theta must be a number in [0, 1], got {theta!r}") from err
+    theta = as_float("theta", theta, "a number in [0, 1]")
     if not (0.0 <= theta <= 1.0):
         raise ValueError(f"theta must lie in [0, 1], got {theta}")
     omega = check_positive("omega", omega)
