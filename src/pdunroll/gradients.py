@@ -219,15 +219,7 @@ def gradient(
         if mode not in ("full", "truncated"):
             raise ValueError('checkpoints is only used by mode="full" and mode="truncated"')
         checkpoints = check_count("checkpoints", checkpoints)
-    if mode in ("full", "implicit"):
-        if b is not None:
-            raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
-        b = iterations
-    else:
-        b = check_count("b", b if b is not None else 1)
-        if mode == "truncated" and b > iterations:
-            raise ValueError(f"b must satisfy 1 <= b <= iterations ({iterations}) in truncated "
-                             f"mode, got {b}")
+    b = back_steps(mode, b, iterations)
     alphas = ergodic_weights(weights, iterations)
     if mode in ("asymptotic", "implicit") and alphas is not None:
         raise ValueError(f'weights cannot be combined with mode="{mode}": its backward steps '
@@ -260,6 +252,20 @@ def gradient(
     op = model.operator
     grad_x = g_out if sum_d is None else g_out + steps.sigma * op.adjoint(sum_d)
     return GradientResult(value, grad_op, grad_x, x_hat, steps, mode, *grad_fg, info=info)
+
+
+def back_steps(mode: str, b: int | None, iterations: int) -> int:
+    """The number of backward steps: L for "full" and "implicit" (``b`` must be None), else
+    ``b`` (default 1; at most L in "truncated" mode)."""
+    if mode in ("full", "implicit"):
+        if b is not None:
+            raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
+        return iterations
+    b = check_count("b", 1 if b is None else b)
+    if mode == "truncated" and b > iterations:
+        raise ValueError(f"b must satisfy 1 <= b <= iterations ({iterations}) in truncated "
+                         f"mode, got {b}")
+    return b
 
 
 class _ParamGrad:

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from ._array import Array, check_count, check_finite, check_positive, namespace
 from ._array import xp_of as _xp
 from .functions import Function
-from .gradients import squared_loss
+from .gradients import back_steps, squared_loss
 from .operators import LinearOperator, _leaves
 
 __all__ = ["FBGradient", "FBResult", "FB_MODES", "LeastSquares", "SmoothFunction",
@@ -231,15 +231,7 @@ def forward_backward_gradient(
     if mode not in FB_MODES:
         raise ValueError(f"mode must be one of {FB_MODES}, got {mode!r}")
     rtol = check_positive("rtol", rtol)
-    if mode in ("full", "implicit"):
-        if b is not None:
-            raise ValueError('b is only used by mode="truncated" and mode="asymptotic"')
-        b = iterations
-    else:
-        b = check_count("b", 1 if b is None else b)
-        if mode == "truncated" and b > iterations:
-            raise ValueError(f"b must satisfy 1 <= b <= iterations ({iterations}) in truncated "
-                             f"mode, got {b}")
+    b = back_steps(mode, b, iterations)
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")
