@@ -45,11 +45,17 @@ def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
                                   model.operator.matrix)
 
 
-def test_train_speech_on_a_wav_folder(tmp_path, capsys):
+def _wav_folder(tmp_path):
+    """Five 0.2 s synthetic recordings as 16-bit wav files in tmp_path/wavs."""
     data = tmp_path / "wavs"
     data.mkdir()
     for i, s in enumerate(synthetic_speech(5, seconds=0.2, seed=1)):
         wavfile.write(data / f"s{i}.wav", 16000, (s * 20000).astype(np.int16))
+    return data
+
+
+def test_train_speech_on_a_wav_folder(tmp_path, capsys):
+    data = _wav_folder(tmp_path)
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
     assert "(files split 70/15/15)" in capsys.readouterr().out
@@ -132,10 +138,7 @@ def test_evaluate_defaults_to_the_training_data(tmp_path, capsys):
     assert "6 × 0.25 s, seed 3" in text
     assert _learned_mse(text) == pytest.approx(results["test"][2]["mse"], rel=1e-4)
 
-    data = tmp_path / "wavs"
-    data.mkdir()
-    for i, s in enumerate(synthetic_speech(5, seconds=0.2, seed=1)):
-        wavfile.write(data / f"s{i}.wav", 16000, (s * 20000).astype(np.int16))
+    data = _wav_folder(tmp_path)
     out = tmp_path / "wav-run"
     assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
