@@ -195,7 +195,7 @@ def drop_builtin_docstrings(app, what, name, obj, options, lines):
 
 def resolve_public_names(app, env, node, contnode):
     """Docstrings of submodules name public objects by their short or module path
-    (``estimate_norm``, ``pdunroll.krylov.SolveInfo``); link them to ``pdunroll.<name>``."""
+    (``estimate_norm``, ``pdunroll.unroll.krylov.SolveInfo``); link them to ``pdunroll.<name>``."""
     if node.get("refdomain") != "py":
         return None
     name = node["reftarget"].rsplit(".", 1)[-1]

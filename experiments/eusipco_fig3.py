@@ -36,9 +36,9 @@ PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], 
 QUICK = dict(PAPER, n=128, L=[10, 20, 40, 100], lr=1e-3, final_lr=1e-6, epochs=2, max_train=8000,
              max_test=1000, l_inf=1000)
 VARIANTS = {
-    "full": dict(mode="full"),
+    "full": dict(method=pu.Full()),
     "asymptotic": dict(mode="asymptotic"),
-    "full-relaxed": dict(mode="full", relax_primal=True),
+    "full-relaxed": dict(method=pu.Full(), relax_primal=True),
     "asymptotic-relaxed": dict(mode="asymptotic", relax_primal=True),
 }
 

@@ -1,6 +1,6 @@
 """Bregman proximal steps (DESIGN §7): the step maps and their two-cotangent VJPs, the
 Chambolle-Pock solver and every gradient mode with Bregman steps against central finite
-differences (float64), torch.autograd of a plain torch loop and of pdunroll.solver.forward run
+differences (float64), torch.autograd of a plain torch loop and of pdunroll.unroll.forward.forward run
 on torch tensors, and the optimum of the Bregman solver against the Euclidean one."""
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from conftest import relative_error
 from oracles import directional_fd, random_direction
 
 import pdunroll as pu
-from pdunroll.solver import forward
+from pdunroll.unroll.forward import forward
 
 STEP = 0.6
 
@@ -309,7 +309,7 @@ def test_gradient_matches_torch_loop(torch_backend, kind, mode, b, weights):
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("weights", [None, "harmonic"])
 def test_gradient_matches_autograd_of_forward(torch_backend, kind, weights):
-    """The same loop: pdunroll.solver.forward on torch tensors with requires_grad=True."""
+    """The same loop: pdunroll.unroll.forward.forward on torch tensors with requires_grad=True."""
     import torch
 
     K0, xt0, xd0, sf, sg = _problem(kind)
@@ -384,7 +384,7 @@ def test_asymptotic_mode_at_the_fixed_point(backend, dtype):
     steps = _steps(K)
     b = 15
     res = pu.gradient(model, backend.asarray(xt, dtype), backend.asarray(xd, dtype),
-                      iterations=600, mode="asymptotic", b=b, sigma=steps.sigma, tau=steps.tau,
+                      iterations=600, method=pu.Asymptotic(b), sigma=steps.sigma, tau=steps.tau,
                       op_norm=steps.op_norm)
     state = forward(pu.AnalysisModel(pu.DenseOperator(K), pu.BoxBregmanL1Norm(2.0),
                                      pu.SquaredL2()), xt, steps, 600)
@@ -414,7 +414,7 @@ def test_full_gradient_approaches_asymptotic_at_interior_fixed_point(numpy_backe
     errors = []
     for iterations in (50, 150, 400):
         full = pu.gradient(model, xt, xd, iterations=iterations, **kw)
-        asym = pu.gradient(model, xt, xd, iterations=iterations, mode="asymptotic", b=1000, **kw)
+        asym = pu.gradient(model, xt, xd, iterations=iterations, method=pu.Asymptotic(1000), **kw)
         errors.append(relative_error(full.operator, asym.operator))
     assert errors[0] > errors[1] > errors[2]
     assert errors[-1] < 1e-12

@@ -70,10 +70,10 @@ def test_checkpointing_lowers_peak_memory(numpy_backend):
 
 
 @pytest.mark.parametrize("kw,error,match", [
-    (dict(mode="asymptotic", b=3, checkpoints=2), ValueError, "checkpoints is only used"),
-    (dict(mode="implicit", checkpoints=2), ValueError, "checkpoints is only used"),
-    (dict(mode="full", checkpoints=0), ValueError, "checkpoints must be an integer >= 1"),
-    (dict(mode="full", checkpoints=2.0), TypeError, "checkpoints must be an integer"),
+    (dict(method=pu.Asymptotic(3), checkpoints=2), ValueError, "checkpoints is only used"),
+    (dict(method=pu.Implicit(), checkpoints=2), ValueError, "checkpoints is only used"),
+    (dict(method=pu.Full(), checkpoints=0), ValueError, "checkpoints must be an integer >= 1"),
+    (dict(method=pu.Full(), checkpoints=2.0), TypeError, "checkpoints must be an integer"),
 ])
 def test_bad_arguments(numpy_backend, kw, error, match):
     problem = speech_like("l2ball")

@@ -11,7 +11,7 @@ from scipy.io import wavfile
 
 import pdunroll as pu
 from pdunroll import cli
-from pdunroll.datasets import synthetic_speech
+from pdunroll.data.speech import synthetic_speech
 
 TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4",
         "--epochs", "2", "--batch-size", "16", "--quiet"]
@@ -71,7 +71,7 @@ def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
 
 
 def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    import pdunroll.training as training
+    import pdunroll.learning.training as training
 
     real = training.train
 
@@ -171,7 +171,7 @@ def test_a_new_run_does_not_overwrite_an_earlier_one(tmp_path, capsys):
 
 
 def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
-    import pdunroll.training as training
+    import pdunroll.learning.training as training
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -189,7 +189,7 @@ def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, monkeypatch):
     """``kill PID`` (or a batch scheduler's SIGTERM) keeps the state of the last step."""
     import signal
 
-    import pdunroll.training as training
+    import pdunroll.learning.training as training
 
     real = training.train
 

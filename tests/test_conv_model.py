@@ -125,8 +125,8 @@ def test_published_size_runs_every_mode(name, numpy_backend, torch_backend):
     kw = dict(iterations=BIG_L, omega=10.0, op_norm=op_norm)
     runs = {
         "full": pu.gradient(model, xt, xd, **kw),
-        "truncated": pu.gradient(model, xt, xd, mode="truncated", b=2, **kw),
-        "asymptotic": pu.gradient(model, xt, xd, mode="asymptotic", b=2, **kw),
+        "truncated": pu.gradient(model, xt, xd, method=pu.Truncated(2), **kw),
+        "asymptotic": pu.gradient(model, xt, xd, method=pu.Asymptotic(2), **kw),
         "ergodic": pu.gradient(model, xt, xd, weights="harmonic", **kw),
     }
     for res in runs.values():

@@ -61,9 +61,9 @@ def test_iterations_and_b_below_one(setup, value):
     with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
         pu.chambolle_pock(model, xt, iterations=value)
     with pytest.raises(ValueError, match="b must be an integer >= 1"):
-        pu.gradient(model, xt, xd, iterations=5, mode="truncated", b=value)
+        pu.gradient(model, xt, xd, iterations=5, method=pu.Truncated(value))
     with pytest.raises(ValueError, match="b must be an integer >= 1"):
-        pu.gradient(model, xt, xd, iterations=5, mode="asymptotic", b=value)
+        pu.gradient(model, xt, xd, iterations=5, method=pu.Asymptotic(value))
 
 
 def test_non_integer_iterations(setup):
@@ -75,9 +75,9 @@ def test_non_integer_iterations(setup):
 def test_truncated_b_above_iterations(setup):
     model, xt, xd = setup
     with pytest.raises(ValueError, match=r"b must satisfy 1 <= b <= iterations \(5\)"):
-        pu.gradient(model, xt, xd, iterations=5, mode="truncated", b=6)
+        pu.gradient(model, xt, xd, iterations=5, method=pu.Truncated(6))
     # the asymptotic mode may run more backward steps than forward ones
-    pu.gradient(model, xt, xd, iterations=5, mode="asymptotic", b=50)
+    pu.gradient(model, xt, xd, iterations=5, method=pu.Asymptotic(50))
 
 
 @pytest.mark.parametrize("cls", [pu.LinfBall, pu.L2Ball])
@@ -181,7 +181,7 @@ def test_empty_batch(setup):
     array) and divide by zero in unrolled_loss."""
     model, xt, xd = setup
     with pytest.raises(ValueError, match=r"x_tilde has an empty batch \(shape \(0, 16\)\)"):
-        pu.gradient(model, xt[:0], xd[:0], iterations=3, mode="implicit")
+        pu.gradient(model, xt[:0], xd[:0], iterations=3, method=pu.Implicit())
     with pytest.raises(ValueError, match="x_tilde has an empty batch"):
         pu.chambolle_pock(model, xt[:0], iterations=3)
     with pytest.raises(ValueError, match="x_tilde has an empty batch"):
@@ -248,7 +248,7 @@ def test_flags_models_and_callbacks_are_checked(setup):
     with pytest.raises(TypeError, match="relax_primal must be True or False, got 'no'"):
         pu.gradient(model, xt, xd, iterations=3, relax_primal="no")
     with pytest.raises(TypeError, match="strict must be True or False, got 'no'"):
-        pu.gradient(model, xt, xd, iterations=3, mode="implicit", strict="no")
+        pu.gradient(model, xt, xd, iterations=3, method=pu.Implicit(), strict="no")
     with pytest.raises(TypeError, match=r"model must be an AnalysisModel\(operator, f, g\), got "
                                         "DenseOperator"):
         pu.gradient(model.operator, xt, xd, iterations=3)

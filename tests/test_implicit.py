@@ -1,4 +1,4 @@
-"""mode="implicit" (DESIGN §6): on problems whose prox derivatives settle and whose fixed-point
+"""method=pu.Implicit() (DESIGN §6): on problems whose prox derivatives settle and whose fixed-point
 system is nonsingular it equals the full gradient for large L, torch.autograd of a long unrolled
 loop, the asymptotic gradient for large b (exactly: b Neumann terms are b asymptotic steps) and
 finite differences of the converged solution map; a singular system raises or warns."""
@@ -157,13 +157,13 @@ def test_info_is_none_for_other_modes(numpy_backend):
 
 
 @pytest.mark.parametrize("kw,match", [
-    (dict(mode="implicit", solver="cg"), "solver must be one of"),
-    (dict(mode="implicit", b=3), "b is only used"),
-    (dict(mode="implicit", weights="harmonic"), "weights cannot be combined"),
-    (dict(mode="full", solver="gmres"), "only used by mode=\"implicit\""),
+    (dict(method=pu.Implicit(), solver="cg"), "solver must be one of"),
+    (dict(method=pu.Implicit(), b=3), "b is only used"),
+    (dict(method=pu.Implicit(), weights="harmonic"), "weights cannot be combined"),
+    (dict(method=pu.Full(), solver="gmres"), "only used by mode=\"implicit\""),
     (dict(mode="asymptotic", tol=1e-8), "only used by mode=\"implicit\""),
-    (dict(mode="implicit", tol=-1.0), "tol"),
-    (dict(mode="implicit", maxiter=0), "maxiter"),
+    (dict(method=pu.Implicit(), tol=-1.0), "tol"),
+    (dict(method=pu.Implicit(), maxiter=0), "maxiter"),
 ])
 def test_bad_arguments(numpy_backend, kw, match):
     problem = speech_like("l2ball")
@@ -270,6 +270,6 @@ def test_implicit_with_a_filter_bank_equals_full(numpy_backend):
     xt, xd = backend.asarray(x + 0.2 * rng.standard_normal(x.shape)), backend.asarray(x)
     model = pu.AnalysisModel(pu.Conv1dFilterBank(filters, n), pu.L1Norm(0.1), pu.SquaredL2())
     full = pu.gradient(model, xt, xd, iterations=LONG, omega=1.0)
-    imp = pu.gradient(model, xt, xd, iterations=LONG, omega=1.0, mode="implicit")
+    imp = pu.gradient(model, xt, xd, iterations=LONG, omega=1.0, method=pu.Implicit())
     assert imp.info.converged
     _close(backend, imp, full, 1e-8)

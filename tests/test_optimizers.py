@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pdunroll as pu
-from pdunroll.optimizers import leaves
+from pdunroll.learning.optimizers import leaves
 
 
 def _reference_adam(p, grads, lr, b1=0.9, b2=0.999, eps=1e-8):

@@ -1,5 +1,5 @@
 """The per-label TV segmentation model (seed 004 §8): its value, the gradient w.r.t. the costs c
-(ergodic entropic primal-dual) against torch.autograd of pdunroll.solver.forward and against
+(ergodic entropic primal-dual) against torch.autograd of pdunroll.unroll.forward.forward and against
 finite differences, the cross-entropy loss, and the CNN pipeline of experiments/segmentation.py
 (one training step lowers the loss; a tiny run writes its outputs)."""
 
@@ -13,7 +13,7 @@ import pytest
 from conftest import relative_error
 
 import pdunroll as pu
-from pdunroll.solver import forward
+from pdunroll.unroll.forward import forward
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 SHAPE = (2, 3, 5, 6)  # batch, labels, H, W

@@ -186,7 +186,7 @@ def test_implicit_reports_a_singular_system(numpy_backend):
     smooth = pu.LeastSquares(pu.DenseOperator(np.zeros((3, 2))), np.ones((1, 3)))
     with pytest.raises(RuntimeError, match="singular"):
         pu.forward_backward_gradient(smooth, pu.NonNegative(), np.ones((1, 2)),
-                                     np.zeros((1, 2)), step=0.5, iterations=3, mode="implicit")
+                                     np.zeros((1, 2)), step=0.5, iterations=3, method=pu.Implicit())
 
 
 def test_bad_input_raises_clearly(numpy_backend):
@@ -199,7 +199,7 @@ def test_bad_input_raises_clearly(numpy_backend):
         pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, mode="exact")
     with pytest.raises(ValueError, match="b must"):
         pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
-                                     mode="truncated", b=4)
+                                     method=pu.Truncated(4))
     with pytest.raises(ValueError, match="b is only"):
         pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, b=2)
     with pytest.raises(TypeError, match="smooth"):
@@ -250,8 +250,8 @@ def test_cost_gradient_of_fixed_point_modes(numpy_backend):
     g = pu.LinearTerm(c0, pu.EntropicOrthant())
     kw = {"step": _step(A), "iterations": 400}
     full = pu.forward_backward_gradient(smooth, g, x0, xd, **kw)
-    impl = pu.forward_backward_gradient(smooth, g, x0, xd, mode="implicit", **kw)
-    asym = pu.forward_backward_gradient(smooth, g, x0, xd, mode="asymptotic", b=400, **kw)
+    impl = pu.forward_backward_gradient(smooth, g, x0, xd, method=pu.Implicit(), **kw)
+    asym = pu.forward_backward_gradient(smooth, g, x0, xd, method=pu.Asymptotic(400), **kw)
     H = LAM * A.T @ A + MU * np.eye(N)
     assert full.x.min() > 0.1
     want = -np.linalg.solve(H, (full.x - xd).T).sum(axis=1)
@@ -306,6 +306,6 @@ def test_bad_data_raises_naming_the_argument(numpy_backend, torch_backend):
         pu.forward_backward_gradient(smooth, g, x0, bad, step=0.1, iterations=3)
     with pytest.raises(ValueError, match="rtol must be a positive"):  # was: "residual 0 > -1"
         pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
-                                     mode="implicit", rtol=-1.0)
+                                     method=pu.Implicit(), rtol=-1.0)
     pu.LeastSquares(op, bb[:1])  # one b for the whole batch still broadcasts
     pu.LeastSquares(op, bb[0])

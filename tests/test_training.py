@@ -62,9 +62,9 @@ def test_torch_run_matches_numpy_run(numpy_backend, torch_backend):
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-9)
 
 
-@pytest.mark.parametrize("grad", [dict(mode="truncated", b=2), dict(mode="asymptotic", b=10),
-                                  dict(mode="full", weights="harmonic"),
-                                  dict(mode="full", relax_primal=True)])
+@pytest.mark.parametrize("grad", [dict(method=pu.Truncated(2)), dict(method=pu.Asymptotic(10)),
+                                  dict(method=pu.Full(), weights="harmonic"),
+                                  dict(method=pu.Full(), relax_primal=True)])
 def test_every_gradient_mode_trains(numpy_backend, grad):
     model, (xt, x), _ = _setup(numpy_backend)
     res = pu.train(model, xt, x, optimizer="sgd", **{**OPTIONS, "lr": 0.5, **grad})

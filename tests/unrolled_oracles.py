@@ -1,11 +1,11 @@
 """torch.autograd oracles for models with any pdunroll operator and functions: the unrolled loop
-(pdunroll.solver.forward, or the same steps with the state detached before the last b steps)
+(pdunroll.unroll.forward.forward, or the same steps with the state detached before the last b steps)
 differentiated by autograd, and the asymptotic gradient as b autograd VJPs of one CP step at the
 final iterate (DESIGN §4). Callers build the model from torch leaves with requires_grad."""
 
 from __future__ import annotations
 
-from pdunroll.solver import forward
+from pdunroll.unroll.forward import forward
 
 
 def unrolled_loss(model, x_tilde, x_true, steps, iterations, *, alphas=None, window=None):

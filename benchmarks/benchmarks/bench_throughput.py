@@ -57,7 +57,7 @@ class SpeechThroughput(_LibraryGradient):
                                       pu.LinfBall(p.radius))
         self.xt, self.x = self.be.asarray(p.x_tilde, dtype), self.be.asarray(p.x_true, dtype)
         steps = dict(sigma=p.sigma, tau=p.tau, theta=p.theta, op_norm=p.op_norm)
-        self.kwargs = dict(iterations=L, mode="full", **steps)
+        self.kwargs = dict(iterations=L, method=pu.Full(), **steps)
         self.flops = gradient_flops(batch, *p.K.shape, L)
         pu.gradient(self.model, self.xt, self.x, iterations=2, **steps)  # lazy init, kernels
 

@@ -5,10 +5,12 @@ same code runs on NumPy, CuPy, torch and JAX arrays (and array_api_strict). Impo
 imports none of torch, cupy or jax.
 """
 
-from . import toy
-from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
-from .convolution import Conv1dFilterBank, Conv2dFilterBank
+from . import tree
 from .functions import (
+    BoxBregmanL1Norm,
+    BoxBregmanLinfBall,
+    EntropicOrthant,
+    EntropicSimplex,
     Function,
     L1Norm,
     L2Ball,
@@ -20,16 +22,29 @@ from .functions import (
     SquaredL2,
     Zero,
 )
-from .gradients import MODES, GradientResult, gradient
-from .implicit import SOLVERS, ConvergenceError, ConvergenceWarning
-from .krylov import SolveInfo, gmres, neumann
-from .linops import Composition, Diagonal, Gradient2d, Stack
 from .model import AnalysisModel, StepSizes, step_sizes
-from .operators import DenseOperator, LinearOperator, NormEstimate, dct_matrix, estimate_norm
-from .segmentation import segmentation_loss, segmentation_model
-from .solver import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
-from .splitting import (
-    FB_MODES,
+from .operators import (
+    Composition,
+    Conv1dFilterBank,
+    Conv2dFilterBank,
+    DenseOperator,
+    Diagonal,
+    Gradient2d,
+    LinearOperator,
+    NormEstimate,
+    Stack,
+    dct_filters,
+    dct_matrix,
+    estimate_norm,
+)
+from .problems import toy
+from .problems.segmentation import segmentation_loss, segmentation_model
+from .unroll.forward import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
+from .unroll.gradient import Cotangents, GradientResult, gradient, vjp
+from .unroll.implicit import ConvergenceError, ConvergenceWarning
+from .unroll.krylov import SolveInfo, gmres, neumann
+from .unroll.methods import SOLVERS, Asymptotic, Full, GradientMethod, Implicit, Truncated
+from .unroll.splitting import (
     FBGradient,
     FBResult,
     LeastSquares,
@@ -40,18 +55,20 @@ from .splitting import (
 
 __version__ = "0.1.0"
 
-# training, data and I/O import numpy, scipy or tqdm: loaded on first use (PEP 562)
+# training, data and I/O (pdunroll.learning, pdunroll.data) import numpy, scipy or tqdm: loaded
+# on first use (PEP 562)
 _LAZY = {
-    "checkpoint": ("History", "TrainState", "load_checkpoint", "load_operator",
-                   "save_checkpoint", "save_operator"),
-    "datasets": ("SpeechFrames", "add_noise", "extract_patches", "frame_signals",
-                 "image_patches", "load_images", "quantization_radius", "quantize",
-                 "read_wav_folder", "speech_frames", "split_signals", "synthetic_speech"),
-    "filters": ("dct_filters",),
-    "learner": ("OperatorLearner",),
-    "metrics": ("mse", "snr"),
-    "optimizers": ("SGD", "Adam", "LearningRate", "Optimizer", "grad_norm", "make_optimizer"),
-    "training": ("TrainResult", "reconstruct", "train", "unrolled_loss"),
+    "learning.checkpoint": ("load_checkpoint", "load_operator", "save_checkpoint",
+                            "save_operator"),
+    "learning.state": ("History", "TrainState"),
+    "data.speech": ("SpeechFrames", "frame_signals", "quantization_radius", "quantize",
+                    "read_wav_folder", "speech_frames", "split_signals", "synthetic_speech"),
+    "data.images": ("add_noise", "extract_patches", "image_patches", "load_images"),
+    "learning.learner": ("OperatorLearner",),
+    "data.metrics": ("mse", "snr"),
+    "learning.optimizers": ("SGD", "Adam", "LearningRate", "Optimizer", "grad_norm",
+                            "make_optimizer"),
+    "learning.training": ("TrainResult", "reconstruct", "train", "unrolled_loss"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 
@@ -71,9 +88,15 @@ def __dir__():
 
 
 __all__ = [
-    "FB_MODES",
-    "MODES",
     "SOLVERS",
+    "Asymptotic",
+    "Cotangents",
+    "Full",
+    "GradientMethod",
+    "Implicit",
+    "Truncated",
+    "tree",
+    "vjp",
     "SGD",
     "Adam",
     "add_noise",

@@ -77,13 +77,19 @@ def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None
     p.add_argument("--iterations", "-L", type=int, default=10,
                    help="unrolled Chambolle-Pock steps L (default 10)")
     p.add_argument("--omega", type=float, default=10.0, help="σ/τ balance ω (default 10)")
-    p.add_argument("--mode", choices=("full", "truncated", "asymptotic"), default="full")
+    p.add_argument("--method", choices=("full", "truncated", "asymptotic", "implicit"),
+                   default="full",
+                   help="gradient method (default full): exact backpropagation through all L "
+                        "steps; through the last --b steps; --b steps at the final iterate; "
+                        "the fixed-point gradient (see the docs' 'Gradient modes' page)")
     p.add_argument("--b", type=int, default=None,
-                   help="backward steps of the truncated / asymptotic modes")
+                   help="backward steps of --method truncated / asymptotic (required there, "
+                        "refused otherwise)")
     p.add_argument("--weights", choices=("harmonic", "uniform"), default=None,
                    help="ergodic unrolling weights (default: last iterate)")
     p.add_argument("--relax-primal", action="store_true",
-                   help="treat the primal prox as identity in the backward pass")
+                   help="treat the primal prox as identity in the backward pass (an "
+                        "approximation, not the exact gradient)")
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
     p.add_argument("--lr", type=float, default=lr, help=f"initial learning rate (default {lr})")
     p.add_argument("--schedule", choices=("constant", "linear", "polynomial", "inverse"),
@@ -147,7 +153,7 @@ def _limit_threads(n: int) -> None:
 
 def _speech_sets(args):
     """Training, validation and test frames (split by file) and a description."""
-    from . import datasets as ds
+    from .data import speech as ds
 
     if args.data is None:
         signals = ds.synthetic_speech(args.signals, seconds=args.seconds, seed=args.seed)
@@ -170,7 +176,7 @@ def _speech_sets(args):
 def _image_sets(meta: dict):
     """Training and validation patches of the training images, test patches of the test
     images: (noisy, clean) pairs."""
-    from . import datasets as ds
+    from .data import images as ds
 
     size, sigma, seed = meta["patch"], meta["sigma"], meta["seed"]
     noisy, clean = ds.image_patches(ds.load_images(meta["images"]), size=size, sigma=sigma,
@@ -226,10 +232,34 @@ def _print_table(rows, title, *, images: bool) -> None:
 # ---------------------------------------------------------------- commands
 
 
+def _method(args):
+    """The gradient method of ``--method``, ``--b``, ``--relax-primal``; checked before any
+    work."""
+    from . import Asymptotic, Full, Implicit, Truncated
+
+    kind = {"full": Full, "truncated": Truncated, "asymptotic": Asymptotic,
+            "implicit": Implicit}[args.method]
+    needs_b = args.method in ("truncated", "asymptotic")
+    if needs_b and args.b is None:
+        raise ValueError(f"--method {args.method} needs --b (the number of backward steps, "
+                         "e.g. --b 30)")
+    if not needs_b and args.b is not None:
+        raise ValueError(f"--b is only used by --method truncated / asymptotic, not "
+                         f"{args.method}")
+    if needs_b:
+        if args.b < 1 or (args.method == "truncated" and args.b > args.iterations):
+            top = f" and at most --iterations ({args.iterations})" \
+                if args.method == "truncated" else ""
+            raise ValueError(f"--b must be at least 1{top}, got {args.b}")
+        return kind(args.b, relax_primal=args.relax_primal)
+    return kind(relax_primal=args.relax_primal)
+
+
 def _train(args) -> int:
     from . import LearningRate, save_operator, train
-    from .plotting import plot_learning_curves
+    from .learning.plotting import plot_learning_curves
 
+    method = _method(args)
     images = args.task == "denoise"
     checkpoint = _output_folder(args)
     if images:
@@ -251,9 +281,8 @@ def _train(args) -> int:
         print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
               f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
     try:
-        res = train(start, *tr, validation=va, iterations=args.iterations, mode=args.mode,
-                    b=args.b, weights=args.weights, relax_primal=args.relax_primal,
-                    omega=args.omega, optimizer=args.optimizer,
+        res = train(start, *tr, validation=va, iterations=args.iterations, method=method,
+                    weights=args.weights, omega=args.omega, optimizer=args.optimizer,
                     lr=LearningRate(args.lr, args.schedule), epochs=args.epochs,
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
                     checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
@@ -268,7 +297,7 @@ def _train(args) -> int:
     op_path = save_operator(args.out / "operator.npz", res.model, iterations=args.iterations,
                             omega=args.omega, weights=args.weights, metadata=meta)
     png = plot_learning_curves(res.history, args.out / "curves.png",
-                               title=f"{args.task}, L={args.iterations}, {args.mode}")
+                               title=f"{args.task}, L={args.iterations}, {method.name}")
     rows = _table(te, [("DCT start", start), ("learned operator", res.model)],
                   args.iterations, args.omega, args.weights, images=images)
     (args.out / "results.json").write_text(json.dumps({"test": rows, **meta}, indent=2))

@@ -6,10 +6,11 @@ import math
 from dataclasses import dataclass
 
 from ._array import Array, as_float, check_finite, check_positive, namespace
-from .functions import Function
-from .operators import LinearOperator, _leaves
+from .functions.euclidean import Function
+from .operators.base import LinearOperator
+from .tree import flatten
 
-__all__ = ["AnalysisModel", "StepSizes", "step_sizes"]
+__all__ = ["AnalysisModel", "StepSizes", "resolve_steps", "step_sizes"]
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ class AnalysisModel:
         """
         op = self.operator
         own = [(f"{name} parameters", p) for name in ("f", "g")
-               for p in _leaves(getattr(self, name).params)]
+               for p in flatten(getattr(self, name).params)]
         named = list(signals.items()) + [("operator parameters", p) for p in op.arrays] + own
         xp = namespace(*named)
         for name, p in own:
@@ -82,12 +83,28 @@ def check_model(model) -> AnalysisModel:
 
 @dataclass(frozen=True)
 class StepSizes:
-    """Chambolle-Pock parameters σ (dual), τ (primal), θ (extrapolation) and the ‖K‖ they used."""
+    """Chambolle-Pock parameters σ (dual), τ (primal), θ (extrapolation) and the ‖K‖ they
+    were made for; σ τ ‖K‖² < 1 is checked. Build them with :func:`step_sizes`, or pass a
+    result's ``steps`` back (``steps=res.steps``) to rerun with exactly the same ones. Step
+    sizes are constants for differentiation: no gradient flows through ‖K‖."""
 
     sigma: float
     tau: float
     theta: float
     op_norm: float
+
+    def __post_init__(self):
+        for name in ("sigma", "tau", "op_norm"):
+            object.__setattr__(self, name, check_positive(name, getattr(self, name)))
+        theta = as_float("theta", self.theta, "a number in [0, 1]")
+        if not (0.0 <= theta <= 1.0):
+            raise ValueError(f"theta must lie in [0, 1], got {self.theta}")
+        object.__setattr__(self, "theta", theta)
+        if self.sigma * self.tau * self.op_norm**2 >= 1:
+            raise ValueError(
+                f"step sizes break sigma * tau * ||K||^2 < 1: sigma={self.sigma:g}, "
+                f"tau={self.tau:g}, ||K||={self.op_norm:g} give "
+                f"{self.sigma * self.tau * self.op_norm**2:g}")
 
 
 def step_sizes(
@@ -99,16 +116,14 @@ def step_sizes(
     theta: float = 1.0,
     op_norm: float | None = None,
 ) -> StepSizes:
-    """σ = ω·0.99/‖K‖ and τ = 0.99/(ω‖K‖), or check given σ, τ against σ τ ‖K‖² < 1.
+    """σ = ω·0.99/‖K‖ and τ = 0.99/(ω‖K‖), or given σ, τ (checked against σ τ ‖K‖² < 1).
 
-    ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training).
-    Step sizes are constants for differentiation: no gradient flows through ‖K‖.
+    ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training); it
+    is refused when it lies below ‖K v‖/‖v‖ for a fixed v, a lower bound of ‖K‖ (too small a
+    norm gives too large steps and a wrong solution without an error).
     """
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
-    theta = as_float("theta", theta, "a number in [0, 1]")
-    if not (0.0 <= theta <= 1.0):
-        raise ValueError(f"theta must lie in [0, 1], got {theta}")
     omega = check_positive("omega", omega)
     if op_norm is None:
         norm = float(operator.norm())
@@ -116,14 +131,37 @@ def step_sizes(
             raise ValueError(f"the operator norm must be positive and finite, got {norm}")
     else:
         norm = check_positive("op_norm", op_norm)
+        _check_norm_bound(operator, norm)
     if sigma is None and tau is None:
         return StepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), theta, norm)
     if sigma is None or tau is None:
         raise ValueError("give both sigma and tau, or neither (then they follow from omega)")
-    sigma, tau = check_positive("sigma", sigma), check_positive("tau", tau)
-    if sigma * tau * norm**2 >= 1:
-        raise ValueError(
-            f"step sizes break sigma * tau * ||K||^2 < 1: sigma={sigma:g}, tau={tau:g}, "
-            f"||K||={norm:g} give {sigma * tau * norm**2:g}"
-        )
     return StepSizes(sigma, tau, theta, norm)
+
+
+def _check_norm_bound(operator: LinearOperator, norm: float) -> None:
+    """Raise unless ``norm`` ≥ ‖K v‖/‖v‖ (up to rounding) for the power iteration's start v."""
+    xp = operator.xp
+    n = math.prod(operator.in_shape)
+    v = xp.reshape(xp.sin(xp.arange(n, dtype=operator.dtype, device=operator.device) * 1.2345
+                          + 0.5), (1, *operator.in_shape))
+    bound = float(xp.linalg.vector_norm(operator.apply(v)) / xp.linalg.vector_norm(v))
+    if norm < bound * (1 - 1e-3):
+        raise ValueError(f"op_norm={norm:g} is below a lower bound of ||K|| ({bound:g}): the "
+                         "step sizes would be too large; leave op_norm out to compute it")
+
+
+def resolve_steps(operator: LinearOperator, omega: float | None,
+                  steps: StepSizes | None) -> StepSizes:
+    """The step sizes of a call that takes ``omega=`` or ``steps=``: ``steps`` as given (its
+    ‖K‖ checked against a lower bound), else :func:`step_sizes` with ω = ``omega`` (default
+    1)."""
+    if steps is None:
+        return step_sizes(operator, omega=1.0 if omega is None else omega)
+    if omega is not None:
+        raise ValueError("give omega or steps, not both (steps already fix sigma and tau)")
+    if not isinstance(steps, StepSizes):
+        raise TypeError("steps must be a pdunroll.StepSizes (from pdunroll.step_sizes(...) or a "
+                        f"result's .steps), got {type(steps).__name__}")
+    _check_norm_bound(operator, steps.op_norm)
+    return steps

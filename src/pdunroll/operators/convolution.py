@@ -26,8 +26,8 @@ from __future__ import annotations
 
 import math
 
-from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, check_batch, check_params_shape, estimate_norm
+from .._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from .base import LinearOperator, check_batch, check_params_shape, estimate_norm
 
 __all__ = ["BOUNDARIES", "Conv1dFilterBank", "Conv2dFilterBank"]
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from ._array import Array, array_device, xp_of
-from .functions import L1Norm, LinfBall
-from .metrics import mse
-from .model import AnalysisModel
-from .operators import DenseOperator, dct_matrix
+from .._array import Array, array_device, xp_of
+from ..functions.euclidean import L1Norm, LinfBall
+from ..data.metrics import mse
+from ..model import AnalysisModel
+from ..operators.dense import DenseOperator, dct_matrix
 from .training import TrainResult, reconstruct, train
 
 __all__ = ["OperatorLearner"]

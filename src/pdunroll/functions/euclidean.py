@@ -35,9 +35,9 @@ from __future__ import annotations
 import math
 from abc import ABC, abstractmethod
 
-from ._array import Array, check_count, check_finite, check_positive, namespace
-from ._array import array_device as _device
-from ._array import xp_of as _xp
+from .._array import Array, check_count, check_finite, check_positive, namespace
+from .._array import array_device as _device
+from .._array import xp_of as _xp
 
 __all__ = [
     "Function",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ._array import check_count
-from .operators import dct_matrix
+from .._array import check_count
+from .dense import dct_matrix
 
 __all__ = ["dct_filters"]
 

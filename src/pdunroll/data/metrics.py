@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from ._array import Array, array_size, namespace
+from .._array import Array, array_size, namespace
 
 __all__ = ["mse", "snr"]
 

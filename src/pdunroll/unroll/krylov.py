@@ -24,8 +24,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._array import Array, check_count
-from ._array import xp_of as _xp
+from .._array import Array, check_count
+from .._array import xp_of as _xp
 
 __all__ = ["SolveInfo", "gmres", "neumann"]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import math
 
-from ._array import Array, array_device, check_count, check_finite, namespace, xp_of
-from .operators import LinearOperator, check_batch, check_params_shape
+from .._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from .base import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 

@@ -19,8 +19,8 @@ from collections import deque
 from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
-from ._array import Array, check_count
-from .model import AnalysisModel, StepSizes, check_model, step_sizes
+from .._array import Array, check_count
+from ..model import AnalysisModel, StepSizes, check_model, resolve_steps
 
 __all__ = ["CPResult", "chambolle_pock", "ergodic_weights"]
 
@@ -165,29 +165,33 @@ def chambolle_pock(
     x_tilde: Array,
     *,
     iterations: int,
-    omega: float = 1.0,
-    sigma: float | None = None,
-    tau: float | None = None,
-    theta: float = 1.0,
-    op_norm: float | None = None,
+    omega: float | None = None,
+    steps: StepSizes | None = None,
     weights=None,
     callback: Callable[[int, Array, Array], object] | None = None,
 ) -> CPResult:
     """Solve min_x F(Kx) + G(x − x̃) for a batch x̃ of shape (batch, *in_shape) with
     ``iterations`` Chambolle-Pock steps.
 
-    Step sizes: σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) unless ``sigma`` and ``tau`` are given (then
-    σ τ ‖K‖² < 1 is checked). ``weights`` ("harmonic", "uniform" or L numbers summing to 1)
-    returns the ergodic average Σ α_k (r^k, y^k). ``callback(k, x^k, y^k)`` runs after step k.
+    Step sizes: σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) with ω = ``omega`` (default 1), or
+    ``steps`` as given (a :class:`~pdunroll.StepSizes`, e.g. from
+    :func:`~pdunroll.step_sizes` with explicit σ, τ, θ, or a result's ``steps``). ``weights``
+    ("harmonic", "uniform" or L numbers summing to 1) returns the ergodic average
+    Σ α_k (r^k, y^k). ``callback(k, x^k, y^k)`` runs after step k.
     """
     check_model(model).check_signals(x_tilde=x_tilde)
     iterations = check_count("iterations", iterations)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, callback(k, x, y); got "
                         f"{type(callback).__name__}")
-    steps = step_sizes(model.operator, omega=omega, sigma=sigma, tau=tau, theta=theta,
-                       op_norm=op_norm)
+    steps = resolve_steps(model.operator, omega, steps)
     alphas = ergodic_weights(weights, iterations)
+    return solve(model, x_tilde, steps, iterations, alphas=alphas, callback=callback)
+
+
+def solve(model: AnalysisModel, x_tilde: Array, steps: StepSizes, iterations: int, *,
+          alphas=None, callback=None) -> CPResult:
+    """:func:`chambolle_pock` on checked inputs (no validation: internal calls)."""
     state = forward(model, x_tilde, steps, iterations, alphas=alphas, callback=callback)
     r, y = (state.r, state.y) if alphas is None else (state.r_avg, state.y_avg)
     xp = model.operator.xp

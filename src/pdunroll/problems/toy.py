@@ -11,7 +11,7 @@ g = indicator of {x ≥ 0}. The six estimates of seed 004 Figures 4-6, one funct
 taking (ϑ, forward iterations L, back-iterations b):
 
 * ``smoothed_impl``: log barrier f_μ = f − μ log x, minimised by L entropic (Bregman) steps,
-  then the implicit function theorem −(x − g) f_μ''⁻¹ ∂_ϑ f_μ' (b unused): the "implicit" mode of
+  then the implicit function theorem −(x − g) f_μ''⁻¹ ∂_ϑ f_μ' (b unused): the :class:`~pdunroll.Implicit` method of
   :func:`pdunroll.forward_backward_gradient`, whose fixed points are those of f_μ' = 0.
 * ``proj_gd`` / ``proj_gd2``: projected gradient x ← max(0, x − α f'(x)) (NonNegative), the
   reverse recursion over the last b of the L steps / b steps at the optimum x^L.
@@ -29,11 +29,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ._array import xp_of
-from .bregman import EntropicOrthant
-from .functions import NonNegative
-from .operators import DenseOperator
-from .splitting import LeastSquares, SmoothFunction, forward_backward, forward_backward_gradient
+from .._array import xp_of
+from ..functions.bregman import EntropicOrthant
+from ..functions.euclidean import NonNegative
+from ..operators.dense import DenseOperator
+from ..unroll.methods import Asymptotic, Implicit, Truncated
+from ..unroll.splitting import LeastSquares, SmoothFunction, forward_backward, forward_backward_gradient
 
 __all__ = ["METHODS", "Toy", "bregman_fb", "bregman_fb2", "bregman_fb_impl", "proj_gd",
            "proj_gd2", "smoothed_impl"]
@@ -114,49 +115,49 @@ class _Barrier(SmoothFunction):
         return self.inner.param_vjp(x, v)
 
 
-def _run(theta, g, mode, forward, back, toy, smooth=None):
+def _run(theta, g, method, forward, toy, smooth=None):
     import numpy as np  # not at module level: importing pdunroll must not import numpy
 
     smooth = toy.smooth(theta) if smooth is None else smooth
     res = forward_backward_gradient(
         smooth, g, np.asarray([[toy.x0]]), np.asarray([[toy.target]]), step=toy.step,
-        iterations=forward, mode=mode, b=None if mode == "implicit" else back)
+        iterations=forward, method=method)
     return float(res.params[0, 0])
 
 
 def smoothed_impl(theta: float, forward: int = 200, back: int | None = None,
                   toy: Toy = TOY) -> float:
     """Smoothed-impl: implicit function theorem on the log-barrier problem (``back`` unused)."""
-    return _run(theta, EntropicOrthant(), "implicit", forward, None, toy,
+    return _run(theta, EntropicOrthant(), Implicit(), forward, toy,
                 smooth=_Barrier(toy.smooth(theta), toy.mu))
 
 
 def proj_gd(theta: float, forward: int = 200, back: int = 200, toy: Toy = TOY) -> float:
     """Proj.GD: projected gradient, backpropagated through the last ``back`` of ``forward``
     steps (``back`` = ``forward``: the exact derivative of the unrolled algorithm)."""
-    return _run(theta, NonNegative(), "truncated", forward, back, toy)
+    return _run(theta, NonNegative(), Truncated(back), forward, toy)
 
 
 def proj_gd2(theta: float, forward: int = 200, back: int = 200, toy: Toy = TOY) -> float:
     """Proj.GD2: ``back`` backward steps with the derivatives at the optimum x^L."""
-    return _run(theta, NonNegative(), "asymptotic", forward, back, toy)
+    return _run(theta, NonNegative(), Asymptotic(back), forward, toy)
 
 
 def bregman_fb(theta: float, forward: int = 200, back: int = 200, toy: Toy = TOY) -> float:
     """Bregman-FB: x ← x e^{−α f'(x)}, backpropagated through the last ``back`` steps."""
-    return _run(theta, EntropicOrthant(), "truncated", forward, back, toy)
+    return _run(theta, EntropicOrthant(), Truncated(back), forward, toy)
 
 
 def bregman_fb2(theta: float, forward: int = 200, back: int = 200, toy: Toy = TOY) -> float:
     """Bregman-FB2: ``back`` backward steps with the derivatives at the optimum x^L."""
-    return _run(theta, EntropicOrthant(), "asymptotic", forward, back, toy)
+    return _run(theta, EntropicOrthant(), Asymptotic(back), forward, toy)
 
 
 def bregman_fb_impl(theta: float, forward: int = 200, back: int | None = None,
                     toy: Toy = TOY) -> float:
     """Bregman-FB-impl: implicit derivative of the Bregman fixed point at x^L (``back``
     unused)."""
-    return _run(theta, EntropicOrthant(), "implicit", forward, None, toy)
+    return _run(theta, EntropicOrthant(), Implicit(), forward, toy)
 
 
 METHODS = {

@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ._array import Array, array_device, check_finite, check_positive, namespace, xp_of
-from .bregman import EntropicSimplex
-from .functions import L21Norm, LinearTerm, Simplex
-from .linops import Gradient2d
-from .model import AnalysisModel
+from .._array import Array, array_device, check_finite, check_positive, namespace, xp_of
+from ..functions.bregman import EntropicSimplex
+from ..functions.euclidean import L21Norm, LinearTerm, Simplex
+from ..operators.linops import Gradient2d
+from ..model import AnalysisModel
 
 __all__ = ["segmentation_loss", "segmentation_model"]
 

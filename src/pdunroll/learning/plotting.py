@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .checkpoint import History
+from .state import History
 
 __all__ = ["plot_learning_curves"]
 

@@ -33,13 +33,13 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 
-from ._array import Array, check_count, check_positive
-from ._array import xp_of as _xp
+from .._array import Array
+from .._array import xp_of as _xp
 from .krylov import SolveInfo, gmres, neumann
+from .methods import Implicit
 
-__all__ = ["SOLVERS", "ConvergenceError", "ConvergenceWarning", "solve_adjoint"]
+__all__ = ["ConvergenceError", "ConvergenceWarning", "solve", "solve_adjoint"]
 
-SOLVERS = ("gmres", "neumann")
 DEFAULT_MAXITER = 1000
 
 
@@ -62,54 +62,52 @@ def default_tol(xp, dtype) -> float:
     return max(1e-10, 1000 * float(xp.finfo(dtype).eps))
 
 
+def solve(apply_n: Callable[[tuple], tuple], rhs: tuple, method: Implicit
+          ) -> tuple[tuple, SolveInfo]:
+    """Solve (I − N) u = ``rhs`` per signal as ``method`` says (:func:`~pdunroll.gmres` or
+    :func:`~pdunroll.neumann`, its tol and maxiter). Raises :class:`ConvergenceError` when the
+    solver misses tol, or warns with :class:`ConvergenceWarning` if not ``method.strict``."""
+    first = rhs[0]
+    tol = default_tol(_xp(first), first.dtype) if method.tol is None else method.tol
+    maxiter = DEFAULT_MAXITER if method.maxiter is None else method.maxiter
+    run = gmres if method.solver == "gmres" else neumann
+    u, info = run(apply_n, rhs, tol=tol, maxiter=maxiter)
+    if not info.converged:
+        message = (
+            f"implicit gradient: the {info.method} solve of the fixed-point system "
+            f"(I − ∂T)ᵀ w = ∂ℓ stopped ({info.status}) after {info.iterations} iterations with "
+            f"relative residual {info.residual:.3g} > tol={info.tol:.3g}. The system may be "
+            "singular (nonsmooth F or G, a lower-level solution that is not unique: see the "
+            "docs' Mathematics page, 'Fixed-point (implicit) gradients') or the forward pass not "
+            "yet at a fixed point. Use Full() or Asymptotic(b), more forward iterations or a "
+            "larger maxiter" + ("" if info.method == "gmres" else ", solver='gmres'")
+            + "; Implicit(strict=False) returns this unconverged gradient with a warning."
+        )
+        if method.strict:
+            raise ConvergenceError(message, info)
+        warnings.warn(message, ConvergenceWarning, stacklevel=5)  # the caller of gradient()
+    return u, info
+
+
 def solve_adjoint(
     step: Callable[[Array, Array, Array], tuple[Array, ...]],
     adjoint: Callable[[Array], Array],
     sigma: float,
     g_out: Array,
     dual_like: Array,
-    *,
-    solver: str = "gmres",
-    tol: float | None = None,
-    maxiter: int | None = None,
-    strict: bool = True,
+    method: Implicit,
 ) -> tuple[tuple[Array, Array, Array], SolveInfo]:
     """u = (I − N)⁻¹ (g, 0, 0) = Σ_{j≥0} N^j (g, 0, 0): the states (v, e, d) of all steps of the
     reverse recursion continued forever at the fixed point, summed; step(u) then gives the sums.
 
     ``step(v, e, d)`` → (ε_P, δ_P, ε_D, δ_D, δ̄_D) is one reverse step with the final Jacobians,
     ``adjoint`` is Kᵀ, ``g_out`` = ∇ℓ(x̂), ``dual_like`` any array of the dual's shape.
-    Returns (u, info). Raises :class:`ConvergenceError` when the solver misses ``tol`` (relative
-    residual per signal), or warns with :class:`ConvergenceWarning` if not ``strict``.
+    Returns (u, info); see :func:`solve` for what happens when the solve fails.
     """
-    if solver not in SOLVERS:
-        raise ValueError(f"solver must be one of {SOLVERS}, got {solver!r}")
-    xp = _xp(g_out)
-    tol = default_tol(xp, g_out.dtype) if tol is None else check_positive("tol", tol)
-    maxiter = DEFAULT_MAXITER if maxiter is None else check_count("maxiter", maxiter)
 
     def apply_n(u):
         e_p, _, e_d, d_d, d_dbar = step(*u)
         return e_p + sigma * adjoint(d_dbar), e_d, d_d
 
-    zero = xp.zeros_like(dual_like)
-    rhs = (g_out, zero, zero)
-    if solver == "gmres":
-        u, info = gmres(apply_n, rhs, tol=tol, maxiter=maxiter)
-    else:
-        u, info = neumann(apply_n, rhs, tol=tol, maxiter=maxiter)
-    if not info.converged:
-        message = (
-            f"implicit gradient: the {info.method} solve of the fixed-point system "
-            f"(I − ∂T)ᵀ w = ∂ℓ stopped ({info.status}) after {info.iterations} iterations with "
-            f"relative residual {info.residual:.3g} > tol={info.tol:.3g}. The system may be "
-            "singular (nonsmooth F or G, a lower-level solution that is not unique; DESIGN §6) "
-            "or the forward pass not yet at a fixed point. Use mode='full' or 'asymptotic', "
-            "more forward iterations or a larger maxiter"
-            + ("" if info.method == "gmres" else ", solver='gmres'")
-            + "; strict=False returns this unconverged gradient with a warning."
-        )
-        if strict:
-            raise ConvergenceError(message, info)
-        warnings.warn(message, ConvergenceWarning, stacklevel=4)  # the caller of gradient()
-    return u, info
+    zero = _xp(g_out).zeros_like(dual_like)
+    return solve(apply_n, (g_out, zero, zero), method)

@@ -19,11 +19,13 @@ For a Euclidean prox this is Algorithm 2 of seed 004,
 v^{k−1} = (I − α∇²f)ᵀ J_proxᵀ v^k. Writing one step as T(x, ϑ), the terms are
 T_xᵀ v = ε − α∇²f δ and T_ϑᵀ v = −α(∂_ϑ∇f)ᵀ δ.
 
-Modes: ``"full"`` (all L steps, stored), ``"truncated"`` (the last b), ``"asymptotic"`` (the
-"derivative at the optimum" of seed 004 §4.3/§7, Proj.GD2 and Bregman-FB2: b steps of the
-recursion with every Jacobian at x^L, i.e. w = Σ_{j<b} T_ϑᵀ (T_xᵀ)^j ∇ℓ, nothing stored) and
-``"implicit"`` (Bregman-FB-impl: w = T_ϑᵀ v with (I − T_xᵀ) v = ∇ℓ at x^L, solved by BiCGSTAB;
-raises if it does not converge, as the system is singular where x^L sits on a kink).
+Methods: :class:`~pdunroll.Full` (all L steps, stored), :class:`~pdunroll.Truncated` (the last
+b), :class:`~pdunroll.Asymptotic` (the "derivative at the optimum" of Ochs et al. (2016), §4.3
+and §7, Proj.GD2 and Bregman-FB2: b steps of the recursion with every Jacobian at x^L, i.e.
+w = Σ_{j<b} T_ϑᵀ (T_xᵀ)^j ∇ℓ, nothing stored) and :class:`~pdunroll.Implicit`
+(Bregman-FB-impl: w = T_ϑᵀ v with (I − T_xᵀ) v = ∇ℓ at x^L, solved per signal like the
+Chambolle-Pock fixed-point gradient; singular where x^L sits on a kink, which the solver
+reports).
 """
 
 from __future__ import annotations
@@ -34,16 +36,18 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ._array import Array, check_count, check_finite, check_positive, namespace
-from ._array import xp_of as _xp
-from .functions import Function
-from .gradients import back_steps, squared_loss
-from .operators import LinearOperator, _leaves
+from .._array import Array, check_count, check_finite, check_positive, namespace
+from .._array import xp_of as _xp
+from ..functions.euclidean import Function
+from .gradient import squared_loss
+from .implicit import solve
+from .krylov import SolveInfo
+from .methods import Full, GradientMethod, Implicit, Truncated, as_method
+from ..operators.base import LinearOperator
+from .. import tree
 
-__all__ = ["FBGradient", "FBResult", "FB_MODES", "LeastSquares", "SmoothFunction",
-           "forward_backward", "forward_backward_gradient"]
-
-FB_MODES = ("full", "truncated", "asymptotic", "implicit")
+__all__ = ["FBGradient", "FBResult", "LeastSquares", "SmoothFunction", "forward_backward",
+           "forward_backward_gradient"]
 
 
 class SmoothFunction(ABC):
@@ -125,7 +129,7 @@ class LeastSquares(SmoothFunction):
         a = op.param_vjp(self._residual(x), v)
         c = op.param_vjp(op.apply(v), x)
         # λ(a + c) leaf by leaf: composite operators nest their parts' parameters in tuples
-        return _axpy(self.weight, c, _axpy(self.weight, a, None))
+        return tree.axpy(self.weight, c, tree.axpy(self.weight, a, None))
 
 
 @dataclass(frozen=True)
@@ -140,16 +144,17 @@ class FBResult:
 @dataclass(frozen=True)
 class FBGradient:
     """``loss``: ℓ(x^L); ``params``: ∇ℓ w.r.t. the smooth part's parameters (structure of
-    ``smooth.params``); ``x``: x^L; ``mode``; ``solver_iterations``: BiCGSTAB iterations of the
-    implicit mode (0 otherwise); ``g``: ∇ℓ w.r.t. ``g.params`` (e.g. the costs of a
-    :class:`pdunroll.LinearTerm`; ``()`` for functions without any)."""
+    ``smooth.params``); ``x``: x^L; ``method``: the gradient method; ``g``: ∇ℓ w.r.t.
+    ``g.params`` (e.g. the costs of a :class:`pdunroll.LinearTerm`; ``()`` for functions without
+    any); ``info``: how the linear solve of :class:`~pdunroll.Implicit` ended
+    (:class:`~pdunroll.SolveInfo`), ``None`` otherwise."""
 
     loss: float
-    params: Array
+    params: object
     x: Array
-    mode: str
-    solver_iterations: int = 0
-    g: Array | tuple = ()
+    method: GradientMethod
+    g: object = ()
+    info: SolveInfo | None = None
 
 
 def _check(smooth, g, x0, step, iterations):
@@ -159,7 +164,7 @@ def _check(smooth, g, x0, step, iterations):
     if not isinstance(g, Function):
         raise TypeError(f"g must be a pdunroll Function (e.g. NonNegative()), got "
                         f"{type(g).__name__}")
-    xp = namespace(("x0", x0), *(("smooth parameters", p) for p in _leaves(smooth.params)))
+    xp = namespace(("x0", x0), *(("smooth parameters", p) for p in tree.flatten(smooth.params)))
     check_finite(xp, x0=x0)
     return check_positive("step", step), check_count("iterations", iterations)
 
@@ -192,14 +197,6 @@ def forward_backward(smooth: SmoothFunction, g: Function, x0: Array, *, step: fl
     return FBResult(x, residual, iterations)
 
 
-def _axpy(scale, u, acc):
-    """acc + scale·u for arrays or tuples of arrays (scale·u when acc is None)."""
-    if isinstance(u, tuple):
-        return tuple(_axpy(scale, p, None if acc is None else q)
-                     for p, q in zip(u, acc or (None,) * len(u), strict=True))
-    return scale * u if acc is None else acc + scale * u
-
-
 def _step_transposes(smooth, g, step, x, saved, v):
     """(T_xᵀ v, δ) for one step at x: T_xᵀ v = ε − α∇²f(x) δ; T_ϑᵀ v = −α param_vjp(x, δ)."""
     e, d = g.prox_step_vjp(saved, v, step)
@@ -214,24 +211,24 @@ def forward_backward_gradient(
     *,
     step: float,
     iterations: int,
-    mode: str = "full",
-    b: int | None = None,
+    method: GradientMethod | str = "full",
     loss: Callable[[Array], tuple[float, Array]] | None = None,
-    rtol: float = 1e-12,
-    maxiter: int = 1000,
 ) -> FBGradient:
     """Loss ℓ(x^L) of L forward-backward steps and its gradient w.r.t. ``smooth.params``.
 
-    ``mode``: "full", "truncated" (last ``b`` steps, 1 ≤ b ≤ L), "asymptotic" (``b`` backward
-    steps with every Jacobian at x^L) or "implicit" (solve (I − T_xᵀ) v = ∇ℓ at x^L to relative
-    residual ``rtol`` within ``maxiter`` BiCGSTAB iterations; RuntimeError otherwise). The
-    default loss is ½ Σ ‖x^L − x†‖²; ``loss(x) -> (value, gradient)`` replaces it.
+    ``method``: :class:`~pdunroll.Full` (all L steps), :class:`~pdunroll.Truncated` (the last
+    b), :class:`~pdunroll.Asymptotic` (b backward steps with every Jacobian at x^L) or
+    :class:`~pdunroll.Implicit` (solve (I − T_xᵀ) v = ∇ℓ at x^L per signal, with the solver,
+    tolerance and ``strict`` of the method; ``info`` of the result says how it ended).
+    ``segments`` and ``relax_primal`` are Chambolle-Pock options and refused here. The default
+    loss is ½ Σ ‖x^L − x†‖²; ``loss(x) -> (value, gradient)`` replaces it.
     """
     step, iterations = _check(smooth, g, x0, step, iterations)
-    if mode not in FB_MODES:
-        raise ValueError(f"mode must be one of {FB_MODES}, got {mode!r}")
-    rtol = check_positive("rtol", rtol)
-    b = back_steps(mode, b, iterations)
+    method = as_method(method)
+    if getattr(method, "segments", None) or method.relax_primal:
+        raise ValueError("forward_backward_gradient takes no segments and no relax_primal: "
+                         f"got {method!r}")
+    b = method.back_steps(iterations)
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")
@@ -241,24 +238,23 @@ def forward_backward_gradient(
                              f"{tuple(x0.shape)}")
         check_finite(xp, x_true=x_true)
         loss = squared_loss(x_true)
-    keep = b if mode in ("full", "truncated") else 0
-    x, _, tape = _run(smooth, g, x0, step, iterations, keep)
+    stored = isinstance(method, Full | Truncated)
+    x, _, tape = _run(smooth, g, x0, step, iterations, b if stored else 0)
     value, v = loss(x)
-    if mode in ("full", "truncated"):
+    if stored:
         w = w_g = None
         while tape:
             x_prev, saved = tape.pop()
             v_next, d = _step_transposes(smooth, g, step, x_prev, saved, v)
-            w = _axpy(-step, smooth.param_vjp(x_prev, d), w)
-            w_g = _axpy(1.0, g.prox_step_param_vjp(saved, v, step), w_g)
+            w = tree.axpy(-step, smooth.param_vjp(x_prev, d), w)
+            w_g = tree.axpy(1.0, g.prox_step_param_vjp(saved, v, step), w_g)
             v = v_next
-        return FBGradient(value, w, x, mode, g=w_g)
+        return FBGradient(value, w, x, method, g=w_g)
     _, saved = g.prox_step_save(x, smooth.grad(x), step)  # the step's Jacobians at x^L
-    solver_iterations = 0
-    if mode == "implicit":
-        v, solver_iterations = _bicgstab(
-            lambda u: u - _step_transposes(smooth, g, step, x, saved, u)[0], v, rtol=rtol,
-            maxiter=check_count("maxiter", maxiter))
+    info = None
+    if isinstance(method, Implicit):
+        (v,), info = solve(lambda u: (_step_transposes(smooth, g, step, x, saved, u[0])[0],),
+                           (v,), method)
         d = g.prox_step_vjp(saved, v, step)[1]
     else:
         d_sum = v_sum = None
@@ -267,54 +263,5 @@ def forward_backward_gradient(
             v, d = _step_transposes(smooth, g, step, x, saved, v)
             d_sum = d if d_sum is None else d_sum + d
         d, v = d_sum, v_sum
-    w = _axpy(-step, smooth.param_vjp(x, d), None)
-    return FBGradient(value, w, x, mode, solver_iterations, g.prox_step_param_vjp(saved, v, step))
-
-
-def _bicgstab(apply: Callable[[Array], Array], rhs: Array, *, rtol: float, maxiter: int):
-    """Solve apply(u) = rhs (the whole batch as one vector) by BiCGSTAB; (u, iterations)."""
-    xp = _xp(rhs)
-
-    def dot(a, c):
-        return float(xp.sum(a * c))
-
-    bnorm = math.sqrt(dot(rhs, rhs))
-    u = xp.zeros_like(rhs)
-    if bnorm == 0.0:
-        return u, 0
-    r = rhs
-    r_hat = rhs
-    p = v = xp.zeros_like(rhs)
-    rho = alpha = omega = 1.0
-    res = 1.0
-    for it in range(1, maxiter + 1):
-        rho_new = dot(r_hat, r)
-        if rho_new == 0.0:
-            break
-        p = r + (rho_new / rho) * (alpha / omega) * (p - omega * v)
-        v = apply(p)
-        denom = dot(r_hat, v)
-        if denom == 0.0:
-            break
-        alpha = rho_new / denom
-        s = r - alpha * v
-        res = math.sqrt(dot(s, s)) / bnorm
-        if res <= rtol:
-            return u + alpha * p, it
-        t = apply(s)
-        tt = dot(t, t)
-        if tt == 0.0:
-            break
-        omega = dot(t, s) / tt
-        u = u + alpha * p + omega * s
-        r = s - omega * t
-        res = math.sqrt(dot(r, r)) / bnorm
-        if res <= rtol:
-            return u, it
-        if omega == 0.0:
-            break
-        rho = rho_new
-    raise RuntimeError(
-        f"implicit gradient: BiCGSTAB stopped at relative residual {res:.3g} > rtol {rtol:g} "
-        f"after {it} iterations; (I − ∂T) may be singular at this point (DESIGN §6): use "
-        'mode="asymptotic" or "full"')
+    w = tree.axpy(-step, smooth.param_vjp(x, d), None)
+    return FBGradient(value, w, x, method, g.prox_step_param_vjp(saved, v, step), info)

@@ -17,8 +17,9 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ._array import check_positive
-from ._array import xp_of as _xp
+from .._array import check_positive
+from .._array import xp_of as _xp
+from ..tree import flatten, unflatten
 
 __all__ = ["SGD", "Adam", "LearningRate", "Optimizer", "SCHEDULES", "grad_norm",
            "make_optimizer"]
@@ -26,20 +27,10 @@ __all__ = ["SGD", "Adam", "LearningRate", "Optimizer", "SCHEDULES", "grad_norm",
 SCHEDULES = ("constant", "linear", "polynomial", "inverse")
 
 
-def leaves(params) -> list:
-    """The arrays of ``params`` (one array or a tuple/list of arrays) as a list."""
-    return list(params) if isinstance(params, tuple | list) else [params]
-
-
-def rebuild(like, arrays: list):
-    """Arrays back in the structure of ``like``."""
-    return tuple(arrays) if isinstance(like, tuple | list) else arrays[0]
-
-
 def grad_norm(grad) -> float:
     """Euclidean (Frobenius) norm over all leaves of ``grad``."""
     total = 0.0
-    for g in leaves(grad):
+    for g in flatten(grad):
         total += float(_xp(g).linalg.vector_norm(g)) ** 2
     return math.sqrt(total)
 
@@ -116,16 +107,16 @@ class SGD(Optimizer):
     def init(self, params) -> dict:
         if self.momentum == 0.0:
             return {"step": 0}
-        return {"step": 0, "velocity": [_xp(p).zeros_like(p) for p in leaves(params)]}
+        return {"step": 0, "velocity": [_xp(p).zeros_like(p) for p in flatten(params)]}
 
     def update(self, params, grad, state, lr):
-        ps, gs = leaves(params), leaves(grad)
+        ps, gs = flatten(params), flatten(grad)
         if self.momentum == 0.0:
-            return rebuild(params, [p - lr * g for p, g in zip(ps, gs, strict=True)]), \
+            return unflatten(params, [p - lr * g for p, g in zip(ps, gs, strict=True)]), \
                 {"step": state["step"] + 1}
         vel = [self.momentum * v + g for v, g in zip(state["velocity"], gs, strict=True)]
         new = [p - lr * v for p, v in zip(ps, vel, strict=True)]
-        return rebuild(params, new), {"step": state["step"] + 1, "velocity": vel}
+        return unflatten(params, new), {"step": state["step"] + 1, "velocity": vel}
 
     def settings(self) -> dict:
         return {"name": self.name, "momentum": self.momentum}
@@ -144,18 +135,18 @@ class Adam(Optimizer):
         self.eps = check_positive("eps", eps)
 
     def init(self, params) -> dict:
-        zeros = [_xp(p).zeros_like(p) for p in leaves(params)]
+        zeros = [_xp(p).zeros_like(p) for p in flatten(params)]
         return {"step": 0, "m": zeros, "v": list(zeros)}
 
     def update(self, params, grad, state, lr):
         b1, b2 = self.beta1, self.beta2
         t = state["step"] + 1
-        m = [b1 * m + (1 - b1) * g for m, g in zip(state["m"], leaves(grad), strict=True)]
-        v = [b2 * v + (1 - b2) * (g * g) for v, g in zip(state["v"], leaves(grad), strict=True)]
+        m = [b1 * m + (1 - b1) * g for m, g in zip(state["m"], flatten(grad), strict=True)]
+        v = [b2 * v + (1 - b2) * (g * g) for v, g in zip(state["v"], flatten(grad), strict=True)]
         c1, c2 = 1 - b1**t, 1 - b2**t
         new = [p - (lr / c1) * mi / (_xp(vi).sqrt(vi / c2) + self.eps)
-               for p, mi, vi in zip(leaves(params), m, v, strict=True)]
-        return rebuild(params, new), {"step": t, "m": m, "v": v}
+               for p, mi, vi in zip(flatten(params), m, v, strict=True)]
+        return unflatten(params, new), {"step": t, "m": m, "v": v}
 
     def settings(self) -> dict:
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
@@ -175,9 +166,4 @@ def make_optimizer(spec) -> Optimizer:
     if spec["name"] not in classes:
         raise ValueError(f'optimizer must be "sgd" or "adam", got {spec["name"]!r}')
     return classes[spec["name"]](**kwargs)
-
-
-def scale(grad, factor: float):
-    """``factor`` times every leaf of ``grad``."""
-    return rebuild(grad, [factor * g for g in leaves(grad)])
 

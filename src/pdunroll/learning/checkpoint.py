@@ -23,11 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from . import convolution, functions, operators
-from ._array import Array, xp_of
-from ._array import array_device as _device
-from .model import AnalysisModel
-from .optimizers import leaves, rebuild
+from ..functions import euclidean as functions
+from ..operators import convolution
+from ..operators import dense as operators
+from .._array import Array, xp_of
+from .._array import array_device as _device
+from ..model import AnalysisModel
+from ..tree import flatten, unflatten
+from .state import History, TrainState
 
 __all__ = ["History", "TrainState", "load_checkpoint", "load_operator", "model_settings",
            "model_from_settings", "save_checkpoint", "save_operator"]
@@ -115,13 +118,13 @@ def read_npz(path, expected_format: str) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def _put(arrays: dict, prefix: str, tree) -> None:
-    for i, a in enumerate(leaves(tree)):
+    for i, a in enumerate(flatten(tree)):
         arrays[f"{prefix}.{i}"] = to_numpy(a)
 
 
 def _take(arrays: dict, prefix: str, like, xp, device):
-    n = len(leaves(like))
-    return rebuild(like, [from_numpy(arrays[f"{prefix}.{i}"], xp, device) for i in range(n)])
+    n = len(flatten(like))
+    return unflatten(like, [from_numpy(arrays[f"{prefix}.{i}"], xp, device) for i in range(n)])
 
 
 # ---------------------------------------------------------------- model settings
@@ -154,7 +157,7 @@ def model_settings(model: AnalysisModel) -> dict:
     op_name = type(op).__name__
     if op_name not in _OPERATORS:
         raise TypeError(f"cannot save operator {op_name}: supported are {sorted(_OPERATORS)}")
-    return {"operator": {"type": op_name, "n_params": len(leaves(op.params)),
+    return {"operator": {"type": op_name, "n_params": len(flatten(op.params)),
                          **_OPERATORS[op_name][0](op)},
             "f": _function_settings(model.f), "g": _function_settings(model.g)}
 
@@ -207,44 +210,6 @@ def load_operator(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
 # ---------------------------------------------------------------- training checkpoints
 
 
-@dataclass
-class History:
-    """Per-step and per-epoch records of a training run (all plain Python numbers)."""
-
-    initial_val_loss: float | None = None  # validation loss of the starting operator
-    step_loss: list = field(default_factory=list)  # mean ½‖x̂ − x†‖² per signal, minibatch
-    step_grad_norm: list = field(default_factory=list)  # ‖∇_K‖ of the minibatch mean loss
-    step_lr: list = field(default_factory=list)
-    step_op_norm: list = field(default_factory=list)  # ‖K‖ after the update
-    epoch_train_loss: list = field(default_factory=list)  # mean of the epoch's step losses
-    epoch_val_loss: list = field(default_factory=list)  # validation loss (None: no validation)
-    epoch_seconds: list = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-
-@dataclass
-class TrainState:
-    """Everything needed to continue a run exactly where it stopped."""
-
-    params: object  # operator parameters (array or tuple of arrays)
-    opt_state: dict  # {"step": int, name: [arrays]}
-    norm: float  # ‖K‖ estimate for the current params
-    norm_vector: Array  # its right singular vector (warm start of the next estimate)
-    rng_state: dict  # numpy bit-generator state at the start of the current epoch
-    best_params: object
-    best_val: float | None = None
-    best_epoch: int = 0  # 0: the starting operator; k: after epoch k
-    bad_epochs: int = 0
-    epoch: int = 0  # epochs finished
-    batch: int = 0  # minibatches finished in the current epoch
-    step: int = 0  # updates done in all
-    epoch_loss_sum: float = 0.0
-    stopped: bool = False  # early stopping fired
-    history: History = field(default_factory=History)
-
-
 def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: dict,
                     optimizer: dict) -> Path:
     """Write ``state`` with the model, training configuration and optimizer settings."""
@@ -273,7 +238,7 @@ def load_checkpoint(path, like) -> tuple[TrainState, dict]:
     """Read a checkpoint; arrays go to the namespace and device of ``like`` (the parameters of
     the model being trained). Returns the state and the settings dict (``config``, ...)."""
     arrays, settings = read_npz(path, CHECKPOINT_FORMAT)
-    first = leaves(like)[0]
+    first = flatten(like)[0]
     xp = xp_of(first)
     dev = _device(first)
     opt_state = dict(settings["opt_scalars"])

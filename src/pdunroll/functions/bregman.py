@@ -36,9 +36,9 @@ from __future__ import annotations
 import math
 import numbers
 
-from ._array import Array
-from ._array import xp_of as _xp
-from .functions import L1Norm, LinfBall, NonNegative, Simplex, _check_axis
+from .._array import Array
+from .._array import xp_of as _xp
+from .euclidean import L1Norm, LinfBall, NonNegative, Simplex, _check_axis
 
 __all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex"]
 

@@ -16,9 +16,10 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ._array import Array, array_device, check_count, check_finite, namespace
+from .._array import Array, array_device, check_count, check_finite, namespace
+from ..tree import flatten
 
-__all__ = ["DenseOperator", "LinearOperator", "NormEstimate", "dct_matrix", "estimate_norm"]
+__all__ = ["LinearOperator", "NormEstimate", "check_batch", "check_params_shape", "estimate_norm"]
 
 
 class LinearOperator(ABC):
@@ -52,7 +53,7 @@ class LinearOperator(ABC):
     def arrays(self) -> tuple:
         """The arrays the operator holds (its parameters' leaves): they fix namespace, dtype and
         device."""
-        return _leaves(self.params)
+        return tuple(flatten(self.params))
 
     @property
     def xp(self):
@@ -90,12 +91,6 @@ def check_params_shape(op: LinearOperator, params: Array) -> None:
     if shape is not None and tuple(shape) != tuple(op.params.shape):
         raise ValueError(f"{type(op).__name__}.with_params: params must have shape "
                          f"{tuple(op.params.shape)} (the operator's), got {tuple(shape)}")
-
-
-def _leaves(params) -> tuple:
-    if isinstance(params, tuple | list):
-        return tuple(leaf for p in params for leaf in _leaves(p))
-    return (params,)
 
 
 @dataclass(frozen=True)
@@ -150,58 +145,3 @@ def estimate_norm(
             return NormEstimate(new, v, it)
         value = new
     return NormEstimate(value, v, iterations)
-
-
-class DenseOperator(LinearOperator):
-    """A dense matrix K of shape (m, n): K x for x of shape (batch, n) is ``x @ Kᵀ``."""
-
-    def __init__(self, matrix: Array):
-        xp = namespace(("matrix", matrix))
-        if matrix.ndim != 2:
-            raise ValueError(f"matrix must be 2-D (m, n), got shape {tuple(matrix.shape)}")
-        if 0 in matrix.shape:
-            raise ValueError(f"matrix must have m, n >= 1, got shape {tuple(matrix.shape)}")
-        check_finite(xp, matrix=matrix)
-        self.params = matrix
-        self.out_shape, self.in_shape = (matrix.shape[0],), (matrix.shape[1],)
-
-    @property
-    def matrix(self) -> Array:
-        return self.params
-
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
-        return x @ self.params.T
-
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
-        return y @ self.params
-
-    def param_vjp(self, a: Array, b: Array) -> Array:
-        check_batch(self, "param_vjp", "a", a, self.out_shape)
-        check_batch(self, "param_vjp", "b", b, self.in_shape)
-        return a.T @ b
-
-    def with_params(self, params: Array) -> DenseOperator:
-        check_params_shape(self, params)
-        return DenseOperator(params)
-
-    def __repr__(self) -> str:
-        return f"DenseOperator(m={self.out_shape[0]}, n={self.in_shape[0]}, dtype={self.dtype})"
-
-
-def dct_matrix(n: int, *, xp=None, dtype=None, device=None) -> Array:
-    """Orthonormal DCT-II matrix C (n×n), C[k, j] = √(2/n) c_k cos(π(2j+1)k / 2n), c_0 = 1/√2.
-
-    The published initialisation of the speech operators. NumPy float64 unless ``xp``, ``dtype``
-    and ``device`` say otherwise.
-    """
-    n = check_count("n", n)
-    if xp is None:
-        import numpy as xp
-    if dtype is None:
-        dtype = xp.float64
-    k = xp.reshape(xp.arange(n, dtype=dtype, device=device), (n, 1))
-    j = xp.reshape(xp.arange(n, dtype=dtype, device=device), (1, n))
-    c = xp.cos(math.pi * (2 * j + 1) * k / (2 * n)) * math.sqrt(2 / n)
-    return xp.where(k == 0, c / math.sqrt(2), c)

@@ -1,0 +1,20 @@
+"""The nonsmooth convex functions F and G of a model: Euclidean proximal steps
+(:mod:`.euclidean`) and Bregman proximal steps (:mod:`.bregman`)."""
+
+from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
+from .euclidean import (
+    Function,
+    L1Norm,
+    L2Ball,
+    L21Norm,
+    LinearTerm,
+    LinfBall,
+    NonNegative,
+    Simplex,
+    SquaredL2,
+    Zero,
+)
+
+__all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex",
+           "Function", "L1Norm", "L21Norm", "L2Ball", "LinearTerm", "LinfBall", "NonNegative",
+           "Simplex", "SquaredL2", "Zero"]

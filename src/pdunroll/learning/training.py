@@ -1,0 +1,390 @@
+"""The training loop: learn K by minibatch first-order descent on the unrolled loss
+
+    J(K) = (1/B) Σ_{i ∈ batch} ½ ‖A_L(K, x̃_i) − x†_i‖²,
+
+with ∇_K J from :func:`pdunroll.gradient` with any gradient method (full, truncated,
+asymptotic, implicit; ergodic weights; relaxed primal Jacobian). After every update the step
+sizes σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) follow the new K: ‖K‖ is re-estimated by power iteration
+warm-started from the previous singular vector.
+
+A step is the minibatch gradient (a replaceable :class:`MinibatchGradient`), the optimizer's
+update and the new ‖K‖; an epoch ends with the validation loss (L Chambolle-Pock steps on the
+validation set), the best operator so far, early stopping on it, and a checkpoint; Ctrl-C (or any other exception, e.g.
+from the callback) writes a checkpoint of the last finished step before the exception
+propagates, and ``resume=True`` continues bit for bit (fixed seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from typing import Protocol
+
+from .. import tree
+from .._array import Array, check_count, check_positive
+from ..model import AnalysisModel, StepSizes, step_sizes
+from ..operators.base import estimate_norm
+from ..unroll.forward import ergodic_weights, solve
+from ..unroll.gradient import _gradient, squared_loss
+from ..unroll.methods import GradientMethod, as_method
+from .checkpoint import load_checkpoint, model_settings, save_checkpoint
+from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
+from .state import History, TrainState
+
+__all__ = ["LocalGradient", "MinibatchGradient", "TrainResult", "reconstruct", "train",
+           "unrolled_loss"]
+
+_EVAL_CHUNK = 2048  # signals per Chambolle-Pock call when evaluating
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """``model``: the best model by validation loss (the last one without validation data);
+    ``final_model``: the model after the last update; ``history``: losses, gradient norms,
+    learning rates, ‖K‖ per step and losses per epoch; ``best_epoch``: 0 for the starting
+    operator, k after epoch k; ``stopped_early``: early stopping fired."""
+
+    model: AnalysisModel
+    final_model: AnalysisModel
+    history: History
+    best_epoch: int
+    best_val_loss: float | None
+    stopped_early: bool
+    epochs: int
+    steps: int
+
+
+def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int, omega: float = 10.0,
+                weights=None, op_norm: float | None = None) -> Array:
+    """x̂ = A_L(K, x̃) for many signals, in chunks (Chambolle-Pock with σ, τ from ω and ‖K‖;
+    ``op_norm`` skips the norm computation)."""
+    model.check_signals(x_tilde=x_tilde)
+    iterations = check_count("iterations", iterations)
+    steps = step_sizes(model.operator, omega=omega, op_norm=op_norm)
+    return _reconstruct(model, x_tilde, iterations, steps, ergodic_weights(weights, iterations))
+
+
+def _reconstruct(model, x_tilde, iterations, steps, alphas) -> Array:
+    n = x_tilde.shape[0]
+    parts = [solve(model, x_tilde[i:min(i + _EVAL_CHUNK, n), ...], steps, iterations,
+                   alphas=alphas).x
+             for i in range(0, n, _EVAL_CHUNK)]
+    return parts[0] if len(parts) == 1 else model.operator.xp.concat(parts)
+
+
+def unrolled_loss(model: AnalysisModel, x_tilde: Array, x_true: Array, *, iterations: int,
+                  omega: float = 10.0, weights=None, op_norm: float | None = None) -> float:
+    """J = mean over signals of ½‖A_L(K, x̃) − x†‖²."""
+    model.check_signals(x_tilde=x_tilde, x_true=x_true)
+    iterations = check_count("iterations", iterations)
+    return _unrolled_loss(model, x_tilde, x_true, iterations=iterations, omega=omega,
+                          alphas=ergodic_weights(weights, iterations), op_norm=op_norm)
+
+
+def _unrolled_loss(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm) -> float:
+    """:func:`unrolled_loss` on checked inputs, ``op_norm`` known (validation passes)."""
+    steps = StepSizes(omega * 0.99 / op_norm, 0.99 / (omega * op_norm), 1.0, op_norm)
+    d = _reconstruct(model, x_tilde, iterations, steps, alphas) - x_true
+    return 0.5 * float(model.operator.xp.sum(d * d)) / x_tilde.shape[0]
+
+
+def _config(**kw) -> dict:
+    """The run configuration as plain JSON values (tuples become lists)."""
+    return json.loads(json.dumps(kw))
+
+
+class MinibatchGradient(Protocol):
+    """The replaceable piece of a training step: the summed loss and the summed gradient w.r.t.
+    the operator's parameters over the training pairs ``indices`` (NumPy integers into the
+    training set), for ``model`` with step sizes ``steps``. :class:`LocalGradient` computes it
+    in this process; a distributed one computes parts on workers and reduces them."""
+
+    def __call__(self, model: AnalysisModel, indices: np.ndarray,
+                 steps: StepSizes) -> tuple[float, object]: ...
+
+
+@dataclass(frozen=True)
+class LocalGradient:
+    """:class:`MinibatchGradient` in this process: :func:`pdunroll.gradient` of the selected
+    pairs (inputs were checked once, by :func:`train`)."""
+
+    x_tilde: Array
+    x_true: Array
+    iterations: int
+    method: GradientMethod
+    alphas: tuple | None
+
+    def __call__(self, model, indices, steps):
+        xp = model.operator.xp
+        idx = xp.asarray(indices, device=model.operator.device)
+        xb, tb = xp.take(self.x_tilde, idx, axis=0), xp.take(self.x_true, idx, axis=0)
+        b = self.method.back_steps(self.iterations)
+        res = _gradient(model, xb, squared_loss(tb), self.method, self.iterations, b,
+                        self.alphas, steps)
+        return res.loss, res.operator
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The fixed settings of a run: data sizes, unrolling, optimizer, schedule, stopping."""
+
+    iterations: int
+    alphas: tuple | None
+    weights: object
+    omega: float
+    optimizer: Optimizer
+    schedule: LearningRate
+    epochs: int
+    batch_size: int
+    per_epoch: int
+    patience: int | None
+    norm_iterations: int
+
+    @property
+    def total(self) -> int:
+        return self.epochs * self.per_epoch
+
+
+def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn):
+    """One update: the minibatch gradient of the mean loss, the optimizer step and ‖K‖ of the
+    new operator (warm-started). Returns the new model and the step's records; ``state`` is
+    not changed (so an interruption leaves it consistent)."""
+    norm = state.norm
+    steps = StepSizes(plan.omega * 0.99 / norm, 0.99 / (plan.omega * norm), 1.0, norm)
+    loss_sum, grad_sum = grad_fn(model, indices, steps)
+    n = len(indices)
+    grad = tree.scale(1.0 / n, grad_sum)
+    rate = plan.schedule(state.step, plan.total)
+    params, opt_state = plan.optimizer.update(state.params, grad, state.opt_state, rate)
+    new = model.with_params(params)
+    est = estimate_norm(new.operator, v0=state.norm_vector, iterations=plan.norm_iterations)
+    loss = loss_sum / n
+    if not math.isfinite(loss) or not math.isfinite(est.value):
+        raise FloatingPointError(f"training diverged at step {state.step} (loss {loss}, "
+                                 f"‖K‖ {est.value}): lower the learning rate")
+    return new, params, opt_state, est, loss, grad_norm(grad), rate
+
+
+def _commit(state: TrainState, record, batch: int) -> None:
+    """Write one finished step into ``state`` and its history."""
+    _, params, opt_state, est, loss, gnorm, rate = record
+    h = state.history
+    h.step_loss.append(loss)
+    h.step_grad_norm.append(gnorm)
+    h.step_lr.append(rate)
+    h.step_op_norm.append(est.value)
+    state.params, state.opt_state = params, opt_state
+    state.norm, state.norm_vector = est.value, est.vector
+    state.epoch_loss_sum += loss
+    state.batch, state.step = batch, state.step + 1
+
+
+def _end_epoch(plan: _Plan, state: TrainState, val: float | None, seconds: float, rng) -> None:
+    """Epoch records, the best operator so far and early stopping."""
+    h = state.history
+    h.epoch_train_loss.append(state.epoch_loss_sum / plan.per_epoch)
+    h.epoch_val_loss.append(val)
+    h.epoch_seconds.append(seconds)
+    state.epoch, state.batch, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
+    state.rng_state = rng.bit_generator.state
+    if val is None:
+        state.best_params, state.best_epoch = state.params, state.epoch
+    elif val < state.best_val:
+        state.best_val, state.best_epoch = val, state.epoch
+        state.best_params, state.bad_epochs = state.params, 0
+    else:
+        state.bad_epochs += 1
+        state.stopped = plan.patience is not None and state.bad_epochs >= plan.patience
+
+
+def train(
+    model: AnalysisModel,
+    x_tilde: Array,
+    x_true: Array,
+    *,
+    validation: tuple[Array, Array] | None = None,
+    iterations: int = 10,
+    method: GradientMethod | str = "full",
+    weights=None,
+    omega: float = 10.0,
+    optimizer="adam",
+    lr: float | LearningRate = 1e-3,
+    epochs: int = 10,
+    batch_size: int = 32,
+    patience: int | None = None,
+    seed: int = 0,
+    norm_iterations: int = 30,
+    checkpoint: str | Path | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    callback: Callable[[dict], object] | None = None,
+    minibatch_gradient: Callable[..., MinibatchGradient] | None = None,
+) -> TrainResult:
+    """Learn the operator parameters of ``model`` from pairs (x̃_i, x†_i).
+
+    Parameters
+    ----------
+    model : AnalysisModel
+        Starting model (e.g. K = DCT); its F and G stay fixed.
+    x_tilde, x_true : arrays (N, *in_shape)
+        Degraded and clean training signals (any array-API backend, same device as K).
+    validation : (x_tilde, x_true), optional
+        Held-out pairs: validation loss per epoch, best operator kept, early stopping.
+    iterations, method, weights, omega
+        Unrolling and gradient method (:class:`~pdunroll.Full`, :class:`~pdunroll.Truncated`,
+        ...) as in :func:`pdunroll.gradient`; validation uses the same L and weights.
+    optimizer : "adam", "sgd", an :class:`Optimizer` or a settings dict
+    lr : float or LearningRate
+        A float is a constant learning rate; a :class:`LearningRate` gives a schedule over all
+        ``epochs × batches`` steps.
+    epochs, batch_size : int
+        Each epoch visits every training pair once in a fresh random order (the last minibatch
+        may be smaller).
+    patience : int, optional
+        Stop after this many epochs without a new best validation loss.
+    seed : int
+        Seeds the shuffling (NumPy ``Generator``): same seed, same run.
+    norm_iterations : int
+        Power iterations per update for ‖K‖, warm-started from the previous singular vector
+        (the start is estimated to convergence).
+    checkpoint : path, optional
+        ``.npz`` file written after every epoch and on Ctrl-C (or any other exception).
+    resume : bool
+        Continue from ``checkpoint`` (which must exist and match this configuration).
+    progress : bool
+        Show a tqdm progress bar.
+    callback : callable, optional
+        ``callback(info)`` after every update, ``info`` a dict with step, epoch, batch, loss,
+        grad_norm, lr.
+    minibatch_gradient : callable, optional
+        ``minibatch_gradient(x_tilde, x_true, iterations, method, alphas)`` returning a
+        :class:`MinibatchGradient`; default :class:`LocalGradient` (this process).
+    """
+    model.check_signals(x_tilde=x_tilde, x_true=x_true)
+    if validation is not None:
+        if not isinstance(validation, tuple | list) or len(validation) != 2:
+            raise TypeError("validation must be a pair (x_tilde, x_true)")
+        model.check_signals(validation_x_tilde=validation[0], validation_x_true=validation[1])
+    method = as_method(method)
+    iterations = check_count("iterations", iterations)
+    method.back_steps(iterations)
+    alphas = ergodic_weights(weights, iterations)
+    if alphas is not None and not method.takes_weights:
+        raise ValueError(f"weights cannot be combined with {type(method).__name__}")
+    epochs = check_count("epochs", epochs)
+    norm_iterations = check_count("norm_iterations", norm_iterations)
+    batch_size = check_count("batch_size", batch_size)
+    if patience is not None:
+        patience = check_count("patience", patience)
+    if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    omega = check_positive("omega", omega)
+    schedule = lr if isinstance(lr, LearningRate) else LearningRate(float(lr))
+    opt = make_optimizer(optimizer)
+    if resume and checkpoint is None:
+        raise ValueError("resume=True needs checkpoint=path")
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable, callback(info); got "
+                        f"{type(callback).__name__}")
+
+    n_train = x_tilde.shape[0]
+    batch_size = min(batch_size, n_train)
+    plan = _Plan(iterations, alphas, weights, omega, opt, schedule, epochs, batch_size,
+                 math.ceil(n_train / batch_size), patience, norm_iterations)
+    grad_fn = (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method, alphas)
+    config = _config(iterations=iterations, method=method.settings(), weights=weights,
+                     omega=omega, lr=schedule.settings(), epochs=epochs, batch_size=batch_size,
+                     patience=patience, seed=int(seed), norm_iterations=norm_iterations,
+                     dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
+                     n_val=None if validation is None else validation[0].shape[0])
+
+    def val_loss(m, norm):
+        if validation is None:
+            return None
+        return _unrolled_loss(m, *validation, iterations=iterations, omega=omega,
+                              alphas=alphas, op_norm=norm)
+
+    # a model the checkpoint cannot describe fails here, not at the end of the first epoch
+    described = None if checkpoint is None else _config(**model_settings(model))
+    if resume:
+        state, saved = load_checkpoint(checkpoint, model.operator.params)
+        _check_same(saved, config, opt.settings(), described)
+    else:
+        state = _start(model, opt, seed, val_loss)
+    current = model.with_params(state.params)
+
+    def save():
+        if checkpoint is not None:
+            save_checkpoint(checkpoint, state, model=current, config=config,
+                            optimizer=opt.settings())
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=plan.total, initial=state.step, disable=not progress, unit="step",
+               desc="training", dynamic_ncols=True)
+    rng = np.random.Generator(np.random.PCG64())
+    try:
+        while state.epoch < epochs and not state.stopped:
+            rng.bit_generator.state = state.rng_state
+            order = rng.permutation(n_train)
+            tic = time.perf_counter()
+            for j in range(state.batch, plan.per_epoch):
+                record = _step(plan, state, current, order[j * batch_size:(j + 1) * batch_size],
+                               grad_fn)
+                current = record[0]
+                _commit(state, record, j + 1)
+                bar.update(1)
+                if state.step % 10 == 0 or j + 1 == plan.per_epoch:
+                    bar.set_postfix(loss=f"{record[4]:.3e}", epoch=state.epoch + 1,
+                                    refresh=False)
+                if callback is not None:
+                    callback({"step": state.step, "epoch": state.epoch, "batch": j + 1,
+                              "loss": record[4], "grad_norm": record[5], "lr": record[6]})
+            v = val_loss(current, state.norm)
+            _end_epoch(plan, state, v, time.perf_counter() - tic, rng)
+            if v is not None:
+                bar.set_postfix(loss=f"{state.history.epoch_train_loss[-1]:.3e}", val=f"{v:.3e}",
+                                epoch=state.epoch, refresh=False)
+            save()
+    except BaseException:  # Ctrl-C, an error in the callback, ...: keep the last whole step
+        save()
+        raise
+    finally:
+        bar.close()
+    return TrainResult(model=current.with_params(state.best_params), final_model=current,
+                       history=state.history, best_epoch=state.best_epoch,
+                       best_val_loss=state.best_val, stopped_early=state.stopped,
+                       epochs=state.epoch, steps=state.step)
+
+
+def _start(model: AnalysisModel, opt: Optimizer, seed: int, val_loss) -> TrainState:
+    """The state before the first step: ‖K‖ to convergence, the starting validation loss."""
+    est = estimate_norm(model.operator)
+    params = model.operator.params
+    first_val = val_loss(model, est.value)
+    return TrainState(params=params, opt_state=opt.init(params), norm=est.value,
+                      norm_vector=est.vector,
+                      rng_state=np.random.Generator(np.random.PCG64(seed)).bit_generator.state,
+                      best_params=params, best_val=first_val,
+                      history=History(initial_val_loss=first_val))
+
+
+def _check_same(saved: dict, config: dict, optimizer: dict, model: dict) -> None:
+    """Resuming with other settings would not continue the same run: name what differs."""
+    diff = [f"{k}: checkpoint {saved['config'].get(k)!r}, now {v!r}"
+            for k, v in config.items() if saved["config"].get(k) != v]
+    for part in ("operator", "f", "g"):  # e.g. another quantization radius η in G
+        if saved["model"][part] != model[part]:
+            diff.append(f"model {part}: checkpoint {saved['model'][part]!r}, now {model[part]!r}")
+    if saved["optimizer"] != optimizer:
+        diff.append(f"optimizer: checkpoint {saved['optimizer']!r}, now {optimizer!r}")
+    if diff:
+        raise ValueError("cannot resume: the checkpoint was written with other settings (" +
+                         "; ".join(diff) + ")")

@@ -1,0 +1,175 @@
+"""Gradient methods: how the reverse pass through L unrolled steps is run.
+
+Each method is a small immutable object that checks its own settings when it is made and knows
+what the forward pass must keep for it; :func:`pdunroll.gradient`, :func:`pdunroll.vjp`,
+:func:`pdunroll.forward_backward_gradient`, :func:`pdunroll.train`, the
+:class:`~pdunroll.OperatorLearner` and the command line all take the same objects
+(``method=pu.Truncated(30)``). The mathematics of each is on the docs' "Mathematics" page
+(sections "Reverse mode", "Truncated and asymptotic gradients", "The fixed-point gradient").
+
+=============================  ============================================  =================
+method                         gradient of                                   forward keeps
+=============================  ============================================  =================
+``Full(segments=None)``        all L steps (exact)                           L steps
+``Truncated(b, segments)``     the last b steps                              b steps
+``Asymptotic(b)``              b steps at the final iterate (L → ∞ limit)    the last step
+``Implicit(solver, tol, ..)``  the fixed point, b → ∞ (a linear solve)       the last step
+=============================  ============================================  =================
+
+``segments=c`` (full and truncated) stores the forward state at the starts of c segments only
+and recomputes one segment at a time in the reverse pass ("gradient checkpointing" in the
+automatic-differentiation literature): the same gradient to rounding, with memory for c states
+plus one segment instead of b steps (c ≈ √b is best), at the cost of one more forward pass.
+``relax_primal=True`` (every method) replaces the Jacobian of the primal prox by the identity:
+an approximation, not the exact gradient (see the docs' "Gradient modes" page).
+
+The strings ``"full"`` and ``"implicit"`` stand for ``Full()`` and ``Implicit()``; the two
+methods that need ``b`` have no string form, so no b is ever chosen silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import ClassVar
+
+from .._array import check_count, check_flag, check_positive
+
+__all__ = ["Asymptotic", "Full", "GradientMethod", "Implicit", "Truncated", "as_method",
+           "method_from_settings"]
+
+SOLVERS = ("gmres", "neumann")
+
+
+@dataclass(frozen=True)
+class GradientMethod:
+    """Base of the gradient methods; ``relax_primal`` (keyword) is shared by all."""
+
+    relax_primal: bool = field(default=False, kw_only=True)
+
+    name: ClassVar[str]
+    #: the forward pass may return an ergodic average (its backward steps are stored ones)
+    takes_weights: ClassVar[bool] = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "relax_primal", check_flag("relax_primal", self.relax_primal))
+
+    def back_steps(self, iterations: int) -> int:
+        """How many reverse steps this method runs after L = ``iterations`` forward steps."""
+        return iterations
+
+    def settings(self) -> dict:
+        """Plain JSON values that :func:`method_from_settings` turns back into this method."""
+        return {"name": self.name, **asdict(self)}
+
+
+def _segments(value) -> int | None:
+    return None if value is None else check_count("segments", value)
+
+
+@dataclass(frozen=True)
+class Full(GradientMethod):
+    """Exact backpropagation through all L steps."""
+
+    segments: int | None = None
+    name: ClassVar[str] = "full"
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "segments", _segments(self.segments))
+
+
+@dataclass(frozen=True)
+class Truncated(GradientMethod):
+    """Backpropagation through the last ``b`` steps (1 ≤ b ≤ L; b = L is :class:`Full`)."""
+
+    b: int
+    segments: int | None = None
+    name: ClassVar[str] = "truncated"
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "b", check_count("b", self.b))
+        object.__setattr__(self, "segments", _segments(self.segments))
+
+    def back_steps(self, iterations: int) -> int:
+        if self.b > iterations:
+            raise ValueError(f"Truncated(b={self.b}) needs b <= iterations ({iterations})")
+        return self.b
+
+
+@dataclass(frozen=True)
+class Asymptotic(GradientMethod):
+    """``b`` reverse steps with the Jacobians, y and x̂ of the final iterate (b may exceed L):
+    nothing is stored. The limit b → ∞ is :class:`Implicit`."""
+
+    b: int
+    name: ClassVar[str] = "asymptotic"
+    takes_weights: ClassVar[bool] = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        object.__setattr__(self, "b", check_count("b", self.b))
+
+    def back_steps(self, iterations: int) -> int:
+        return self.b
+
+
+@dataclass(frozen=True)
+class Implicit(GradientMethod):
+    """The fixed-point gradient: the reverse recursion at the final iterate summed to infinity
+    by solving (I − N) u = (g, 0, 0) per signal.
+
+    ``solver``: ``"gmres"`` (restarted GMRES) or ``"neumann"`` (the asymptotic recursion run
+    until it converges); ``tol``: relative residual per signal (default max(1e−10, 1000 ε) of
+    the dtype); ``maxiter``: at most this many iterations (default 1000). If the solve misses
+    ``tol`` (a singular system: nonsmooth F, G, a lower-level solution that is not unique)
+    ``strict=True`` raises :class:`~pdunroll.ConvergenceError`; ``strict=False`` warns with
+    :class:`~pdunroll.ConvergenceWarning` and returns the unconverged gradient with
+    ``info.converged`` False.
+    """
+
+    solver: str = "gmres"
+    tol: float | None = None
+    maxiter: int | None = None
+    strict: bool = True
+    name: ClassVar[str] = "implicit"
+    takes_weights: ClassVar[bool] = False
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
+        if self.tol is not None:
+            object.__setattr__(self, "tol", check_positive("tol", self.tol))
+        if self.maxiter is not None:
+            object.__setattr__(self, "maxiter", check_count("maxiter", self.maxiter))
+        object.__setattr__(self, "strict", check_flag("strict", self.strict))
+
+
+_BY_NAME = {cls.name: cls for cls in (Full, Truncated, Asymptotic, Implicit)}
+
+
+def as_method(method) -> GradientMethod:
+    """``method`` if it is a :class:`GradientMethod`; ``"full"`` and ``"implicit"`` become
+    ``Full()`` and ``Implicit()``; anything else is a ``TypeError``/``ValueError`` naming
+    ``method``."""
+    if isinstance(method, GradientMethod):
+        return method
+    if method == "full":
+        return Full()
+    if method == "implicit":
+        return Implicit()
+    if method in ("truncated", "asymptotic"):
+        raise ValueError(f'method="{method}" needs the number of backward steps: use '
+                         f"pdunroll.{_BY_NAME[method].__name__}(b)")
+    raise TypeError("method must be pdunroll.Full(), Truncated(b), Asymptotic(b), Implicit() "
+                    f'or the string "full" or "implicit", got {method!r}')
+
+
+def method_from_settings(settings: dict) -> GradientMethod:
+    """The method that :meth:`GradientMethod.settings` described."""
+    kw = dict(settings)
+    name = kw.pop("name", None)
+    if name not in _BY_NAME:
+        raise ValueError(f"unknown gradient method {name!r}: expected one of {sorted(_BY_NAME)}")
+    return _BY_NAME[name](**kw)
