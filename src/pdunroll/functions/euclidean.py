@@ -464,6 +464,9 @@ class LinearTerm(Function):
 
     prox_{tf}(z) = prox_{t base}(z − t c); f*(y) = base*(y − c). ``params`` = c, with
     ∇_c ⟨v, prox_{tf}(z)⟩ = −t J_{prox t base}(z − tc)ᵀ v (summed over the batch for shared c).
+    Every step method of ``base`` (Euclidean or Bregman, primal and dual) is used through the
+    shift: primal steps along grad + c, dual steps in y − c (the dual start is c plus the
+    base's).
     """
 
     def __init__(self, c: Array, base: Function | None = None):
@@ -524,6 +527,24 @@ class LinearTerm(Function):
 
     def prox_step_param_vjp(self, saved, v, t):
         return self._cost_grad(-t * self.base.prox_step_vjp(saved, v, t)[1])
+
+    # dual steps: f* = base*(· − c), so the base's step (Euclidean or Bregman) in w = y − c,
+    # y' = c + P(y − c, ascent); ∇_c ⟨v, y'⟩ = v − ε with ε the cotangent of the previous iterate
+    def conj_start(self, zeros):
+        return self.params + self.base.conj_start(zeros)
+
+    def conj_prox_step(self, prev, ascent, s):
+        return self.params + self.base.conj_prox_step(prev - self.params, ascent, s)
+
+    def conj_prox_step_save(self, prev, ascent, s):
+        w, saved = self.base.conj_prox_step_save(prev - self.params, ascent, s)
+        return self.params + w, saved
+
+    def conj_prox_step_vjp(self, saved, v, s):
+        return self.base.conj_prox_step_vjp(saved, v, s)
+
+    def conj_prox_step_param_vjp(self, saved, v, s):
+        return self._cost_grad(v - self.base.conj_prox_step_vjp(saved, v, s)[0])
 
     def __repr__(self):
         return f"LinearTerm(c of shape {tuple(self.params.shape)}, base={self.base!r})"
