@@ -63,6 +63,17 @@ def namespace(*named: tuple[str, Array]):
     return xp
 
 
+def default_namespace(xp=None):
+    """``xp``, or NumPy where none is given: the one default of every constructor that makes
+    arrays (:func:`~pdunroll.dct_matrix`, :func:`~pdunroll.dct_filters`,
+    :class:`~pdunroll.Gradient2d`, loaded operators, the toy problem). NumPy >= 2.1 is its own
+    complete array-API namespace (see :func:`_namespace_of`); it is imported here, on first use,
+    not when pdunroll is imported."""
+    if xp is None:
+        import numpy as xp
+    return xp
+
+
 def xp_of(x: Array):
     """The namespace of one array (inputs were already checked by :func:`namespace`)."""
     return _namespace_of(x)
@@ -70,8 +81,13 @@ def xp_of(x: Array):
 
 def _namespace_of(a: Array):
     """The array's own standard namespace where it declares one (``__array_namespace__``:
-    NumPy >= 2, array_api_strict, JAX), else array-api-compat's wrapper (torch, CuPy, older
-    NumPy). The wrappers cost several microseconds per call on NumPy (``clip``: ~5x NumPy's)."""
+    NumPy, array_api_strict, JAX), else array-api-compat's wrapper (torch, CuPy).
+
+    The one namespace policy: NumPy arrays use NumPy itself, which is why pyproject requires
+    NumPy >= 2.1 (the first release whose own namespace has everything pdunroll calls, e.g.
+    ``cumulative_sum``; tests check every ``xp.<name>`` of the package against it). Going
+    through array-api-compat's NumPy wrapper instead measured 7-9 % slower forward passes at
+    the speech size (batch 32, n = 320, float32) and 1-2 % slower full gradients."""
     own = getattr(a, "__array_namespace__", None)
     if own is not None:
         return own()

@@ -153,9 +153,7 @@ def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | 
     if max_frames is not None and len(x) > check_count("max_frames", max_frames):
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))
         x = x[keep]
-    import array_api_compat.numpy as xp
-
-    return SpeechFrames(np.asarray(quantize(xp.asarray(x), bitrate)), x, bitrate,
+    return SpeechFrames(quantize(x, bitrate), x, bitrate,
                         quantization_radius(bitrate))
 
 

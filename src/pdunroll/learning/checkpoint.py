@@ -26,7 +26,7 @@ import numpy as np
 from ..functions import euclidean as functions
 from ..operators import convolution
 from ..operators import dense as operators
-from .._array import Array, xp_of
+from .._array import Array, default_namespace, xp_of
 from .._array import array_device as _device
 from ..model import AnalysisModel
 from ..tree import flatten, unflatten
@@ -199,8 +199,7 @@ def load_operator(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
     """Load a file of :func:`save_operator`: the model (arrays in namespace ``xp``, NumPy by
     default, on ``device``) and the settings dict with ``"solver"`` and ``"metadata"``."""
     arrays, settings = read_npz(path, OPERATOR_FORMAT)
-    if xp is None:
-        import array_api_compat.numpy as xp
+    xp = default_namespace(xp)
     n = settings["model"]["operator"]["n_params"]
     params = [from_numpy(arrays[f"params.{i}"], xp, device) for i in range(n)]
     model = model_from_settings(settings["model"], params[0] if n == 1 else tuple(params))

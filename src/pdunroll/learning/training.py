@@ -84,8 +84,10 @@ def unrolled_loss(model: AnalysisModel, x_tilde: Array, x_true: Array, *, iterat
     """J = mean over signals of ½‖A_L(K, x̃) − x†‖²."""
     model.check_signals(x_tilde=x_tilde, x_true=x_true)
     iterations = check_count("iterations", iterations)
+    # ‖K‖ computed when op_norm is None, a given op_norm checked (as reconstruct does)
+    norm = step_sizes(model.operator, omega=omega, op_norm=op_norm).op_norm
     return _unrolled_loss(model, x_tilde, x_true, iterations=iterations, omega=omega,
-                          alphas=ergodic_weights(weights, iterations), op_norm=op_norm)
+                          alphas=ergodic_weights(weights, iterations), op_norm=norm)
 
 
 def _unrolled_loss(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm) -> float:

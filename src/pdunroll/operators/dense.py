@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from .._array import Array, check_count, check_finite, namespace
+from .._array import Array, check_count, check_finite, default_namespace, namespace
 from .base import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["DenseOperator", "dct_matrix"]
@@ -55,8 +55,7 @@ def dct_matrix(n: int, *, xp=None, dtype=None, device=None) -> Array:
     and ``device`` say otherwise.
     """
     n = check_count("n", n)
-    if xp is None:
-        import numpy as xp
+    xp = default_namespace(xp)
     if dtype is None:
         dtype = xp.float64
     k = xp.reshape(xp.arange(n, dtype=dtype, device=device), (n, 1))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .._array import check_count
+from .._array import check_count, default_namespace
 from .dense import dct_matrix
 
 __all__ = ["dct_filters"]
@@ -14,7 +14,6 @@ def dct_filters(k: int, *, xp=None, dtype=None, device=None):
     NumPy float64 unless ``xp``, ``dtype`` and ``device`` say otherwise."""
     k = check_count("k", k, minimum=2)
     c = dct_matrix(k, xp=xp, dtype=dtype, device=device)
-    if xp is None:
-        import numpy as xp
+    xp = default_namespace(xp)
     bank = xp.reshape(c, (k, 1, k, 1)) * xp.reshape(c, (1, k, 1, k))
     return xp.reshape(bank, (k * k, k, k))[1:, ...]

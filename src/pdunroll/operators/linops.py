@@ -11,7 +11,15 @@ from __future__ import annotations
 
 import math
 
-from .._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from .._array import (
+    Array,
+    array_device,
+    check_count,
+    check_finite,
+    default_namespace,
+    namespace,
+    xp_of,
+)
 from .base import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
@@ -36,8 +44,7 @@ class Gradient2d(LinearOperator):
             raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {image_shape!r}")
         self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
-        if xp is None:
-            import numpy as xp
+        xp = default_namespace(xp)
         self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
                                   device=device)
         namespace(("dtype", self._template))

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .._array import xp_of
+from .._array import default_namespace, xp_of
 from ..functions.bregman import EntropicOrthant
 from ..functions.euclidean import NonNegative
 from ..operators.dense import DenseOperator
@@ -82,8 +82,7 @@ class Toy:
 
     def smooth(self, theta: float, xp=None):
         """f(x; ϑ) as LeastSquares on (1, 1) arrays of ``xp`` (NumPy by default)."""
-        if xp is None:
-            import numpy as xp
+        xp = default_namespace(xp)
         return LeastSquares(DenseOperator(xp.asarray([[float(theta)]], dtype=xp.float64)),
                             xp.asarray([[self.b]], dtype=xp.float64), weight=self.lam, ridge=1.0)
 
