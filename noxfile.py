@@ -4,8 +4,12 @@
     nox -s tests-torch      torch CPU (and CUDA when a GPU is present)
     nox -s tests-jax
     nox -s tests-cupy       needs a CUDA GPU
+    nox -s oldest           the oldest versions pyproject allows (numpy + array_api_strict)
     nox -s lint docs bench
 """
+
+import re
+from pathlib import Path
 
 import nox
 
@@ -34,6 +38,25 @@ def tests(session, backend):
         session.install(*BACKEND_PACKAGES[backend])
     session.install("-e", ".[test]")
     session.run("pytest", *session.posargs, env={"PDUNROLL_BACKENDS": BACKEND_MATRIX[backend]})
+
+
+def oldest_requirements() -> list[str]:
+    """The floors of pyproject's dependencies and test extra, pinned (``>=`` becomes ``==``)."""
+    text = Path(__file__).with_name("pyproject.toml").read_text()
+    block = text.split("dependencies = [", 1)[1].split("]", 1)[0]
+    test = re.search(r"^test = \[(.*?)\]", text, re.M).group(1)
+    floors = re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9.]+)[^"]*"', block + test)
+    return [f"{name}=={version}" for name, version in floors]
+
+
+@nox.session
+def oldest(session):
+    """The test suite on the oldest versions pyproject allows (NumPy and array_api_strict rows;
+    torch and JAX are not pinned down here: their floors need wheels of other builds)."""
+    session.install(*oldest_requirements())
+    session.install("--no-deps", "-e", ".")
+    session.run("pytest", "-q", *session.posargs,
+                env={"PDUNROLL_BACKENDS": BACKEND_MATRIX["numpy"]})
 
 
 @nox.session
