@@ -121,10 +121,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="learn an operator")
     tasks = train.add_subparsers(dest="task", required=True)
-    speech = tasks.add_parser("speech", help="speech dequantization (seeds 001, 002)")
+    speech = tasks.add_parser("speech", help="speech dequantization (Brauer & Lorenz 2023)")
     _speech_data_args(speech)
     _train_args(speech, out="speech", lr=1e-3, epochs=8, batch_size=32)
-    denoise = tasks.add_parser("denoise", help="image denoising with a filter bank (seed 003)")
+    denoise = tasks.add_parser("denoise",
+                               help="image denoising with a filter bank (Brauer & Lorenz)")
     _image_data_args(denoise)
     denoise.add_argument("--kernel", type=int, default=5,
                          help="filter size k: k²−1 DCT filters of k×k to start (default 5)")

@@ -1,8 +1,9 @@
 """Speech training data: frames of wav folders or of a built-in synthetic generator, with uniform
 quantization.
 
-Speech (seeds 001, 002): each file is normalised to max |x| = 1 and cut into frames of n
-samples; the degraded frames are quantized at ``bitrate`` bits,
+Speech (Brauer & Lorenz, EUSIPCO 2023, and "Ergodic bilevel optimization"): each file is normalised
+to max |x| = 1 and cut into frames of n samples; the degraded frames are quantized at ``bitrate``
+bits,
 
     x̃ = sign(x)·Δ·(⌊|x|/Δ⌋ + ½),   Δ = 2/2^bitrate,   |x̃ − x| ≤ η = Δ/2.
 

@@ -1,4 +1,5 @@
-"""Bregman proximal steps: smooth updates for nonsmooth problems (DESIGN §7, seed 004 §6).
+"""Bregman proximal steps: smooth updates for nonsmooth problems (docs, Mathematics: "Bregman
+proximity"; Ochs et al. 2016, §6).
 
 A Bregman step replaces ½‖u − prev‖² by D_ψ(u, prev) = ψ(u) − ψ(prev) − ⟨∇ψ(prev), u − prev⟩.
 For f = ⟨c, ·⟩ + indicator of a set X at whose boundary ∇ψ blows up, the step of the solvers

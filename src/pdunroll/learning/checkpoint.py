@@ -18,17 +18,16 @@ import json
 import os
 import tempfile
 import zipfile
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..functions import euclidean as functions
-from ..operators import convolution
-from ..operators import dense as operators
 from .._array import Array, default_namespace, xp_of
 from .._array import array_device as _device
+from ..functions import euclidean as functions
 from ..model import AnalysisModel
+from ..operators import convolution
+from ..operators import dense as operators
 from ..tree import flatten, unflatten
 from .state import History, TrainState
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from .._array import Array, array_device, xp_of
-from ..functions.euclidean import L1Norm, LinfBall
 from ..data.metrics import mse
+from ..functions.euclidean import L1Norm, LinfBall
 from ..model import AnalysisModel
 from ..operators.dense import DenseOperator, dct_matrix
 from .training import TrainResult, reconstruct, train

@@ -9,9 +9,9 @@ warm-started from the previous singular vector.
 
 A step is the minibatch gradient (a replaceable :class:`MinibatchGradient`), the optimizer's
 update and the new ‖K‖; an epoch ends with the validation loss (L Chambolle-Pock steps on the
-validation set), the best operator so far, early stopping on it, and a checkpoint; Ctrl-C (or any other exception, e.g.
-from the callback) writes a checkpoint of the last finished step before the exception
-propagates, and ``resume=True`` continues bit for bit (fixed seed).
+validation set), the best operator so far, early stopping on it, and a checkpoint; Ctrl-C (or any
+other exception, e.g. from the callback) writes a checkpoint of the last finished step before the
+exception propagates, and ``resume=True`` continues bit for bit (fixed seed).
 """
 
 from __future__ import annotations
@@ -22,10 +22,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-
-from typing import Protocol
 
 from .. import tree
 from .._array import Array, check_count, check_positive

@@ -16,7 +16,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from .._array import Array, array_device, check_count, check_finite, namespace
+from .._array import Array, array_device, check_count, namespace
 from ..tree import flatten
 
 __all__ = ["LinearOperator", "NormEstimate", "check_batch", "check_params_shape", "estimate_norm"]

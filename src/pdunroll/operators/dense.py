@@ -1,4 +1,5 @@
-"""Dense analysis operators: a matrix K, and the orthonormal DCT-II that starts the speech models."""
+"""Dense analysis operators: a matrix K, and the orthonormal DCT-II that starts the speech
+models."""
 
 from __future__ import annotations
 

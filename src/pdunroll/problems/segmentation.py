@@ -1,14 +1,14 @@
-"""Multi-label segmentation with per-label total variation (seed 004 §8, DESIGN §9):
+"""Multi-label segmentation with per-label total variation (Ochs et al. 2016, §8):
 
     min_u ⟨c, u⟩ + λ Σ_labels ‖D u_l‖_{2,1}   s.t.  u(pixel) in the simplex over the labels,
 
 u and the costs c of shape (batch, labels, H, W). As an :class:`~pdunroll.AnalysisModel`
 min_x F(Kx) + G(x − x̃): K = :class:`~pdunroll.Gradient2d` ((labels, H, W) ↦ (labels, 2, H, W)),
 F = :class:`~pdunroll.L21Norm` (λ, group_axis=2), G = ``LinearTerm(c, EntropicSimplex(axis=1))``
-(entropic primal steps, DESIGN §7) and **x̃ = 0**: G acts on x − x̃ and F on x, so only x̃ = 0
-puts both on the same u (then u = x = r). Run it as the ergodic primal-dual algorithm
-(``weights="uniform"``); ``gradient(...).g`` is ∇ℓ w.r.t. the costs c, e.g. to train a network
-that outputs c. The label of a pixel is argmax_l u_l (argmin_l c_l without the TV term).
+(entropic primal steps; docs, Mathematics: "Bregman proximity") and **x̃ = 0**: G acts on x − x̃ and
+F on x, so only x̃ = 0 puts both on the same u (then u = x = r). Run it as the ergodic primal-dual
+algorithm (``weights="uniform"``); ``gradient(...).g`` is ∇ℓ w.r.t. the costs c, e.g. to train a
+network that outputs c. The label of a pixel is argmax_l u_l (argmin_l c_l without the TV term).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from collections.abc import Callable
 from .._array import Array, array_device, check_finite, check_positive, namespace, xp_of
 from ..functions.bregman import EntropicSimplex
 from ..functions.euclidean import L21Norm, LinearTerm, Simplex
-from ..operators.linops import Gradient2d
 from ..model import AnalysisModel
+from ..operators.linops import Gradient2d
 
 __all__ = ["segmentation_loss", "segmentation_model"]
 

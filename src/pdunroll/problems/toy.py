@@ -1,4 +1,5 @@
-"""The exact 1-D bilevel benchmark of seed 004 §7 (DESIGN §8), built from pdunroll's pieces.
+"""The exact 1-D bilevel benchmark of Ochs et al. (2016), §7 (docs, Mathematics: "The
+one-dimensional toy problem"), built from pdunroll's pieces.
 
     min_ϑ ℒ(ϑ) = ½(x*(ϑ) − g)²   s.t.   x*(ϑ) = argmin_{x ≥ 0} E(x, ϑ),
     E(x, ϑ) = (λ/2)(ϑx − b)² + ½x²,   x*(ϑ) = max(0, λϑb / (1 + λϑ²)),
@@ -7,21 +8,22 @@
     ∂ℒ(0) = the interval between 0 and λb(x*(0) − g).
 
 The lower level is f(x; ϑ) = E as :class:`pdunroll.LeastSquares` (A = [[ϑ]], b, λ, μ = 1) and
-g = indicator of {x ≥ 0}. The six estimates of seed 004 Figures 4-6, one function each, all
+g = indicator of {x ≥ 0}. The six estimates of their Figures 4-6, one function each, all
 taking (ϑ, forward iterations L, back-iterations b):
 
 * ``smoothed_impl``: log barrier f_μ = f − μ log x, minimised by L entropic (Bregman) steps,
-  then the implicit function theorem −(x − g) f_μ''⁻¹ ∂_ϑ f_μ' (b unused): the :class:`~pdunroll.Implicit` method of
-  :func:`pdunroll.forward_backward_gradient`, whose fixed points are those of f_μ' = 0.
+  then the implicit function theorem −(x − g) f_μ''⁻¹ ∂_ϑ f_μ' (b unused): the
+  :class:`~pdunroll.Implicit` method of :func:`pdunroll.forward_backward_gradient`, whose fixed
+  points are those of f_μ' = 0.
 * ``proj_gd`` / ``proj_gd2``: projected gradient x ← max(0, x − α f'(x)) (NonNegative), the
   reverse recursion over the last b of the L steps / b steps at the optimum x^L.
 * ``bregman_fb`` / ``bregman_fb2``: x ← x e^{−α f'(x)} (EntropicOrthant), the same two modes.
 * ``bregman_fb_impl``: the same steps, implicit derivative of the fixed point at x^L (b unused).
 
-Constants. Seed 004 does not print λ, b, g or the step sizes; chosen here (``Toy``): λ = 5,
+Constants. The paper does not print λ, b, g or the step sizes; chosen here (``Toy``): λ = 5,
 b = 1, g = x*(ϑ* = 1) = 5/6, x⁰ = 1 (interior, as entropic steps need), α = 1 for both
 algorithms (= 1/L_f at ϑ = 0, where f'' = 1: projected gradient then converges in one step at
-ϑ = 0, as seed 004 Fig. 4 reports), μ = 10⁻³ for the barrier. At ϑ = 0.3: x* = 1.0345,
+ϑ = 0, as their Fig. 4 reports), μ = 10⁻³ for the barrier. At ϑ = 0.3: x* = 1.0345,
 dℒ/dϑ = 0.26310; at ϑ = 0: ∂ℒ = [−4.1667, 0].
 """
 
@@ -34,7 +36,12 @@ from ..functions.bregman import EntropicOrthant
 from ..functions.euclidean import NonNegative
 from ..operators.dense import DenseOperator
 from ..unroll.methods import Asymptotic, Implicit, Truncated
-from ..unroll.splitting import LeastSquares, SmoothFunction, forward_backward, forward_backward_gradient
+from ..unroll.splitting import (
+    LeastSquares,
+    SmoothFunction,
+    forward_backward,
+    forward_backward_gradient,
+)
 
 __all__ = ["METHODS", "Toy", "bregman_fb", "bregman_fb2", "bregman_fb_impl", "proj_gd",
            "proj_gd2", "smoothed_impl"]
@@ -91,7 +98,8 @@ TOY = Toy()
 
 
 class _Barrier(SmoothFunction):
-    """f_μ = f − μ Σ log x (seed 004 eq. (18)): ∇f_μ = ∇f − μ/x, ∇²f_μ v = ∇²f v + μ v/x²."""
+    """f_μ = f − μ Σ log x (Ochs et al. 2016, eq. (18)): ∇f_μ = ∇f − μ/x, ∇²f_μ v = ∇²f v + μ
+    v/x²."""
 
     def __init__(self, inner: SmoothFunction, mu: float):
         self.inner, self.mu = inner, mu

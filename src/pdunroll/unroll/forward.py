@@ -1,4 +1,5 @@
-"""The Chambolle-Pock forward pass in the coordinates r = x − x̃ (DESIGN §2).
+"""The Chambolle-Pock forward pass in the coordinates r = x − x̃ (docs, Mathematics: "The forward
+pass").
 
     z_D^k = y^{k−1} + σ K (x̃ + r̄^{k−1})      y^k = prox_{σF*}(z_D^k)
     z_P^k = r^{k−1} − τ Kᵀ y^k                r^k = prox_{τG}(z_P^k)
@@ -28,8 +29,9 @@ __all__ = ["CPResult", "chambolle_pock", "ergodic_weights"]
 def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
     """Resolve ``weights`` to α_1..α_L with Σ α_k = 1, or ``None`` for the plain last iterate.
 
-    ``"harmonic"``: α_k ∝ 1/k (seed 002); ``"uniform"``: α_k = 1/L (ergodic CP of seed 004);
-    or an explicit sequence (or 1-D array) of L numbers summing to 1.
+    ``"harmonic"``: α_k ∝ 1/k (Brauer & Lorenz, "Ergodic bilevel optimization"); ``"uniform"``: α_k
+    = 1/L (the ergodic Chambolle-Pock of Ochs et al. 2016); or an explicit sequence (or 1-D array)
+    of L numbers summing to 1.
     """
     iterations = check_count("iterations", iterations)
     if weights is None:

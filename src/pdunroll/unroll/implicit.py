@@ -1,19 +1,19 @@
 """Fixed-point (implicit) gradients: the reverse recursion summed to infinity at the fixed point.
 
 At a fixed point (r*, y*) of the Chambolle-Pock map T the step Jacobians, y^k = y* and
-x̃ + r̄^{k−1} = x̂ no longer depend on k, and one reverse step (DESIGN §3, with the ε/δ split of
-Bregman steps, see :mod:`pdunroll.gradients`) is a fixed linear map of the state
-s = (v, e, d) = (adjoint reaching r^k, ε_D^{k+1}, δ_D^{k+1}):
+x̃ + r̄^{k−1} = x̂ no longer depend on k, and one reverse step (docs, Mathematics: "Full reverse
+mode", with the ε/δ split of Bregman steps, see :mod:`pdunroll.gradients`) is a fixed linear map of
+the state s = (v, e, d) = (adjoint reaching r^k, ε_D^{k+1}, δ_D^{k+1}):
 
     step(s):  (ε_P, δ_P) = VJP of the primal step at v,
               (ε_D', δ_D') = VJP of the dual step at e − τ K δ_P,   δ̄_D' = δ_D' + θ (δ_D' − d)
     N(s) = (ε_P + σ Kᵀ δ̄_D', ε_D', δ_D')      (the state of the step before)
 
 (For Euclidean proxes ε = δ = J_proxᵀ(·), so e = d throughout.) The recursion starts at
-s₀ = (g, 0, 0). The b backward steps of the asymptotic gradient (DESIGN §4) have the sums
-step(Σ_{j<b} N^j s₀), since step is linear: a Neumann series with b terms. Its limit b → ∞,
-u = (I − N)⁻¹ s₀, is the fixed-point gradient (I − ∂T)ᵀ w = ∂ℓ of DESIGN §6 in these
-coordinates:
+s₀ = (g, 0, 0). The b backward steps of the asymptotic gradient (docs, Mathematics: "Truncated and
+asymptotic gradients") have the sums step(Σ_{j<b} N^j s₀), since step is linear: a Neumann series
+with b terms. Its limit b → ∞, u = (I − N)⁻¹ s₀, is the fixed-point gradient (I − ∂T)ᵀ w = ∂ℓ (docs,
+Mathematics: "Fixed-point (implicit) gradients") in these coordinates:
 
     (Δ_P, Δ_D) = (δ_P, δ_D) of step(u),   ∇_K = σ Δ_D x̂ᵀ − τ y* Δ_Pᵀ,   ∇_x̃ = g + σ Kᵀ Δ_D,
 
@@ -22,10 +22,10 @@ and the F, G parameter gradients are the parameter VJPs of step(u).
 (I − N) u = s₀ is solved per signal by GMRES (default; restarted every 30 steps, it keeps 31
 vectors of the size of (x, y, y) per signal) or by the Neumann series itself (2 such vectors;
 converges only where the asymptotic recursion does), see :mod:`pdunroll.krylov`. For nonsmooth
-F, G the system can be singular (seed 002, Theorem 2: 0/1 prox derivatives; a lower-level
-solution that is not unique): the solver then stalls, and :func:`solve_adjoint` raises
-:class:`ConvergenceError` (or warns with :class:`ConvergenceWarning` when ``strict=False``)
-instead of returning an unconverged gradient silently.
+F, G the system can be singular (Brauer & Lorenz, "Ergodic bilevel optimization", Theorem 2: 0/1
+prox derivatives; a lower-level solution that is not unique): the solver then stalls, and
+:func:`solve_adjoint` raises :class:`ConvergenceError` (or warns with :class:`ConvergenceWarning`
+when ``strict=False``) instead of returning an unconverged gradient silently.
 """
 
 from __future__ import annotations

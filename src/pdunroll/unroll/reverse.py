@@ -1,7 +1,7 @@
 """The reverse recursions through L unrolled Chambolle-Pock steps, one per gradient method.
 
 With g = ∇ℓ(x̂), δ_P^{L+1} = g (0 for ergodic weights), δ_D^{L+1} = δ̄_D^{L+1} = 0 and for
-k = L..1 (DESIGN §3, §5)
+k = L..1 (docs, Mathematics: "Full reverse mode", "Ergodic unrolling")
 
     δ_P^k = J_{prox τG}(z_P^k)ᵀ (α_k g + δ_P^{k+1} + σ Kᵀ δ̄_D^{k+1})
     δ_D^k = J_{prox σF*}(z_D^k)ᵀ (δ_D^{k+1} − τ K δ_P^k)
@@ -9,14 +9,14 @@ k = L..1 (DESIGN §3, §5)
 
     ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
 
-Bregman steps (DESIGN §7, :mod:`pdunroll.bregman`). The forward pass calls whole steps
-y^k = P_D(y^{k−1}, K x̄^{k−1}) and r^k = P_P(r^{k−1}, Kᵀ y^k). For a Euclidean prox
-P_P(p, d) = prox_{τG}(p − τ d), so p and d enter only through z_P and one adjoint δ_P serves
-both; a Bregman step depends on p also outside z. Its VJP returns two cotangents,
-ε = ∂P/∂pᵀ v (to the previous iterate) and δ = ∂P/∂dᵀ v / (−τ) (resp. / σ for P_D), both
-J_prox(z)ᵀ v in the Euclidean case. The chain rule through r^k → r^{k+1} (previous iterate),
-r^k → r̄^k, r̄^{k+1} → x̄ (dual direction) and y^k → y^{k+1} (previous iterate),
-y^k → Kᵀ y^k (primal direction) gives, with ε_P^{L+1} = g (0 for ergodic weights), ε_D^{L+1} = 0:
+Bregman steps (docs, Mathematics: "Bregman proximity"; :mod:`pdunroll.functions.bregman`). The
+forward pass calls whole steps y^k = P_D(y^{k−1}, K x̄^{k−1}) and r^k = P_P(r^{k−1}, Kᵀ y^k). For a
+Euclidean prox P_P(p, d) = prox_{τG}(p − τ d), so p and d enter only through z_P and one adjoint δ_P
+serves both; a Bregman step depends on p also outside z. Its VJP returns two cotangents, ε = ∂P/∂pᵀ
+v (to the previous iterate) and δ = ∂P/∂dᵀ v / (−τ) (resp. / σ for P_D), both J_prox(z)ᵀ v in the
+Euclidean case. The chain rule through r^k → r^{k+1} (previous iterate), r^k → r̄^k, r̄^{k+1} → x̄
+(dual direction) and y^k → y^{k+1} (previous iterate), y^k → Kᵀ y^k (primal direction) gives, with
+ε_P^{L+1} = g (0 for ergodic weights), ε_D^{L+1} = 0:
 
     (ε_P^k, δ_P^k) = VJP of P_P at step k of  α_k g + ε_P^{k+1} + σ Kᵀ δ̄_D^{k+1}
     (ε_D^k, δ_D^k) = VJP of P_D at step k of  ε_D^{k+1} − τ K δ_P^k
@@ -27,10 +27,11 @@ terms are ε − δ: the dependence of y^k on y^{k−1} and r^k on r^{k−1} not
 Euclidean proxes ε = δ is one array and the recursion is the one above, at the same cost.
 
 Segments (:class:`~pdunroll.Full` and :class:`~pdunroll.Truncated` with ``segments=c``): the
-forward pass stores only the states (r, r̄, y) at the starts of c segments of ⌈b/c⌉ steps; the reverse pass recomputes one
-segment at a time from its start, with its tape, and continues the recursion through it with the
-adjoint state (ε_P, ε_D, δ_D, δ̄_D) carried over from the later segment. Same result, memory for
-c states plus one segment's tape instead of b steps (c ≈ √b is best), one more forward pass.
+forward pass stores only the states (r, r̄, y) at the starts of c segments of ⌈b/c⌉ steps; the
+reverse pass recomputes one segment at a time from its start, with its tape, and continues the
+recursion through it with the adjoint state (ε_P, ε_D, δ_D, δ̄_D) carried over from the later
+segment. Same result, memory for c states plus one segment's tape instead of b steps (c ≈ √b is
+best), one more forward pass.
 """
 
 from __future__ import annotations
@@ -181,7 +182,8 @@ def _backward_segmented(model, x_tilde, steps, starts, last, g_out, alphas, rela
 
 
 def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
-    """b backward steps with the final step's Jacobians, y^L and x̂ (DESIGN §4)."""
+    """b backward steps with the final step's Jacobians, y^L and x̂ (docs, Mathematics: "Truncated
+    and asymptotic gradients")."""
     op, sigma = model.operator, steps.sigma
     _, y, saved_d, saved_p = state.tape[-1]
     e_p, e_d, d_d, d_dbar = g_out, None, None, None
@@ -206,9 +208,9 @@ def _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y):
 
 
 def _backward_implicit(model, steps, state, x_hat, g_out, method):
-    """The fixed-point gradient (DESIGN §6): u = Σ_{j≥0} N^j (g, 0, 0) from
-    :func:`.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ δ_D and
-    the F, G parameter gradients of all steps (the step is linear), with the final step's
+    """The fixed-point gradient (docs, Mathematics: "Fixed-point (implicit) gradients"): u = Σ_{j≥0}
+    N^j (g, 0, 0) from :func:`.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ
+    δ_D and the F, G parameter gradients of all steps (the step is linear), with the final step's
     Jacobians, y^L and x̂ as in the asymptotic mode."""
     op, sigma = model.operator, steps.sigma
     _, y, saved_d, saved_p = state.tape[-1]

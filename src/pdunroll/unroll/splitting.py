@@ -1,5 +1,5 @@
 """Forward-backward splitting with a (Bregman) proximal step, unrolled, with its hand-written
-reverse mode (seed 004 §5.1, Algorithm 2; DESIGN §7).
+reverse mode (Ochs et al. 2016, §5.1, Algorithm 2; docs, Mathematics: "Bregman proximity").
 
 For min_x f(x; ϑ) + g(x) with smooth f, L steps from x⁰:
 
@@ -15,7 +15,7 @@ Reverse mode. With v^L = ∇ℓ(x^L), w = 0 and, for k = L..1, (ε^k, δ^k) = th
     v^{k−1} = ε^k − α ∇²f(x^{k−1}) δ^k
 
 and ∇_ϑ ℓ = w; parameters of g (``g.params``) collect Σ_k g.prox_step_param_vjp at v^k.
-For a Euclidean prox this is Algorithm 2 of seed 004,
+For a Euclidean prox this is Algorithm 2 of Ochs et al. (2016),
 v^{k−1} = (I − α∇²f)ᵀ J_proxᵀ v^k. Writing one step as T(x, ϑ), the terms are
 T_xᵀ v = ε − α∇²f δ and T_ϑᵀ v = −α(∂_ϑ∇f)ᵀ δ.
 
@@ -36,15 +36,15 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from .. import tree
 from .._array import Array, check_count, check_finite, check_positive, namespace
 from .._array import xp_of as _xp
 from ..functions.euclidean import Function
+from ..operators.base import LinearOperator
 from .gradient import squared_loss
 from .implicit import solve
 from .krylov import SolveInfo
 from .methods import Full, GradientMethod, Implicit, Truncated, as_method
-from ..operators.base import LinearOperator
-from .. import tree
 
 __all__ = ["FBGradient", "FBResult", "LeastSquares", "SmoothFunction", "forward_backward",
            "forward_backward_gradient"]
