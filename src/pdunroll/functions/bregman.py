@@ -39,7 +39,7 @@ import numbers
 
 from .._array import Array
 from .._array import xp_of as _xp
-from .euclidean import L1Norm, LinfBall, NonNegative, Simplex, _check_axis
+from .euclidean import L1Norm, LinfBall, NonNegative, Simplex, check_axis
 
 __all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex"]
 
@@ -150,7 +150,7 @@ class EntropicSimplex(Simplex):
     Label costs ⟨c, u⟩: ``LinearTerm(c, EntropicSimplex())`` (gradient w.r.t. c included)."""
 
     def start(self, zeros):
-        _check_axis("axis", self.axis, zeros)
+        check_axis("axis", self.axis, zeros)
         return zeros + 1.0 / zeros.shape[self.axis]
 
     def _softmax(self, prev, a):
@@ -162,11 +162,11 @@ class EntropicSimplex(Simplex):
         return e / total, top, total
 
     def prox_step(self, prev, grad, t):
-        _check_axis("axis", self.axis, prev)
+        check_axis("axis", self.axis, prev)
         return self._softmax(prev, -t * grad)[0]
 
     def prox_step_save(self, prev, grad, t):
-        _check_axis("axis", self.axis, prev)
+        check_axis("axis", self.axis, prev)
         xp = _xp(prev)
         a = -t * grad
         u, top, total = self._softmax(prev, a)

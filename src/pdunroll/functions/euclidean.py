@@ -317,7 +317,9 @@ class SquaredL2(Function):
         return f"SquaredL2(weight={self.weight})"
 
 
-def _check_axis(name: str, axis: int, x: Array) -> None:
+def check_axis(name: str, axis: int, x: Array) -> None:
+    """Raise naming ``name`` unless ``x`` has an axis ``axis`` (a function's group or label
+    axis; axis 0 is the batch)."""
     if x.ndim <= axis:
         raise ValueError(f"{name}={axis} needs arrays with more than {axis} axes (axis 0 is the "
                          f"batch), got shape {tuple(x.shape)}")
@@ -337,7 +339,7 @@ class L21Norm(Function):
         self.group_axis = check_count("group_axis", group_axis)
 
     def _norms(self, x):
-        _check_axis("group_axis", self.group_axis, x)
+        check_axis("group_axis", self.group_axis, x)
         return _xp(x).linalg.vector_norm(x, axis=self.group_axis, keepdims=True)
 
     def value(self, x):
@@ -399,7 +401,7 @@ class Simplex(Function):
         self.axis = check_count("axis", axis)
 
     def value(self, x):
-        _check_axis("axis", self.axis, x)
+        check_axis("axis", self.axis, x)
         xp = _xp(x)
         axes = _signal_axes(x)
         off = xp.abs(xp.sum(x, axis=self.axis, keepdims=True) - 1)
@@ -408,12 +410,12 @@ class Simplex(Function):
         return _inf_where(xp, bad, x)
 
     def conj_value(self, y):
-        _check_axis("axis", self.axis, y)
+        check_axis("axis", self.axis, y)
         xp = _xp(y)
         return xp.sum(xp.max(y, axis=self.axis, keepdims=True), axis=_signal_axes(y))
 
     def prox_save(self, z, t):
-        _check_axis("axis", self.axis, z)
+        check_axis("axis", self.axis, z)
         xp = _xp(z)
         n = z.shape[self.axis]
         shape = tuple(n if i == self.axis else 1 for i in range(z.ndim))

@@ -31,7 +31,7 @@ from .._array import Array, check_count, check_positive
 from ..model import AnalysisModel, StepSizes, step_sizes
 from ..operators.base import estimate_norm
 from ..unroll.forward import ergodic_weights, solve
-from ..unroll.gradient import _gradient, squared_loss
+from ..unroll.gradient import gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod, as_method
 from .checkpoint import load_checkpoint, model_settings, save_checkpoint
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
@@ -127,7 +127,7 @@ class LocalGradient:
         idx = xp.asarray(indices, device=model.operator.device)
         xb, tb = xp.take(self.x_tilde, idx, axis=0), xp.take(self.x_true, idx, axis=0)
         b = self.method.back_steps(self.iterations)
-        res = _gradient(model, xb, squared_loss(tb), self.method, self.iterations, b,
+        res = gradient_unchecked(model, xb, squared_loss(tb), self.method, self.iterations, b,
                         self.alphas, steps)
         return res.loss, res.operator
 

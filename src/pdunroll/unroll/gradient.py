@@ -16,7 +16,8 @@ from .krylov import SolveInfo
 from .methods import GradientMethod, as_method
 from .reverse import forward_plan, reverse
 
-__all__ = ["Cotangents", "GradientResult", "gradient", "vjp"]
+__all__ = ["Cotangents", "GradientResult", "gradient", "gradient_unchecked", "squared_loss", "vjp",
+           "vjp_unchecked"]
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ def vjp(
     """
     method, iterations, b, alphas, steps = _check_call(model, x_tilde, iterations, method,
                                                        weights, omega, steps)
-    x_hat, pull = _vjp(model, x_tilde, iterations, method, b, alphas, steps)
+    x_hat, pull = vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps)
 
     def pullback(v):
         _check_cotangent(x_hat, v, "v")
@@ -146,8 +147,9 @@ def vjp(
     return x_hat, pullback
 
 
-def _vjp(model, x_tilde, iterations, method, b, alphas, steps):
-    """:func:`vjp` on checked inputs (internal calls: no validation, no host synchronisation)."""
+def vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps):
+    """:func:`vjp` for callers that validated their inputs once (arguments as in
+    :func:`gradient_unchecked`): no checks, no host synchronisation."""
     keep, save_at = forward_plan(method, iterations, b)
     state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep, save_at=save_at)
     x_hat = x_tilde + (state.r if alphas is None else state.r_avg)
@@ -213,12 +215,16 @@ def gradient(
                             f"{type(loss).__name__}")
         checked = _check_call(model, x_tilde, iterations, method, weights, omega, steps)
         loss = _checked_loss(loss)
-    return _gradient(model, x_tilde, loss, *checked)
+    return gradient_unchecked(model, x_tilde, loss, *checked)
 
 
-def _gradient(model, x_tilde, loss, method, iterations, b, alphas, steps) -> GradientResult:
-    """:func:`gradient` on checked inputs (the training loop's call)."""
-    x_hat, pullback = _vjp(model, x_tilde, iterations, method, b, alphas, steps)
+def gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps
+                       ) -> GradientResult:
+    """:func:`gradient` for callers that validated their inputs once (the training loop's
+    steps): ``loss`` returns (value, ∂ℓ/∂x̂); ``b`` = ``method.back_steps(iterations)``,
+    ``alphas`` from :func:`~pdunroll.ergodic_weights`, ``steps`` a :class:`StepSizes`. No
+    checks and no host synchronisation besides the loss value."""
+    x_hat, pullback = vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps)
     value, g_out = loss(x_hat)
     c = pullback(g_out)
     return GradientResult(value, c.operator, c.x_tilde, x_hat, steps, method, c.f, c.g, c.info)
