@@ -81,13 +81,13 @@ def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
                 raise KeyboardInterrupt
         return real(*args, callback=stop, **kwargs)
 
-    monkeypatch.setattr(pu, "train", interrupted)
+    monkeypatch.setattr(training, "train", interrupted)
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 130
     assert "--resume" in capsys.readouterr().err
     state, _ = pu.load_checkpoint(out / "checkpoint.npz", np.zeros((32, 32)))
     assert state.step == 3
-    monkeypatch.setattr(pu, "train", real)
+    monkeypatch.setattr(training, "train", real)
     assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0
 
 
@@ -199,7 +199,7 @@ def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, monkeypatch):
                 os.kill(os.getpid(), signal.SIGTERM)
         return real(*args, callback=stop, **kwargs)
 
-    monkeypatch.setattr(pu, "train", killed)
+    monkeypatch.setattr(training, "train", killed)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 128 + signal.SIGTERM

@@ -189,14 +189,18 @@ def _image_sets(meta: dict):
 
 
 def _speech_model(n: int, eta: float, matrix=None):
-    from . import AnalysisModel, DenseOperator, L1Norm, LinfBall, dct_matrix
+    from .functions import L1Norm, LinfBall
+    from .model import AnalysisModel
+    from .operators import DenseOperator, dct_matrix
 
     K = dct_matrix(n) if matrix is None else matrix
     return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(eta))
 
 
 def _denoise_model(meta: dict, filters=None):
-    from . import AnalysisModel, Conv2dFilterBank, L1Norm, L2Ball, dct_filters
+    from .functions import L1Norm, L2Ball
+    from .model import AnalysisModel
+    from .operators import Conv2dFilterBank, dct_filters
 
     h = dct_filters(meta["kernel"]) if filters is None else filters
     size = meta["patch"]
@@ -206,7 +210,8 @@ def _denoise_model(meta: dict, filters=None):
 
 def _table(test, rows, iterations, omega, weights, *, images: bool) -> list[dict]:
     """MSE and SNR (PSNR for images in [0, 1]) of the degraded input and each model."""
-    from . import mse, reconstruct, snr
+    from .data.metrics import mse, snr
+    from .learning.training import reconstruct
 
     x_tilde, x_true = test
 
@@ -236,7 +241,7 @@ def _print_table(rows, title, *, images: bool) -> None:
 def _method(args):
     """The gradient method of ``--method``, ``--b``, ``--relax-primal``; checked before any
     work."""
-    from . import Asymptotic, Full, Implicit, Truncated
+    from .unroll.methods import Asymptotic, Full, Implicit, Truncated
 
     kind = {"full": Full, "truncated": Truncated, "asymptotic": Asymptotic,
             "implicit": Implicit}[args.method]
@@ -257,7 +262,9 @@ def _method(args):
 
 
 def _train(args) -> int:
-    from . import LearningRate, save_operator, train
+    from .learning.checkpoint import save_operator
+    from .learning.optimizers import LearningRate
+    from .learning.training import train
     from .learning.plotting import plot_learning_curves
 
     method = _method(args)
@@ -328,7 +335,7 @@ def _output_folder(args) -> Path:
 
 
 def _evaluate(args) -> int:
-    from . import load_operator
+    from .learning.checkpoint import load_operator
 
     model, settings = load_operator(args.operator)
     meta, solver = settings["metadata"], settings["solver"]

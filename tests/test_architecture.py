@@ -1,0 +1,76 @@
+"""The layout the architecture page draws: each part imports only parts below it, and no module
+imports itself back through others (no cycles), inside a subpackage either."""
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "src" / "pdunroll"
+# bottom to top; a part may import the parts of lower layers only (and its own modules)
+LAYERS = {"_array": 0, "tree": 1, "operators": 2, "functions": 2, "data": 2, "model": 3,
+          "unroll": 4, "learning": 5, "problems": 5, "cli": 6, "__init__": 7}
+
+
+MODULES = {".".join(p.relative_to(PKG).with_suffix("").parts) for p in PKG.rglob("*.py")}
+
+
+def _module(path: Path) -> str:
+    """Dotted name inside the package; a package is named by its folder ("" for pdunroll)."""
+    parts = list(path.relative_to(PKG).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path) -> set[str]:
+    """Package-internal modules imported by ``path`` (relative imports resolved)."""
+    here = [p for p in _module(path).split(".") if p]
+    package = here if path.name == "__init__.py" else here[:-1]
+    out = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.level:
+            base = package[: len(package) - node.level + 1]
+            target = base + (node.module.split(".") if node.module else [])
+            if node.module is None:  # from . import tree (a module) or a name of the package
+                for a in node.names:
+                    name = ".".join(base + [a.name])
+                    out.add(name if name in MODULES or f"{name}.__init__" in MODULES
+                            else ".".join(base))
+            else:
+                out.add(".".join(target))
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("pdunroll."):
+            out.add(node.module.removeprefix("pdunroll."))
+    return out
+
+
+GRAPH = {_module(p): _imports(p) for p in PKG.rglob("*.py")}
+
+
+def _part(module: str) -> str:
+    return module.split(".")[0] if module else "__init__"  # "": the package's own __init__
+
+
+def test_every_part_has_a_layer():
+    assert {_part(m) for m in GRAPH} <= set(LAYERS), {_part(m) for m in GRAPH} - set(LAYERS)
+
+
+def test_nothing_imports_upward_or_sideways():
+    wrong = sorted((m, t) for m, targets in GRAPH.items() for t in targets
+                   if _part(t) != _part(m) and LAYERS[_part(t)] >= LAYERS[_part(m)])
+    assert not wrong, wrong
+
+
+def test_no_import_cycles():
+    state: dict[str, int] = {}
+
+    def visit(m, trail):
+        if state.get(m) == 1:
+            raise AssertionError(f"import cycle: {' -> '.join(trail + [m])}")
+        if state.get(m) == 2:
+            return
+        state[m] = 1
+        for t in GRAPH.get(m, ()):
+            # a subpackage's __init__ re-exports its modules; importing it means importing them
+            if t in GRAPH and t != m:
+                visit(t, trail + [m])
+        state[m] = 2
+
+    for m in GRAPH:
+        visit(m, [])
