@@ -1,7 +1,8 @@
-"""Checkpointed backpropagation (``checkpoints=c``): the exact full / truncated gradient, with
-and without ergodic weights, to rounding on every backend, from c stored states and recomputed
-segments; and less memory than storing every step."""
+"""Checkpointed backpropagation (``Full(segments=c)``, ``Truncated(b, segments=c)``): the exact
+full / truncated gradient, with and without ergodic weights, to rounding on every backend, from c
+stored states and recomputed segments; and less memory than storing every step."""
 
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -11,24 +12,30 @@ from problems import speech_like
 import pdunroll as pu
 
 L = 23  # not a multiple of most segment counts: the last segment is shorter
-CASES = [("full", None, None), ("full", None, "harmonic"), ("truncated", 9, None),
-         ("truncated", 7, "uniform")]
+CASES = [(pu.Full(), None), (pu.Full(), "harmonic"), (pu.Truncated(9), None),
+         (pu.Truncated(7), "uniform")]
 
 
-def _run(backend, problem, mode, b, weights, dtype="float64", iterations=L, **kw):
+def _segmented(method, segments):
+    """``method`` with ``segments`` (the constructor checks it again)."""
+    return dataclasses.replace(method, segments=segments)
+
+
+def _run(backend, problem, method, weights, dtype="float64", iterations=L):
     norm = float(np.linalg.norm(problem.K, 2))
     steps = pu.step_sizes(pu.DenseOperator(problem.K), omega=3.0, op_norm=norm)
     xt, xd = problem.signals(backend, dtype)
-    return pu.gradient(problem.model(backend, dtype), xt, xd, iterations=iterations, mode=mode,
-                       b=b, weights=weights, sigma=steps.sigma, tau=steps.tau, op_norm=norm, **kw)
+    return pu.gradient(problem.model(backend, dtype), xt, xd, iterations=iterations,
+                       method=method, weights=weights, steps=steps)
 
 
-@pytest.mark.parametrize("checkpoints", [1, 2, 5, L, 40])
-@pytest.mark.parametrize("mode,b,weights", CASES)
-def test_checkpointed_equals_stored(backend, mode, b, weights, checkpoints):
+@pytest.mark.parametrize("segments", [1, 2, 5, L, 40])
+@pytest.mark.parametrize("method,weights", CASES)
+def test_checkpointed_equals_stored(backend, method, weights, segments):
     problem = speech_like("l2ball")
-    ref = _run(backend, problem, mode, b, weights)
-    res = _run(backend, problem, mode, b, weights, checkpoints=checkpoints)
+    ref = _run(backend, problem, method, weights)
+    res = _run(backend, problem, _segmented(method, segments), weights)
+    assert res.method.segments == segments and ref.method.segments is None
     assert res.loss == ref.loss
     for got, want in ((res.operator, ref.operator), (res.x_tilde, ref.x_tilde), (res.x, ref.x)):
         np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), rtol=1e-12,
@@ -37,8 +44,8 @@ def test_checkpointed_equals_stored(backend, mode, b, weights, checkpoints):
 
 def test_checkpointed_equals_stored_float32_linf(backend):
     problem = speech_like("linf")
-    ref = _run(backend, problem, "full", None, "harmonic", dtype="float32")
-    res = _run(backend, problem, "full", None, "harmonic", dtype="float32", checkpoints=4)
+    ref = _run(backend, problem, pu.Full(), "harmonic", dtype="float32")
+    res = _run(backend, problem, pu.Full(segments=4), "harmonic", dtype="float32")
     np.testing.assert_allclose(backend.to_numpy(res.operator), backend.to_numpy(ref.operator),
                                rtol=1e-5, atol=1e-7)
     assert str(backend.to_numpy(res.operator).dtype) == "float32"
@@ -59,31 +66,36 @@ def test_checkpointing_lowers_peak_memory(numpy_backend):
     problem = speech_like("linf", n=64, batch=8)
     iterations = 400
 
-    def run(**kw):
-        return _run(numpy_backend, problem, "full", None, None, iterations=iterations, **kw)
+    def run(method):
+        return _run(numpy_backend, problem, method, None, iterations=iterations)
 
-    full = _peak_bytes(run)
-    checkpointed = _peak_bytes(lambda: run(checkpoints=20))
+    full = _peak_bytes(lambda: run(pu.Full()))
+    checkpointed = _peak_bytes(lambda: run(pu.Full(segments=20)))
     step_bytes = 8 * 8 * (2 * 64 + 2 * 64 / 8)  # x̄ and y, float64; two boolean masks
     assert full > 0.8 * iterations * step_bytes
     assert checkpointed < 0.25 * full
 
 
-@pytest.mark.parametrize("kw,error,match", [
-    (dict(method=pu.Asymptotic(3), checkpoints=2), ValueError, "checkpoints is only used"),
-    (dict(method=pu.Implicit(), checkpoints=2), ValueError, "checkpoints is only used"),
-    (dict(method=pu.Full(), checkpoints=0), ValueError, "checkpoints must be an integer >= 1"),
-    (dict(method=pu.Full(), checkpoints=2.0), TypeError, "checkpoints must be an integer"),
+@pytest.mark.parametrize("make,error,match", [
+    (lambda: pu.Full(segments=0), ValueError, "segments must be an integer >= 1, got 0"),
+    (lambda: pu.Full(segments=-2), ValueError, "segments must be an integer >= 1"),
+    (lambda: pu.Full(segments=2.0), TypeError, "segments must be an integer >= 1, got 2.0"),
+    (lambda: pu.Full(segments=True), TypeError, "segments must be an integer"),
+    (lambda: pu.Truncated(3, segments=0), ValueError, "segments must be an integer >= 1"),
+    (lambda: pu.Truncated(3, segments="2"), TypeError, "segments must be an integer"),
+    (lambda: dataclasses.replace(pu.Full(segments=2), segments=0), ValueError,
+     "segments must be an integer >= 1"),
+    # the methods that store no steps have no segments to choose
+    (lambda: pu.Asymptotic(3, segments=2), TypeError, "unexpected keyword argument 'segments'"),
+    (lambda: pu.Implicit(segments=2), TypeError, "unexpected keyword argument 'segments'"),
 ])
-def test_bad_arguments(numpy_backend, kw, error, match):
-    problem = speech_like("l2ball")
-    mode = kw.pop("mode")
+def test_methods_refuse_bad_segments(make, error, match):
     with pytest.raises(error, match=match):
-        _run(numpy_backend, problem, mode, kw.pop("b", None), None, iterations=5, **kw)
+        make()
 
 
-@pytest.mark.parametrize("mode,b,weights", [("full", None, "harmonic"), ("truncated", 9, None)])
-def test_checkpointed_function_parameter_gradients(backend, mode, b, weights):
+@pytest.mark.parametrize("method,weights", [(pu.Full(), "harmonic"), (pu.Truncated(9), None)])
+def test_checkpointed_function_parameter_gradients(backend, method, weights):
     """The F and G parameter gradients (learnable costs c_f, c_g) too."""
     problem = speech_like("l2ball")
     rng = np.random.default_rng(3)
@@ -93,9 +105,9 @@ def test_checkpointed_function_parameter_gradients(backend, mode, b, weights):
                              pu.LinearTerm(c_f, pu.L1Norm()),
                              pu.LinearTerm(c_g, problem.function_g()))
     xt, xd = problem.signals(backend)
-    kw = dict(iterations=L, mode=mode, b=b, weights=weights, omega=3.0)
-    ref = pu.gradient(model, xt, xd, **kw)
-    res = pu.gradient(model, xt, xd, checkpoints=4, **kw)
+    kw = dict(iterations=L, weights=weights, omega=3.0)
+    ref = pu.gradient(model, xt, xd, method=method, **kw)
+    res = pu.gradient(model, xt, xd, method=_segmented(method, 4), **kw)
     for got, want in ((res.f, ref.f), (res.g, ref.g), (res.operator, ref.operator)):
         np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), rtol=1e-12,
                                    atol=1e-15)
@@ -109,7 +121,7 @@ def test_checkpointed_bregman_steps(backend):
     xt, xd = problem.signals(backend)
     kw = dict(iterations=L, weights="harmonic", omega=3.0)
     ref = pu.gradient(model, xt, xd, **kw)
-    res = pu.gradient(model, xt, xd, checkpoints=3, **kw)
+    res = pu.gradient(model, xt, xd, method=pu.Full(segments=3), **kw)
     for got, want in ((res.operator, ref.operator), (res.x_tilde, ref.x_tilde)):
         np.testing.assert_allclose(backend.to_numpy(got), backend.to_numpy(want), rtol=1e-12,
                                    atol=1e-15)

@@ -1,5 +1,5 @@
 """The image-denoising model of seed 003: F = ‖·‖₁ of filter-bank responses, G = indicator of
-the ℓ2 ball ‖r‖ ≤ s·√(#pixels). Exact gradient checks of every mode on small images (finite
+the ℓ2 ball ‖r‖ ≤ s·√(#pixels). Exact gradient checks of every method on small images (finite
 differences, torch.autograd) and the published size (48 filters 7×7, 256×256) end to end."""
 
 import numpy as np
@@ -38,13 +38,13 @@ def _model(backend, filters, size, boundary="periodic", dtype="float64"):
     return pu.AnalysisModel(op, pu.L1Norm(), pu.L2Ball(NOISE * size))
 
 
-# ---- small images: every mode exact -------------------------------------------------------
+# ---- small images: every method exact -----------------------------------------------------
 
 SMALL, L = 12, 6
 SMALL_FILTERS = (0.5 * dct_filters(3)[[0, 2, 4, 7]]
                  + 0.05 * np.random.default_rng(3).standard_normal((4, 3, 3)))
-MODES = [("full", None, None), ("truncated", 3, None), ("full", None, "harmonic"),
-         ("truncated", 2, "uniform"), ("asymptotic", 1, None), ("asymptotic", 4, None)]
+METHODS = [(pu.Full(), None), (pu.Truncated(3), None), (pu.Full(), "harmonic"),
+           (pu.Truncated(2), "uniform"), (pu.Asymptotic(1), None), (pu.Asymptotic(4), None)]
 
 
 def _small_steps(boundary):
@@ -53,27 +53,26 @@ def _small_steps(boundary):
 
 
 @pytest.mark.parametrize("boundary", ["periodic", "zero"])
-@pytest.mark.parametrize("mode,b,weights", MODES)
-def test_small_conv_model_matches_torch_autograd(torch_backend, boundary, mode, b, weights):
+@pytest.mark.parametrize("method,weights", METHODS)
+def test_small_conv_model_matches_torch_autograd(torch_backend, boundary, method, weights):
     import torch
 
     x_true, x_tilde = _image(SMALL)
     steps = _small_steps(boundary)
     res = pu.gradient(_model(torch_backend, SMALL_FILTERS, SMALL, boundary),
                       torch_backend.asarray(x_tilde), torch_backend.asarray(x_true),
-                      iterations=L, mode=mode, b=b, weights=weights, sigma=steps.sigma,
-                      tau=steps.tau, op_norm=steps.op_norm)
+                      iterations=L, method=method, weights=weights, steps=steps)
     h = torch.tensor(SMALL_FILTERS, requires_grad=True)
     model = pu.AnalysisModel(pu.Conv2dFilterBank(h, (SMALL, SMALL), boundary), pu.L1Norm(),
                              pu.L2Ball(NOISE * SMALL))
     xt = torch.tensor(x_tilde, requires_grad=True)
     xd = torch.tensor(x_true)
-    if mode == "asymptotic":
+    if isinstance(method, pu.Asymptotic):
         detached = pu.Conv2dFilterBank(h.detach(), (SMALL, SMALL), boundary)
-        loss, gx, (gh,) = asymptotic_grads(model, xt, xd, steps, L, b, [h], detached)
+        loss, gx, (gh,) = asymptotic_grads(model, xt, xd, steps, L, method.b, [h], detached)
     else:
         out = unrolled_loss(model, xt, xd, steps, L, alphas=pu.ergodic_weights(weights, L),
-                            window=b if mode == "truncated" else None)
+                            window=method.b if isinstance(method, pu.Truncated) else None)
         loss = float(out.detach())
         gh, gx = torch.autograd.grad(out, (h, xt))
     assert res.loss == pytest.approx(loss, rel=1e-12)
@@ -85,8 +84,7 @@ def test_small_conv_model_matches_torch_autograd(torch_backend, boundary, mode, 
 def test_small_conv_model_matches_finite_differences(backend, weights):
     x_true, x_tilde = _image(SMALL)
     steps = _small_steps("periodic")
-    kw = dict(iterations=L, weights=weights, sigma=steps.sigma, tau=steps.tau,
-              op_norm=steps.op_norm)
+    kw = dict(iterations=L, weights=weights, steps=steps)
     xt, xd = backend.asarray(x_tilde), backend.asarray(x_true)
     res = pu.gradient(_model(backend, SMALL_FILTERS, SMALL), xt, xd, **kw)
     V = random_direction(SMALL_FILTERS.shape, seed=4)
@@ -108,7 +106,7 @@ BIG, BIG_L = 256, 3
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["numpy", "torch"])
-def test_published_size_runs_every_mode(name, numpy_backend, torch_backend):
+def test_published_size_runs_every_method(name, numpy_backend, torch_backend):
     backend = numpy_backend if name == "numpy" else torch_backend
     filters = 0.1 * dct_filters(7)
     x_true, x_tilde = _image(BIG)
@@ -122,7 +120,7 @@ def test_published_size_runs_every_mode(name, numpy_backend, torch_backend):
     assert x.shape == (1, BIG, BIG) and np.all(np.isfinite(x))
     assert np.linalg.norm(x - x_tilde) <= NOISE * BIG * (1 + 1e-12)  # inside the ℓ2 ball
     assert np.linalg.norm(x - x_true) < np.linalg.norm(x_tilde - x_true)  # it denoises
-    kw = dict(iterations=BIG_L, omega=10.0, op_norm=op_norm)
+    kw = dict(iterations=BIG_L, steps=pu.step_sizes(model.operator, omega=10.0, op_norm=op_norm))
     runs = {
         "full": pu.gradient(model, xt, xd, **kw),
         "truncated": pu.gradient(model, xt, xd, method=pu.Truncated(2), **kw),

@@ -60,10 +60,15 @@ def test_iterations_and_b_below_one(setup, value):
     model, xt, xd = setup
     with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
         pu.chambolle_pock(model, xt, iterations=value)
-    with pytest.raises(ValueError, match="b must be an integer >= 1"):
-        pu.gradient(model, xt, xd, iterations=5, method=pu.Truncated(value))
-    with pytest.raises(ValueError, match="b must be an integer >= 1"):
-        pu.gradient(model, xt, xd, iterations=5, method=pu.Asymptotic(value))
+    # b is checked when the method is made
+    with pytest.raises(ValueError, match=f"b must be an integer >= 1, got {value}"):
+        pu.Truncated(value)
+    with pytest.raises(ValueError, match=f"b must be an integer >= 1, got {value}"):
+        pu.Asymptotic(value)
+    with pytest.raises(TypeError, match="b must be an integer >= 1, got 2.5"):
+        pu.Truncated(2.5)
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1"):
+        pu.gradient(model, xt, xd, iterations=value, method=pu.Truncated(1))
 
 
 def test_non_integer_iterations(setup):
@@ -74,9 +79,12 @@ def test_non_integer_iterations(setup):
 
 def test_truncated_b_above_iterations(setup):
     model, xt, xd = setup
-    with pytest.raises(ValueError, match=r"b must satisfy 1 <= b <= iterations \(5\)"):
+    with pytest.raises(ValueError, match=r"Truncated\(b=6\) needs b <= iterations \(5\)"):
         pu.gradient(model, xt, xd, iterations=5, method=pu.Truncated(6))
-    # the asymptotic mode may run more backward steps than forward ones
+    with pytest.raises(ValueError, match=r"Truncated\(b=6\) needs b <= iterations \(5\)"):
+        pu.vjp(model, xt, iterations=5, method=pu.Truncated(6, segments=2))
+    pu.gradient(model, xt, xd, iterations=5, method=pu.Truncated(5))  # b = L is allowed
+    # the asymptotic method may run more backward steps than forward ones
     pu.gradient(model, xt, xd, iterations=5, method=pu.Asymptotic(50))
 
 
@@ -88,22 +96,47 @@ def test_bad_radius(cls, radius):
 
 
 def test_step_sizes_breaking_the_convergence_condition(setup):
-    model, xt, _ = setup
-    norm = model.operator.norm()
-    with pytest.raises(ValueError, match=r"sigma \* tau \* \|\|K\|\|\^2 < 1"):
-        pu.chambolle_pock(model, xt, iterations=3, sigma=1.01 / norm, tau=1.0 / norm)
-    with pytest.raises(ValueError, match="give both sigma and tau"):
-        pu.chambolle_pock(model, xt, iterations=3, sigma=0.1)
-    with pytest.raises(ValueError, match=r"theta must lie in \[0, 1\]"):
-        pu.chambolle_pock(model, xt, iterations=3, theta=1.5)
-
-
-def test_unknown_mode_and_weights(setup):
     model, xt, xd = setup
-    with pytest.raises(ValueError, match="mode must be one of"):
-        pu.gradient(model, xt, xd, iterations=3, mode="backprop")
-    with pytest.raises(ValueError, match="weights cannot be combined with mode=\"asymptotic\""):
-        pu.gradient(model, xt, xd, iterations=3, mode="asymptotic", weights="harmonic")
+    op = model.operator
+    norm = op.norm()
+    with pytest.raises(ValueError, match=r"sigma \* tau \* \|\|K\|\|\^2 < 1"):
+        pu.step_sizes(op, sigma=1.01 / norm, tau=1.0 / norm)
+    with pytest.raises(ValueError, match=r"sigma \* tau \* \|\|K\|\|\^2 < 1"):
+        pu.StepSizes(1.01 / norm, 1.0 / norm, 1.0, norm)
+    with pytest.raises(ValueError, match="give both sigma and tau"):
+        pu.step_sizes(op, sigma=0.1)
+    with pytest.raises(ValueError, match=r"theta must lie in \[0, 1\]"):
+        pu.step_sizes(op, theta=1.5)
+    # a norm below ||K|| would give too large steps: refused by step_sizes and by steps=
+    with pytest.raises(ValueError, match="below a lower bound"):
+        pu.step_sizes(op, op_norm=0.5 * norm)
+    small = pu.StepSizes(0.99 / norm, 0.99 / norm, 1.0, 0.5 * norm)  # consistent in itself
+    with pytest.raises(ValueError, match="below a lower bound"):
+        pu.chambolle_pock(model, xt, iterations=3, steps=small)
+    with pytest.raises(ValueError, match="below a lower bound"):
+        pu.gradient(model, xt, xd, iterations=3, steps=small)
+    # steps fix sigma and tau: omega besides them is refused, and steps must be StepSizes
+    good = pu.step_sizes(op)
+    with pytest.raises(ValueError, match="give omega or steps, not both"):
+        pu.chambolle_pock(model, xt, iterations=3, omega=2.0, steps=good)
+    with pytest.raises(ValueError, match="give omega or steps, not both"):
+        pu.gradient(model, xt, xd, iterations=3, omega=2.0, steps=good)
+    with pytest.raises(TypeError, match="steps must be a pdunroll.StepSizes"):
+        pu.chambolle_pock(model, xt, iterations=3, steps=(0.1, 0.1))
+
+
+def test_unknown_method_and_weights(setup):
+    model, xt, xd = setup
+    with pytest.raises(TypeError, match="method must be pdunroll.Full()"):
+        pu.gradient(model, xt, xd, iterations=3, method="backprop")
+    for name, cls in (("truncated", "Truncated"), ("asymptotic", "Asymptotic")):
+        with pytest.raises(ValueError, match=rf'method="{name}" needs the number of backward '
+                                             rf"steps: use pdunroll.{cls}\(b\)"):
+            pu.gradient(model, xt, xd, iterations=3, method=name)
+    with pytest.raises(ValueError, match="weights cannot be combined with Asymptotic"):
+        pu.gradient(model, xt, xd, iterations=3, method=pu.Asymptotic(2), weights="harmonic")
+    with pytest.raises(ValueError, match="weights cannot be combined with Implicit"):
+        pu.vjp(model, xt, iterations=3, method="implicit", weights="uniform")
     with pytest.raises(ValueError, match="weights must sum to 1"):
         pu.gradient(model, xt, xd, iterations=3, weights=[0.5, 0.5, 0.5])
     with pytest.raises(ValueError, match="one entry per iteration"):
@@ -135,8 +168,21 @@ def test_mixed_devices(setup, torch_backend):
 
 @pytest.mark.parametrize("kw,error,match", [
     ({"omega": "10"}, TypeError, "omega must be a positive number"),
-    ({"omega": None}, TypeError, "omega must be a positive number"),
     ({"omega": -1.0}, ValueError, "omega must be a positive finite number"),
+    ({"omega": float("inf")}, ValueError, "omega must be a positive finite number"),
+])
+def test_bad_omega_is_named(setup, kw, error, match):
+    model, xt, xd = setup
+    with pytest.raises(error, match=match):
+        pu.chambolle_pock(model, xt, iterations=3, **kw)
+    with pytest.raises(error, match=match):
+        pu.gradient(model, xt, xd, iterations=3, **kw)
+    with pytest.raises(error, match=match):
+        pu.step_sizes(model.operator, **kw)
+
+
+@pytest.mark.parametrize("kw,error,match", [
+    ({"omega": None}, TypeError, "omega must be a positive number"),
     ({"theta": None}, TypeError, r"theta must be a number in \[0, 1\]"),
     ({"theta": "x"}, TypeError, r"theta must be a number in \[0, 1\]"),
     ({"theta": float("nan")}, ValueError, r"theta must lie in \[0, 1\]"),
@@ -147,11 +193,14 @@ def test_mixed_devices(setup, torch_backend):
     ({"op_norm": 0.0}, ValueError, "op_norm must be a positive finite number"),
 ])
 def test_bad_step_size_arguments_are_named(setup, kw, error, match):
-    model, xt, xd = setup
+    """step_sizes names a bad argument; StepSizes made directly checks the same numbers."""
+    model, _, _ = setup
     with pytest.raises(error, match=match):
-        pu.chambolle_pock(model, xt, iterations=3, **kw)
-    with pytest.raises(error, match=match):
-        pu.gradient(model, xt, xd, iterations=3, **kw)
+        pu.step_sizes(model.operator, **kw)
+    if "omega" not in kw:
+        given = {"sigma": 0.1, "tau": 0.1, "theta": 1.0, "op_norm": 1.0, **kw}
+        with pytest.raises(error, match=match):
+            pu.StepSizes(**given)
 
 
 def test_step_sizes_needs_an_operator():
@@ -245,10 +294,13 @@ def test_flags_models_and_callbacks_are_checked(setup):
     not an AnalysisModel failed with AttributeError; a callback that is not callable only
     after the first step."""
     model, xt, xd = setup
-    with pytest.raises(TypeError, match="relax_primal must be True or False, got 'no'"):
-        pu.gradient(model, xt, xd, iterations=3, relax_primal="no")
+    for make in (lambda: pu.Full(relax_primal="no"), lambda: pu.Truncated(2, relax_primal="no"),
+                 lambda: pu.Asymptotic(2, relax_primal="no"),
+                 lambda: pu.Implicit(relax_primal="no")):
+        with pytest.raises(TypeError, match="relax_primal must be True or False, got 'no'"):
+            make()
     with pytest.raises(TypeError, match="strict must be True or False, got 'no'"):
-        pu.gradient(model, xt, xd, iterations=3, method=pu.Implicit(), strict="no")
+        pu.Implicit(strict="no")
     with pytest.raises(TypeError, match=r"model must be an AnalysisModel\(operator, f, g\), got "
                                         "DenseOperator"):
         pu.gradient(model.operator, xt, xd, iterations=3)
@@ -256,4 +308,5 @@ def test_flags_models_and_callbacks_are_checked(setup):
         pu.chambolle_pock("model", xt, iterations=3)
     with pytest.raises(TypeError, match="callback must be callable"):
         pu.chambolle_pock(model, xt, iterations=3, callback=3)
-    assert pu.gradient(model, xt, xd, iterations=3, relax_primal=np.True_).loss > 0
+    res = pu.gradient(model, xt, xd, iterations=3, method=pu.Full(relax_primal=np.True_))
+    assert res.loss > 0 and res.method.relax_primal is True

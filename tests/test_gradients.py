@@ -1,5 +1,5 @@
-"""Every gradient mode against finite differences (float64, every backend), torch.autograd of a
-plain torch unrolled loop (≤ 1e-10), and the identities between modes (DESIGN §3–§5)."""
+"""Every gradient method against finite differences (float64, every backend), torch.autograd of a
+plain torch unrolled loop (≤ 1e-10), and the identities between methods (DESIGN §3–§5)."""
 
 import numpy as np
 import pytest
@@ -11,8 +11,8 @@ import pdunroll as pu
 
 L = 12
 OMEGA = 3.0
-MODES = [("full", None, None), ("truncated", 5, None), ("full", None, "harmonic"),
-         ("truncated", 4, "uniform")]
+METHODS = [(pu.Full(), None), (pu.Truncated(5), None), (pu.Full(), "harmonic"),
+           (pu.Truncated(4), "uniform")]
 
 
 def _steps(problem):
@@ -20,42 +20,41 @@ def _steps(problem):
     return pu.step_sizes(pu.DenseOperator(problem.K), omega=OMEGA, op_norm=norm)
 
 
-def _run(backend, problem, mode, b, weights, dtype="float64", iterations=L, **kw):
-    steps = _steps(problem)
+def _run(backend, problem, method, weights, dtype="float64", iterations=L, **kw):
     model = problem.model(backend, dtype)
     xt, xd = problem.signals(backend, dtype)
-    return pu.gradient(model, xt, xd, iterations=iterations, mode=mode, b=b, weights=weights,
-                       sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm, **kw)
+    return pu.gradient(model, xt, xd, iterations=iterations, method=method, weights=weights,
+                       steps=_steps(problem), **kw)
 
 
 @pytest.mark.parametrize("g_kind", ["linf", "l2ball"])
-@pytest.mark.parametrize("mode,b,weights", MODES)
-def test_matches_torch_autograd(torch_backend, g_kind, mode, b, weights):
+@pytest.mark.parametrize("method,weights", METHODS)
+def test_matches_torch_autograd(torch_backend, g_kind, method, weights):
     problem = speech_like(g_kind)
-    res = _run(torch_backend, problem, mode, b, weights)
+    res = _run(torch_backend, problem, method, weights)
     steps = res.steps
     alphas = pu.ergodic_weights(weights, L)
     loss, gK, gx = torch_unrolled(problem.K, problem.x_tilde, problem.x_true, iterations=L,
                                   sigma=steps.sigma, tau=steps.tau, theta=steps.theta, f="l1",
                                   g=g_kind, radius=problem.radius, weights=alphas,
-                                  window=b if mode == "truncated" else None)
+                                  window=method.b if isinstance(method, pu.Truncated) else None)
     assert res.loss == pytest.approx(loss, rel=1e-12)
     assert relative_error(torch_backend.to_numpy(res.operator), gK) <= 1e-10
     assert relative_error(torch_backend.to_numpy(res.x_tilde), gx) <= 1e-10
 
 
 @pytest.mark.parametrize("g_kind", ["linf", "l2ball"])
-@pytest.mark.parametrize("mode,b,weights", [m for m in MODES if m[0] == "full"])
-def test_matches_finite_differences(backend, g_kind, mode, b, weights):
-    """Exact modes: ⟨∇, V⟩ equals the central difference of the loss along V (w.r.t. K and x̃)."""
+@pytest.mark.parametrize("method,weights", [m for m in METHODS if isinstance(m[0], pu.Full)])
+def test_matches_finite_differences(backend, g_kind, method, weights):
+    """Exact methods: ⟨∇, V⟩ equals the central difference of the loss along V (w.r.t. K and x̃)."""
     problem = speech_like(g_kind)
-    res = _run(backend, problem, mode, b, weights)
+    res = _run(backend, problem, method, weights)
     steps = res.steps
 
     def loss_of(K, xt):
         r = pu.gradient(problem.model(backend, K=K), backend.asarray(xt),
                         backend.asarray(problem.x_true), iterations=L, weights=weights,
-                        sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+                        steps=steps)
         return r.loss
 
     V = random_direction(problem.K.shape)
@@ -68,8 +67,8 @@ def test_matches_finite_differences(backend, g_kind, mode, b, weights):
 
 def test_truncated_with_b_equal_L_is_full(backend):
     problem = speech_like("l2ball")
-    full = _run(backend, problem, "full", None, None)
-    trunc = _run(backend, problem, "truncated", L, None)
+    full = _run(backend, problem, pu.Full(), None)
+    trunc = _run(backend, problem, pu.Truncated(L), None)
     np.testing.assert_allclose(backend.to_numpy(trunc.operator), backend.to_numpy(full.operator),
                                rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(backend.to_numpy(trunc.x_tilde), backend.to_numpy(full.x_tilde),
@@ -78,9 +77,9 @@ def test_truncated_with_b_equal_L_is_full(backend):
 
 def test_ergodic_with_last_unit_weight_is_plain(backend):
     problem = speech_like("linf")
-    plain = _run(backend, problem, "full", None, None)
+    plain = _run(backend, problem, pu.Full(), None)
     e_L = [0.0] * (L - 1) + [1.0]
-    ergodic = _run(backend, problem, "full", None, e_L)
+    ergodic = _run(backend, problem, pu.Full(), e_L)
     assert ergodic.loss == pytest.approx(plain.loss, rel=1e-14)
     np.testing.assert_allclose(backend.to_numpy(ergodic.operator),
                                backend.to_numpy(plain.operator), rtol=1e-12, atol=1e-14)
@@ -89,8 +88,8 @@ def test_ergodic_with_last_unit_weight_is_plain(backend):
 def test_truncated_differs_from_full_for_small_b(numpy_backend):
     """Guards the truncation itself: b < L must drop the earlier steps' contributions."""
     problem = speech_like("l2ball")
-    full = _run(numpy_backend, problem, "full", None, None)
-    trunc = _run(numpy_backend, problem, "truncated", 2, None)
+    full = _run(numpy_backend, problem, pu.Full(), None)
+    trunc = _run(numpy_backend, problem, pu.Truncated(2), None)
     assert relative_error(trunc.operator, full.operator) > 1e-3
 
 
@@ -102,8 +101,8 @@ def test_full_gradient_approaches_asymptotic_gradient(numpy_backend, g_kind, len
     problem = speech_like(g_kind)
     errors = []
     for iterations in lengths:
-        full = _run(numpy_backend, problem, "full", None, None, iterations=iterations)
-        asym = _run(numpy_backend, problem, "asymptotic", b, None, iterations=iterations)
+        full = _run(numpy_backend, problem, pu.Full(), None, iterations=iterations)
+        asym = _run(numpy_backend, problem, pu.Asymptotic(b), None, iterations=iterations)
         errors.append(relative_error(full.operator, asym.operator))
     assert errors[0] > errors[1] > errors[2]
     assert errors[-1] < reached
@@ -113,18 +112,15 @@ def test_asymptotic_with_one_step_is_the_b1_formula(numpy_backend):
     """b = 1: ∇_K = σ δ_D x̂ᵀ − τ y^L δ_Pᵀ with δ_P = J_Pᵀ g, δ_D = −τ J_Dᵀ K δ_P at the final
     iterate (seed 000: one step already trains)."""
     problem = speech_like("linf")
-    res = _run(numpy_backend, problem, "asymptotic", 1, None)
+    res = _run(numpy_backend, problem, pu.Asymptotic(1), None)
     steps = res.steps
     model = problem.model(numpy_backend)
-    sol = pu.chambolle_pock(model, problem.x_tilde, iterations=L, sigma=steps.sigma,
-                            tau=steps.tau, op_norm=steps.op_norm)
+    sol = pu.chambolle_pock(model, problem.x_tilde, iterations=L, steps=steps)
     K = problem.K
     g = sol.x - problem.x_true
     # the final step's z_P and z_D: recompute them from iterate L−1
-    prev = pu.chambolle_pock(model, problem.x_tilde, iterations=L - 1, sigma=steps.sigma,
-                             tau=steps.tau, op_norm=steps.op_norm)
-    prev2 = pu.chambolle_pock(model, problem.x_tilde, iterations=L - 2, sigma=steps.sigma,
-                              tau=steps.tau, op_norm=steps.op_norm)
+    prev = pu.chambolle_pock(model, problem.x_tilde, iterations=L - 1, steps=steps)
+    prev2 = pu.chambolle_pock(model, problem.x_tilde, iterations=L - 2, steps=steps)
     r_bar = 2 * prev.r - prev2.r
     z_d = prev.y + steps.sigma * (problem.x_tilde + r_bar) @ K.T
     z_p = prev.r - steps.tau * sol.y @ K
@@ -143,8 +139,8 @@ def test_theorem2_early_adjoints_vanish_into_kernel(numpy_backend):
     k0 = 5
     shares = []
     for iterations in (40, 640, 2560):
-        full = _run(numpy_backend, problem, "full", None, None, iterations=iterations)
-        trunc = _run(numpy_backend, problem, "truncated", iterations - k0, None,
+        full = _run(numpy_backend, problem, pu.Full(), None, iterations=iterations)
+        trunc = _run(numpy_backend, problem, pu.Truncated(iterations - k0), None,
                      iterations=iterations)
         shares.append(np.linalg.norm(full.x_tilde - trunc.x_tilde))
     assert shares[-1] < 1e-6 * max(shares[0], 1e-300) or shares[-1] < 1e-12
@@ -155,8 +151,8 @@ def test_relax_primal_treats_primal_prox_as_identity(numpy_backend):
     """relax_primal=True equals the exact gradient of a problem whose G has identity Jacobian
     along the run (the released code's eta_backward = 1), and differs from the exact masks."""
     problem = speech_like("linf")
-    exact = _run(numpy_backend, problem, "full", None, None)
-    relaxed = _run(numpy_backend, problem, "full", None, None, relax_primal=True)
+    exact = _run(numpy_backend, problem, pu.Full(), None)
+    relaxed = _run(numpy_backend, problem, pu.Full(relax_primal=True), None)
     assert relative_error(relaxed.operator, exact.operator) > 1e-3
     assert relaxed.loss == exact.loss
 
@@ -173,12 +169,10 @@ def test_custom_loss_gradient(backend):
     def linear_loss(x_hat):
         return float(backend.xp.sum(wb * x_hat)), wb
 
-    res = pu.gradient(model, xt, loss=linear_loss, iterations=L, sigma=steps.sigma,
-                      tau=steps.tau, op_norm=steps.op_norm)
+    res = pu.gradient(model, xt, loss=linear_loss, iterations=L, steps=steps)
 
     def loss_of(K):
-        sol = pu.chambolle_pock(problem.model(backend, K=K), xt, iterations=L,
-                                sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+        sol = pu.chambolle_pock(problem.model(backend, K=K), xt, iterations=L, steps=steps)
         return float(np.sum(w * backend.to_numpy(sol.x)))
 
     V = random_direction(problem.K.shape)
@@ -186,15 +180,15 @@ def test_custom_loss_gradient(backend):
     assert np.sum(backend.to_numpy(res.operator) * V) == pytest.approx(fd, rel=1e-6)
 
 
-@pytest.mark.parametrize("mode,b,weights", MODES + [("asymptotic", 7, None)])
-def test_same_result_on_every_backend(backend, dtype, tol, mode, b, weights):
+@pytest.mark.parametrize("method,weights", METHODS + [(pu.Asymptotic(7), None)])
+def test_same_result_on_every_backend(backend, dtype, tol, method, weights):
     """Cross-backend consistency: each backend and dtype reproduces the NumPy float64 result."""
     import array_api_compat.numpy as np_xp  # noqa: F401 - the reference backend
     from conftest import _make
 
     problem = speech_like("l2ball")
-    ref = _run(_make("numpy"), problem, mode, b, weights)
-    res = _run(backend, problem, mode, b, weights, dtype=dtype)
+    ref = _run(_make("numpy"), problem, method, weights)
+    res = _run(backend, problem, method, weights, dtype=dtype)
     scale = {"float64": 1.0, "float32": 50.0}[dtype]  # L steps amplify float32 rounding
     for got, want in ((res.operator, ref.operator), (res.x_tilde, ref.x_tilde), (res.x, ref.x)):
         np.testing.assert_allclose(backend.to_numpy(got), want, rtol=tol["rtol"] * scale,

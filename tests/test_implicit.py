@@ -1,4 +1,4 @@
-"""method=pu.Implicit() (DESIGN §6): on problems whose prox derivatives settle and whose fixed-point
+"""pu.Implicit() (DESIGN §6): on problems whose prox derivatives settle and whose fixed-point
 system is nonsingular it equals the full gradient for large L, torch.autograd of a long unrolled
 loop, the asymptotic gradient for large b (exactly: b Neumann terms are b asymptotic steps) and
 finite differences of the converged solution map; a singular system raises or warns."""
@@ -17,12 +17,15 @@ OMEGA = 3.0
 LONG = 400  # forward steps after which the test problems sit at their fixed point (≈ 1e−14)
 
 
-def _run(backend, problem, mode, *, iterations=LONG, dtype="float64", **kw):
+def _steps(problem):
     norm = float(np.linalg.norm(problem.K, 2))
-    steps = pu.step_sizes(pu.DenseOperator(problem.K), omega=OMEGA, op_norm=norm)
+    return pu.step_sizes(pu.DenseOperator(problem.K), omega=OMEGA, op_norm=norm)
+
+
+def _run(backend, problem, method, *, iterations=LONG, dtype="float64", **kw):
     xt, xd = problem.signals(backend, dtype)
-    return pu.gradient(problem.model(backend, dtype), xt, xd, iterations=iterations, mode=mode,
-                       sigma=steps.sigma, tau=steps.tau, op_norm=norm, **kw)
+    return pu.gradient(problem.model(backend, dtype), xt, xd, iterations=iterations,
+                       method=method, steps=_steps(problem), **kw)
 
 
 def _close(backend, got, want, rtol):
@@ -34,9 +37,10 @@ def _close(backend, got, want, rtol):
 @pytest.mark.parametrize("g_kind", ["squared", "l2ball"])
 def test_implicit_equals_full_gradient_for_large_L(backend, g_kind, solver):
     problem = speech_like(g_kind)
-    full = _run(backend, problem, "full")
-    imp = _run(backend, problem, "implicit", solver=solver)
-    assert imp.mode == "implicit" and imp.info.converged and imp.info.method == solver
+    full = _run(backend, problem, pu.Full())
+    imp = _run(backend, problem, pu.Implicit(solver=solver))
+    assert imp.method == pu.Implicit(solver=solver)
+    assert imp.info.converged and imp.info.method == solver
     assert 0 < imp.info.iterations < 200 and imp.info.residual <= 1e-10
     assert imp.loss == full.loss
     _close(backend, imp, full, 1e-8)
@@ -45,7 +49,7 @@ def test_implicit_equals_full_gradient_for_large_L(backend, g_kind, solver):
 @pytest.mark.parametrize("g_kind", ["squared", "l2ball"])
 def test_implicit_matches_torch_autograd_of_long_unrolling(torch_backend, g_kind):
     problem = speech_like(g_kind)
-    imp = _run(torch_backend, problem, "implicit")
+    imp = _run(torch_backend, problem, pu.Implicit())
     s = imp.steps
     _, gK, gx = torch_unrolled(problem.K, problem.x_tilde, problem.x_true, iterations=LONG,
                                sigma=s.sigma, tau=s.tau, theta=s.theta, f="l1", g=g_kind,
@@ -59,8 +63,8 @@ def test_implicit_equals_asymptotic_with_large_b(numpy_backend, g_kind):
     """Also for the ℓ∞ box, where the full gradient has not settled at this L but the fixed-point
     system at the final iterate is nonsingular."""
     problem = speech_like(g_kind)
-    asym = _run(numpy_backend, problem, "asymptotic", b=5000)
-    imp = _run(numpy_backend, problem, "implicit")
+    asym = _run(numpy_backend, problem, pu.Asymptotic(5000))
+    imp = _run(numpy_backend, problem, pu.Implicit())
     assert imp.info.converged
     _close(numpy_backend, imp, asym, 1e-8)
 
@@ -69,13 +73,13 @@ def test_implicit_equals_asymptotic_with_large_b(numpy_backend, g_kind):
                                                  ("linf", True)])
 def test_neumann_with_b_terms_is_asymptotic_with_b_steps(backend, g_kind, relax_primal):
     """The identity behind DESIGN §6: b Neumann terms at the fixed point are the b backward steps
-    of mode="asymptotic". An unconverged solve with strict=False warns and says so in info."""
+    of Asymptotic(b). An unconverged solve with strict=False warns and says so in info."""
     problem = speech_like(g_kind)
     b = 7
-    asym = _run(backend, problem, "asymptotic", iterations=30, b=b, relax_primal=relax_primal)
+    asym = _run(backend, problem, pu.Asymptotic(b, relax_primal=relax_primal), iterations=30)
     with pytest.warns(pu.ConvergenceWarning, match="neumann"):
-        imp = _run(backend, problem, "implicit", iterations=30, solver="neumann", maxiter=b,
-                   tol=1e-300, strict=False, relax_primal=relax_primal)
+        imp = _run(backend, problem, pu.Implicit("neumann", tol=1e-300, maxiter=b, strict=False,
+                                                 relax_primal=relax_primal), iterations=30)
     assert imp.info.iterations == b and imp.info.status == "maxiter"
     assert not imp.info.converged and imp.info.residual > 1e-300
     _close(backend, imp, asym, 1e-12)
@@ -85,13 +89,12 @@ def test_neumann_with_b_terms_is_asymptotic_with_b_steps(backend, g_kind, relax_
 def test_implicit_matches_finite_differences_of_the_solution_map(numpy_backend, g_kind):
     """⟨∇, V⟩ against central differences of ℓ(x*(K, x̃)), x* the converged CP solution."""
     problem = speech_like(g_kind)
-    imp = _run(numpy_backend, problem, "implicit")
+    imp = _run(numpy_backend, problem, pu.Implicit())
     s = imp.steps
 
     def loss_of(K, xt):
         model = problem.model(numpy_backend, K=K)
-        x = pu.chambolle_pock(model, xt, iterations=2 * LONG, sigma=s.sigma, tau=s.tau,
-                              op_norm=s.op_norm).x
+        x = pu.chambolle_pock(model, xt, iterations=2 * LONG, steps=s).x
         return 0.5 * float(np.sum((x - problem.x_true) ** 2))
 
     V = random_direction(problem.K.shape)
@@ -115,7 +118,7 @@ def _singular_problem():
 def test_singular_system_raises(backend, solver):
     problem = _singular_problem()
     with pytest.raises(pu.ConvergenceError, match="singular") as err:
-        _run(backend, problem, "implicit", solver=solver, maxiter=300)
+        _run(backend, problem, pu.Implicit(solver=solver, maxiter=300))
     info = err.value.info
     assert not info.converged and info.residual > 1e-3
     assert info.status == ("stagnated" if solver == "gmres" else "maxiter")
@@ -124,7 +127,7 @@ def test_singular_system_raises(backend, solver):
 def test_singular_system_warns_when_not_strict(numpy_backend):
     problem = _singular_problem()
     with pytest.warns(pu.ConvergenceWarning, match="strict=False"):
-        res = _run(numpy_backend, problem, "implicit", strict=False)
+        res = _run(numpy_backend, problem, pu.Implicit(strict=False))
     assert not res.info.converged and res.info.residual > 1e-3
     assert np.all(np.isfinite(res.operator))
 
@@ -132,7 +135,7 @@ def test_singular_system_warns_when_not_strict(numpy_backend):
 def test_nonsingular_problem_does_not_warn(numpy_backend):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        res = _run(numpy_backend, speech_like("l2ball"), "implicit", strict=False)
+        res = _run(numpy_backend, speech_like("l2ball"), pu.Implicit(strict=False))
     assert res.info.converged
 
 
@@ -141,8 +144,8 @@ def test_same_result_on_every_backend_and_dtype(backend, dtype, tol):
     from conftest import _make
 
     problem = speech_like("l2ball")
-    ref = _run(_make("numpy"), problem, "implicit")
-    res = _run(backend, problem, "implicit", dtype=dtype)
+    ref = _run(_make("numpy"), problem, pu.Implicit())
+    res = _run(backend, problem, pu.Implicit(), dtype=dtype)
     assert res.info.converged and res.info.tol == (1e-10 if dtype == "float64" else
                                                    pytest.approx(1000 * 2.0**-23))
     scale = {"float64": 100.0, "float32": 50.0}[dtype]
@@ -152,23 +155,42 @@ def test_same_result_on_every_backend_and_dtype(backend, dtype, tol):
     assert str(backend.to_numpy(res.operator).dtype) == dtype
 
 
-def test_info_is_none_for_other_modes(numpy_backend):
-    assert _run(numpy_backend, speech_like("l2ball"), "full", iterations=5).info is None
+@pytest.mark.parametrize("method", [pu.Full(), pu.Truncated(3), pu.Asymptotic(3)])
+def test_info_is_none_for_other_methods(numpy_backend, method):
+    assert _run(numpy_backend, speech_like("l2ball"), method, iterations=5).info is None
 
 
-@pytest.mark.parametrize("kw,match", [
-    (dict(method=pu.Implicit(), solver="cg"), "solver must be one of"),
-    (dict(method=pu.Implicit(), b=3), "b is only used"),
-    (dict(method=pu.Implicit(), weights="harmonic"), "weights cannot be combined"),
-    (dict(method=pu.Full(), solver="gmres"), "only used by mode=\"implicit\""),
-    (dict(mode="asymptotic", tol=1e-8), "only used by mode=\"implicit\""),
-    (dict(method=pu.Implicit(), tol=-1.0), "tol"),
-    (dict(method=pu.Implicit(), maxiter=0), "maxiter"),
+@pytest.mark.parametrize("settings,error,match", [
+    (dict(solver="cg"), ValueError, "solver must be one of"),
+    (dict(tol=-1.0), ValueError, "tol must be a positive finite number"),
+    (dict(tol=0.0), ValueError, "tol must be a positive finite number"),
+    (dict(tol="small"), TypeError, "tol must be a positive number"),
+    (dict(maxiter=0), ValueError, "maxiter must be an integer >= 1"),
+    (dict(maxiter=2.5), TypeError, "maxiter must be an integer >= 1"),
+    (dict(strict="no"), TypeError, "strict must be True or False"),
+    # Implicit runs no fixed number of backward steps and stores no segments
+    (dict(b=3), TypeError, "unexpected keyword argument 'b'"),
+    (dict(segments=2), TypeError, "unexpected keyword argument 'segments'"),
 ])
-def test_bad_arguments(numpy_backend, kw, match):
+def test_implicit_refuses_bad_settings(settings, error, match):
+    with pytest.raises(error, match=match):
+        pu.Implicit(**settings)
+
+
+@pytest.mark.parametrize("cls,settings", [(pu.Full, dict(solver="gmres")),
+                                          (pu.Full, dict(tol=1e-8)),
+                                          (pu.Asymptotic, dict(b=3, tol=1e-8)),
+                                          (pu.Truncated, dict(b=3, maxiter=10))])
+def test_solver_settings_belong_to_implicit_only(cls, settings):
+    """The linear solver's settings (solver, tol, maxiter) belong to Implicit alone."""
+    with pytest.raises(TypeError, match="unexpected keyword argument"):
+        cls(**settings)
+
+
+def test_implicit_refuses_weights(numpy_backend):
     problem = speech_like("l2ball")
-    with pytest.raises(ValueError, match=match):
-        _run(numpy_backend, problem, iterations=5, **kw)
+    with pytest.raises(ValueError, match="weights cannot be combined with Implicit"):
+        _run(numpy_backend, problem, pu.Implicit(), iterations=5, weights="harmonic")
 
 
 def _cost_model(backend, problem, c_f, c_g, K=None):
@@ -186,12 +208,10 @@ def _costs(problem):
         problem.x_tilde.shape)
 
 
-def _run_costs(backend, problem, c_f, c_g, mode, iterations=LONG, **kw):
-    norm = float(np.linalg.norm(problem.K, 2))
-    steps = pu.step_sizes(pu.DenseOperator(problem.K), omega=OMEGA, op_norm=norm)
+def _run_costs(backend, problem, c_f, c_g, method, iterations=LONG):
     xt, xd = problem.signals(backend)
     return pu.gradient(_cost_model(backend, problem, c_f, c_g), xt, xd, iterations=iterations,
-                       mode=mode, sigma=steps.sigma, tau=steps.tau, op_norm=norm, **kw)
+                       method=method, steps=_steps(problem))
 
 
 def test_function_parameter_gradients_neumann_b_terms_are_asymptotic(backend):
@@ -199,10 +219,11 @@ def test_function_parameter_gradients_neumann_b_terms_are_asymptotic(backend):
     is linear): b Neumann terms reproduce the b asymptotic steps' sums to rounding."""
     problem = speech_like("l2ball")
     c_f, c_g = _costs(problem)
-    asym = _run_costs(backend, problem, c_f, c_g, "asymptotic", iterations=30, b=6)
+    asym = _run_costs(backend, problem, c_f, c_g, pu.Asymptotic(6), iterations=30)
     with pytest.warns(pu.ConvergenceWarning):
-        imp = _run_costs(backend, problem, c_f, c_g, "implicit", iterations=30,
-                         solver="neumann", maxiter=6, tol=1e-300, strict=False)
+        imp = _run_costs(backend, problem, c_f, c_g,
+                         pu.Implicit("neumann", tol=1e-300, maxiter=6, strict=False),
+                         iterations=30)
     for got, want in ((imp.f, asym.f), (imp.g, asym.g), (imp.operator, asym.operator)):
         assert relative_error(backend.to_numpy(got), backend.to_numpy(want)) <= 1e-12
 
@@ -211,14 +232,13 @@ def test_function_parameter_gradients_match_finite_differences(numpy_backend):
     """∇_{c_f}, ∇_{c_g} of ℓ(x*(c_f, c_g)) at the converged solution, SquaredL2 G."""
     problem = speech_like("squared")
     c_f, c_g = _costs(problem)
-    imp = _run_costs(numpy_backend, problem, c_f, c_g, "implicit")
+    imp = _run_costs(numpy_backend, problem, c_f, c_g, pu.Implicit())
     assert imp.info.converged
     s = imp.steps
 
     def loss_of(cf, cg):
         model = _cost_model(numpy_backend, problem, cf, cg)
-        x = pu.chambolle_pock(model, problem.x_tilde, iterations=2 * LONG, sigma=s.sigma,
-                              tau=s.tau, op_norm=s.op_norm).x
+        x = pu.chambolle_pock(model, problem.x_tilde, iterations=2 * LONG, steps=s).x
         return 0.5 * float(np.sum((x - problem.x_true) ** 2))
 
     V, W = random_direction(c_f.shape, seed=4), random_direction(c_g.shape, seed=5)
@@ -229,33 +249,32 @@ def test_function_parameter_gradients_match_finite_differences(numpy_backend):
     assert np.sum(imp.g * W) == pytest.approx(fd_g, rel=1e-6)
 
 
-def _bregman_run(backend, problem, mode, iterations=LONG, **kw):
+def _bregman_run(backend, problem, method, iterations=LONG):
     """F = ‖·‖₁ with the box-Bregman (tanh) dual step, G of the problem."""
-    norm = float(np.linalg.norm(problem.K, 2))
-    steps = pu.step_sizes(pu.DenseOperator(problem.K), omega=OMEGA, op_norm=norm)
     model = pu.AnalysisModel(pu.DenseOperator(backend.asarray(problem.K)),
                              pu.BoxBregmanL1Norm(), problem.function_g())
     xt, xd = problem.signals(backend)
-    return pu.gradient(model, xt, xd, iterations=iterations, mode=mode, sigma=steps.sigma,
-                       tau=steps.tau, op_norm=norm, **kw)
+    return pu.gradient(model, xt, xd, iterations=iterations, method=method,
+                       steps=_steps(problem))
 
 
 def test_implicit_with_bregman_dual_step_equals_full(backend):
     """A Bregman step depends on the previous iterate outside z (ε ≠ δ): the fixed-point state
     carries ε_D and δ_D separately."""
     problem = speech_like("squared")
-    full = _bregman_run(backend, problem, "full")
-    imp = _bregman_run(backend, problem, "implicit")
+    full = _bregman_run(backend, problem, pu.Full())
+    imp = _bregman_run(backend, problem, pu.Implicit())
     assert imp.info.converged
     _close(backend, imp, full, 1e-8)
 
 
 def test_implicit_with_bregman_dual_step_neumann_b_terms_are_asymptotic(numpy_backend):
     problem = speech_like("l2ball")
-    asym = _bregman_run(numpy_backend, problem, "asymptotic", iterations=30, b=5)
+    asym = _bregman_run(numpy_backend, problem, pu.Asymptotic(5), iterations=30)
     with pytest.warns(pu.ConvergenceWarning):
-        imp = _bregman_run(numpy_backend, problem, "implicit", iterations=30, solver="neumann",
-                           maxiter=5, tol=1e-300, strict=False)
+        imp = _bregman_run(numpy_backend, problem,
+                           pu.Implicit("neumann", tol=1e-300, maxiter=5, strict=False),
+                           iterations=30)
     _close(numpy_backend, imp, asym, 1e-12)
 
 

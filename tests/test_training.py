@@ -62,28 +62,39 @@ def test_torch_run_matches_numpy_run(numpy_backend, torch_backend):
     np.testing.assert_allclose(runs[1][1], runs[0][1], rtol=1e-9)
 
 
-@pytest.mark.parametrize("grad", [dict(method=pu.Truncated(2)), dict(method=pu.Asymptotic(10)),
-                                  dict(method=pu.Full(), weights="harmonic"),
-                                  dict(method=pu.Full(), relax_primal=True)])
-def test_every_gradient_mode_trains(numpy_backend, grad):
+@pytest.mark.parametrize("method,weights", [(pu.Truncated(2), None), (pu.Asymptotic(10), None),
+                                            (pu.Full(), "harmonic"),
+                                            (pu.Full(relax_primal=True), None)])
+def test_every_gradient_method_trains(numpy_backend, method, weights):
     model, (xt, x), _ = _setup(numpy_backend)
-    res = pu.train(model, xt, x, optimizer="sgd", **{**OPTIONS, "lr": 0.5, **grad})
-    w = grad.get("weights")
-    before = pu.unrolled_loss(model, xt, x, iterations=5, weights=w)
-    assert pu.unrolled_loss(res.final_model, xt, x, iterations=5, weights=w) < before
+    res = pu.train(model, xt, x, optimizer="sgd", method=method, weights=weights,
+                   **{**OPTIONS, "lr": 0.5})
+    before = pu.unrolled_loss(model, xt, x, iterations=5, weights=weights)
+    assert pu.unrolled_loss(res.final_model, xt, x, iterations=5, weights=weights) < before
 
 
-def test_gradient_options_reach_the_gradient(numpy_backend):
-    """gradient_options are passed to pu.gradient: checkpointed training repeats stored training,
-    and an option gradient() rejects fails there, naming itself."""
+@pytest.mark.parametrize("stored,segmented", [(pu.Full(), pu.Full(segments=2)),
+                                              (pu.Truncated(3), pu.Truncated(3, segments=2))])
+def test_the_method_reaches_the_gradient(numpy_backend, stored, segmented):
+    """method= is passed to the gradient: segmented training repeats stored training (and
+    differs from training with another method, so the comparison is not vacuous); a method
+    the gradient rejects fails before any step, naming itself."""
     model, (xt, x), _ = _setup(numpy_backend)
-    stored = pu.train(model, xt, x, **OPTIONS)
-    checkpointed = pu.train(model, xt, x, gradient_options={"checkpoints": 2}, **OPTIONS)
-    np.testing.assert_allclose(checkpointed.final_model.operator.matrix,
-                               stored.final_model.operator.matrix, rtol=1e-12, atol=1e-15)
-    with pytest.raises(ValueError, match="checkpoints is only used by"):
-        pu.train(model, xt, x, gradient_options={"checkpoints": 2},
-                 **{**OPTIONS, "mode": "asymptotic", "b": 3})
+    ref = pu.train(model, xt, x, method=stored, **OPTIONS)
+    res = pu.train(model, xt, x, method=segmented, **OPTIONS)
+    np.testing.assert_allclose(res.final_model.operator.matrix, ref.final_model.operator.matrix,
+                               rtol=1e-12, atol=1e-15)
+    other = pu.train(model, xt, x, method=pu.Truncated(1), **OPTIONS)
+    assert not np.allclose(other.final_model.operator.matrix, ref.final_model.operator.matrix,
+                           rtol=1e-6, atol=0)
+    steps = []
+    with pytest.raises(ValueError, match=r"Truncated\(b=6\) needs b <= iterations \(5\)"):
+        pu.train(model, xt, x, method=pu.Truncated(6, segments=2),
+                 callback=lambda info: steps.append(info["step"]), **OPTIONS)
+    with pytest.raises(ValueError, match="weights cannot be combined with Asymptotic"):
+        pu.train(model, xt, x, method=pu.Asymptotic(3), weights="harmonic",
+                 callback=lambda info: steps.append(info["step"]), **OPTIONS)
+    assert steps == []
 
 
 def test_same_seed_same_run_other_seed_other_run(numpy_backend):
@@ -165,10 +176,18 @@ def test_resume_checks_its_inputs(numpy_backend, tmp_path):
     with pytest.raises(ValueError, match="optimizer"):
         pu.train(model, xt, x, checkpoint=ck, resume=True, optimizer="sgd",
                  **{**OPTIONS, "epochs": 1})
+    # the gradient method is part of the run: its settings are stored and compared
+    with pytest.raises(ValueError, match=r"method: checkpoint \{'name': 'full'.*'segments': "
+                                         r"None\}, now \{'name': 'full'.*'segments': 2\}"):
+        pu.train(model, xt, x, checkpoint=ck, resume=True, method=pu.Full(segments=2),
+                 **{**OPTIONS, "epochs": 1})
 
 
 @pytest.mark.parametrize("kwargs, error, match", [
-    (dict(mode="exact"), ValueError, "mode"),
+    (dict(method="exact"), TypeError, "method must be pdunroll.Full()"),
+    (dict(method="truncated"), ValueError, "needs the number of backward steps"),
+    (dict(method="asymptotic"), ValueError, "needs the number of backward steps"),
+    (dict(method=pu.Implicit(), weights="uniform"), ValueError, "weights cannot be combined"),
     (dict(epochs=0), ValueError, "epochs"),
     (dict(batch_size=2.5), TypeError, "batch_size"),
     (dict(patience=0), ValueError, "patience"),
