@@ -31,8 +31,8 @@ from .._array import Array, check_count, check_positive
 from ..model import AnalysisModel, StepSizes, step_sizes
 from ..operators.base import estimate_norm
 from ..unroll.forward import ergodic_weights, solve
-from ..unroll.gradient import gradient_unchecked, squared_loss
-from ..unroll.methods import GradientMethod, as_method
+from ..unroll.gradient import check_unrolling, gradient_unchecked, squared_loss
+from ..unroll.methods import GradientMethod
 from .checkpoint import load_checkpoint, model_settings, save_checkpoint
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
 from .state import History, TrainState
@@ -273,12 +273,7 @@ def train(
         if not isinstance(validation, tuple | list) or len(validation) != 2:
             raise TypeError("validation must be a pair (x_tilde, x_true)")
         model.check_signals(validation_x_tilde=validation[0], validation_x_true=validation[1])
-    method = as_method(method)
-    iterations = check_count("iterations", iterations)
-    method.back_steps(iterations)
-    alphas = ergodic_weights(weights, iterations)
-    if alphas is not None and not method.takes_weights:
-        raise ValueError(f"weights cannot be combined with {type(method).__name__}")
+    method, iterations, _, alphas = check_unrolling(method, iterations, weights)
     epochs = check_count("epochs", epochs)
     norm_iterations = check_count("norm_iterations", norm_iterations)
     batch_size = check_count("batch_size", batch_size)

@@ -16,8 +16,8 @@ from .krylov import SolveInfo
 from .methods import GradientMethod, as_method
 from .reverse import forward_plan, reverse
 
-__all__ = ["Cotangents", "GradientResult", "gradient", "gradient_unchecked", "squared_loss", "vjp",
-           "vjp_unchecked"]
+__all__ = ["Cotangents", "GradientResult", "check_unrolling", "gradient", "gradient_unchecked",
+           "squared_loss", "vjp", "vjp_unchecked"]
 
 
 @dataclass(frozen=True)
@@ -99,17 +99,24 @@ def _check_cotangent(x_hat: Array, v: Array, name: str) -> None:
     check_finite(xp, **{name: v})
 
 
-def _check_call(model, x_tilde, iterations, method, weights, omega, steps, **signals):
-    """Validate a public call once; return (method, L, b, α or None, step sizes)."""
-    check_model(model)
+def check_unrolling(method, iterations, weights) -> tuple[GradientMethod, int, int, tuple | None]:
+    """Check a gradient method with L = ``iterations`` and ergodic ``weights`` together; return
+    (method, L, b, α or None). Used by every entry point that unrolls (gradient, vjp, train)."""
     method = as_method(method)
     iterations = check_count("iterations", iterations)
-    model.check_signals(x_tilde=x_tilde, **signals)
     b = method.back_steps(iterations)
     alphas = ergodic_weights(weights, iterations)
     if alphas is not None and not method.takes_weights:
         raise ValueError(f"weights cannot be combined with {type(method).__name__}: its backward "
                          "steps all sit at the final iterate; use Full() or Truncated(b)")
+    return method, iterations, b, alphas
+
+
+def _check_call(model, x_tilde, iterations, method, weights, omega, steps, **signals):
+    """Validate a public call once; return (method, L, b, α or None, step sizes)."""
+    check_model(model)
+    method, iterations, b, alphas = check_unrolling(method, iterations, weights)
+    model.check_signals(x_tilde=x_tilde, **signals)
     return method, iterations, b, alphas, resolve_steps(model.operator, omega, steps)
 
 
