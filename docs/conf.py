@@ -62,10 +62,21 @@ html_theme = "furo"
 html_title = f"pdunroll {release}"
 
 
-# modules in reading order; any other module that holds a public name follows alphabetically
-MODULE_ORDER = ["model", "operators", "convolution", "filters", "linops", "functions", "bregman",
-                "solver", "gradients", "implicit", "krylov", "splitting", "training", "learner",
-                "optimizers", "datasets", "metrics", "checkpoint", "toy"]
+# modules in reading order (paths below pdunroll); any other module that holds a public name
+# follows alphabetically
+MODULE_ORDER = [
+    "model",
+    "operators.base", "operators.dense", "operators.convolution", "operators.filters",
+    "operators.linops",
+    "functions.euclidean", "functions.bregman",
+    "unroll.methods", "unroll.forward", "unroll.gradient", "unroll.implicit", "unroll.krylov",
+    "unroll.splitting",
+    "tree",
+    "learning.training", "learning.learner", "learning.optimizers", "learning.state",
+    "learning.checkpoint",
+    "data.speech", "data.images", "data.metrics",
+    "problems.segmentation", "problems.toy",
+]
 
 
 class PublicAPI(Directive):
@@ -107,9 +118,16 @@ class PublicAPI(Directive):
 
 
 def _defining_module(name: str) -> str:
-    """The submodule whose ``__all__`` lists ``name`` (for constants such as ``MODES``)."""
-    for module_name, module in sorted(sys.modules.items()):
-        if module_name.startswith("pdunroll.") and name in getattr(module, "__all__", ()):
+    """The submodule of a constant such as ``SOLVERS``, which has no ``__module__``: the one
+    whose ``__all__`` lists ``name``, else the one that holds the same object under that name."""
+    submodules = sorted((module_name, module) for module_name, module in sys.modules.items()
+                        if module_name.startswith("pdunroll.") and module is not None)
+    for module_name, module in submodules:
+        if name in getattr(module, "__all__", ()):
+            return module_name
+    value = getattr(pdunroll, name)
+    for module_name, module in submodules:
+        if getattr(module, name, None) is value:
             return module_name
     return "pdunroll"
 
@@ -188,7 +206,8 @@ def literal_displays(app, what, name, obj, options, lines):
 
 
 def drop_builtin_docstrings(app, what, name, obj, options, lines):
-    """Constants such as ``MODES = ("full", ...)`` would show the docstring of ``tuple``."""
+    """Constants such as ``SOLVERS = ("gmres", "neumann")`` would show the docstring of
+    ``tuple``."""
     if what == "data" and getattr(obj, "__doc__", None) is getattr(type(obj), "__doc__", 0):
         lines.clear()
 

@@ -264,8 +264,8 @@ def _method(args):
 def _train(args) -> int:
     from .learning.checkpoint import save_operator
     from .learning.optimizers import LearningRate
-    from .learning.training import train
     from .learning.plotting import plot_learning_curves
+    from .learning.training import train
 
     method = _method(args)
     images = args.task == "denoise"

@@ -21,8 +21,8 @@ A :class:`Function` f gives
   grad fixed). For the Euclidean distance D(u, p) = ½‖u − p‖² these are prox_{tf}(z) with
   z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), both cotangents are
   J_prox(z)ᵀ v (one array, returned twice) and the parameter VJP is ``prox_param_vjp``. A Bregman
-  distance (:mod:`pdunroll.bregman`) makes u depend on prev also outside z; its second cotangent
-  is ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there;
+  distance (:mod:`pdunroll.functions.bregman`) makes u depend on prev also outside z; its second
+  cotangent is ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there;
 * ``start(zeros)`` / ``conj_start(zeros)``: the first iterate given zeros of its shape (zeros,
   unless the step needs an interior point, e.g. the entropy's positive one).
 

@@ -9,8 +9,8 @@ with r⁰ = r̄⁰ = 0, y⁰ = 0 and output x̂ = x̃ + r^L (or x̃ + Σ α_k r^
 :func:`forward` is the one loop behind both :func:`chambolle_pock` and the gradients. It calls
 the functions' whole steps, y^k = F.conj_prox_step(y^{k−1}, K x̄^{k−1}, σ) and
 r^k = G.prox_step(r^{k−1}, Kᵀ y^k, τ), which are the two lines above for Euclidean proxes and
-Bregman steps for the functions of :mod:`pdunroll.bregman` (which also choose r⁰, y⁰ through
-``start``/``conj_start`` where 0 is not an interior point).
+Bregman steps for the functions of :mod:`pdunroll.functions.bregman` (which also choose r⁰, y⁰
+through ``start``/``conj_start`` where 0 is not an interior point).
 """
 
 from __future__ import annotations

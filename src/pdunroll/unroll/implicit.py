@@ -2,8 +2,8 @@
 
 At a fixed point (r*, y*) of the Chambolle-Pock map T the step Jacobians, y^k = y* and
 x̃ + r̄^{k−1} = x̂ no longer depend on k, and one reverse step (docs, Mathematics: "Full reverse
-mode", with the ε/δ split of Bregman steps, see :mod:`pdunroll.gradients`) is a fixed linear map of
-the state s = (v, e, d) = (adjoint reaching r^k, ε_D^{k+1}, δ_D^{k+1}):
+mode", with the ε/δ split of Bregman steps, see :mod:`pdunroll.unroll.reverse`) is a fixed linear
+map of the state s = (v, e, d) = (adjoint reaching r^k, ε_D^{k+1}, δ_D^{k+1}):
 
     step(s):  (ε_P, δ_P) = VJP of the primal step at v,
               (ε_D', δ_D') = VJP of the dual step at e − τ K δ_P,   δ̄_D' = δ_D' + θ (δ_D' − d)
@@ -21,8 +21,8 @@ and the F, G parameter gradients are the parameter VJPs of step(u).
 
 (I − N) u = s₀ is solved per signal by GMRES (default; restarted every 30 steps, it keeps 31
 vectors of the size of (x, y, y) per signal) or by the Neumann series itself (2 such vectors;
-converges only where the asymptotic recursion does), see :mod:`pdunroll.krylov`. For nonsmooth
-F, G the system can be singular (Brauer & Lorenz, "Ergodic bilevel optimization", Theorem 2: 0/1
+converges only where the asymptotic recursion does), see :mod:`pdunroll.unroll.krylov`. For
+nonsmooth F, G the system can be singular (Brauer & Lorenz, "Ergodic bilevel optimization", Theorem 2: 0/1
 prox derivatives; a lower-level solution that is not unique): the solver then stalls, and
 :func:`solve_adjoint` raises :class:`ConvergenceError` (or warns with :class:`ConvergenceWarning`
 when ``strict=False``) instead of returning an unconverged gradient silently.
@@ -45,7 +45,7 @@ DEFAULT_MAXITER = 1000
 
 class ConvergenceError(RuntimeError):
     """The fixed-point system of an implicit gradient was not solved to tolerance.
-    ``info`` holds the :class:`~pdunroll.krylov.SolveInfo`."""
+    ``info`` holds the :class:`~pdunroll.unroll.krylov.SolveInfo`."""
 
     def __init__(self, message: str, info: SolveInfo):
         super().__init__(message)
