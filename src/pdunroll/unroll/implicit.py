@@ -22,8 +22,9 @@ and the F, G parameter gradients are the parameter VJPs of step(u).
 (I − N) u = s₀ is solved per signal by GMRES (default; restarted every 30 steps, it keeps 31
 vectors of the size of (x, y, y) per signal) or by the Neumann series itself (2 such vectors;
 converges only where the asymptotic recursion does), see :mod:`pdunroll.unroll.krylov`. For
-nonsmooth F, G the system can be singular (Brauer & Lorenz, "Ergodic bilevel optimization", Theorem 2: 0/1
-prox derivatives; a lower-level solution that is not unique): the solver then stalls, and
+nonsmooth F, G the system can be singular (Brauer & Lorenz, "Ergodic bilevel optimization",
+Theorem 2: 0/1 prox derivatives; a lower-level solution that is not unique): the solver then
+stalls, and
 :func:`solve_adjoint` raises :class:`ConvergenceError` (or warns with :class:`ConvergenceWarning`
 when ``strict=False``) instead of returning an unconverged gradient silently.
 """
