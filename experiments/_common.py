@@ -19,7 +19,7 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
-from pdunroll import datasets as ds  # noqa: E402
+from pdunroll.data import speech as ds  # noqa: E402
 
 
 def add_data_args(parser, *, out: str) -> None:

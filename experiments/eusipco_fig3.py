@@ -35,12 +35,19 @@ PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], 
 # steps move K visibly (the paper's 1e-5 barely does in a short run, DESIGN §9)
 QUICK = dict(PAPER, n=128, L=[10, 20, 40, 100], lr=1e-3, final_lr=1e-6, epochs=2, max_train=8000,
              max_test=1000, l_inf=1000)
-VARIANTS = {
-    "full": dict(method=pu.Full()),
-    "asymptotic": dict(mode="asymptotic"),
-    "full-relaxed": dict(method=pu.Full(), relax_primal=True),
-    "asymptotic-relaxed": dict(mode="asymptotic", relax_primal=True),
-}
+
+
+def variants(b: int) -> dict[str, pu.GradientMethod]:
+    """The gradient methods compared, by name; the asymptotic ones run b backward steps."""
+    return {
+        "full": pu.Full(),
+        "asymptotic": pu.Asymptotic(b),
+        "full-relaxed": pu.Full(relax_primal=True),
+        "asymptotic-relaxed": pu.Asymptotic(b, relax_primal=True),
+    }
+
+
+VARIANTS = variants(PAPER["b"])
 
 
 def parse(argv):
@@ -69,18 +76,16 @@ def main(argv=None) -> int:
     start = dct_model(cfg["n"], train.eta)
     quantized = pu.mse(test.x_tilde, test.x_true)
     dct_inf = test_mse(start, test, cfg["l_inf"])
+    methods = variants(cfg["b"])
     rows = []
     for L in cfg["L"]:
         dct_L = test_mse(start, test, L)
         for name in args.variants:
-            grad = dict(VARIANTS[name])
-            if grad["mode"] == "asymptotic":
-                grad["b"] = cfg["b"]
             tic = time.perf_counter()
             res = pu.train(start, train.x_tilde, train.x_true, iterations=L, omega=10.0,
                            lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
                            epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=args.seed,
-                           progress=not args.quiet, **grad)
+                           progress=not args.quiet, method=methods[name])
             seconds = time.perf_counter() - tic
             row = {"L_train": L, "variant": name, "train_seconds": round(seconds, 2),
                    "steps": res.steps, "final_train_loss": res.history.epoch_train_loss[-1],

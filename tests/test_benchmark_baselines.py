@@ -28,8 +28,9 @@ def problem():
 def reference(problem):
     p = problem
     model = pu.AnalysisModel(pu.DenseOperator(p.K), pu.L1Norm(), pu.LinfBall(p.radius))
-    return pu.gradient(model, p.x_tilde, p.x_true, iterations=L, sigma=p.sigma, tau=p.tau,
-                       op_norm=p.op_norm)
+    steps = pu.step_sizes(model.operator, sigma=p.sigma, tau=p.tau, theta=p.theta,
+                          op_norm=p.op_norm)
+    return pu.gradient(model, p.x_tilde, p.x_true, iterations=L, steps=steps)
 
 
 def _close(result, reference):
@@ -45,6 +46,16 @@ def test_problem_is_the_published_setting():
     assert p.x_tilde.shape == (4, 32) and p.K.shape == (32, 32)
     assert p.radius == 1 / 16 and p.sigma * p.tau * p.op_norm**2 == pytest.approx(0.99**2)
     assert np.max(np.abs(p.x_tilde - p.x_true)) <= p.radius + 1e-12  # quantization error ≤ Δ/2
+
+
+def test_benchmark_modes_are_the_published_methods():
+    """The asv parameter "mode" names a gradient method: b = 30 (truncated: min(30, L))."""
+    assert common.gradient_method("full", 100) == pu.Full()
+    assert common.gradient_method("truncated", 100) == pu.Truncated(30)
+    assert common.gradient_method("truncated", 10) == pu.Truncated(10)
+    assert common.gradient_method("asymptotic", 10) == pu.Asymptotic(30)
+    with pytest.raises(ValueError, match="unknown gradient method"):
+        common.gradient_method("implicit-ish", 10)
 
 
 def test_plain_numpy_matches_pdunroll(problem, reference):

@@ -1,7 +1,8 @@
 """Bregman proximal steps (DESIGN §7): the step maps and their two-cotangent VJPs, the
-Chambolle-Pock solver and every gradient mode with Bregman steps against central finite
-differences (float64), torch.autograd of a plain torch loop and of pdunroll.unroll.forward.forward run
-on torch tensors, and the optimum of the Bregman solver against the Euclidean one."""
+Chambolle-Pock solver and every gradient method with Bregman steps against central finite
+differences (float64), torch.autograd of a plain torch loop and of
+pdunroll.unroll.forward.forward run on torch tensors, and the optimum of the Bregman solver
+against the Euclidean one."""
 
 from __future__ import annotations
 
@@ -200,7 +201,7 @@ def _steps(K):
     return pu.step_sizes(pu.DenseOperator(K), op_norm=float(np.linalg.norm(K, 2)))
 
 
-def _gradient(backend, kind, mode, b=None, weights=None, *, dtype="float64", K=None, x_tilde=None,
+def _gradient(backend, kind, method, weights=None, *, dtype="float64", K=None, x_tilde=None,
               iterations=L):
     K0, xt, xd, sf, sg = _problem(kind)
     K = K0 if K is None else K
@@ -209,8 +210,7 @@ def _gradient(backend, kind, mode, b=None, weights=None, *, dtype="float64", K=N
     steps = _steps(K0)
     model = pu.AnalysisModel(pu.DenseOperator(backend.asarray(K, dtype)), f, g)
     return pu.gradient(model, backend.asarray(xt, dtype), backend.asarray(xd, dtype),
-                       iterations=iterations, mode=mode, b=b, weights=weights, sigma=steps.sigma,
-                       tau=steps.tau, op_norm=steps.op_norm)
+                       iterations=iterations, method=method, weights=weights, steps=steps)
 
 
 def _torch_box(prev, a, rho):
@@ -271,8 +271,15 @@ def torch_bregman_loop(kind, *, iterations, steps, weights=None, window=None, st
     return float(loss.detach()), *(a.numpy() for a in grads), *((None,) if cost is None else ())
 
 
-GRAD_MODES = [("full", None, None), ("truncated", 4, None), ("full", None, "harmonic"),
-              ("truncated", 3, "uniform")]
+GRAD_MODES = [pytest.param(pu.Full(), None, id="full"),
+              pytest.param(pu.Truncated(4), None, id="truncated4"),
+              pytest.param(pu.Full(), "harmonic", id="full-harmonic"),
+              pytest.param(pu.Truncated(3), "uniform", id="truncated3-uniform")]
+
+
+def _window(method):
+    """The truncation window of the torch oracle: b for Truncated(b), None (all steps) else."""
+    return method.b if isinstance(method, pu.Truncated) else None
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -293,12 +300,12 @@ def test_iterates_stay_inside(numpy_backend, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode,b,weights", GRAD_MODES)
-def test_gradient_matches_torch_loop(torch_backend, kind, mode, b, weights):
-    res = _gradient(torch_backend, kind, mode, b, weights)
+@pytest.mark.parametrize("method,weights", GRAD_MODES)
+def test_gradient_matches_torch_loop(torch_backend, kind, method, weights):
+    res = _gradient(torch_backend, kind, method, weights)
     loss, gK, gx, gc = torch_bregman_loop(kind, iterations=L, steps=res.steps,
                                           weights=pu.ergodic_weights(weights, L),
-                                          window=b if mode == "truncated" else None)
+                                          window=_window(method))
     assert res.loss == pytest.approx(loss, rel=1e-12)
     assert relative_error(torch_backend.to_numpy(res.operator), gK) <= 1e-10
     assert relative_error(torch_backend.to_numpy(res.x_tilde), gx) <= 1e-10
@@ -313,7 +320,7 @@ def test_gradient_matches_autograd_of_forward(torch_backend, kind, weights):
     import torch
 
     K0, xt0, xd0, sf, sg = _problem(kind)
-    res = _gradient(torch_backend, kind, "full", None, weights)
+    res = _gradient(torch_backend, kind, pu.Full(), weights)
     K = torch.tensor(K0, requires_grad=True)
     xt = torch.tensor(xt0, requires_grad=True)
     f, g = _functions(sf, sg, torch_backend)
@@ -330,21 +337,21 @@ def test_gradient_matches_autograd_of_forward(torch_backend, kind, weights):
 @pytest.mark.parametrize("weights", [None, "harmonic"])
 def test_gradient_matches_finite_differences(backend, kind, weights):
     K0, xt0, _, _, _ = _problem(kind)
-    res = _gradient(backend, kind, "full", None, weights)
+    res = _gradient(backend, kind, pu.Full(), weights)
     V = random_direction(K0.shape)
-    fd_K = directional_fd(lambda K: _gradient(backend, kind, "full", None, weights, K=K).loss,
+    fd_K = directional_fd(lambda K: _gradient(backend, kind, pu.Full(), weights, K=K).loss,
                           K0, V)
     assert np.sum(backend.to_numpy(res.operator) * V) == pytest.approx(fd_K, rel=1e-6)
     if kind in ("box_box", "box_squared"):  # x̃ is part of the problem only there
         W = random_direction(xt0.shape, seed=2)
         fd_x = directional_fd(
-            lambda xt: _gradient(backend, kind, "full", None, weights, x_tilde=xt).loss, xt0, W)
+            lambda xt: _gradient(backend, kind, pu.Full(), weights, x_tilde=xt).loss, xt0, W)
         assert np.sum(backend.to_numpy(res.x_tilde) * W) == pytest.approx(fd_x, rel=1e-6)
 
 
 def test_bregman_recursion_differs_from_euclidean_shortcut(numpy_backend):
     """Guards the ε terms: dropping them (ε := δ, the Euclidean recursion) changes ∇_K."""
-    res = _gradient(numpy_backend, "box_squared", "full")
+    res = _gradient(numpy_backend, "box_squared", pu.Full())
     f = pu.BoxBregmanL1Norm(2.0)
 
     class Shortcut(pu.BoxBregmanL1Norm):
@@ -354,7 +361,7 @@ def test_bregman_recursion_differs_from_euclidean_shortcut(numpy_backend):
     K, xt, xd, _, _ = _problem("box_squared")
     steps = _steps(K)
     wrong = pu.gradient(pu.AnalysisModel(pu.DenseOperator(K), Shortcut(2.0), pu.SquaredL2()), xt,
-                        xd, iterations=L, sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+                        xd, iterations=L, steps=steps)
     assert wrong.loss == res.loss
     assert relative_error(wrong.operator, res.operator) > 1e-2
 
@@ -384,8 +391,7 @@ def test_asymptotic_mode_at_the_fixed_point(backend, dtype):
     steps = _steps(K)
     b = 15
     res = pu.gradient(model, backend.asarray(xt, dtype), backend.asarray(xd, dtype),
-                      iterations=600, method=pu.Asymptotic(b), sigma=steps.sigma, tau=steps.tau,
-                      op_norm=steps.op_norm)
+                      iterations=600, method=pu.Asymptotic(b), steps=steps)
     state = forward(pu.AnalysisModel(pu.DenseOperator(K), pu.BoxBregmanL1Norm(2.0),
                                      pu.SquaredL2()), xt, steps, 600)
     assert np.abs(state.r - state.r_prev).max() < 1e-13  # converged: a fixed point
@@ -410,7 +416,7 @@ def test_full_gradient_approaches_asymptotic_at_interior_fixed_point(numpy_backe
     tends to the asymptotic gradient with many backward steps (the implicit gradient)."""
     K, xt, xd, model = _fixed_point_problem(numpy_backend)
     steps = _steps(K)
-    kw = {"sigma": steps.sigma, "tau": steps.tau, "op_norm": steps.op_norm}
+    kw = {"steps": steps}
     errors = []
     for iterations in (50, 150, 400):
         full = pu.gradient(model, xt, xd, iterations=iterations, **kw)
@@ -421,13 +427,14 @@ def test_full_gradient_approaches_asymptotic_at_interior_fixed_point(numpy_backe
 
 
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("mode,b,weights", GRAD_MODES + [("asymptotic", 6, None)])
-def test_same_result_on_every_backend(backend, dtype, tol, kind, mode, b, weights):
+@pytest.mark.parametrize("method,weights", GRAD_MODES + [pytest.param(pu.Asymptotic(6), None,
+                                                                     id="asymptotic6")])
+def test_same_result_on_every_backend(backend, dtype, tol, kind, method, weights):
     """Each backend and dtype reproduces the NumPy float64 result."""
     from conftest import _make
 
-    ref = _gradient(_make("numpy"), kind, mode, b, weights)
-    res = _gradient(backend, kind, mode, b, weights, dtype=dtype)
+    ref = _gradient(_make("numpy"), kind, method, weights)
+    res = _gradient(backend, kind, method, weights, dtype=dtype)
     scale = {"float64": 1.0, "float32": 50.0}[dtype]
     for got, want in ((res.operator, ref.operator), (res.x_tilde, ref.x_tilde), (res.x, ref.x)):
         np.testing.assert_allclose(backend.to_numpy(got), want, rtol=tol["rtol"] * scale,
@@ -447,7 +454,7 @@ def test_bregman_solver_reaches_euclidean_optimum(backend, dtype):
     K = rng.standard_normal((8, 6))
     xt = rng.standard_normal((2, 6))
     op = pu.DenseOperator(backend.asarray(K, dtype))
-    kw = {"iterations": 600, "op_norm": float(np.linalg.norm(K, 2))}
+    kw = {"iterations": 600, "steps": pu.step_sizes(op, op_norm=float(np.linalg.norm(K, 2)))}
     xtb = backend.asarray(xt, dtype)
     euclid = pu.chambolle_pock(pu.AnalysisModel(op, pu.L1Norm(0.4), pu.SquaredL2()), xtb, **kw)
     breg = pu.chambolle_pock(pu.AnalysisModel(op, pu.BoxBregmanL1Norm(0.4), pu.SquaredL2()), xtb,

@@ -1,7 +1,7 @@
 """L21Norm, Simplex, NonNegative and LinearTerm: prox results against closed forms, optimality
 conditions and scipy brute force; every VJP (w.r.t. z and w.r.t. the costs c) against finite
 differences; the Moreau identity; and the gradient w.r.t. c through unrolled Chambolle-Pock
-against finite differences and torch.autograd in every mode."""
+against finite differences and torch.autograd with every gradient method."""
 
 import numpy as np
 import pytest
@@ -232,32 +232,41 @@ def _lp_steps(K):
     return pu.step_sizes(pu.DenseOperator(K), omega=1.5)
 
 
-GRAD_MODES = [("full", None, None), ("truncated", 3, None), ("full", None, "harmonic"),
-              ("truncated", 3, "uniform"), ("asymptotic", 1, None), ("asymptotic", 6, None)]
+GRAD_MODES = [pytest.param(pu.Full(), None, id="full"),
+              pytest.param(pu.Truncated(3), None, id="truncated3"),
+              pytest.param(pu.Full(), "harmonic", id="full-harmonic"),
+              pytest.param(pu.Truncated(3), "uniform", id="truncated3-uniform"),
+              pytest.param(pu.Asymptotic(1), None, id="asymptotic1"),
+              pytest.param(pu.Asymptotic(6), None, id="asymptotic6")]
 
 
-@pytest.mark.parametrize("mode,b,weights", GRAD_MODES)
-def test_cost_gradient_matches_torch_autograd(torch_backend, mode, b, weights):
+def _window(method):
+    """The truncation window of the autograd oracle: b for Truncated(b), None (all steps) else."""
+    return method.b if isinstance(method, pu.Truncated) else None
+
+
+@pytest.mark.parametrize("method,weights", GRAD_MODES)
+def test_cost_gradient_matches_torch_autograd(torch_backend, method, weights):
     import torch
 
     K, xt, xd, c_g, c_f = _lp_problem()
     steps = _lp_steps(K)
     res = pu.gradient(_lp_model(torch_backend, K, c_g, c_f), torch_backend.asarray(xt),
-                      torch_backend.asarray(xd), iterations=L, mode=mode, b=b, weights=weights,
-                      sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+                      torch_backend.asarray(xd), iterations=L, method=method, weights=weights,
+                      steps=steps)
     leaves = [torch.tensor(a, requires_grad=True) for a in (K, c_g, c_f)]
     model = pu.AnalysisModel(pu.DenseOperator(leaves[0]), pu.LinearTerm(leaves[2], pu.L1Norm(0.7)),
                              pu.LinearTerm(leaves[1], pu.Simplex(axis=1)))
     xt_t = torch.tensor(xt, requires_grad=True)
     xd_t = torch.tensor(xd)
-    if mode == "asymptotic":
+    if isinstance(method, pu.Asymptotic):
         detached = pu.DenseOperator(leaves[0].detach())
-        loss, gx, (gK, gcg, gcf) = asymptotic_grads(model, xt_t, xd_t, steps, L, b, leaves,
-                                                    detached)
+        loss, gx, (gK, gcg, gcf) = asymptotic_grads(model, xt_t, xd_t, steps, L, method.b,
+                                                    leaves, detached)
     else:
         alphas = pu.ergodic_weights(weights, L)
         out = unrolled_loss(model, xt_t, xd_t, steps, L, alphas=alphas,
-                            window=b if mode == "truncated" else None)
+                            window=_window(method))
         loss = float(out.detach())
         gK, gcg, gcf, gx = torch.autograd.grad(out, (*leaves, xt_t))
     assert res.loss == pytest.approx(loss, rel=1e-12)
@@ -268,7 +277,7 @@ def test_cost_gradient_matches_torch_autograd(torch_backend, mode, b, weights):
 def test_cost_gradient_matches_finite_differences(backend):
     K, xt, xd, c_g, c_f = _lp_problem()
     steps = _lp_steps(K)
-    kw = dict(iterations=L, sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+    kw = dict(iterations=L, steps=steps)
 
     def loss(cg, cf):
         return pu.gradient(_lp_model(backend, K, cg, cf), backend.asarray(xt),
@@ -291,8 +300,8 @@ def test_models_without_function_params_report_empty_gradients(numpy_backend):
     assert res.f == () and res.g == ()
 
 
-@pytest.mark.parametrize("mode,b", [("full", None), ("truncated", 3), ("asymptotic", 2)])
-def test_isotropic_tv_model_matches_torch_autograd(torch_backend, mode, b):
+@pytest.mark.parametrize("method", [pu.Full(), pu.Truncated(3), pu.Asymptotic(2)], ids=repr)
+def test_isotropic_tv_model_matches_torch_autograd(torch_backend, method):
     """min_x ‖∇x‖_{2,1} + ½‖x − x̃‖²: L21Norm's non-diagonal conjugate-prox Jacobian inside the
     reverse recursion."""
     import torch
@@ -307,15 +316,14 @@ def test_isotropic_tv_model_matches_torch_autograd(torch_backend, mode, b):
 
     steps = pu.step_sizes(model_for(np).operator, omega=1.0)
     res = pu.gradient(model_for(torch_backend.xp), torch_backend.asarray(x_tilde),
-                      torch_backend.asarray(x_true), iterations=L, mode=mode, b=b,
-                      sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+                      torch_backend.asarray(x_true), iterations=L, method=method, steps=steps)
     assert res.operator == ()
     model = model_for(torch)
     xt, xd = torch.tensor(x_tilde, requires_grad=True), torch.tensor(x_true)
-    if mode == "asymptotic":
-        loss, gx, _ = asymptotic_grads(model, xt, xd, steps, L, b, [], model.operator)
+    if isinstance(method, pu.Asymptotic):
+        loss, gx, _ = asymptotic_grads(model, xt, xd, steps, L, method.b, [], model.operator)
     else:
-        out = unrolled_loss(model, xt, xd, steps, L, window=b)
+        out = unrolled_loss(model, xt, xd, steps, L, window=_window(method))
         loss, (gx,) = float(out.detach()), torch.autograd.grad(out, (xt,))
     assert res.loss == pytest.approx(loss, rel=1e-12)
     assert relative_error(torch_backend.to_numpy(res.x_tilde), gx.detach().numpy()) <= 1e-10

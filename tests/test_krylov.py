@@ -1,5 +1,5 @@
-"""The batched fixed-point solvers of pdunroll.unroll.krylov on small dense systems (I − N_i) u_i = b_i,
-one per signal, against numpy.linalg in float64, on every backend."""
+"""The batched fixed-point solvers of pdunroll.unroll.krylov on small dense systems
+(I − N_i) u_i = b_i, one per signal, against numpy.linalg in float64, on every backend."""
 
 import numpy as np
 import pytest

@@ -177,10 +177,11 @@ def test_tv_model_runs_and_differentiates(backend, numpy_backend):
     model = model_for(backend, w0)
     xt, xd = backend.asarray(x_tilde), backend.asarray(x_true)
     steps = pu.step_sizes(model_for(numpy_backend, w0).operator, omega=2.0)
-    res = pu.chambolle_pock(model, xt, iterations=30, op_norm=steps.op_norm)
+    res = pu.chambolle_pock(model, xt, iterations=30,
+                            steps=pu.step_sizes(model.operator, op_norm=steps.op_norm))
     assert backend.to_numpy(res.x).shape == (1, 6, 6)
     assert float(np.max(backend.to_numpy(res.gap))) < 1e-2 * float(np.sum(x_tilde**2))
-    kw = dict(iterations=8, sigma=steps.sigma, tau=steps.tau, op_norm=steps.op_norm)
+    kw = dict(iterations=8, steps=steps)
     out = pu.gradient(model, xt, xd, **kw)
     grad_w, grad_fixed = out.operator
     assert grad_fixed == ()

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import pdunroll as pu
-from pdunroll.learning.optimizers import leaves
+from pdunroll.tree import flatten
 
 
 def _reference_adam(p, grads, lr, b1=0.9, b2=0.999, eps=1e-8):
@@ -47,7 +47,7 @@ def test_sgd_momentum_and_tuple_params(backend, dtype, tol):
             vel = 0.5 * vel + g[k]
             p = p - 0.1 * vel
         ref.append(p)
-    for got, want in zip(leaves(params), ref, strict=True):
+    for got, want in zip(flatten(params), ref, strict=True):
         np.testing.assert_allclose(backend.to_numpy(got), want, **tol)
 
 

@@ -84,3 +84,14 @@ def test_default_step_sizes_follow_omega():
     assert steps.sigma == pytest.approx(10 * 0.99 / 2.0, rel=1e-9)
     assert steps.tau == pytest.approx(0.99 / (10 * 2.0), rel=1e-9)
     assert steps.sigma * steps.tau * steps.op_norm**2 < 1
+
+
+def test_steps_of_a_result_reproduce_the_run(numpy_backend):
+    """steps=res.steps reruns with exactly the step sizes that omega chose."""
+    problem = speech_like("linf")
+    model = problem.model(numpy_backend)
+    sol = pu.chambolle_pock(model, problem.x_tilde, iterations=30, omega=3.0)
+    assert sol.steps == pu.step_sizes(model.operator, omega=3.0)
+    again = pu.chambolle_pock(model, problem.x_tilde, iterations=30, steps=sol.steps)
+    np.testing.assert_array_equal(again.x, sol.x)
+    assert again.steps == sol.steps

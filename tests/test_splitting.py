@@ -1,6 +1,6 @@
 """Forward-backward splitting with Euclidean and Bregman steps (seed 004 Algorithm 2): the
-forward pass against NNLS solutions, every gradient mode against torch.autograd of the same loop,
-central finite differences (float64) and the implicit-function-theorem derivative."""
+forward pass against NNLS solutions, every gradient method against torch.autograd of the same
+loop, central finite differences (float64) and the implicit-function-theorem derivative."""
 
 from __future__ import annotations
 
@@ -38,15 +38,14 @@ def _step(A):
     return 1.0 / (LAM * np.linalg.norm(A, 2) ** 2 + MU)
 
 
-def _grad(backend, kind, mode, b=None, *, A=None, dtype="float64", iterations=L, data=None,
-          **kw):
+def _grad(backend, kind, method, *, A=None, dtype="float64", iterations=L, data=None):
     A0, bb, x0, xd = _data() if data is None else data
     A = A0 if A is None else A
     smooth = pu.LeastSquares(pu.DenseOperator(backend.asarray(A, dtype)),
                              backend.asarray(bb, dtype), weight=LAM, ridge=MU)
     return pu.forward_backward_gradient(smooth, _g(kind), backend.asarray(x0, dtype),
                                         backend.asarray(xd, dtype), step=_step(A0),
-                                        iterations=iterations, mode=mode, b=b, **kw)
+                                        iterations=iterations, method=method)
 
 
 def test_projected_gradient_reaches_nnls(backend):
@@ -76,6 +75,11 @@ def test_bregman_and_projected_reach_the_interior_optimum(backend, kind):
     np.testing.assert_allclose(backend.to_numpy(res.x), want, atol=1e-10)
 
 
+def _window(method):
+    """The truncation window of the torch oracle: b for Truncated(b), None (all steps) else."""
+    return method.b if isinstance(method, pu.Truncated) else None
+
+
 def _torch_loop(kind, A0, bb, x0, xd, step, iterations, window=None):
     """The unrolled loop in plain torch (no pdunroll code) and autograd of ½‖x^L − x†‖² w.r.t. A;
     ``window=b`` detaches x before the last b steps."""
@@ -98,11 +102,11 @@ def _torch_loop(kind, A0, bb, x0, xd, step, iterations, window=None):
 
 
 @pytest.mark.parametrize("kind", ["proj", "entropic", "box"])
-@pytest.mark.parametrize("mode,b", [("full", None), ("truncated", 6)])
-def test_gradient_matches_torch_loop(torch_backend, kind, mode, b):
+@pytest.mark.parametrize("method", [pu.Full(), pu.Truncated(6)], ids=repr)
+def test_gradient_matches_torch_loop(torch_backend, kind, method):
     A, bb, x0, xd = _data()
-    res = _grad(torch_backend, kind, mode, b)
-    loss, gA = _torch_loop(kind, A, bb, x0, xd, _step(A), L, window=b)
+    res = _grad(torch_backend, kind, method)
+    loss, gA = _torch_loop(kind, A, bb, x0, xd, _step(A), L, window=_window(method))
     assert res.loss == pytest.approx(loss, rel=1e-12)
     assert relative_error(torch_backend.to_numpy(res.params), gA) <= 1e-10
 
@@ -113,7 +117,7 @@ def test_gradient_matches_autograd_of_forward(torch_backend, kind):
     import torch
 
     A0, bb, x0, xd = _data()
-    res = _grad(torch_backend, kind, "full")
+    res = _grad(torch_backend, kind, pu.Full())
     A = torch.tensor(A0, requires_grad=True)
     smooth = pu.LeastSquares(pu.DenseOperator(A), torch.tensor(bb), weight=LAM, ridge=MU)
     out = pu.forward_backward(smooth, _g(kind), torch.tensor(x0), step=_step(A0), iterations=L)
@@ -125,9 +129,9 @@ def test_gradient_matches_autograd_of_forward(torch_backend, kind):
 @pytest.mark.parametrize("kind", ["proj", "entropic", "box"])
 def test_gradient_matches_finite_differences(backend, kind):
     A0 = _data()[0]
-    res = _grad(backend, kind, "full")
+    res = _grad(backend, kind, pu.Full())
     V = random_direction(A0.shape)
-    fd = directional_fd(lambda A: _grad(backend, kind, "full", A=A).loss, A0, V)
+    fd = directional_fd(lambda A: _grad(backend, kind, pu.Full(), A=A).loss, A0, V)
     assert np.sum(backend.to_numpy(res.params) * V) == pytest.approx(fd, rel=1e-6)
 
 
@@ -151,30 +155,30 @@ def _ift_gradient(data):
 
 @pytest.mark.parametrize("kind", ["proj", "entropic"])
 def test_implicit_asymptotic_and_long_unrolling_reach_the_ift_gradient(backend, kind):
-    """Interior optimum: the implicit mode, the asymptotic mode (b large) and full unrolling
-    (L large) all give the implicit-function-theorem derivative of x*(A)."""
+    """Interior optimum: Implicit(), Asymptotic(b) with b large and full unrolling (L large) all
+    give the implicit-function-theorem derivative of x*(A)."""
     data = _data(interior=True)
     want = _ift_gradient(data)
-    impl = _grad(backend, kind, "implicit", iterations=400, data=data)
-    assert impl.solver_iterations > 0
+    impl = _grad(backend, kind, pu.Implicit(), iterations=400, data=data)
+    assert impl.info.converged and impl.info.iterations > 0
     assert relative_error(backend.to_numpy(impl.params), want) < 1e-8
-    asym = _grad(backend, kind, "asymptotic", 400, iterations=400, data=data)
+    asym = _grad(backend, kind, pu.Asymptotic(400), iterations=400, data=data)
     assert relative_error(backend.to_numpy(asym.params), want) < 1e-8
-    full = _grad(backend, kind, "full", iterations=400, data=data)
+    full = _grad(backend, kind, pu.Full(), iterations=400, data=data)
     assert relative_error(backend.to_numpy(full.params), want) < 1e-8
-    short = _grad(backend, kind, "asymptotic", 2, iterations=400, data=data)
+    short = _grad(backend, kind, pu.Asymptotic(2), iterations=400, data=data)
     assert relative_error(backend.to_numpy(short.params), want) > 1e-3  # b matters
 
 
 def test_same_result_on_every_backend(backend, dtype, tol):
     from conftest import _make
 
-    for kind, mode, b in [("entropic", "full", None), ("box", "truncated", 5),
-                          ("entropic", "asymptotic", 20), ("entropic", "implicit", None)]:
-        ref = _grad(_make("numpy"), kind, mode, b, data=_data(interior=True), iterations=200,
-                    rtol=1e-6 if dtype == "float32" else 1e-12)
-        res = _grad(backend, kind, mode, b, dtype=dtype, data=_data(interior=True),
-                    iterations=200, rtol=1e-6 if dtype == "float32" else 1e-12)
+    implicit = pu.Implicit(tol=1e-6 if dtype == "float32" else 1e-12)
+    for kind, method in [("entropic", pu.Full()), ("box", pu.Truncated(5)),
+                         ("entropic", pu.Asymptotic(20)), ("entropic", implicit)]:
+        ref = _grad(_make("numpy"), kind, method, data=_data(interior=True), iterations=200)
+        res = _grad(backend, kind, method, dtype=dtype, data=_data(interior=True),
+                    iterations=200)
         scale = {"float64": 10.0, "float32": 50.0}[dtype]
         np.testing.assert_allclose(backend.to_numpy(res.params), ref.params,
                                    rtol=tol["rtol"] * scale, atol=tol["atol"] * scale * 10)
@@ -184,9 +188,16 @@ def test_same_result_on_every_backend(backend, dtype, tol):
 def test_implicit_reports_a_singular_system(numpy_backend):
     """f ≡ 0 (A = 0, μ = 0): every step is the identity, I − T_x = 0: no garbage, an error."""
     smooth = pu.LeastSquares(pu.DenseOperator(np.zeros((3, 2))), np.ones((1, 3)))
-    with pytest.raises(RuntimeError, match="singular"):
+    with pytest.raises(pu.ConvergenceError, match="singular") as err:
         pu.forward_backward_gradient(smooth, pu.NonNegative(), np.ones((1, 2)),
-                                     np.zeros((1, 2)), step=0.5, iterations=3, method=pu.Implicit())
+                                     np.zeros((1, 2)), step=0.5, iterations=3,
+                                     method=pu.Implicit())
+    assert isinstance(err.value, RuntimeError) and not err.value.info.converged
+    with pytest.warns(pu.ConvergenceWarning, match="singular"):
+        res = pu.forward_backward_gradient(smooth, pu.NonNegative(), np.ones((1, 2)),
+                                           np.zeros((1, 2)), step=0.5, iterations=3,
+                                           method=pu.Implicit(strict=False))
+    assert not res.info.converged
 
 
 def test_bad_input_raises_clearly(numpy_backend):
@@ -195,13 +206,21 @@ def test_bad_input_raises_clearly(numpy_backend):
     g = pu.NonNegative()
     with pytest.raises(ValueError, match="step"):
         pu.forward_backward(smooth, g, x0, step=0.0, iterations=3)
-    with pytest.raises(ValueError, match="mode"):
-        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, mode="exact")
-    with pytest.raises(ValueError, match="b must"):
+    with pytest.raises(TypeError, match="method must be"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, method="exact")
+    with pytest.raises(ValueError, match=r"Truncated\(b=4\) needs b <= iterations \(3\)"):
         pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
                                      method=pu.Truncated(4))
-    with pytest.raises(ValueError, match="b is only"):
-        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3, b=2)
+    # no b is chosen silently (was: b given to a mode without one); CP-only options refused
+    with pytest.raises(ValueError, match="needs the number of backward steps"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
+                                     method="asymptotic")
+    with pytest.raises(ValueError, match="takes no segments and no relax_primal"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
+                                     method=pu.Full(segments=2))
+    with pytest.raises(ValueError, match="takes no segments and no relax_primal"):
+        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
+                                     method=pu.Asymptotic(2, relax_primal=True))
     with pytest.raises(TypeError, match="smooth"):
         pu.forward_backward(A, g, x0, step=0.1, iterations=3)
     with pytest.raises(TypeError, match="g must"):
@@ -213,8 +232,8 @@ def test_bad_input_raises_clearly(numpy_backend):
 
 
 @pytest.mark.parametrize("base", ["proj", "entropic"])
-@pytest.mark.parametrize("mode,b", [("full", None), ("truncated", 6)])
-def test_cost_gradient_matches_torch_loop(torch_backend, base, mode, b):
+@pytest.mark.parametrize("method", [pu.Full(), pu.Truncated(6)], ids=repr)
+def test_cost_gradient_matches_torch_loop(torch_backend, base, method):
     """g = LinearTerm(c, NonNegative | EntropicOrthant): steps along ∇f + c; FBGradient.g is
     ∇ℓ w.r.t. c, against autograd of the plain torch loop."""
     import torch
@@ -226,7 +245,8 @@ def test_cost_gradient_matches_torch_loop(torch_backend, base, mode, b):
     g = pu.LinearTerm(torch_backend.asarray(c0), _g(base))
     res = pu.forward_backward_gradient(smooth, g, torch_backend.asarray(x0),
                                        torch_backend.asarray(xd), step=_step(A0), iterations=L,
-                                       mode=mode, b=b)
+                                       method=method)
+    b = _window(method)
     A, c = torch.tensor(A0, requires_grad=True), torch.tensor(c0, requires_grad=True)
     x = torch.tensor(x0)
     for k in range(1, L + 1):
@@ -241,7 +261,7 @@ def test_cost_gradient_matches_torch_loop(torch_backend, base, mode, b):
     assert relative_error(torch_backend.to_numpy(res.g), gc.numpy()) <= 1e-10
 
 
-def test_cost_gradient_of_fixed_point_modes(numpy_backend):
+def test_cost_gradient_of_fixed_point_methods(numpy_backend):
     """Interior optimum, entropic steps: implicit and asymptotic (b large) ∇_c equal the full
     gradient of a long unrolling, which equals −(λAᵀA + μI)⁻¹ (x* − x†) summed over the batch."""
     A, bb, x0, xd = _data(interior=True)
@@ -304,8 +324,9 @@ def test_bad_data_raises_naming_the_argument(numpy_backend, torch_backend):
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="x_true contains non-finite"):
         pu.forward_backward_gradient(smooth, g, x0, bad, step=0.1, iterations=3)
-    with pytest.raises(ValueError, match="rtol must be a positive"):  # was: "residual 0 > -1"
-        pu.forward_backward_gradient(smooth, g, x0, xd, step=0.1, iterations=3,
-                                     method=pu.Implicit(), rtol=-1.0)
+    with pytest.raises(ValueError, match="tol must be a positive"):  # was: "residual 0 > -1"
+        pu.Implicit(tol=-1.0)
+    with pytest.raises(ValueError, match="solver must be one of"):
+        pu.Implicit(solver="bicgstab")
     pu.LeastSquares(op, bb[:1])  # one b for the whole batch still broadcasts
     pu.LeastSquares(op, bb[0])

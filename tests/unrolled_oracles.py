@@ -1,7 +1,8 @@
 """torch.autograd oracles for models with any pdunroll operator and functions: the unrolled loop
 (pdunroll.unroll.forward.forward, or the same steps with the state detached before the last b steps)
 differentiated by autograd, and the asymptotic gradient as b autograd VJPs of one CP step at the
-final iterate (DESIGN §4). Callers build the model from torch leaves with requires_grad."""
+final iterate (docs, Mathematics: "Truncated and asymptotic gradients"). Callers build the model
+from torch leaves with requires_grad."""
 
 from __future__ import annotations
 
@@ -16,9 +17,9 @@ def unrolled_loss(model, x_tilde, x_true, steps, iterations, *, alphas=None, win
         r_out = state.r if alphas is None else state.r_avg
     else:
         op, f, g = model.operator, model.f, model.g
-        r = x_tilde * 0
+        r = g.start(x_tilde * 0)
         r_bar = r
-        y = op.apply(x_tilde) * 0
+        y = f.conj_start(op.apply(x_tilde) * 0)
         r_out = None
         for k in range(1, iterations + 1):
             if k == iterations - window + 1:
@@ -39,7 +40,7 @@ def asymptotic_grads(model, x_tilde, x_true, steps, iterations, b, leaves, detac
     """The asymptotic gradient by autograd: b reverse passes through one CP step T at the inputs
     of step L, output cotangents starting at (r: g, r̄: 0, y: 0) and fed back as the next
     outputs' cotangents, summing the cotangents of ``leaves`` (and of x̃). The operator-parameter
-    term of z_D is taken at x̂ (as DESIGN §4 prescribes) by adding the zero-valued
+    term of z_D is taken at x̂ (as the asymptotic gradient prescribes) by adding the zero-valued
     σ(K x̂ − K_det x̂), where ``detached_operator`` is K with detached parameters."""
     import torch
 

@@ -2,7 +2,8 @@
 periodic boundaries) on one 256×256 image, F = ‖·‖₁, G = indicator of the ℓ2 ball of radius
 s·√(#pixels) (a prox whose Jacobian is not diagonal), ω = 10, L = 10.
 
-* ``FilterBankGradient``: pdunroll.gradient per backend, dtype and mode (time, peak memory);
+* ``FilterBankGradient``: pdunroll.gradient per backend, dtype and gradient method (time, peak
+  memory);
 * ``FilterBankAutograd``: torch.autograd through the same unrolled loop written with
   ``torch.nn.functional.conv2d`` (circular padding), the way a torch user writes it.
 
@@ -34,7 +35,7 @@ except ImportError:
     torch = None
 
 SIZE, FILTERS, KERNEL, ITER, NOISE = 256, 48, 7, 10, 0.1
-IMAGE_MODES = ["full", "asymptotic"]
+IMAGE_MODES = ["full", "asymptotic"]  # asv parameters: Full() and Asymptotic(30)
 
 
 def image_problem(seed: int = 0):
@@ -69,13 +70,12 @@ class FilterBankGradient(_LibraryGradient):
         op = pu.Conv2dFilterBank(self.be.asarray(h, dtype), (SIZE, SIZE))
         norm = op.norm()
         sigma, tau = _steps(norm)
+        steps = pu.step_sizes(op, sigma=sigma, tau=tau, op_norm=norm)
         self.model = pu.AnalysisModel(op, pu.L1Norm(), pu.L2Ball(radius))
         self.xt, self.x = self.be.asarray(noisy, dtype), self.be.asarray(clean, dtype)
-        self.kwargs = dict(iterations=ITER, mode=mode, b=None if mode == "full" else 30,
-                           sigma=sigma, tau=tau, op_norm=norm)
-        pu.gradient(self.model, self.xt, self.x, iterations=1, sigma=sigma, tau=tau,
-                    op_norm=norm)
-
+        method = pu.Full() if mode == "full" else pu.Asymptotic(30)
+        self.kwargs = dict(iterations=ITER, method=method, steps=steps)
+        pu.gradient(self.model, self.xt, self.x, iterations=1, steps=steps)
 
 
 class FilterBankAutograd(_Timed):

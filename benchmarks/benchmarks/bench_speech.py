@@ -2,7 +2,8 @@
 L1Norm + LinfBall(1/16), ω = 10 (σ, τ fixed from the exact ‖K‖ so every implementation runs the
 same iterations).
 
-* ``SpeechGradient``: pdunroll.gradient per backend, dtype, mode and L (time, peak memory);
+* ``SpeechGradient``: pdunroll.gradient per backend, dtype, gradient method and L (time, peak
+  memory);
 * ``SpeechTape``: bytes of the tape pdunroll's reverse pass keeps;
 * ``SpeechBaselines``: torch.autograd, jax.grad, the same recursion in plain NumPy / torch, and
   the matrix-product floor of a full gradient;
@@ -26,8 +27,10 @@ from .common import (
     SkipNotImplemented,
     _LibraryGradient,
     _Timed,
-    back_steps,
     backend,
+    forward,
+    forward_plan,
+    gradient_method,
     nbytes,
     peak_rss_delta,
     pu,
@@ -41,7 +44,6 @@ except ImportError:
     torch = None
 
 SPEECH = speech_problem()
-forward = pu.solver.forward  # the CP loop behind chambolle_pock and gradient
 
 
 def _library_setup(backend_name: str, dtype: str):
@@ -65,10 +67,8 @@ class SpeechGradient(_LibraryGradient):
         if backend_name == "array_api_strict" and L > 100:
             raise SkipNotImplemented("array_api_strict measures overhead only: L <= 100")
         self.be, p, self.model, steps, self.xt, self.x = _library_setup(backend_name, dtype)
-        step_kwargs = dict(sigma=steps.sigma, tau=steps.tau, theta=steps.theta,
-                           op_norm=steps.op_norm)
-        self.kwargs = dict(iterations=L, mode=mode, b=back_steps(mode, L), **step_kwargs)
-        pu.gradient(self.model, self.xt, self.x, iterations=2, **step_kwargs)
+        self.kwargs = dict(iterations=L, method=gradient_method(mode, L), steps=steps)
+        pu.gradient(self.model, self.xt, self.x, iterations=2, steps=steps)
 
 
 class SpeechTape:
@@ -81,8 +81,8 @@ class SpeechTape:
 
     def setup(self, dtype, mode, L):
         _, _, self.model, self.steps, self.xt, _ = _library_setup("numpy", dtype)
-        b = back_steps(mode, L)
-        self.keep = 1 if mode == "asymptotic" else (b or L)
+        method = gradient_method(mode, L)
+        self.keep, _ = forward_plan(method, L, method.back_steps(L))
         self.L = L
 
     def track_tape_bytes(self, *args):

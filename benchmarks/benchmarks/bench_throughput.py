@@ -56,10 +56,11 @@ class SpeechThroughput(_LibraryGradient):
         self.model = pu.AnalysisModel(pu.DenseOperator(self.be.asarray(p.K, dtype)), pu.L1Norm(),
                                       pu.LinfBall(p.radius))
         self.xt, self.x = self.be.asarray(p.x_tilde, dtype), self.be.asarray(p.x_true, dtype)
-        steps = dict(sigma=p.sigma, tau=p.tau, theta=p.theta, op_norm=p.op_norm)
-        self.kwargs = dict(iterations=L, method=pu.Full(), **steps)
+        steps = pu.step_sizes(self.model.operator, sigma=p.sigma, tau=p.tau, theta=p.theta,
+                              op_norm=p.op_norm)
+        self.kwargs = dict(iterations=L, method=pu.Full(), steps=steps)
         self.flops = gradient_flops(batch, *p.K.shape, L)
-        pu.gradient(self.model, self.xt, self.x, iterations=2, **steps)  # lazy init, kernels
+        pu.gradient(self.model, self.xt, self.x, iterations=2, steps=steps)  # lazy init, kernels
 
     def track_tflops(self, *args):
         return self.flops / best_seconds(self._run, self.be.sync) / 1e12

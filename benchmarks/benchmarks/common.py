@@ -32,15 +32,21 @@ if str(_SRC) not in sys.path:
     sys.path.insert(0, str(_SRC))
 
 import pdunroll as pu  # noqa: E402
+from pdunroll.unroll import reverse as _reverse  # noqa: E402
+from pdunroll.unroll.forward import forward  # noqa: E402, F401 - the CP loop of every gradient
+
+forward_plan = _reverse.forward_plan  # what that loop keeps for a gradient method
 
 # numbers (entries of both factors) per ∇_K product in the hand-written loops: as pdunroll's
-NUMBERS_PER_PRODUCT = getattr(pu.gradients, "_NUMBERS_PER_PRODUCT", 2**19)
+NUMBERS_PER_PRODUCT = getattr(_reverse, "_NUMBERS_PER_PRODUCT", 2**18)
 
 LIBRARY_BACKENDS = ["numpy", "torch", "array_api_strict", "torch_cuda", "cupy"]
 DTYPES = ["float32", "float64"]
+# the gradient methods as asv parameters: names (asv keys results by them, and report.py reads
+# them), turned into method objects by gradient_method()
 MODES = ["full", "truncated", "asymptotic"]
 ITERATIONS = [10, 100, 1000]
-B_STEPS = 30  # back-iterations b of the truncated and asymptotic modes (EUSIPCO: b = 30)
+B_STEPS = 30  # back-iterations b of the truncated and asymptotic methods (EUSIPCO: b = 30)
 
 
 # Timer of every time_ benchmark: wall clock by default; PDUNROLL_BENCH_TIMER=process measures the
@@ -50,11 +56,16 @@ TIMER = time.process_time if os.environ.get("PDUNROLL_BENCH_TIMER") == "process"
     else timeit.default_timer
 
 
-def back_steps(mode: str, iterations: int) -> int | None:
-    """b for ``mode`` at L = ``iterations``: None (full), min(30, L) (truncated), 30."""
+def gradient_method(mode: str, iterations: int) -> pu.GradientMethod:
+    """The gradient method named ``mode`` at L = ``iterations``: ``Full()``,
+    ``Truncated(min(30, L))`` or ``Asymptotic(30)``."""
     if mode == "full":
-        return None
-    return min(B_STEPS, iterations) if mode == "truncated" else B_STEPS
+        return pu.Full()
+    if mode == "truncated":
+        return pu.Truncated(min(B_STEPS, iterations))
+    if mode == "asymptotic":
+        return pu.Asymptotic(B_STEPS)
+    raise ValueError(f"unknown gradient method {mode!r}: expected one of {MODES}")
 
 
 # --------------------------------------------------------------------------- backends

@@ -92,6 +92,12 @@ class Function(ABC):
     def conj_start(self, zeros: Array) -> Array:
         return zeros
 
+    def conj_start_param_vjp(self, e: Array):
+        """∇_params ⟨e, conj_start(zeros)⟩: how the first dual iterate y⁰ depends on the
+        parameters (``()``: it does not). The full reverse pass adds it with e = ε_D^1, the
+        cotangent reaching y⁰."""
+        return ()
+
     # the Euclidean proximal steps; Bregman functions override these
     def prox_step(self, prev: Array, grad: Array, t: float) -> Array:
         return self.prox(prev - t * grad, t)
@@ -534,6 +540,9 @@ class LinearTerm(Function):
     # y' = c + P(y − c, ascent); ∇_c ⟨v, y'⟩ = v − ε with ε the cotangent of the previous iterate
     def conj_start(self, zeros):
         return self.params + self.base.conj_start(zeros)
+
+    def conj_start_param_vjp(self, e):
+        return self._cost_grad(e)
 
     def conj_prox_step(self, prev, ascent, s):
         return self.params + self.base.conj_prox_step(prev - self.params, ascent, s)

@@ -82,6 +82,9 @@ def reverse(method: GradientMethod, model, x_tilde: Array, steps, state: Forward
                             relax, adj)
     else:
         _backward_unrolled(model, steps, state.tape, g_out, window, relax, adj)
+    if b == iterations and adj.e_d is not None:  # the recursion reached y⁰ = F.conj_start(0)
+        part = model.f.conj_start_param_vjp(adj.e_d)
+        adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
     return adj.grad.flush(), adj.sum_d, adj.grad_fg, None
 
 
