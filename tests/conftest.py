@@ -1,6 +1,7 @@
-"""The backend matrix: every test that takes ``backend`` runs on numpy, array_api_strict,
-torch CPU, and, where installed and a GPU exists, torch CUDA, cupy and jax. A backend that is
-not there is skipped with its reason. ``dtype`` runs float64 and float32 with per-dtype
+"""The backend matrix: every test that takes ``backend`` runs on numpy, array_api_strict (with
+its strictest flags, on its default device and on a second one, "device1"), torch CPU, and,
+where installed and a GPU exists, torch CUDA, cupy and jax. A backend that is not there is
+skipped with its reason. ``dtype`` runs float64 and float32 with per-dtype
 tolerances (``tol``)."""
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ class Backend:
         a = np.asarray(a)
         if dtype is not None:
             a = a.astype(np.dtype(dtype))
-        if self.name == "array_api_strict":
-            return self.xp.asarray(a.tolist(), dtype=getattr(self.xp, str(a.dtype)))
+        if self.name.startswith("array_api_strict"):
+            return self.xp.asarray(a.tolist(), dtype=getattr(self.xp, str(a.dtype)),
+                                   device=self.device)
         return self.xp.asarray(a, device=self.device)
 
     def to_numpy(self, a) -> np.ndarray:
@@ -41,7 +43,9 @@ class Backend:
             return a.detach().cpu().numpy()
         if self.name == "cupy":
             return a.get()
-        if self.name == "array_api_strict":
+        if self.name.startswith("array_api_strict"):
+            if self.device is not None:
+                a = self.xp.asarray(a, device=self.xp.Device("CPU_DEVICE"), copy=True)
             return np.asarray(a.__array__()) if hasattr(a, "__array__") else np.from_dlpack(a)
         return np.asarray(a)
 
@@ -55,9 +59,17 @@ def _make(name: str) -> Backend:
         import array_api_compat.numpy as xp
 
         return Backend(name, xp)
-    if name == "array_api_strict":
+    if name in ("array_api_strict", "array_api_strict_device1"):
         xp = pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
-        return Backend(name, xp)
+        # the strictest flags: no boolean indexing, no data-dependent shapes, only the
+        # extensions the package uses (linalg, fft)
+        xp.set_array_api_strict_flags(boolean_indexing=False, data_dependent_shapes=False,
+                                      enabled_extensions=("linalg", "fft"))
+        if name == "array_api_strict":
+            return Backend(name, xp)
+        if not hasattr(xp, "Device"):
+            pytest.skip("array_api_strict < 2.2 has no second device")
+        return Backend(name, xp, xp.Device("device1"))  # not the default device
     if name in ("torch", "torch_cuda"):
         pytest.importorskip("torch", reason="torch is not installed (pip install torch)")
         import array_api_compat.torch as xp
@@ -87,7 +99,8 @@ def _make(name: str) -> Backend:
     raise ValueError(name)
 
 
-ALL_BACKENDS = ["numpy", "array_api_strict", "torch", "torch_cuda", "cupy", "jax"]
+ALL_BACKENDS = ["numpy", "array_api_strict", "array_api_strict_device1", "torch", "torch_cuda",
+                "cupy", "jax"]
 # PDUNROLL_BACKENDS=numpy,torch restricts the matrix (the nox sessions use it); default: all
 BACKENDS = [b for b in os.environ.get("PDUNROLL_BACKENDS", ",".join(ALL_BACKENDS)).split(",") if b]
 
