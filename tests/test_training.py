@@ -212,15 +212,15 @@ def test_learner_fit_predict_score(numpy_backend):
     _, (xt, x), (vt, v) = _setup(numpy_backend)
     learner = pu.OperatorLearner(eta=1 / 8, iterations=5, lr=1e-2, epochs=3, batch_size=16,
                                  progress=False)
-    with pytest.raises(RuntimeError, match="not fitted"):
+    with pytest.raises(ValueError, match="not fitted"):  # a NotFittedError, as in scikit-learn
         learner.predict(vt)
     learner.fit(xt, x, validation=(vt, v))
     start = pu.OperatorLearner(eta=1 / 8, iterations=5, lr=1e-12, epochs=1, progress=False)
     assert learner.score(xt, x) > start.fit(xt, x).score(xt, x)
     assert learner.predict(vt).shape == vt.shape
     assert learner.history_ is learner.result_.history
-    with pytest.raises(ValueError, match="eta"):
-        pu.OperatorLearner()
+    with pytest.raises(ValueError, match="eta"):  # checked by fit, as scikit-learn requires
+        pu.OperatorLearner().fit(xt, x)
 
 
 def test_resume_on_another_backend_continues(numpy_backend, torch_backend, tmp_path):

@@ -1,62 +1,171 @@
-"""A scikit-learn-style estimator around :func:`pdunroll.train`."""
+"""A scikit-learn estimator around :func:`pdunroll.train`.
+
+With scikit-learn installed (the ``sklearn`` extra), :class:`OperatorLearner` is a
+``BaseEstimator`` and ``RegressorMixin``: scikit-learn's own ``get_params``/``set_params``, repr,
+tags and ``NotFittedError``, so ``clone``, ``GridSearchCV`` and pipelines work as for any
+estimator. Without it, a small base class implements the same parameter protocol and repr, so
+the learner behaves the same.
+"""
 
 from __future__ import annotations
 
-from .._array import Array, array_device, xp_of
+import inspect
+from collections.abc import Callable
+from pathlib import Path
+
+from scipy.sparse import issparse
+
+from .._array import Array, array_device, check_positive, namespace, xp_of
 from ..data.metrics import mse
 from ..functions.euclidean import L1Norm, LinfBall
 from ..model import AnalysisModel
 from ..operators.dense import DenseOperator, dct_matrix
 from .training import TrainResult, reconstruct, train
 
-__all__ = ["OperatorLearner"]
+try:  # optional: the sklearn extra
+    from sklearn.base import BaseEstimator, RegressorMixin
+    from sklearn.exceptions import NotFittedError
+except ImportError:  # the same protocol without scikit-learn (tests hide it to check this)
+    BaseEstimator = RegressorMixin = None
+
+    class NotFittedError(ValueError, AttributeError):
+        """Raised by ``predict``/``score`` before ``fit`` (scikit-learn's class when
+        installed)."""
+
+__all__ = ["NotFittedError", "OperatorLearner"]
+
+# the options of train() that are not learner parameters: given to fit() instead
+FIT_ONLY = ("validation", "resume")
 
 
-class OperatorLearner:
+class _Params:
+    """The scikit-learn parameter protocol without scikit-learn: parameters are the keyword
+    arguments of ``__init__``, stored unchanged under their own names."""
+
+    @classmethod
+    def _get_param_names(cls) -> list[str]:
+        return sorted(p.name for p in inspect.signature(cls.__init__).parameters.values()
+                      if p.name != "self" and p.kind != p.VAR_KEYWORD)
+
+    def get_params(self, deep: bool = True) -> dict:
+        return {name: getattr(self, name) for name in self._get_param_names()}
+
+    def set_params(self, **params):
+        valid = self._get_param_names()
+        for name, value in params.items():
+            if name not in valid:
+                raise ValueError(f"invalid parameter {name!r} for {type(self).__name__}: "
+                                 f"valid parameters are {', '.join(valid)}")
+            setattr(self, name, value)
+        return self
+
+    def __repr__(self) -> str:  # like scikit-learn's: only the parameters that differ
+        defaults = {p.name: p.default
+                    for p in inspect.signature(type(self).__init__).parameters.values()}
+        changed = [f"{k}={v!r}" for k, v in self.get_params().items()
+                   if not (v is defaults[k] or (type(v) is type(defaults[k])
+                                                and repr(v) == repr(defaults[k])))]
+        return f"{type(self).__name__}({', '.join(changed)})"
+
+
+_Bases: tuple[type, ...] = (_Params,) if BaseEstimator is None else (RegressorMixin,
+                                                                     BaseEstimator)
+
+
+def _check_batch(name: str, x) -> Array:
+    """An array of real floating dtype holding a batch (n_signals, *signal_shape)."""
+    if issparse(x):
+        raise TypeError(f"{name} is a sparse matrix: sparse input is not supported, give a "
+                        "dense array of signals")
+    namespace((name, x))
+    if x.ndim < 2:
+        raise ValueError(f"{name} must be a batch of signals of shape (n_signals, *signal_shape), "
+                         f"got a {x.ndim}-D array of shape {tuple(x.shape)}; for one signal "
+                         "pass x[None]")
+    return x
+
+
+class OperatorLearner(*_Bases):
     """Learn an analysis operator; ``fit`` / ``predict`` / ``score`` as in scikit-learn.
 
     ``model`` is the starting model; if omitted, ``eta`` must be given and the speech
     dequantization model is used: K = orthonormal DCT-II (in the dtype and device of the data),
-    F = ‖·‖₁, G = indicator of {‖x − x̃‖_∞ ≤ eta}. All other keywords go to :func:`train`.
+    F = ‖·‖₁, G = indicator of {‖x − x̃‖_∞ ≤ eta}. The other parameters are those of
+    :func:`train` (``validation`` and ``resume`` are arguments of :meth:`fit`). As scikit-learn
+    requires, the constructor only stores them; they are checked by :meth:`fit`.
 
-    After ``fit``: ``model_`` (best by validation loss), ``result_`` (the :class:`TrainResult`)
-    and ``history_``.
+    "Samples" are pairs of signals: ``fit(x_tilde, x_true)`` takes degraded and clean signals of
+    one shape (n_signals, *signal_shape), like a regressor whose target has the shape of its
+    input. After ``fit``: ``model_`` (best by validation loss), ``result_`` (the
+    :class:`TrainResult`) and ``history_``.
     """
 
     def __init__(self, model: AnalysisModel | None = None, *, eta: float | None = None,
-                 iterations: int = 10, omega: float = 10.0, weights=None, **train_options):
-        if model is None and eta is None:
-            raise ValueError("give a starting model or eta (the speech model's ℓ∞ radius)")
+                 iterations: int = 10, method="full", weights=None, omega: float = 10.0,
+                 optimizer="adam", lr=1e-3, epochs: int = 10, batch_size: int = 32,
+                 patience: int | None = None, seed: int = 0, norm_iterations: int = 30,
+                 checkpoint: str | Path | None = None, progress: bool = True,
+                 callback: Callable[[dict], object] | None = None,
+                 minibatch_gradient: Callable | None = None):
         self.model, self.eta = model, eta
-        self.iterations, self.omega, self.weights = iterations, omega, weights
-        self.train_options = train_options
+        self.iterations, self.method, self.weights, self.omega = iterations, method, weights, omega
+        self.optimizer, self.lr, self.epochs, self.batch_size = optimizer, lr, epochs, batch_size
+        self.patience, self.seed, self.norm_iterations = patience, seed, norm_iterations
+        self.checkpoint, self.progress, self.callback = checkpoint, progress, callback
+        self.minibatch_gradient = minibatch_gradient
+
+    if BaseEstimator is not None:
+        def __sklearn_tags__(self):
+            tags = super().__sklearn_tags__()
+            tags.target_tags.required = True  # x_true: the clean signals
+            tags.target_tags.single_output = False  # one target value per input value
+            tags.target_tags.multi_output = True
+            return tags
 
     def _start(self, x: Array) -> AnalysisModel:
         if self.model is not None:
             return self.model
+        if self.eta is None:
+            raise ValueError("OperatorLearner needs a starting model or eta (the speech model's "
+                             "ℓ∞ radius): set model= or eta=")
+        eta = check_positive("eta", self.eta)
+        if x.ndim != 2:
+            raise ValueError("x_tilde must have shape (n_signals, n_samples) for the default "
+                             f"speech model (eta=), got {tuple(x.shape)}: give model= for other "
+                             "signal shapes")
         K = dct_matrix(x.shape[1], xp=xp_of(x), dtype=x.dtype, device=array_device(x))
-        return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(self.eta))
+        return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(eta))
+
+    def _train_options(self) -> dict:
+        names = [n for n in self._get_param_names() if n not in ("model", "eta")]
+        return {n: getattr(self, n) for n in names}
 
     def fit(self, x_tilde: Array, x_true: Array, *, validation=None,
             resume: bool = False) -> OperatorLearner:
         """Train from pairs (x̃_i, x†_i); ``validation=(x̃, x†)`` enables best-model selection
-        and early stopping; ``resume`` continues from the ``checkpoint`` option."""
-        self.result_: TrainResult = train(
-            self._start(x_tilde), x_tilde, x_true, validation=validation,
-            iterations=self.iterations, omega=self.omega, weights=self.weights, resume=resume,
-            **self.train_options)
+        and early stopping; ``resume`` continues from the ``checkpoint`` parameter."""
+        _check_batch("x_tilde", x_tilde)
+        if x_true is None:  # scikit-learn's wording, which its estimator checks look for
+            raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
+                             "is None: give x_true, the clean signals (shape of x_tilde)")
+        _check_batch("x_true", x_true)
+        self.result_: TrainResult = train(self._start(x_tilde), x_tilde, x_true,
+                                          validation=validation, resume=resume,
+                                          **self._train_options())
         self.model_ = self.result_.model
         self.history_ = self.result_.history
         return self
 
     def _fitted(self) -> AnalysisModel:
         if not hasattr(self, "model_"):
-            raise RuntimeError("this OperatorLearner is not fitted yet: call fit first")
+            raise NotFittedError(f"this {type(self).__name__} is not fitted yet: call fit "
+                                 "first")
         return self.model_
 
     def predict(self, x_tilde: Array, *, iterations: int | None = None) -> Array:
         """Reconstructions A_L(K, x̃) (L = the training L unless ``iterations`` is given)."""
         model = self._fitted()
+        _check_batch("x_tilde", x_tilde)
         model.check_signals(x_tilde=x_tilde)
         return reconstruct(model, x_tilde,
                            iterations=self.iterations if iterations is None else iterations,
@@ -64,4 +173,7 @@ class OperatorLearner:
 
     def score(self, x_tilde: Array, x_true: Array) -> float:
         """Negative mean squared error of the reconstructions (higher is better)."""
-        return -mse(self.predict(x_tilde), x_true)
+        prediction = self.predict(x_tilde)
+        _check_batch("x_true", x_true)
+        self.model_.check_signals(x_tilde=x_tilde, x_true=x_true)
+        return -mse(prediction, x_true)
