@@ -25,6 +25,7 @@ from .training import TrainResult, reconstruct, train
 try:  # optional: the sklearn extra
     from sklearn.base import BaseEstimator, RegressorMixin
     from sklearn.exceptions import NotFittedError
+    from sklearn.utils.metadata_routing import UNUSED
 except ImportError:  # the same protocol without scikit-learn (tests hide it to check this)
     BaseEstimator = RegressorMixin = None
 
@@ -115,6 +116,13 @@ class OperatorLearner(*_Bases):
         self.minibatch_gradient = minibatch_gradient
 
     if BaseEstimator is not None:
+        # no argument of fit/predict/score is per-sample metadata for routing: scikit-learn then
+        # adds no set_fit_request/... methods (x_tilde and x_true are X and y under other names)
+        __metadata_request__fit = dict.fromkeys(("x_tilde", "x_true", "validation", "resume"),
+                                                UNUSED)
+        __metadata_request__predict = dict.fromkeys(("x_tilde", "iterations"), UNUSED)
+        __metadata_request__score = dict.fromkeys(("x_tilde", "x_true"), UNUSED)
+
         def __sklearn_tags__(self):
             tags = super().__sklearn_tags__()
             tags.target_tags.required = True  # x_true: the clean signals
