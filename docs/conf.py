@@ -1,5 +1,6 @@
-"""Sphinx configuration: MyST markdown pages, numpydoc-style docstrings via napoleon, MathJax,
-and doctests that run the examples of the pages."""
+"""Sphinx configuration: MyST markdown pages, numpydoc-style docstrings via napoleon, MathJax
+shipped with the pages (no CDN: the docs render offline), and doctests that run the examples of
+the pages."""
 
 import inspect
 import re
@@ -27,6 +28,9 @@ extensions = [
     "sphinx.ext.autosummary",
     "sphinx.ext.napoleon",
     "sphinx.ext.mathjax",
+    # MathJax 3 from the sphinx-mathjax-offline package, copied to _static/mathjax/ and loaded
+    # from there by a relative path (mathjax_path): formulas render without network
+    "sphinx-mathjax-offline",
     "sphinx.ext.doctest",
 ]
 source_suffix = {".md": "markdown"}
