@@ -34,7 +34,7 @@ extensions = [
     "sphinx.ext.doctest",
 ]
 source_suffix = {".md": "markdown"}
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]  # _generated/: included by pages
 # numpydoc type fields such as "arrays of shape (batch, n)" are cross-referenced word by word; a
 # word that names several attributes (``arrays``) is ambiguous but never meant as a reference
 suppress_warnings = ["ref.python"]
