@@ -1,7 +1,7 @@
 """OperatorLearner as a scikit-learn estimator: parameters, clone, repr, NotFittedError, input
 errors, the applicable estimator checks, GridSearchCV; and the same protocol without sklearn."""
 
-import importlib
+import importlib.util
 import inspect
 import pickle
 import sys
@@ -194,27 +194,29 @@ def test_sklearn_estimator_checks(estimator, check):
 
 def test_protocol_without_sklearn(monkeypatch):
     """With scikit-learn hidden, the learner keeps get_params/set_params, the short repr, and
-    a NotFittedError that is a ValueError and an AttributeError like scikit-learn's."""
+    a NotFittedError that is a ValueError and an AttributeError like scikit-learn's. (A
+    separate copy of the module is loaded, so pdunroll's own stays as it is.)"""
+    import pdunroll.learning.learner as learner_module
+
     for name in [m for m in sys.modules if m == "sklearn" or m.startswith("sklearn.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setitem(sys.modules, "sklearn", None)  # import sklearn raises ImportError
-    import pdunroll.learning.learner as learner_module
+    spec = importlib.util.spec_from_file_location("pdunroll.learning._learner_without_sklearn",
+                                                  learner_module.__file__)
+    plain = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, plain)
+    spec.loader.exec_module(plain)
 
-    try:
-        plain = importlib.reload(learner_module)
-        learner = plain.OperatorLearner(eta=0.125, lr=0.01)
-        assert [b.__name__ for b in type(learner).__mro__[1:]] == ["_Params", "object"]
-        assert repr(learner) == "OperatorLearner(eta=0.125, lr=0.01)"
-        assert learner.set_params(epochs=2).get_params()["epochs"] == 2
-        with pytest.raises(ValueError, match="invalid parameter 'lr_'"):
-            learner.set_params(lr_=1)
-        clone = type(learner)(**learner.get_params())
-        assert clone.get_params() == learner.get_params()
-        with pytest.raises(plain.NotFittedError, match="not fitted") as info:
-            learner.predict(np.zeros((2, N)))
-        assert isinstance(info.value, ValueError) and isinstance(info.value, AttributeError)
-        xt, x = _pairs(16)
-        assert learner.set_params(progress=False).fit(xt, x).predict(xt).shape == xt.shape
-    finally:
-        monkeypatch.undo()
-        importlib.reload(learner_module)
+    learner = plain.OperatorLearner(eta=0.125, lr=0.01)
+    assert [b.__name__ for b in type(learner).__mro__[1:]] == ["_Params", "object"]
+    assert repr(learner) == "OperatorLearner(eta=0.125, lr=0.01)"
+    assert learner.set_params(epochs=2).get_params()["epochs"] == 2
+    with pytest.raises(ValueError, match="invalid parameter 'lr_'"):
+        learner.set_params(lr_=1)
+    copy = type(learner)(**learner.get_params())
+    assert copy.get_params() == learner.get_params()
+    with pytest.raises(plain.NotFittedError, match="not fitted") as info:
+        learner.predict(np.zeros((2, N)))
+    assert isinstance(info.value, ValueError) and isinstance(info.value, AttributeError)
+    xt, x = _pairs(16)
+    assert learner.set_params(progress=False).fit(xt, x).predict(xt).shape == xt.shape
