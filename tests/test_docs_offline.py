@@ -40,8 +40,7 @@ class _Assets(HTMLParser):
 def built(tmp_path_factory):
     """The HTML of the Mathematics page, built with docs/conf.py into a temporary folder."""
     if MISSING:
-        pytest.skip(f"the docs extra is not installed (missing {', '.join(MISSING)}): "
-                    'pip install -e ".[docs]"')
+        pytest.skip(f"the docs extra is not installed (missing {', '.join(MISSING)})")
     from sphinx.application import Sphinx
 
     root = tmp_path_factory.mktemp("docs")

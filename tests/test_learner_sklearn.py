@@ -105,7 +105,7 @@ def test_fit_returns_self_keeps_params_and_is_reproducible():
 
 def test_clone_not_fitted_error_and_tags():
     base = pytest.importorskip("sklearn.base", reason="scikit-learn is not installed "
-                               '(pip install "pdunroll[sklearn]")')
+                               "(pdunroll's sklearn extra)")
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
 
@@ -126,8 +126,8 @@ def test_clone_not_fitted_error_and_tags():
 
 
 def test_grid_search_over_two_learning_rates():
-    pytest.importorskip("sklearn", reason='scikit-learn is not installed '
-                        '(pip install "pdunroll[sklearn]")')
+    pytest.importorskip("sklearn", reason="scikit-learn is not installed "
+                        "(pdunroll's sklearn extra)")
     from sklearn.model_selection import GridSearchCV, KFold
 
     xt, x = _pairs(96)
@@ -175,8 +175,8 @@ def _estimator_checks():
     try:
         from sklearn.utils.estimator_checks import parametrize_with_checks
     except ImportError:
-        return pytest.mark.skip(reason='scikit-learn is not installed '
-                                '(pip install "pdunroll[sklearn]")')
+        return pytest.mark.skip(reason="scikit-learn is not installed "
+                                "(pdunroll's sklearn extra)")
     strict = ({"xfail_strict": True}  # scikit-learn >= 1.8
               if "xfail_strict" in inspect.signature(parametrize_with_checks).parameters else {})
     return parametrize_with_checks([pu.OperatorLearner(**FAST)],

@@ -97,8 +97,10 @@ class OperatorLearner(*_Bases):
 
     "Samples" are pairs of signals: ``fit(x_tilde, x_true)`` takes degraded and clean signals of
     one shape (n_signals, *signal_shape), like a regressor whose target has the shape of its
-    input. After ``fit``: ``model_`` (best by validation loss), ``result_`` (the
-    :class:`TrainResult`) and ``history_``.
+    input; ``score`` is the negative mean squared error. So ``sklearn.base.clone``,
+    ``GridSearchCV`` (e.g. over ``lr`` or ``method``) and ``cross_val_score`` split and score
+    pairs. After ``fit``: ``model_`` (best by validation loss), ``result_`` (the
+    :class:`TrainResult`) and ``history_``; before it, ``predict`` raises ``NotFittedError``.
     """
 
     def __init__(self, model: AnalysisModel | None = None, *, eta: float | None = None,
