@@ -35,7 +35,8 @@ except ImportError:  # the same protocol without scikit-learn (tests hide it to 
 
 __all__ = ["NotFittedError", "OperatorLearner"]
 
-# the options of train() that are not learner parameters: given to fit() instead
+# the options of train() that are arguments of fit(), not learner parameters (every other option
+# of train() is a parameter of OperatorLearner, with train's default: a test checks this)
 FIT_ONLY = ("validation", "resume")
 
 
