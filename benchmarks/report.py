@@ -436,7 +436,8 @@ Memory: *peak* = the process's peak resident memory during the call above what i
 alike, at page granularity). *Tape* = bytes of the arrays pdunroll keeps per step (x̄^{k−1}, y^k
 and the primal prox's boolean mask); *autograd saves* = bytes of the distinct tensors
 torch.autograd saves for backward (recorded with `saved_tensors_hooks`, K excluded).
-Truncated and asymptotic modes use b = 30 back-iterations (truncated: b = min(30, L)).
+The truncated and asymptotic methods use b = 30 back-iterations (`pu.Truncated(min(30, L))`,
+`pu.Asymptotic(30)`); the full gradient is `pu.Full()`.
 """
 
 
