@@ -23,7 +23,7 @@ BACKEND_PACKAGES = {
     "cupy": ["cupy-cuda12x"],
 }
 BACKEND_MATRIX = {
-    "numpy": "numpy,array_api_strict",
+    "numpy": "numpy,array_api_strict,array_api_strict_device1",
     "torch": "torch,torch_cuda",
     "jax": "jax",
     "cupy": "cupy",
