@@ -61,9 +61,10 @@ def _make(name: str) -> Backend:
         return Backend(name, xp)
     if name in ("array_api_strict", "array_api_strict_device1"):
         xp = pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
-        # the strictest flags: no boolean indexing, no data-dependent shapes, only the
-        # extensions the package uses (linalg, fft)
-        xp.set_array_api_strict_flags(boolean_indexing=False, data_dependent_shapes=False,
+        # the strictest flags: the standard's version pdunroll is written against (2023.12),
+        # no boolean indexing, no data-dependent shapes, only the extensions it uses
+        xp.set_array_api_strict_flags(api_version="2023.12", boolean_indexing=False,
+                                      data_dependent_shapes=False,
                                       enabled_extensions=("linalg", "fft"))
         if name == "array_api_strict":
             return Backend(name, xp)
