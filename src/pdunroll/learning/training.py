@@ -61,16 +61,23 @@ class TrainResult:
 
 
 def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int, omega: float = 10.0,
-                weights=None, op_norm: float | None = None) -> Array:
+                weights=None, op_norm: float | None = None, client=None) -> Array:
     """x̂ = A_L(K, x̃) for many signals, in chunks (Chambolle-Pock with σ, τ from ω and ‖K‖;
-    ``op_norm`` skips the norm computation)."""
+    ``op_norm`` skips the norm computation). ``client``: a Dask distributed ``Client`` runs
+    the chunks on its workers (:mod:`pdunroll.learning.distributed`)."""
     model.check_signals(x_tilde=x_tilde)
     iterations = check_count("iterations", iterations)
     steps = step_sizes(model.operator, omega=omega, op_norm=op_norm)
-    return _reconstruct(model, x_tilde, iterations, steps, ergodic_weights(weights, iterations))
+    return _reconstruct(model, x_tilde, iterations, steps, ergodic_weights(weights, iterations),
+                        client)
 
 
-def _reconstruct(model, x_tilde, iterations, steps, alphas) -> Array:
+def _reconstruct(model, x_tilde, iterations, steps, alphas, client=None) -> Array:
+    if client is not None:
+        from .distributed import reconstruct_parts
+
+        return reconstruct_parts(client, model, x_tilde, iterations, steps, alphas,
+                                 cap=_EVAL_CHUNK)
     n = x_tilde.shape[0]
     parts = [solve(model, x_tilde[i:min(i + _EVAL_CHUNK, n), ...], steps, iterations,
                    alphas=alphas).x
@@ -79,19 +86,28 @@ def _reconstruct(model, x_tilde, iterations, steps, alphas) -> Array:
 
 
 def unrolled_loss(model: AnalysisModel, x_tilde: Array, x_true: Array, *, iterations: int,
-                  omega: float = 10.0, weights=None, op_norm: float | None = None) -> float:
-    """J = mean over signals of ½‖A_L(K, x̃) − x†‖²."""
+                  omega: float = 10.0, weights=None, op_norm: float | None = None,
+                  client=None) -> float:
+    """J = mean over signals of ½‖A_L(K, x̃) − x†‖² (``client``: on Dask workers, in
+    chunks)."""
     model.check_signals(x_tilde=x_tilde, x_true=x_true)
     iterations = check_count("iterations", iterations)
     # ‖K‖ computed when op_norm is None, a given op_norm checked (as reconstruct does)
     norm = step_sizes(model.operator, omega=omega, op_norm=op_norm).op_norm
     return _unrolled_loss(model, x_tilde, x_true, iterations=iterations, omega=omega,
-                          alphas=ergodic_weights(weights, iterations), op_norm=norm)
+                          alphas=ergodic_weights(weights, iterations), op_norm=norm,
+                          client=client)
 
 
-def _unrolled_loss(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm) -> float:
+def _unrolled_loss(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm,
+                   client=None) -> float:
     """:func:`unrolled_loss` on checked inputs, ``op_norm`` known (validation passes)."""
     steps = StepSizes(omega * 0.99 / op_norm, 0.99 / (omega * op_norm), 1.0, op_norm)
+    if client is not None:
+        from .distributed import loss_sum_parts
+
+        return 0.5 * loss_sum_parts(client, model, x_tilde, x_true, iterations, steps, alphas,
+                                    cap=_EVAL_CHUNK) / x_tilde.shape[0]
     d = _reconstruct(model, x_tilde, iterations, steps, alphas) - x_true
     return 0.5 * float(model.operator.xp.sum(d * d)) / x_tilde.shape[0]
 
@@ -227,6 +243,7 @@ def train(
     progress: bool = True,
     callback: Callable[[dict], object] | None = None,
     minibatch_gradient: Callable[..., MinibatchGradient] | None = None,
+    client=None,
 ) -> TrainResult:
     """Learn the operator parameters of ``model`` from pairs (x̃_i, x†_i).
 
@@ -267,6 +284,10 @@ def train(
     minibatch_gradient : callable, optional
         ``minibatch_gradient(x_tilde, x_true, iterations, method, alphas)`` returning a
         :class:`MinibatchGradient`; default :class:`LocalGradient` (this process).
+    client : dask.distributed.Client, optional
+        Data-parallel training on its workers (:class:`~pdunroll.learning.distributed.
+        DaskGradient`: the pairs scattered once in shards, partial gradients added in shard
+        order); the validation loss is computed there too. Same minibatches as without it.
     """
     model.check_signals(x_tilde=x_tilde, x_true=x_true)
     if validation is not None:
@@ -290,6 +311,12 @@ def train(
         raise TypeError(f"callback must be callable, callback(info); got "
                         f"{type(callback).__name__}")
 
+    if client is not None:
+        if minibatch_gradient is not None:
+            raise ValueError("give client or minibatch_gradient, not both")
+        from .distributed import dask_gradient
+
+        minibatch_gradient = dask_gradient(client)
     n_train = x_tilde.shape[0]
     batch_size = min(batch_size, n_train)
     plan = _Plan(iterations, alphas, weights, omega, opt, schedule, epochs, batch_size,
@@ -305,7 +332,7 @@ def train(
         if validation is None:
             return None
         return _unrolled_loss(m, *validation, iterations=iterations, omega=omega,
-                              alphas=alphas, op_norm=norm)
+                              alphas=alphas, op_norm=norm, client=client)
 
     # a model the checkpoint cannot describe fails here, not at the end of the first epoch
     described = None if checkpoint is None else _config(**model_settings(model))

@@ -1,0 +1,210 @@
+"""Data-parallel training and sharded reconstruction on Dask distributed.
+
+A bilevel gradient is a sum over training pairs and reconstructions are independent per
+signal, so both split into parts that run on the workers of a ``distributed.Client``
+(Rocklin 2015, "Dask: parallel computation with blocked algorithms and task scheduling"; the
+Dask distributed documentation, "Futures" and "Data locality"):
+
+* :class:`DaskGradient`, the :class:`~pdunroll.learning.training.MinibatchGradient` of
+  ``train(..., client=client)``: the training pairs are scattered once, in contiguous shards;
+  each step sends the current model (its parameters) to every worker once, each shard's
+  worker computes the loss and gradient sums of the minibatch pairs it holds, with the
+  backend of the data, and the client adds the partial sums in shard order (so the result
+  depends on the number of shards, never on which worker ran what or when);
+* :func:`reconstruct_parts` and :func:`loss_sum_parts`: one Chambolle-Pock call per chunk of
+  signals on the workers, results collected in chunk order.
+
+Faults: a part whose data was lost with its worker (a killed process, a lost machine) is sent
+again from the client's copy and recomputed, up to ``retries`` times; a lost connection to
+the scheduler raises :class:`ConnectionError`, and :func:`~pdunroll.train` saves its
+checkpoint before the error propagates. Dask itself is imported only here, when used
+(``pip install "pdunroll[distributed]"``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from .. import tree
+from ..model import StepSizes
+from ..unroll.forward import solve
+from ..unroll.gradient import gradient_unchecked, squared_loss
+
+__all__ = ["DaskGradient", "check_client", "dask_gradient", "loss_sum_parts",
+           "reconstruct_parts"]
+
+
+def check_client(client, name: str = "client"):
+    """``client`` if it is a running ``distributed.Client``; a clear error otherwise."""
+    try:
+        import distributed
+    except ImportError as err:
+        raise ImportError(f"{name}= needs Dask distributed: pip install "
+                          f"\"pdunroll[distributed]\" (or dask and distributed)") from err
+    if not isinstance(client, distributed.Client):
+        raise TypeError(f"{name} must be a dask.distributed Client, got "
+                        f"{type(client).__name__}")
+    if client.status != "running":
+        raise ValueError(f"{name} is not connected to a scheduler (status {client.status!r})")
+    return client
+
+
+def _n_workers(client) -> int:
+    n = len(client.scheduler_info().get("workers", {}))
+    if n == 0:
+        client.wait_for_workers(1, timeout=60)
+        n = len(client.scheduler_info().get("workers", {}))
+    return max(n, 1)
+
+
+class _Parts:
+    """Pieces of data held on the workers: scattered once, sent again from the client's copy
+    if a worker holding one is lost."""
+
+    def __init__(self, client, pieces: list, retries: int):
+        self.client, self.pieces, self.retries = client, pieces, retries
+        self.futures = client.scatter(pieces, hash=False)
+
+    def _resend_lost(self) -> int:
+        lost = [i for i, f in enumerate(self.futures) if f.status != "finished"]
+        if lost:
+            new = self.client.scatter([self.pieces[i] for i in lost], hash=False)
+            for i, f in zip(lost, new, strict=True):
+                self.futures[i] = f
+        return len(lost)
+
+    def map(self, fn, jobs: list[tuple[int, tuple]], shared) -> list:
+        """``fn(piece, shared, *args)`` for each ``(part, args)`` in ``jobs`` on the workers,
+        results in the order of ``jobs``. ``shared`` (e.g. the model) is sent to every worker
+        once."""
+        from distributed.client import FutureCancelledError
+
+        error = None
+        for attempt in range(self.retries + 1):
+            try:
+                if self.client.status != "running":
+                    raise ConnectionError(f"the Dask client is not connected (status "
+                                          f"{self.client.status!r})")
+                if attempt:
+                    self._resend_lost()
+                common = self.client.scatter(shared, broadcast=True, hash=False)
+                futures = [self.client.submit(fn, self.futures[p], common, *args, pure=False)
+                           for p, args in jobs]
+                results = self.client.gather(futures)
+                del common, futures
+                return results
+            except (FutureCancelledError, OSError, TimeoutError) as err:
+                # CommClosedError is an OSError: either a worker went away (the scheduler
+                # still answers: send the lost parts again and retry) or the scheduler did
+                error = err
+                time.sleep(0.2 * (attempt + 1))  # let the client notice a lost scheduler
+                if self.client.status != "running":
+                    raise ConnectionError(
+                        f"lost the connection to the Dask scheduler ({type(err).__name__}: "
+                        f"{err})") from err
+        raise RuntimeError(f"Dask workers were lost {self.retries + 1} times in a row "
+                           f"({type(error).__name__}: {error}); giving up") from error
+
+
+def _part_gradient(shard, model, local, steps, iterations, method, alphas):
+    """Loss and gradient sums of the pairs ``local`` of one shard (runs on a worker)."""
+    x_tilde, x_true = shard
+    xp = model.operator.xp
+    idx = xp.asarray(local, device=model.operator.device)
+    xb, tb = xp.take(x_tilde, idx, axis=0), xp.take(x_true, idx, axis=0)
+    res = gradient_unchecked(model, xb, squared_loss(tb), method, iterations,
+                             method.back_steps(iterations), alphas, steps)
+    return res.loss, res.operator
+
+
+class DaskGradient:
+    """:class:`~pdunroll.learning.training.MinibatchGradient` on the workers of ``client``.
+
+    The pairs are split into ``shards`` contiguous shards (default: one per worker) and
+    scattered once. A call sends the model once to every worker, computes each shard's part
+    of the minibatch where the shard lives and adds the parts in shard order on the client.
+    ``retries``: how often a step is repeated after a worker holding a shard was lost.
+    """
+
+    def __init__(self, client, x_tilde, x_true, iterations, method, alphas, *,
+                 shards: int | None = None, retries: int = 3):
+        self.client = check_client(client)
+        n = x_tilde.shape[0]
+        k = _n_workers(client) if shards is None else shards
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+            raise ValueError(f"shards must be a positive integer, got {shards!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
+        self.bounds = np.linspace(0, n, min(int(k), n) + 1).round().astype(np.int64)
+        self.iterations, self.method, self.alphas = iterations, method, alphas
+        self._parts = _Parts(client, [(x_tilde[a:b, ...], x_true[a:b, ...])
+                                      for a, b in zip(self.bounds[:-1], self.bounds[1:],
+                                                      strict=True)], retries)
+
+    @property
+    def shards(self) -> int:
+        return len(self.bounds) - 1
+
+    def __call__(self, model, indices, steps: StepSizes):
+        indices = np.asarray(indices, dtype=np.int64)
+        owner = np.searchsorted(self.bounds, indices, side="right") - 1
+        jobs = [(s, (indices[owner == s] - self.bounds[s], steps, self.iterations,
+                     self.method, self.alphas))
+                for s in range(self.shards) if np.any(owner == s)]
+        parts = self._parts.map(_part_gradient, jobs, model)
+        loss, grad = 0.0, None
+        for value, g in parts:  # fixed order: shard by shard
+            loss += value
+            grad = g if grad is None else tree.add(grad, g)
+        return loss, grad
+
+
+def dask_gradient(client, *, shards: int | None = None, retries: int = 3):
+    """The ``minibatch_gradient`` factory of :func:`~pdunroll.train` for ``client``."""
+    check_client(client)
+
+    def make(x_tilde, x_true, iterations, method, alphas):
+        return DaskGradient(client, x_tilde, x_true, iterations, method, alphas,
+                            shards=shards, retries=retries)
+
+    return make
+
+
+def _chunks(client, n: int, chunk: int | None, cap: int) -> list[tuple[int, int]]:
+    size = min(cap, math.ceil(n / _n_workers(client))) if chunk is None else chunk
+    return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def _part_solve(x_tilde, model, steps, iterations, alphas):
+    return solve(model, x_tilde, steps, iterations, alphas=alphas).x
+
+
+def _part_loss_sum(pair, model, steps, iterations, alphas):
+    x_tilde, x_true = pair
+    d = solve(model, x_tilde, steps, iterations, alphas=alphas).x - x_true
+    return float(model.operator.xp.sum(d * d))
+
+
+def reconstruct_parts(client, model, x_tilde, iterations: int, steps: StepSizes, alphas, *,
+                      chunk: int | None = None, cap: int = 2048, retries: int = 3):
+    """A_L(K, x̃) with one solver call per chunk of ``chunk`` signals (default: the signals
+    split evenly over the workers, at most ``cap`` per chunk) on the workers, in order."""
+    spans = _chunks(check_client(client), x_tilde.shape[0], chunk, cap)
+    parts = _Parts(client, [x_tilde[a:b, ...] for a, b in spans], retries)
+    out = parts.map(_part_solve, [(i, (steps, iterations, alphas)) for i in range(len(spans))],
+                    model)
+    return out[0] if len(out) == 1 else model.operator.xp.concat(out)
+
+
+def loss_sum_parts(client, model, x_tilde, x_true, iterations: int, steps: StepSizes, alphas, *,
+                   chunk: int | None = None, cap: int = 2048, retries: int = 3) -> float:
+    """Σ_i ‖A_L(K, x̃_i) − x†_i‖² with one solver call per chunk on the workers; the chunks'
+    sums are added in chunk order."""
+    spans = _chunks(check_client(client), x_tilde.shape[0], chunk, cap)
+    parts = _Parts(client, [(x_tilde[a:b, ...], x_true[a:b, ...]) for a, b in spans], retries)
+    sums = parts.map(_part_loss_sum, [(i, (steps, iterations, alphas))
+                                      for i in range(len(spans))], model)
+    return sum(sums, 0.0)

@@ -1,0 +1,172 @@
+"""Training, reconstruction and evaluation on a Dask distributed LocalCluster (2 worker
+processes, 1 thread each) match the single-process runs; a killed worker is survived and a
+lost client leaves the checkpoint of the last step."""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+pytest.importorskip("distributed", reason="Dask distributed not installed (pdunroll[distributed])")
+
+from distributed import Client, LocalCluster  # noqa: E402
+
+import pdunroll as pu  # noqa: E402
+from pdunroll.learning.distributed import DaskGradient  # noqa: E402
+from pdunroll.learning.training import LocalGradient  # noqa: E402
+
+N = 8
+
+
+def _data(n_signals, seed=0):
+    basis = np.linalg.qr(np.random.default_rng(123).standard_normal((N, N)))[0]
+    rng = np.random.default_rng(seed)
+    coef = rng.standard_normal((n_signals, N)) * (rng.random((n_signals, N)) < 0.3)
+    x = coef @ basis.T
+    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
+    return pu.quantize(x, 3), x, pu.quantization_radius(3)
+
+
+def _model(eta, xp=np):
+    return pu.AnalysisModel(pu.DenseOperator(xp.asarray(pu.dct_matrix(N))), f=pu.L1Norm(),
+                            g=pu.LinfBall(eta))
+
+
+OPTIONS = dict(iterations=5, omega=10.0, lr=pu.LearningRate(1e-2, "linear"), epochs=2,
+               batch_size=12, seed=3, progress=False)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def client(cluster):
+    with Client(cluster) as cl:
+        cl.wait_for_workers(2, timeout=60)
+        yield cl
+
+
+@pytest.mark.parametrize(("method", "iterations"),
+                         [(pu.Full(), 5), (pu.Truncated(3), 5), (pu.Asymptotic(4), 5),
+                          (pu.Implicit(tol=1e-9), 400)],
+                         ids=["full", "truncated", "asymptotic", "implicit"])
+def test_minibatch_gradient_matches_in_process(client, method, iterations):
+    xt, x, eta = _data(40)
+    model = _model(eta)
+    steps = pu.step_sizes(model.operator, omega=10.0)
+    idx = np.random.default_rng(0).permutation(40)[:25]  # pairs from every shard
+    args = (xt, x, iterations, method, None)
+    loss, grad = LocalGradient(*args)(model, idx, steps)
+    dist = DaskGradient(client, *args, shards=3)
+    assert dist.shards == 3
+    d_loss, d_grad = dist(model, idx, steps)
+    assert d_loss == pytest.approx(loss, rel=1e-13)
+    np.testing.assert_allclose(d_grad, grad, rtol=1e-12, atol=1e-14 * np.abs(grad).max())
+    # a minibatch inside one shard: one part, the same numbers
+    one = np.array([2, 0, 5])
+    np.testing.assert_allclose(dist(model, one, steps)[1],
+                               LocalGradient(*args)(model, one, steps)[1], rtol=1e-12)
+
+
+def test_torch_data_is_computed_with_torch_on_the_workers(client):
+    torch = pytest.importorskip("torch", reason="torch not installed")
+    xt, x, eta = _data(30)
+    model = _model(eta, xp=torch)
+    steps = pu.step_sizes(model.operator, omega=10.0)
+    t = (torch.asarray(xt), torch.asarray(x))
+    idx = np.arange(0, 30, 2)
+    d_loss, d_grad = DaskGradient(client, *t, 5, pu.Full(), None)(model, idx, steps)
+    loss, grad = LocalGradient(*t, 5, pu.Full(), None)(model, idx, steps)
+    assert isinstance(d_grad, torch.Tensor)
+    assert d_loss == pytest.approx(loss, rel=1e-13)
+    np.testing.assert_allclose(d_grad.numpy(), grad.numpy(), rtol=1e-12, atol=1e-15)
+
+
+def _run(xt, x, eta, val, **kw):
+    return pu.train(_model(eta), xt, x, validation=val, **{**OPTIONS, **kw})
+
+
+def test_training_on_two_workers_matches_the_single_process_run(client):
+    xt, x, eta = _data(48)
+    val = (xt[36:], x[36:])
+    local = _run(xt[:36], x[:36], eta, val)
+    dist = _run(xt[:36], x[:36], eta, val, client=client)
+    assert dist.steps == local.steps == 6
+    # same seed, same minibatches: only the order of the sums differs (rounding, float64)
+    np.testing.assert_allclose(dist.history.step_loss, local.history.step_loss, rtol=1e-12)
+    np.testing.assert_allclose(dist.history.epoch_val_loss, local.history.epoch_val_loss,
+                               rtol=1e-12)
+    np.testing.assert_allclose(dist.final_model.operator.matrix,
+                               local.final_model.operator.matrix, rtol=1e-10, atol=1e-12)
+    assert dist.best_epoch == local.best_epoch
+
+
+def test_sharded_reconstruction_and_loss_match_in_process(client):
+    xt, x, eta = _data(50)
+    model = _model(eta)
+    for weights in (None, "harmonic"):
+        kw = dict(iterations=6, omega=10.0, weights=weights)
+        here = pu.reconstruct(model, xt, **kw)
+        there = pu.reconstruct(model, xt, client=client, **kw)
+        np.testing.assert_allclose(there, here, rtol=1e-13, atol=1e-15)
+        assert pu.unrolled_loss(model, xt, x, client=client, **kw) == pytest.approx(
+            pu.unrolled_loss(model, xt, x, **kw), rel=1e-12)
+    learner = pu.OperatorLearner(eta=eta, iterations=4, epochs=1, batch_size=10,
+                                 progress=False, client=client).fit(xt, x)
+    np.testing.assert_allclose(learner.predict(xt), pu.reconstruct(
+        learner.model_, xt, iterations=4, omega=10.0), rtol=1e-13, atol=1e-15)
+
+
+def test_a_killed_worker_is_survived_with_the_same_result(client, tmp_path):
+    xt, x, eta = _data(36)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_one(info):
+        if info["step"] == 2:  # between steps: the next one finds a shard lost
+            addr = sorted(pids)[0]
+            os.kill(pids[addr], signal.SIGKILL)
+            killed.append(addr)
+
+    local = _run(xt, x, eta, None)
+    dist = _run(xt, x, eta, None, client=client, callback=kill_one,
+                checkpoint=tmp_path / "ck.npz")
+    assert killed and dist.steps == local.steps
+    np.testing.assert_allclose(dist.history.step_loss, local.history.step_loss, rtol=1e-12)
+    np.testing.assert_allclose(dist.final_model.operator.matrix,
+                               local.final_model.operator.matrix, rtol=1e-10, atol=1e-12)
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+
+
+def test_a_lost_client_ends_with_the_checkpoint_saved(cluster, client, tmp_path):
+    xt, x, eta = _data(36)
+    ck = tmp_path / "ck.npz"
+    doomed = Client(cluster)
+
+    def close_at_step_4(info):
+        if info["step"] == 4:
+            doomed.close()
+
+    with pytest.raises(ConnectionError):
+        _run(xt, x, eta, None, client=doomed, callback=close_at_step_4, checkpoint=ck)
+    state, _ = pu.load_checkpoint(ck, _model(eta).operator.params)
+    assert state.step == 4
+    # nothing trained is lost: resuming (on another client) ends where an uninterrupted run ends
+    resumed = _run(xt, x, eta, None, client=client, checkpoint=ck, resume=True)
+    local = _run(xt, x, eta, None)
+    np.testing.assert_allclose(resumed.history.step_loss, local.history.step_loss, rtol=1e-12)
+
+
+def test_bad_client_arguments_are_named(client):
+    xt, x, eta = _data(12)
+    with pytest.raises(TypeError, match="client must be a dask.distributed Client"):
+        _run(xt, x, eta, None, client="tcp://127.0.0.1:8786")
+    with pytest.raises(ValueError, match="client or minibatch_gradient"):
+        _run(xt, x, eta, None, client=client, minibatch_gradient=LocalGradient)
+    with pytest.raises(ValueError, match="shards must be a positive integer"):
+        DaskGradient(client, xt, x, 5, pu.Full(), None, shards=0)
