@@ -2,8 +2,11 @@
 processes, 1 thread each) match the single-process runs; a killed worker is survived and a
 lost client leaves the checkpoint of the last step."""
 
+import json
 import os
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -40,7 +43,7 @@ OPTIONS = dict(iterations=5, omega=10.0, lr=pu.LearningRate(1e-2, "linear"), epo
 @pytest.fixture(scope="module")
 def cluster():
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=None) as c:
+                      dashboard_address=":0") as c:
         yield c
 
 
@@ -170,3 +173,36 @@ def test_bad_client_arguments_are_named(client):
         _run(xt, x, eta, None, client=client, minibatch_gradient=LocalGradient)
     with pytest.raises(ValueError, match="shards must be a positive integer"):
         DaskGradient(client, xt, x, 5, pu.Full(), None, shards=0)
+
+
+TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4", "--epochs", "2",
+        "--batch-size", "16", "--quiet"]
+
+
+def _learned_mse(text):
+    return float([ln for ln in text.splitlines() if "learned operator" in ln][0].split()[2])
+
+
+def test_cli_trains_and_evaluates_on_a_scheduler_as_in_process(cluster, tmp_path, capsys):
+    from pdunroll import cli
+
+    assert cli.main(["train", "speech", "--out", str(tmp_path / "here"), *TINY]) == 0
+    here = json.loads((tmp_path / "here" / "results.json").read_text())["test"]
+    assert cli.main(["train", "speech", "--out", str(tmp_path / "there"), *TINY,
+                     "--scheduler", cluster.scheduler_address]) == 0
+    there = json.loads((tmp_path / "there" / "results.json").read_text())["test"]
+    assert [r["mse"] for r in there] == pytest.approx([r["mse"] for r in here], rel=1e-9)
+    capsys.readouterr()
+    op = str(tmp_path / "there" / "operator.npz")
+    assert cli.main(["evaluate", op, "--workers", "2"]) == 0
+    assert _learned_mse(capsys.readouterr().out) == pytest.approx(there[2]["mse"], rel=1e-4)
+    assert cli.main(["evaluate", op, "--scheduler", "nonsense://x"]) == 2
+    assert "--scheduler nonsense://x: cannot connect" in capsys.readouterr().err
+
+
+def test_importing_pdunroll_and_training_does_not_import_dask():
+    code = ("import sys, pdunroll, pdunroll.learning.training, pdunroll.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('dask', 'distributed')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -17,6 +17,7 @@ new run (without ``--resume``) refuses a ``--out`` that holds the checkpoint of 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -140,7 +141,19 @@ def _parser() -> argparse.ArgumentParser:
                          help="BLAS threads (default 1: the minibatch products are small, and "
                               "one thread per process is fastest on a few shared cores); an "
                               "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS already set wins")
+        _dask_args(sub)
     return parser
+
+
+def _dask_args(p) -> None:
+    """``--scheduler`` / ``--workers``: training steps and reconstructions on Dask workers."""
+    g = p.add_argument_group("Dask distributed (pip install \"pdunroll[distributed]\")")
+    where = g.add_mutually_exclusive_group()
+    where.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="address of a running Dask scheduler (e.g. tcp://host:8786): "
+                            "minibatch gradients and reconstructions run on its workers")
+    where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
+                       help="start a local Dask cluster of N worker processes (1 thread each)")
 
 
 def _limit_threads(n: int) -> None:
@@ -208,7 +221,8 @@ def _denoise_model(meta: dict, filters=None):
                          g=L2Ball(meta["sigma"] * size))
 
 
-def _table(test, rows, iterations, omega, weights, *, images: bool) -> list[dict]:
+def _table(test, rows, iterations, omega, weights, *, images: bool,
+           client=None) -> list[dict]:
     """MSE and SNR (PSNR for images in [0, 1]) of the degraded input and each model."""
     from .data.metrics import mse, snr
     from .learning.training import reconstruct
@@ -222,7 +236,8 @@ def _table(test, rows, iterations, omega, weights, *, images: bool) -> list[dict
     first = "noisy input" if images else "quantized input"
     out = [dict(zip(("method", "mse", "snr_db"), (first, *quality(x_tilde)), strict=True))]
     for name, model in rows:
-        x_hat = reconstruct(model, x_tilde, iterations=iterations, omega=omega, weights=weights)
+        x_hat = reconstruct(model, x_tilde, iterations=iterations, omega=omega, weights=weights,
+                            client=client)
         out.append(dict(zip(("method", "mse", "snr_db"), (name, *quality(x_hat)),
                             strict=True)))
     return out
@@ -293,7 +308,8 @@ def _train(args) -> int:
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
                     lr=LearningRate(args.lr, args.schedule), epochs=args.epochs,
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
-                    checkpoint=checkpoint, resume=args.resume, progress=not args.quiet)
+                    checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
+                    client=args.client)
     except KeyboardInterrupt:
         if checkpoint.exists():
             print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
@@ -307,7 +323,8 @@ def _train(args) -> int:
     png = plot_learning_curves(res.history, args.out / "curves.png",
                                title=f"{args.task}, L={args.iterations}, {method.name}")
     rows = _table(te, [("DCT start", start), ("learned operator", res.model)],
-                  args.iterations, args.omega, args.weights, images=images)
+                  args.iterations, args.omega, args.weights, images=images,
+                  client=args.client)
     (args.out / "results.json").write_text(json.dumps({"test": rows, **meta}, indent=2))
     _print_table(rows, f"test set ({len(te[0])} {'patches' if images else 'frames'}), "
                        f"L = {args.iterations}, best epoch {res.best_epoch} of {res.epochs}:",
@@ -361,7 +378,8 @@ def _evaluate(args) -> int:
         images = False
     else:
         raise ValueError(f"{args.operator} was not written by pdunroll train (no task)")
-    table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images)
+    table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images,
+                   client=args.client)
     _print_table(table, f"{title}: {len(te[0])} test signals, L = {iterations}:", images=images)
     return 0
 
@@ -394,13 +412,38 @@ class _Stop:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def _dask_client(args):
+    """The Dask client of ``--scheduler`` / ``--workers`` (None without them), closed after."""
+    if args.scheduler is None and args.workers is None:
+        yield None
+        return
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError as err:
+        raise ImportError("--scheduler / --workers need Dask distributed: pip install "
+                          "\"pdunroll[distributed]\"") from err
+    if args.workers is not None:
+        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            yield client
+        return
+    try:
+        client = Client(args.scheduler, timeout=30)
+    except (OSError, TimeoutError, ValueError, TypeError) as err:
+        raise ValueError(f"--scheduler {args.scheduler}: cannot connect ({err})") from err
+    with client:
+        yield client
+
+
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     _limit_threads(args.threads)
     try:
         if args.command != "train":
-            return _evaluate(args)
-        with _Stop() as stop:
+            with _dask_client(args) as args.client:
+                return _evaluate(args)
+        with _Stop() as stop, _dask_client(args) as args.client:
             code = _train(args)
         return 128 + stop.received if code == 130 and stop.received else code
     # OSError: e.g. disk full, no permission; FloatingPointError: training diverged

@@ -80,7 +80,10 @@ class _Parts:
         """``fn(piece, shared, *args)`` for each ``(part, args)`` in ``jobs`` on the workers,
         results in the order of ``jobs``. ``shared`` (e.g. the model) is sent to every worker
         once."""
-        from distributed.client import FutureCancelledError
+        try:
+            from distributed.client import FutureCancelledError
+        except ImportError:  # older distributed
+            from distributed.utils import CancelledError as FutureCancelledError
 
         error = None
         for attempt in range(self.retries + 1):
