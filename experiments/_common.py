@@ -35,6 +35,34 @@ def add_data_args(parser, *, out: str) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def add_scheduler_arg(parser) -> None:
+    parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                        help="a Dask scheduler (e.g. tcp://host:8786): run the independent "
+                             "configurations as tasks on its workers, one per worker thread; "
+                             "the CSV is the same (pip install \"pdunroll[distributed]\")")
+
+
+def sweep(run, jobs: list, scheduler: str | None = None, **shared):
+    """``run(job, **shared)`` for each job, yielded in the order of ``jobs``: one after another
+    here, or with ``scheduler`` as Dask tasks (``shared`` scattered to every worker once;
+    Dask distributed docs, "Futures"). The script and this module are sent to the workers
+    (``Client.upload_file``): they need pdunroll installed, not the experiments folder."""
+    if scheduler is None:
+        for job in jobs:
+            yield run(job, **shared)
+        return
+    from distributed import Client
+
+    with Client(scheduler) as client:
+        for module in dict.fromkeys((__name__, run.__module__)):
+            if module != "__main__":
+                client.upload_file(sys.modules[module].__file__, load=False)
+        data = {k: client.scatter(v, broadcast=True) for k, v in shared.items()}
+        futures = [client.submit(run, job, **data, pure=False) for job in jobs]
+        for future in futures:
+            yield future.result()
+
+
 def settings(args, *, paper: dict, quick: dict, overrides: tuple[str, ...]) -> dict:
     """The paper's (or with --quick the quick) setting, with the command-line overrides given."""
     cfg = dict(quick if args.quick else paper)
@@ -91,5 +119,5 @@ def pyplot():
     return plt
 
 
-__all__ = ["DEFAULT_DATA", "ROOT", "add_data_args", "dct_model", "ieee_frames", "np", "pu",
-           "pyplot", "test_mse", "write_csv"]
+__all__ = ["DEFAULT_DATA", "ROOT", "add_data_args", "add_scheduler_arg", "dct_model",
+           "ieee_frames", "np", "pu", "pyplot", "sweep", "test_mse", "write_csv"]

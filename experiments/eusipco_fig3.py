@@ -19,11 +19,13 @@ import time
 
 from _common import (
     add_data_args,
+    add_scheduler_arg,
     dct_model,
     frames_for,
     pu,
     pyplot,
     settings,
+    sweep,
     test_mse,
     write_csv,
 )
@@ -53,6 +55,7 @@ VARIANTS = variants(PAPER["b"])
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(p, out="eusipco_fig3")
+    add_scheduler_arg(p)
     p.add_argument("--L", type=int, nargs="+", help="L_training values (override)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float)
@@ -76,30 +79,36 @@ def main(argv=None) -> int:
     start = dct_model(cfg["n"], train.eta)
     quantized = pu.mse(test.x_tilde, test.x_true)
     dct_inf = test_mse(start, test, cfg["l_inf"])
-    methods = variants(cfg["b"])
     rows = []
-    for L in cfg["L"]:
-        dct_L = test_mse(start, test, L)
-        for name in args.variants:
-            tic = time.perf_counter()
-            res = pu.train(start, train.x_tilde, train.x_true, iterations=L, omega=10.0,
-                           lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
-                           epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=args.seed,
-                           progress=not args.quiet, method=methods[name])
-            seconds = time.perf_counter() - tic
-            row = {"L_train": L, "variant": name, "train_seconds": round(seconds, 2),
-                   "steps": res.steps, "final_train_loss": res.history.epoch_train_loss[-1],
-                   "test_mse_L": test_mse(res.final_model, test, L),
-                   "test_mse_Linf": test_mse(res.final_model, test, cfg["l_inf"]),
-                   "dct_mse_L": dct_L, "dct_mse_Linf": dct_inf, "quantized_mse": quantized,
-                   "L_inf": cfg["l_inf"]}
-            rows.append(row)
-            print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                            for k, v in row.items()), flush=True)
-            write_csv(args.out / "fig3.csv", rows)
+    jobs = [(L, name) for L in cfg["L"] for name in args.variants]
+    for row in sweep(run, jobs, args.scheduler, train=train, test=test, cfg=cfg,
+                     seed=args.seed, progress=not args.quiet,
+                     common={"dct_mse_Linf": dct_inf, "quantized_mse": quantized}):
+        rows.append(row)
+        print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                        for k, v in row.items()), flush=True)
+        write_csv(args.out / "fig3.csv", rows)
     plot(rows, args.out / "fig3.png", cfg)
     print(f"wrote {args.out / 'fig3.csv'} and {args.out / 'fig3.png'}")
     return 0
+
+
+def run(job, *, train, test, cfg, seed, progress, common) -> dict:
+    """One row of the CSV: learn an operator with L_training = L and the variant ``name``."""
+    L, name = job
+    start = dct_model(cfg["n"], train.eta)
+    tic = time.perf_counter()
+    res = pu.train(start, train.x_tilde, train.x_true, iterations=L, omega=10.0,
+                   lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
+                   epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
+                   progress=progress, method=variants(cfg["b"])[name])
+    seconds = time.perf_counter() - tic
+    return {"L_train": L, "variant": name, "train_seconds": round(seconds, 2),
+            "steps": res.steps, "final_train_loss": res.history.epoch_train_loss[-1],
+            "test_mse_L": test_mse(res.final_model, test, L),
+            "test_mse_Linf": test_mse(res.final_model, test, cfg["l_inf"]),
+            "dct_mse_L": test_mse(start, test, L), "dct_mse_Linf": common["dct_mse_Linf"],
+            "quantized_mse": common["quantized_mse"], "L_inf": cfg["l_inf"]}
 
 
 def plot(rows, path, cfg):

@@ -206,3 +206,57 @@ def test_importing_pdunroll_and_training_does_not_import_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.strip() == "[]"
+
+
+def _experiment(name):
+    from conftest import SPEECH_DIR
+
+    if not (SPEECH_DIR / "train").is_dir() or not (SPEECH_DIR / "dev").is_dir():
+        pytest.skip(f"IEEE speech corpus not found at {SPEECH_DIR} (set PDUNROLL_SPEECH_DIR)")
+    import importlib
+    from pathlib import Path
+
+    folder = str(Path(__file__).resolve().parents[1] / "experiments")
+    sys.path.insert(0, folder)
+    try:
+        return importlib.import_module(name), SPEECH_DIR
+    finally:
+        sys.path.remove(folder)
+
+
+def _csv(path):
+    import csv
+
+    with open(path) as fh:
+        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in csv.DictReader(fh)]
+
+
+def _same_rows(a, b):
+    assert [list(r) for r in a] == [list(r) for r in b]
+    for ra, rb in zip(a, b, strict=True):
+        for k in ra:
+            try:
+                assert float(ra[k]) == pytest.approx(float(rb[k]), rel=1e-9), k
+            except ValueError:
+                assert ra[k] == rb[k], k
+
+
+@pytest.mark.parametrize(("script", "argv", "csv"), [
+    ("eusipco_fig3", ["--L", "2", "4", "--l-inf", "8", "--variants", "full", "asymptotic"],
+     "fig3.csv"),
+    ("ergodic_fig12", ["--d", "1", "2"], "fig12.csv"),
+])
+def test_experiment_sweeps_on_a_scheduler_write_the_same_csv(cluster, tmp_path, script, argv,
+                                                             csv):
+    module, data = _experiment(script)
+    common = ["--quick", "--data", str(data), "--epochs", "1", "--max-train", "64",
+              "--max-test", "16", "--quiet", *argv]
+    assert module.main([*common, "--out", str(tmp_path / "here")]) == 0
+    assert module.main([*common, "--out", str(tmp_path / "there"),
+                        "--scheduler", cluster.scheduler_address]) == 0
+    here, there = _csv(tmp_path / "here" / csv), _csv(tmp_path / "there" / csv)
+    assert len(here) == 4
+    _same_rows(there, here)
+    if script == "ergodic_fig12":
+        _same_rows(_csv(tmp_path / "there" / "fig12_steps.csv"),
+                   _csv(tmp_path / "here" / "fig12_steps.csv"))
