@@ -7,7 +7,7 @@ Dask distributed documentation, "Futures" and "Data locality"):
 
 * :class:`DaskGradient`, the :class:`~pdunroll.learning.training.MinibatchGradient` of
   ``train(..., client=client)``: the training pairs are scattered once, in contiguous shards;
-  each step sends the current model (its parameters) to every worker once, each shard's
+  each step sends the current model (its parameters) to the workers, each shard's
   worker computes the loss and gradient sums of the minibatch pairs it holds, with the
   backend of the data, and the client adds the partial sums in shard order (so the result
   depends on the number of shards, never on which worker ran what or when);
@@ -35,6 +35,9 @@ from ..unroll.gradient import gradient_unchecked, squared_loss
 
 __all__ = ["DaskGradient", "check_client", "dask_gradient", "loss_sum_parts",
            "reconstruct_parts"]
+
+
+_DIRECT_BYTES = 8 * 2**20  # up to this size (model × tasks) the model travels with the tasks
 
 
 def check_client(client, name: str = "client"):
@@ -78,13 +81,17 @@ class _Parts:
 
     def map(self, fn, jobs: list[tuple[int, tuple]], shared) -> list:
         """``fn(piece, shared, *args)`` for each ``(part, args)`` in ``jobs`` on the workers,
-        results in the order of ``jobs``. ``shared`` (e.g. the model) is sent to every worker
-        once."""
+        results in the order of ``jobs``. ``shared`` (e.g. the model) is sent with each task
+        when small, else broadcast to every worker first."""
         try:
             from distributed.client import FutureCancelledError
         except ImportError:  # older distributed
             from distributed.utils import CancelledError as FutureCancelledError
 
+        from dask.sizeof import sizeof
+
+        # a small model goes with each task (one round trip), a large one is broadcast first
+        direct = sizeof(shared) * len(jobs) <= _DIRECT_BYTES
         error = None
         for attempt in range(self.retries + 1):
             try:
@@ -93,7 +100,8 @@ class _Parts:
                                           f"{self.client.status!r})")
                 if attempt:
                     self._resend_lost()
-                common = self.client.scatter(shared, broadcast=True, hash=False)
+                common = shared if direct else self.client.scatter(shared, broadcast=True,
+                                                                    hash=False)
                 futures = [self.client.submit(fn, self.futures[p], common, *args, pure=False)
                            for p, args in jobs]
                 results = self.client.gather(futures)
@@ -127,7 +135,7 @@ class DaskGradient:
     """:class:`~pdunroll.learning.training.MinibatchGradient` on the workers of ``client``.
 
     The pairs are split into ``shards`` contiguous shards (default: one per worker) and
-    scattered once. A call sends the model once to every worker, computes each shard's part
+    scattered once. A call sends the model to the workers, computes each shard's part
     of the minibatch where the shard lives and adds the parts in shard order on the client.
     ``retries``: how often a step is repeated after a worker holding a shard was lost.
     """
