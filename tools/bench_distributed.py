@@ -29,13 +29,32 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
-from pdunroll.learning.distributed import DaskGradient, _Parts  # noqa: E402
+from pdunroll.learning.distributed import DaskGradient, _part_gradient, _Parts  # noqa: E402
 from pdunroll.learning.training import LocalGradient  # noqa: E402
 
 
 def _echo(piece, model, nbytes):
     """No computation: return a parameter-sized array (as a gradient part would be)."""
     return np.zeros(nbytes // 4, dtype=np.float32)
+
+
+def _timed_part(shard, model, *args):
+    """A shard's part of the gradient, with its wall-clock and CPU seconds on the worker."""
+    tic, cpu = time.perf_counter(), time.process_time()
+    out = _part_gradient(shard, model, *args)
+    return out, time.perf_counter() - tic, time.process_time() - cpu
+
+
+def _timed_step(g: DaskGradient, model, indices, steps):
+    """:meth:`DaskGradient.__call__` with the parts timed: (step seconds, slowest part's
+    seconds, parts' CPU seconds)."""
+    tic = time.perf_counter()
+    owner = np.searchsorted(g.bounds, indices, side="right") - 1
+    jobs = [(s, (indices[owner == s] - g.bounds[s], steps, g.iterations, g.method, g.alphas))
+            for s in range(g.shards) if np.any(owner == s)]
+    parts = g._parts.map(_timed_part, jobs, model)
+    _reduce([p[0][1] for p in parts])
+    return time.perf_counter() - tic, max(p[1] for p in parts), [p[2] for p in parts]
 
 
 def _reduce(parts):
@@ -94,11 +113,16 @@ def main(argv=None):
         clusters[k] = (cluster, Client(cluster))
         clusters[k][1].wait_for_workers(k)
     grads = {k: DaskGradient(c, xt, x, args.L, method, None) for k, (_, c) in clusters.items()}
+    results["parts"] = {}
     for r in range(args.repeats):  # interleaved, so that a busy spell hits every setting
         record("in process", _time(lambda: local(model, idx, steps), args.steps))
         for k, g in grads.items():
-            record(f"{k} worker{'s' * (k > 1)}", _time(lambda g=g: g(model, idx, steps),
-                                                       args.steps))
+            _timed_step(g, model, idx, steps)  # warm-up
+            for _ in range(args.steps):
+                wall, slowest, cpu = _timed_step(g, model, idx, steps)
+                record(f"{k} worker{'s' * (k > 1)}", [wall])
+                results["parts"].setdefault(str(k), []).append(
+                    {"step": wall, "slowest_part": slowest, "part_cpu": cpu})
         print(f"repeat {r + 1}: " + ", ".join(f"{k} {v[-1]:.2f} s"
                                               for k, v in results["step"].items()), flush=True)
 
@@ -125,6 +149,13 @@ def main(argv=None):
         med = statistics.median(t)
         print(f"  {name:<12} median {med:7.3f} s  (min {min(t):.3f}, max {max(t):.3f})  "
               f"speed-up {base / med:.2f}")
+    print("\nstep minus the slowest worker's part (communication, scheduling, reduction):")
+    for k, rows in results["parts"].items():
+        over = [r["step"] - r["slowest_part"] for r in rows]
+        cpu = [c for r in rows for c in r["part_cpu"]]
+        print(f"  {k} worker(s): median {1e3 * statistics.median(over):6.1f} ms (min "
+              f"{1e3 * min(over):.1f}, max {1e3 * max(over):.1f}); CPU seconds per part: "
+              f"median {statistics.median(cpu):.3f}")
     print("\nround trip without computation (broadcast model, one task per worker, gather):")
     for key, t in results["overhead"].items():
         k, nbytes = key.split(" x ")
