@@ -13,10 +13,10 @@ import pytest
 
 pytest.importorskip("distributed", reason="Dask distributed not installed (pdunroll[distributed])")
 
-from distributed import Client, LocalCluster  # noqa: E402
+from distributed import Client  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
-from pdunroll.learning.distributed import DaskGradient  # noqa: E402
+from pdunroll.learning.distributed import DaskGradient, local_cluster  # noqa: E402
 from pdunroll.learning.training import LocalGradient  # noqa: E402
 
 N = 8
@@ -42,8 +42,9 @@ OPTIONS = dict(iterations=5, omega=10.0, lr=pu.LearningRate(1e-2, "linear"), epo
 
 @pytest.fixture(scope="module")
 def cluster():
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                      dashboard_address=":0") as c:
+    trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")  # before a nanny sets it here
+    with local_cluster(2) as c:
+        c.parent_trim = trim
         yield c
 
 
@@ -163,6 +164,15 @@ def test_a_lost_client_ends_with_the_checkpoint_saved(cluster, client, tmp_path)
     resumed = _run(xt, x, eta, None, client=client, checkpoint=ck, resume=True)
     local = _run(xt, x, eta, None)
     np.testing.assert_allclose(resumed.history.step_loss, local.history.step_loss, rtol=1e-12)
+
+
+def test_local_cluster_workers_are_single_threaded_and_untrimmed(cluster, client):
+    info = client.scheduler_info()["workers"].values()
+    assert [w["nthreads"] for w in info] == [1, 1]
+    trims = client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_")
+    assert set(trims.values()) == {cluster.parent_trim}  # Dask's default would be "65536"
+    with pytest.raises(ValueError, match="n_workers must be a positive integer"):
+        local_cluster(0)
 
 
 def test_bad_client_arguments_are_named(client):

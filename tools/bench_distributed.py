@@ -29,7 +29,12 @@ for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 import numpy as np  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
-from pdunroll.learning.distributed import DaskGradient, _part_gradient, _Parts  # noqa: E402
+from pdunroll.learning.distributed import (  # noqa: E402
+    DaskGradient,
+    _part_gradient,
+    _Parts,
+    local_cluster,
+)
 from pdunroll.learning.training import LocalGradient  # noqa: E402
 
 
@@ -75,13 +80,15 @@ def _problem(n, batch, seed=0):
     return model, xt, x
 
 
-def _time(fn, steps):
+def _time(fn, steps, cpu=None):
     fn()  # warm-up (imports, first allocation)
     out = []
     for _ in range(steps):
-        tic = time.perf_counter()
+        tic, c = time.perf_counter(), time.process_time()
         fn()
         out.append(time.perf_counter() - tic)
+        if cpu is not None:
+            cpu.append(time.process_time() - c)
     return out
 
 
@@ -93,6 +100,9 @@ def main(argv=None):
     p.add_argument("--steps", type=int, default=2, help="timed steps per repeat")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--out", default="bench_distributed.json")
+    p.add_argument("--trim", action="store_true",
+                   help="workers with Dask's default MALLOC_TRIM_THRESHOLD_=65536 (default: "
+                        "unset, as pdunroll.learning.distributed.local_cluster starts them)")
     args = p.parse_args(argv)
     from distributed import Client, LocalCluster
 
@@ -108,14 +118,15 @@ def main(argv=None):
     local = LocalGradient(xt, x, args.L, method, None)
     clusters = {}
     for k in (1, 2):
-        cluster = LocalCluster(n_workers=k, threads_per_worker=1, processes=True,
-                               dashboard_address=":0")
+        cluster = (LocalCluster(n_workers=k, threads_per_worker=1, dashboard_address=":0")
+                   if args.trim else local_cluster(k))
         clusters[k] = (cluster, Client(cluster))
         clusters[k][1].wait_for_workers(k)
     grads = {k: DaskGradient(c, xt, x, args.L, method, None) for k, (_, c) in clusters.items()}
     results["parts"] = {}
     for r in range(args.repeats):  # interleaved, so that a busy spell hits every setting
-        record("in process", _time(lambda: local(model, idx, steps), args.steps))
+        record("in process", _time(lambda: local(model, idx, steps), args.steps,
+                                   results.setdefault("in_process_cpu", [])))
         for k, g in grads.items():
             _timed_step(g, model, idx, steps)  # warm-up
             for _ in range(args.steps):
@@ -149,6 +160,8 @@ def main(argv=None):
         med = statistics.median(t)
         print(f"  {name:<12} median {med:7.3f} s  (min {min(t):.3f}, max {max(t):.3f})  "
               f"speed-up {base / med:.2f}")
+    cpu = results["in_process_cpu"]
+    print(f"  in process CPU seconds per step: median {statistics.median(cpu):.3f}")
     print("\nstep minus the slowest worker's part (communication, scheduling, reduction):")
     for k, rows in results["parts"].items():
         over = [r["step"] - r["slowest_part"] for r in rows]

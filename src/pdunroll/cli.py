@@ -419,13 +419,14 @@ def _dask_client(args):
         yield None
         return
     try:
-        from distributed import Client, LocalCluster
+        from distributed import Client
+
+        from .learning.distributed import local_cluster
     except ImportError as err:
         raise ImportError("--scheduler / --workers need Dask distributed: pip install "
                           "\"pdunroll[distributed]\"") from err
     if args.workers is not None:
-        with LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+        with local_cluster(args.workers) as cluster, Client(cluster) as client:
             yield client
         return
     try:

@@ -33,8 +33,15 @@ from ..model import StepSizes
 from ..unroll.forward import solve
 from ..unroll.gradient import gradient_unchecked, squared_loss
 
-__all__ = ["DaskGradient", "check_client", "dask_gradient", "loss_sum_parts",
+__all__ = ["DaskGradient", "check_client", "dask_gradient", "local_cluster", "loss_sum_parts",
            "reconstruct_parts"]
+
+#: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (the Dask distributed docs,
+#: "Worker Memory Management"), which also fixes glibc's mmap threshold at 128 kB: every
+#: MB-sized iterate of the unrolled solver is then mapped and unmapped anew, and a gradient
+#: costs about 1.8x the CPU time it costs in a plain process (measured, see the docs'
+#: "Beyond one process" page). None unsets it.
+UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
 _DIRECT_BYTES = 8 * 2**20  # up to this size (model × tasks) the model travels with the tasks
@@ -53,6 +60,20 @@ def check_client(client, name: str = "client"):
     if client.status != "running":
         raise ValueError(f"{name} is not connected to a scheduler (status {client.status!r})")
     return client
+
+
+def local_cluster(n_workers: int, **options):
+    """A ``distributed.LocalCluster`` of ``n_workers`` single-threaded worker processes,
+    started without Dask's malloc trimming (:data:`UNTRIMMED`); ``options`` go to
+    ``LocalCluster``. Use it as a context manager, with ``distributed.Client(cluster)``."""
+    import dask
+    from distributed import LocalCluster
+
+    if isinstance(n_workers, bool) or not isinstance(n_workers, int) or n_workers < 1:
+        raise ValueError(f"n_workers must be a positive integer, got {n_workers!r}")
+    kw = dict(threads_per_worker=1, processes=True, dashboard_address=":0")
+    with dask.config.set(UNTRIMMED):
+        return LocalCluster(n_workers=n_workers, **{**kw, **options})
 
 
 def _n_workers(client) -> int:
