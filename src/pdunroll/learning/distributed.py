@@ -112,7 +112,9 @@ class _Parts:
         from dask.sizeof import sizeof
 
         # a small model goes with each task (one round trip), a large one is broadcast first
-        direct = sizeof(shared) * len(jobs) <= _DIRECT_BYTES
+        params = getattr(getattr(shared, "operator", None), "params", None)
+        nbytes = sizeof(shared) if params is None else sum(map(sizeof, tree.flatten(params)))
+        direct = nbytes * len(jobs) <= _DIRECT_BYTES
         error = None
         for attempt in range(self.retries + 1):
             try:
