@@ -43,7 +43,8 @@ OPTIONS = dict(iterations=5, omega=10.0, lr=pu.LearningRate(1e-2, "linear"), epo
 @pytest.fixture(scope="module")
 def cluster():
     trim = os.environ.get("MALLOC_TRIM_THRESHOLD_")  # before a nanny sets it here
-    with local_cluster(2) as c:
+    # JAX workers unpickle float64 arrays as float32 unless x64 is on (conftest turns it on here)
+    with local_cluster(2, env={"JAX_ENABLE_X64": "1"}) as c:
         c.parent_trim = trim
         yield c
 
@@ -77,18 +78,19 @@ def test_minibatch_gradient_matches_in_process(client, method, iterations):
                                LocalGradient(*args)(model, one, steps)[1], rtol=1e-12)
 
 
-def test_torch_data_is_computed_with_torch_on_the_workers(client):
-    torch = pytest.importorskip("torch", reason="torch not installed")
+def test_workers_compute_with_the_backend_of_the_data(client, backend):
     xt, x, eta = _data(30)
-    model = _model(eta, xp=torch)
+    model = pu.AnalysisModel(pu.DenseOperator(backend.asarray(pu.dct_matrix(N), "float64")),
+                             f=pu.L1Norm(), g=pu.LinfBall(eta))
     steps = pu.step_sizes(model.operator, omega=10.0)
-    t = (torch.asarray(xt), torch.asarray(x))
+    t = (backend.asarray(xt, "float64"), backend.asarray(x, "float64"))
     idx = np.arange(0, 30, 2)
     d_loss, d_grad = DaskGradient(client, *t, 5, pu.Full(), None)(model, idx, steps)
     loss, grad = LocalGradient(*t, 5, pu.Full(), None)(model, idx, steps)
-    assert isinstance(d_grad, torch.Tensor)
+    assert type(d_grad) is type(grad)  # e.g. a torch.Tensor back from the workers
     assert d_loss == pytest.approx(loss, rel=1e-13)
-    np.testing.assert_allclose(d_grad.numpy(), grad.numpy(), rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(d_grad), backend.to_numpy(grad), rtol=1e-12,
+                               atol=1e-15)
 
 
 def _run(xt, x, eta, val, **kw):
@@ -160,10 +162,12 @@ def test_a_lost_client_ends_with_the_checkpoint_saved(cluster, client, tmp_path)
         _run(xt, x, eta, None, client=doomed, callback=close_at_step_4, checkpoint=ck)
     state, _ = pu.load_checkpoint(ck, _model(eta).operator.params)
     assert state.step == 4
-    # nothing trained is lost: resuming (on another client) ends where an uninterrupted run ends
+    # nothing trained is lost: resuming on another client ends bit for bit where an
+    # uninterrupted run on the same number of workers ends
     resumed = _run(xt, x, eta, None, client=client, checkpoint=ck, resume=True)
-    local = _run(xt, x, eta, None)
-    np.testing.assert_allclose(resumed.history.step_loss, local.history.step_loss, rtol=1e-12)
+    whole = _run(xt, x, eta, None, client=client)
+    assert resumed.history.step_loss == whole.history.step_loss
+    assert np.array_equal(resumed.final_model.operator.matrix, whole.final_model.operator.matrix)
 
 
 def test_local_cluster_workers_are_single_threaded_and_untrimmed(cluster, client):
@@ -270,3 +274,20 @@ def test_experiment_sweeps_on_a_scheduler_write_the_same_csv(cluster, tmp_path, 
     if script == "ergodic_fig12":
         _same_rows(_csv(tmp_path / "there" / "fig12_steps.csv"),
                    _csv(tmp_path / "here" / "fig12_steps.csv"))
+
+
+def test_workers_in_another_precision_are_refused():
+    jnp = pytest.importorskip("jax.numpy", reason="jax not installed")
+    import jax
+
+    jax.config.update("jax_enable_x64", True)  # here, as the conftest's jax backend does
+    xt, x, eta = _data(12)
+    model = pu.AnalysisModel(pu.DenseOperator(jnp.asarray(pu.dct_matrix(N))), f=pu.L1Norm(),
+                             g=pu.LinfBall(eta))
+    steps = pu.step_sizes(model.operator, omega=10.0)
+    with local_cluster(1) as c, Client(c) as cl:  # workers without JAX_ENABLE_X64: float32
+        with pytest.raises(TypeError, match="workers computed in float32.*JAX_ENABLE_X64"):
+            DaskGradient(cl, jnp.asarray(xt), jnp.asarray(x), 5, pu.Full(), None)(
+                model, np.arange(6), steps)
+        with pytest.raises(TypeError, match="workers computed in float32"):
+            pu.reconstruct(model, jnp.asarray(xt), iterations=3, client=cl)

@@ -143,6 +143,17 @@ class _Parts:
                            f"({type(error).__name__}: {error}); giving up") from error
 
 
+def _check_dtypes(got, expected) -> None:
+    """Workers that computed in another precision than the client's arrays (e.g. JAX workers
+    without x64 turn float64 into float32 when they unpickle) give a clear error, not a
+    silently rounded result."""
+    for g, e in zip(got, expected, strict=True):
+        if str(g.dtype) != str(e.dtype):
+            raise TypeError(f"the Dask workers computed in {g.dtype}, the client's arrays are "
+                            f"{e.dtype}: start the workers with the same backend settings "
+                            f"(for JAX float64: JAX_ENABLE_X64=1 in the workers' environment)")
+
+
 def _part_gradient(shard, model, local, steps, iterations, method, alphas):
     """Loss and gradient sums of the pairs ``local`` of one shard (runs on a worker)."""
     x_tilde, x_true = shard
@@ -189,6 +200,7 @@ class DaskGradient:
                      self.method, self.alphas))
                 for s in range(self.shards) if np.any(owner == s)]
         parts = self._parts.map(_part_gradient, jobs, model)
+        _check_dtypes(tree.flatten(parts[0][1]), tree.flatten(model.operator.params))
         loss, grad = 0.0, None
         for value, g in parts:  # fixed order: shard by shard
             loss += value
@@ -230,6 +242,7 @@ def reconstruct_parts(client, model, x_tilde, iterations: int, steps: StepSizes,
     parts = _Parts(client, [x_tilde[a:b, ...] for a, b in spans], retries)
     out = parts.map(_part_solve, [(i, (steps, iterations, alphas)) for i in range(len(spans))],
                     model)
+    _check_dtypes(out[:1], [x_tilde])
     return out[0] if len(out) == 1 else model.operator.xp.concat(out)
 
 
