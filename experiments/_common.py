@@ -39,7 +39,8 @@ def add_scheduler_arg(parser) -> None:
     parser.add_argument("--scheduler", metavar="ADDRESS", default=None,
                         help="a Dask scheduler (e.g. tcp://host:8786): run the independent "
                              "configurations as tasks on its workers, one per worker thread; "
-                             "the CSV is the same (pip install \"pdunroll[distributed]\")")
+                             "the CSV is the same (pip install torch==2.13.0 && pip install "
+                             "\"pdunroll[distributed]\")")
 
 
 def sweep(run, jobs: list, scheduler: str | None = None, **shared):

@@ -189,6 +189,14 @@ def test_bad_client_arguments_are_named(client):
         DaskGradient(client, xt, x, 5, pu.Full(), None, shards=0)
 
 
+def test_a_missing_dask_is_named_with_its_install_command(client, monkeypatch):
+    xt, x, eta = _data(12)
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(ImportError, match=r"client= needs Dask distributed: pip install "
+                                          r"torch==2\.13\.0 && pip install"):
+        _run(xt, x, eta, None, client=client)
+
+
 TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4", "--epochs", "2",
         "--batch-size", "16", "--quiet"]
 

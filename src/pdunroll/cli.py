@@ -147,7 +147,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dask_args(p) -> None:
     """``--scheduler`` / ``--workers``: training steps and reconstructions on Dask workers."""
-    g = p.add_argument_group("Dask distributed (pip install \"pdunroll[distributed]\")")
+    g = p.add_argument_group("Dask distributed (pip install torch==2.13.0 && "
+                             "pip install \"pdunroll[distributed]\")")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="address of a running Dask scheduler (e.g. tcp://host:8786): "
@@ -424,7 +425,7 @@ def _dask_client(args):
         from .learning.distributed import local_cluster
     except ImportError as err:
         raise ImportError("--scheduler / --workers need Dask distributed: pip install "
-                          "\"pdunroll[distributed]\"") from err
+                          "torch==2.13.0 && pip install \"pdunroll[distributed]\"") from err
     if args.workers is not None:
         with local_cluster(args.workers) as cluster, Client(cluster) as client:
             yield client

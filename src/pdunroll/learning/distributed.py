@@ -18,7 +18,7 @@ Faults: a part whose data was lost with its worker (a killed process, a lost mac
 again from the client's copy and recomputed, up to ``retries`` times; a lost connection to
 the scheduler raises :class:`ConnectionError`, and :func:`~pdunroll.train` saves its
 checkpoint before the error propagates. Dask itself is imported only here, when used
-(``pip install "pdunroll[distributed]"``).
+(``pip install torch==2.13.0 && pip install "pdunroll[distributed]"``).
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ def check_client(client, name: str = "client"):
     try:
         import distributed
     except ImportError as err:
-        raise ImportError(f"{name}= needs Dask distributed: pip install "
-                          f"\"pdunroll[distributed]\" (or dask and distributed)") from err
+        raise ImportError(f"{name}= needs Dask distributed: pip install torch==2.13.0 && "
+                          f"pip install \"pdunroll[distributed]\"") from err
     if not isinstance(client, distributed.Client):
         raise TypeError(f"{name} must be a dask.distributed Client, got "
                         f"{type(client).__name__}")
