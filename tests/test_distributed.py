@@ -148,6 +148,18 @@ def test_a_killed_worker_is_survived_with_the_same_result(client, tmp_path):
                                local.final_model.operator.matrix, rtol=1e-10, atol=1e-12)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
 
+    # the lost shard goes to the least loaded worker: the parts stay spread over both
+    grad = DaskGradient(client, xt, x, 5, pu.Full(), None)
+    holders = client.who_has(grad._parts.futures)
+    victim = holders[grad._parts.futures[0].key][0]
+    os.kill(client.run(os.getpid)[victim], signal.SIGKILL)
+    model, idx = _model(eta), np.arange(36)
+    steps = pu.step_sizes(model.operator, omega=10.0)
+    assert grad(model, idx, steps)[0] == pytest.approx(
+        LocalGradient(xt, x, 5, pu.Full(), None)(model, idx, steps)[0], rel=1e-13)
+    holders = client.who_has(grad._parts.futures)
+    assert len({h[0] for h in holders.values()}) == 2
+
 
 def test_a_lost_client_ends_with_the_checkpoint_saved(cluster, client, tmp_path):
     xt, x, eta = _data(36)

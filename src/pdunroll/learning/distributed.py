@@ -23,6 +23,7 @@ checkpoint before the error propagates. Dask itself is imported only here, when 
 
 from __future__ import annotations
 
+import asyncio
 import math
 import time
 
@@ -44,6 +45,7 @@ __all__ = ["DaskGradient", "check_client", "dask_gradient", "local_cluster", "lo
 UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
 
+_TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Python 3.11
 _DIRECT_BYTES = 8 * 2**20  # up to this size (model × tasks) the model travels with the tasks
 
 
@@ -90,14 +92,29 @@ class _Parts:
 
     def __init__(self, client, pieces: list, retries: int):
         self.client, self.pieces, self.retries = client, pieces, retries
+        self.workers = _n_workers(client)
         self.futures = client.scatter(pieces, hash=False)
 
     def _resend_lost(self) -> int:
+        """Send the pieces whose worker was lost again, each to the worker holding the fewest
+        pieces, after waiting a little for a restarted worker (a nanny restarts a killed one),
+        so that the parts stay spread over the workers."""
         lost = [i for i, f in enumerate(self.futures) if f.status != "finished"]
-        if lost:
-            new = self.client.scatter([self.pieces[i] for i in lost], hash=False)
-            for i, f in zip(lost, new, strict=True):
-                self.futures[i] = f
+        if not lost:
+            return 0
+        try:
+            self.client.wait_for_workers(self.workers, timeout=10)
+        except _TIMEOUTS:  # fewer workers now: spread over those there are
+            pass
+        held = {w: 0 for w in self.client.scheduler_info()["workers"]}
+        kept = [f for f in self.futures if f.status == "finished"]
+        for addresses in self.client.who_has(kept).values():
+            for w in addresses:
+                held[w] = held.get(w, 0) + 1
+        for i in lost:
+            target = min(held, key=held.get)
+            self.futures[i] = self.client.scatter(self.pieces[i], workers=[target], hash=False)
+            held[target] += 1
         return len(lost)
 
     def map(self, fn, jobs: list[tuple[int, tuple]], shared) -> list:
@@ -130,7 +147,7 @@ class _Parts:
                 results = self.client.gather(futures)
                 del common, futures
                 return results
-            except (FutureCancelledError, OSError, TimeoutError) as err:
+            except (FutureCancelledError, OSError, *_TIMEOUTS) as err:
                 # CommClosedError is an OSError: either a worker went away (the scheduler
                 # still answers: send the lost parts again and retry) or the scheduler did
                 error = err
