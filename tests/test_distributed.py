@@ -112,7 +112,7 @@ def test_training_on_two_workers_matches_the_single_process_run(client):
     assert dist.best_epoch == local.best_epoch
 
 
-def test_sharded_reconstruction_and_loss_match_in_process(client):
+def test_sharded_reconstruction_and_loss_match_in_process(cluster, client):
     xt, x, eta = _data(50)
     model = _model(eta)
     for weights in (None, "harmonic"):
@@ -122,10 +122,25 @@ def test_sharded_reconstruction_and_loss_match_in_process(client):
         np.testing.assert_allclose(there, here, rtol=1e-13, atol=1e-15)
         assert pu.unrolled_loss(model, xt, x, client=client, **kw) == pytest.approx(
             pu.unrolled_loss(model, xt, x, **kw), rel=1e-12)
-    learner = pu.OperatorLearner(eta=eta, iterations=4, epochs=1, batch_size=10,
-                                 progress=False, client=client).fit(xt, x)
-    np.testing.assert_allclose(learner.predict(xt), pu.reconstruct(
-        learner.model_, xt, iterations=4, omega=10.0), rtol=1e-13, atol=1e-15)
+
+
+def test_the_learner_trains_and_predicts_on_a_client_or_an_address(cluster, client):
+    xt, x, eta = _data(30)
+    options = dict(eta=eta, iterations=4, epochs=1, batch_size=10, progress=False)
+    here = pu.OperatorLearner(**options).fit(xt, x)
+    there = pu.OperatorLearner(**options, client=client).fit(xt, x)
+    np.testing.assert_allclose(there.history_.step_loss, here.history_.step_loss, rtol=1e-12)
+    np.testing.assert_allclose(there.predict(xt), pu.reconstruct(
+        there.model_, xt, iterations=4, omega=10.0), rtol=1e-13, atol=1e-15)
+    # an address (connected for each call) survives scikit-learn's clone, a Client does not
+    by_address = pu.OperatorLearner(**options, client=cluster.scheduler_address)
+    sklearn = pytest.importorskip("sklearn", reason="scikit-learn not installed")
+    fitted = sklearn.base.clone(by_address).fit(xt, x)
+    assert fitted.history_.step_loss == there.history_.step_loss  # same shards: bit for bit
+    assert fitted.score(xt, x) == pytest.approx(there.score(xt, x), rel=1e-12)
+    with pytest.raises(TypeError, match="client must be a dask.distributed Client or a "
+                                        "scheduler address, got int"):
+        pu.OperatorLearner(**options, client=8786).fit(xt, x)
 
 
 def test_a_killed_worker_is_survived_with_the_same_result(client, tmp_path):

@@ -419,22 +419,18 @@ def _dask_client(args):
     if args.scheduler is None and args.workers is None:
         yield None
         return
-    try:
-        from distributed import Client
+    from .learning.distributed import connected, local_cluster
 
-        from .learning.distributed import local_cluster
-    except ImportError as err:
-        raise ImportError("--scheduler / --workers need Dask distributed: pip install "
-                          "torch==2.13.0 && pip install \"pdunroll[distributed]\"") from err
-    if args.workers is not None:
-        with local_cluster(args.workers) as cluster, Client(cluster) as client:
+    if args.scheduler is not None:
+        with connected(args.scheduler, "--scheduler") as client:
             yield client
         return
     try:
-        client = Client(args.scheduler, timeout=30)
-    except (OSError, TimeoutError, ValueError, TypeError) as err:
-        raise ValueError(f"--scheduler {args.scheduler}: cannot connect ({err})") from err
-    with client:
+        from distributed import Client
+    except ImportError as err:
+        raise ImportError("--workers needs Dask distributed: pip install torch==2.13.0 && "
+                          "pip install \"pdunroll[distributed]\"") from err
+    with local_cluster(args.workers) as cluster, Client(cluster) as client:
         yield client
 
 

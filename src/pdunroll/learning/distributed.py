@@ -24,6 +24,7 @@ checkpoint before the error propagates. Dask itself is imported only here, when 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 
@@ -34,8 +35,8 @@ from ..model import StepSizes
 from ..unroll.forward import solve
 from ..unroll.gradient import gradient_unchecked, squared_loss
 
-__all__ = ["DaskGradient", "check_client", "dask_gradient", "local_cluster", "loss_sum_parts",
-           "reconstruct_parts"]
+__all__ = ["DaskGradient", "check_client", "connected", "dask_gradient", "local_cluster",
+           "loss_sum_parts", "reconstruct_parts"]
 
 #: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (the Dask distributed docs,
 #: "Worker Memory Management"), which also fixes glibc's mmap threshold at 128 kB: every
@@ -49,19 +50,43 @@ _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Pyth
 _DIRECT_BYTES = 8 * 2**20  # up to this size (model × tasks) the model travels with the tasks
 
 
-def check_client(client, name: str = "client"):
-    """``client`` if it is a running ``distributed.Client``; a clear error otherwise."""
+def _import_distributed(name: str):
     try:
         import distributed
     except ImportError as err:
         raise ImportError(f"{name}= needs Dask distributed: pip install torch==2.13.0 && "
                           f"pip install \"pdunroll[distributed]\"") from err
+    return distributed
+
+
+def check_client(client, name: str = "client"):
+    """``client`` if it is a running ``distributed.Client``; a clear error otherwise."""
+    distributed = _import_distributed(name)
     if not isinstance(client, distributed.Client):
         raise TypeError(f"{name} must be a dask.distributed Client, got "
                         f"{type(client).__name__}")
     if client.status != "running":
         raise ValueError(f"{name} is not connected to a scheduler (status {client.status!r})")
     return client
+
+
+@contextlib.contextmanager
+def connected(client, name: str = "client"):
+    """``client`` itself if it is a ``distributed.Client``; for a scheduler address (str), a
+    Client connected to it for the ``with`` block and closed after."""
+    distributed = _import_distributed(name)
+    if not isinstance(client, str):
+        if not isinstance(client, distributed.Client):
+            raise TypeError(f"{name} must be a dask.distributed Client or a scheduler address, "
+                            f"got {type(client).__name__}")
+        yield check_client(client, name)
+        return
+    try:
+        c = distributed.Client(client, timeout=30, set_as_default=False)
+    except (OSError, ValueError, TypeError, *_TIMEOUTS) as err:
+        raise ValueError(f"{name} {client}: cannot connect to a Dask scheduler ({err})") from err
+    with c:
+        yield c
 
 
 def local_cluster(n_workers: int, **options):

@@ -9,6 +9,7 @@ the learner behaves the same.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 from collections.abc import Callable
 from pathlib import Path
@@ -87,6 +88,18 @@ def _check_batch(name: str, x) -> Array:
     return x
 
 
+@contextlib.contextmanager
+def _connected(client):
+    """The ``client`` parameter as a Client for one call (None stays None)."""
+    if client is None:
+        yield None
+        return
+    from .distributed import connected
+
+    with connected(client) as c:
+        yield c
+
+
 class OperatorLearner(*_Bases):
     """Learn an analysis operator; ``fit`` / ``predict`` / ``score`` as in scikit-learn.
 
@@ -102,6 +115,10 @@ class OperatorLearner(*_Bases):
     ``GridSearchCV`` (e.g. over ``lr`` or ``method``) and ``cross_val_score`` split and score
     pairs. After ``fit``: ``model_`` (best by validation loss), ``result_`` (the
     :class:`TrainResult`) and ``history_``; before it, ``predict`` raises ``NotFittedError``.
+
+    ``client``: a Dask distributed ``Client``, or a scheduler address (connected for each
+    ``fit`` and ``predict``; an address, unlike a ``Client``, survives ``clone``): training and
+    prediction run on its workers (:mod:`pdunroll.learning.distributed`).
     """
 
     def __init__(self, model: AnalysisModel | None = None, *, eta: float | None = None,
@@ -110,13 +127,14 @@ class OperatorLearner(*_Bases):
                  patience: int | None = None, seed: int = 0, norm_iterations: int = 30,
                  checkpoint: str | Path | None = None, progress: bool = True,
                  callback: Callable[[dict], object] | None = None,
-                 minibatch_gradient: Callable | None = None):
+                 minibatch_gradient: Callable | None = None, client=None):
         self.model, self.eta = model, eta
         self.iterations, self.method, self.weights, self.omega = iterations, method, weights, omega
         self.optimizer, self.lr, self.epochs, self.batch_size = optimizer, lr, epochs, batch_size
         self.patience, self.seed, self.norm_iterations = patience, seed, norm_iterations
         self.checkpoint, self.progress, self.callback = checkpoint, progress, callback
         self.minibatch_gradient = minibatch_gradient
+        self.client = client
 
     if BaseEstimator is not None:
         # no argument of fit/predict/score is per-sample metadata for routing: scikit-learn then
@@ -160,9 +178,11 @@ class OperatorLearner(*_Bases):
             raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y "
                              "is None: give x_true, the clean signals (shape of x_tilde)")
         _check_batch("x_true", x_true)
-        self.result_: TrainResult = train(self._start(x_tilde), x_tilde, x_true,
-                                          validation=validation, resume=resume,
-                                          **self._train_options())
+        options = self._train_options()
+        with _connected(options.pop("client")) as client:
+            self.result_: TrainResult = train(self._start(x_tilde), x_tilde, x_true,
+                                              validation=validation, resume=resume,
+                                              client=client, **options)
         self.model_ = self.result_.model
         self.history_ = self.result_.history
         return self
@@ -178,9 +198,10 @@ class OperatorLearner(*_Bases):
         model = self._fitted()
         _check_batch("x_tilde", x_tilde)
         model.check_signals(x_tilde=x_tilde)
-        return reconstruct(model, x_tilde,
-                           iterations=self.iterations if iterations is None else iterations,
-                           omega=self.omega, weights=self.weights)
+        with _connected(self.client) as client:
+            return reconstruct(model, x_tilde,
+                               iterations=self.iterations if iterations is None else iterations,
+                               omega=self.omega, weights=self.weights, client=client)
 
     def score(self, x_tilde: Array, x_true: Array) -> float:
         """Negative mean squared error of the reconstructions (higher is better)."""
