@@ -122,6 +122,14 @@ def test_sharded_reconstruction_and_loss_match_in_process(cluster, client):
         np.testing.assert_allclose(there, here, rtol=1e-13, atol=1e-15)
         assert pu.unrolled_loss(model, xt, x, client=client, **kw) == pytest.approx(
             pu.unrolled_loss(model, xt, x, **kw), rel=1e-12)
+    # one task per chunk of 7 signals (8 chunks, the last one short): the same result
+    from pdunroll.learning.distributed import reconstruct_parts
+
+    steps = pu.step_sizes(model.operator, omega=10.0)
+    np.testing.assert_allclose(reconstruct_parts(client, model, xt, 6, steps, None, chunk=7),
+                               pu.reconstruct(model, xt, iterations=6), rtol=1e-13, atol=1e-15)
+    with pytest.raises(ValueError, match="chunk must be a positive integer"):
+        reconstruct_parts(client, model, xt, 6, steps, None, chunk=0)
 
 
 def test_the_learner_trains_and_predicts_on_a_client_or_an_address(cluster, client):

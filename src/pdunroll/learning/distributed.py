@@ -262,6 +262,9 @@ def dask_gradient(client, *, shards: int | None = None, retries: int = 3):
 
 
 def _chunks(client, n: int, chunk: int | None, cap: int) -> list[tuple[int, int]]:
+    if chunk is not None and (isinstance(chunk, bool) or not isinstance(chunk, int)
+                              or chunk < 1):
+        raise ValueError(f"chunk must be a positive integer (signals per task), got {chunk!r}")
     size = min(cap, math.ceil(n / _n_workers(client))) if chunk is None else chunk
     return [(a, min(a + size, n)) for a in range(0, n, size)]
 
