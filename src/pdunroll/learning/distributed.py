@@ -41,7 +41,7 @@ __all__ = ["DaskGradient", "check_client", "connected", "dask_gradient", "local_
 #: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (the Dask distributed docs,
 #: "Worker Memory Management"), which also fixes glibc's mmap threshold at 128 kB: every
 #: MB-sized iterate of the unrolled solver is then mapped and unmapped anew, and a gradient
-#: costs about 1.8x the CPU time it costs in a plain process (measured, see the docs'
+#: costs about twice the CPU time it costs in a plain process (measured, see the docs'
 #: "Beyond one process" page). None unsets it.
 UNTRIMMED = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
 
