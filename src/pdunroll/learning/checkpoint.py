@@ -14,6 +14,7 @@ fsync, ``os.replace``), so an interrupted write never leaves a broken file behin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -22,13 +23,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._array import Array, default_namespace, xp_of
+from .._array import Array, check_count, check_positive, default_namespace, xp_of
 from .._array import array_device as _device
 from ..functions import euclidean as functions
 from ..model import AnalysisModel
 from ..operators import convolution
 from ..operators import dense as operators
 from ..tree import flatten, unflatten
+from ..unroll.forward import ergodic_weights
 from .state import History, TrainState
 
 __all__ = ["History", "TrainState", "load_checkpoint", "load_operator", "model_settings",
@@ -63,9 +65,43 @@ def _umask() -> int:
     return mask
 
 
-def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
-    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path."""
+def _named(err: OSError, path) -> OSError:
+    """The same OSError with ``path`` in its message (e.g. a full disk: errno 28)."""
+    return type(err)(err.errno, f"{err.strerror or err} (writing {path})", str(path)) \
+        if err.errno else OSError(f"{err} (writing {path})")
+
+
+def check_writable(path) -> Path:
+    """Check before any work that a file can be written atomically at ``path``: not a folder,
+    its folder exists (or is created) and a file can be made in it. Errors name the path."""
     path = Path(path)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: expected the path of a .npz file in it, "
+                                f"e.g. {path / 'checkpoint.npz'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}",
+                      str(path)) from err
+    return path
+
+
+def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
+    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path.
+    I/O errors name the path."""
+    path = Path(path)
+    try:
+        return _write_npz(path, arrays, settings)
+    except OSError as err:
+        raise _named(err, path) from err
+
+
+def _write_npz(path: Path, arrays, settings) -> Path:
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = dict(arrays)
     payload["settings"] = np.array(json.dumps(settings))
@@ -185,6 +221,11 @@ def save_operator(path, model: AnalysisModel, *, iterations: int, omega: float,
 
     ``metadata`` (JSON-serialisable) is stored alongside, e.g. ``{"bitrate": 4}``.
     """
+    iterations = check_count("iterations", iterations)
+    omega = check_positive("omega", omega)
+    ergodic_weights(weights, iterations)  # a clear error for unknown weights
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
     arrays: dict = {}
     _put(arrays, "params", model.operator.params)
     settings = {"format": OPERATOR_FORMAT, "version": VERSION, "model": model_settings(model),
