@@ -516,7 +516,7 @@ def _output_folder(args) -> Path:
     """``--out``, or the default numbered folder (``--resume``: the newest one with a
     checkpoint). Checks before any work: a folder (or none yet), a new run does not overwrite
     the checkpoint of an earlier one, a resume has one."""
-    from .learning.runfolder import latest_folder, numbered_folder
+    from .learning.runfolder import FolderLock, latest_folder, numbered_folder
 
     base = Path("runs") / args.task
     if args.out is None:
@@ -526,6 +526,7 @@ def _output_folder(args) -> Path:
     checkpoint = out / "checkpoint.npz"
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file, expected a folder")
+    FolderLock(out).check_free()  # a run in progress is named before anything else
     if args.resume and not checkpoint.is_file():
         raise ValueError(f"--resume: there is no {checkpoint} to continue")
     if not args.resume and checkpoint.exists():

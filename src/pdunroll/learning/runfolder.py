@@ -90,6 +90,22 @@ class FolderLock:
             self._fh = fh
             return self
 
+    def check_free(self) -> None:
+        """Raise :class:`FolderInUse` if a live process holds the lock (nothing is written)."""
+        if not self.path.is_file():
+            return
+        with open(self.path) as fh:
+            if fcntl is not None:
+                try:
+                    fcntl.flock(fh.fileno(), fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    return
+                except BlockingIOError:
+                    raise FolderInUse(self._busy(self._owner(fh.read()))) from None
+            owner = self._owner(fh.read())
+        if owner.get("host") == socket.gethostname() and "pid" in owner and \
+                owner["pid"] != os.getpid() and _alive(int(owner["pid"])):
+            raise FolderInUse(self._busy(owner))
+
     def _busy(self, owner: dict) -> str:
         who = (f"process {owner['pid']} on {owner.get('host', '?')} (since "
                f"{owner.get('since', '?')})" if "pid" in owner else "another process")
