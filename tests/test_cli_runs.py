@@ -56,6 +56,11 @@ def test_evaluate_scores_every_file_of_a_folder(tmp_path, capsys):
     assert cli.main(["evaluate", op, "--data", str(other), "--no-baseline"]) == 0
     text = capsys.readouterr().out
     assert "DCT start" not in text and "learned operator" in text
+    corpus = tmp_path / "corpus"
+    _wavs(corpus / "train")
+    _wavs(corpus / "dev", count=2)
+    assert cli.main(["evaluate", op, "--data", str(corpus)]) == 2
+    assert f"score the test set with --data {corpus / 'dev'}" in capsys.readouterr().err
     for gone in (["--max-frames", "5"], ["--seed", "3"], ["--signals", "4"]):
         with pytest.raises(SystemExit):
             cli.main(["evaluate", op, *gone])

@@ -493,7 +493,8 @@ def _train_in(args, method, run, tic) -> int:
     _print_table(rows, f"test set ({len(te[0])} {'patches' if images else 'frames'}), "
                        f"L = {args.iterations}, best epoch {res.best_epoch} of {res.epochs}:",
                  images=images)
-    _say(f"wall time {wall:.1f} s, {res.steps} steps, best epoch {res.best_epoch}")
+    _say(f"wall time {wall:.1f} s (data and training), {res.steps} steps, best epoch "
+         f"{res.best_epoch}")
     print(f"saved {op_path}, {png}, {args.out / 'results.json'}")
     return 0
 
@@ -660,6 +661,9 @@ def _speech_test_set(args, model, meta):
     n = model.operator.in_shape[0]
     bitrate = meta["bitrate"] if args.bitrate is None else args.bitrate
     if args.data is not None:
+        if (args.data / "dev").is_dir() and not any(args.data.glob("*.wav")):
+            raise ValueError(f"--data {args.data} holds no wav files but a dev/ folder: score "
+                             f"the test set with --data {args.data / 'dev'}")
         signals, paths, rate = _wav_files(args.data, rate=args.rate, n=n)
         where = f"{args.data}: all {len(paths)} wav files at {rate} Hz"
     else:
