@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -389,6 +390,7 @@ def test_version_and_logs(tmp_path, capsys):
         cli.main(["--version"])
     assert exit_.value.code == 0
     assert capsys.readouterr().out.startswith("pdunroll ")
+    assert (Path(pu.__file__).parent / "py.typed").is_file()  # PEP 561: typed package
     data = _wavs(tmp_path / "wavs")
     assert _train(tmp_path, data) == 0  # --quiet: no epoch lines on the console
     assert "epoch 1/2" not in capsys.readouterr().out

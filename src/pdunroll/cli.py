@@ -17,7 +17,6 @@ new run (without ``--resume``) refuses a ``--out`` that holds the checkpoint of 
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -423,33 +422,14 @@ def _train(args) -> int:
 def _train_in(args, method, run, tic) -> int:
     import time
 
-    from .learning.checkpoint import save_operator
     from .learning.optimizers import LearningRate
-    from .learning.plotting import plot_learning_curves
-    from .learning.training import train, validation_snr
+    from .learning.training import train
 
-    images = args.task == "denoise"
     checkpoint = args.out / "checkpoint.npz"
     _say(f"output folder: {args.out}{' (resumed)' if args.resume else ''}")
     if run.stale:
         _say(run.stale)
-    if images:
-        meta = {"task": "denoise", **{k: getattr(args, k) for k in (
-            "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
-        (tr, va, te) = _image_sets(meta)
-        start = _denoise_model(meta)
-        fingerprint = {"kind": "images", **{k: v for k, v in meta.items() if k != "task"}}
-        _say(f"data: patches {args.patch}×{args.patch} of {', '.join(args.images)} with noise "
-             f"σ = {args.sigma:g}: {len(tr[0])} training, {len(va[0])} validation; test "
-             f"{len(te[0])} patches of {', '.join(args.test_images)}; "
-             f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
-    else:
-        (tr, va, te), eta, data, fingerprint, test, text = _speech_sets(args)
-        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": data,
-                "test_set": test, "seed": args.seed, "max_frames": args.max_frames}
-        start = _speech_model(args.n, eta)
-        _say(f"data: {text}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
-             f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
+    (tr, va, te), start, meta, fingerprint = _run_data(args)
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, method=method,
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
@@ -465,12 +445,46 @@ def _train_in(args, method, run, tic) -> int:
         else:
             print("\ninterrupted before the first step: nothing to resume", file=sys.stderr)
         return 130
-    wall = time.perf_counter() - tic
+    _finish(args, method, res, start, va, te, meta, fingerprint, time.perf_counter() - tic)
+    return 0
+
+
+def _run_data(args):
+    """The training, validation and test pairs, the starting model, the metadata to record and
+    the fingerprint of the training data; the data line is printed."""
+    if args.task == "denoise":
+        meta = {"task": "denoise", **{k: getattr(args, k) for k in (
+            "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
+        sets = _image_sets(meta)
+        start = _denoise_model(meta)
+        fingerprint = {"kind": "images", **{k: v for k, v in meta.items() if k != "task"}}
+        _say(f"data: patches {args.patch}×{args.patch} of {', '.join(args.images)} with noise "
+             f"σ = {args.sigma:g}: {len(sets[0][0])} training, {len(sets[1][0])} validation; "
+             f"test {len(sets[2][0])} patches of {', '.join(args.test_images)}; "
+             f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
+        return sets, start, meta, fingerprint
+    sets, eta, data, fingerprint, test, text = _speech_sets(args)
+    meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": data,
+            "test_set": test, "seed": args.seed, "max_frames": args.max_frames}
+    _say(f"data: {text}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
+         f"{len(sets[0][0])} training, {len(sets[1][0])} validation, {len(sets[2][0])} test")
+    return sets, _speech_model(args.n, eta), meta, fingerprint
+
+
+def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
+    """Save the operator, the curves and ``results.json`` (test table, data, settings,
+    versions, epochs, wall time, steps, best epoch); print the table and the summary."""
+    from .learning.checkpoint import save_operator, write_json
+    from .learning.plotting import plot_learning_curves
+    from .learning.training import validation_snr
+
+    images = args.task == "denoise"
     h = res.history
-    val_energy = float((va[1] ** 2).sum())
+    xp = start.operator.xp
+    val_energy = float(xp.sum(va[1] * va[1]))
     epochs = [{"epoch": i + 1, "train_loss": h.epoch_train_loss[i],
                "val_loss": h.epoch_val_loss[i],
-               "val_snr_db": validation_snr(h.epoch_val_loss[i], len(va[1]), val_energy),
+               "val_snr_db": validation_snr(h.epoch_val_loss[i], va[1].shape[0], val_energy),
                "seconds": h.epoch_seconds[i]} for i in range(len(h.epoch_train_loss))]
     settings = {k: getattr(args, k) for k in (
         "iterations", "omega", "weights", "relax_primal", "optimizer", "lr", "schedule",
@@ -487,30 +501,15 @@ def _train_in(args, method, run, tic) -> int:
     summary = {"wall_seconds": round(wall, 3), "steps": res.steps, "epochs_run": res.epochs,
                "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
                "start_val_loss": h.initial_val_loss}
-    _write_json(args.out / "results.json",
-                {"test": rows, **meta, **summary, "epochs": epochs,
-                 "command": ["pdunroll", *args.argv]})
-    _print_table(rows, f"test set ({len(te[0])} {'patches' if images else 'frames'}), "
+    write_json(args.out / "results.json",
+               {"test": rows, **meta, **summary, "epochs": epochs,
+                "command": ["pdunroll", *args.argv]})
+    _print_table(rows, f"test set ({te[0].shape[0]} {'patches' if images else 'frames'}), "
                        f"L = {args.iterations}, best epoch {res.best_epoch} of {res.epochs}:",
                  images=images)
     _say(f"wall time {wall:.1f} s (data and training), {res.steps} steps, best epoch "
          f"{res.best_epoch}")
     print(f"saved {op_path}, {png}, {args.out / 'results.json'}")
-    return 0
-
-
-def _write_json(path: Path, document: dict) -> None:
-    """``results.json``: written atomically, I/O errors name the path."""
-    import tempfile
-
-    try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as fh:
-            json.dump(document, fh, indent=2)
-        os.replace(tmp, path)
-    except OSError as err:
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}",
-                      str(path)) from err
 
 
 def _output_folder(args) -> Path:

@@ -33,8 +33,9 @@ from ..tree import flatten, unflatten
 from ..unroll.forward import ergodic_weights
 from .state import History, TrainState
 
-__all__ = ["History", "TrainState", "load_checkpoint", "load_operator", "model_settings",
-           "model_from_settings", "save_checkpoint", "save_operator"]
+__all__ = ["History", "TrainState", "check_writable", "load_checkpoint", "load_operator",
+           "model_settings", "model_from_settings", "save_checkpoint", "save_operator",
+           "write_json"]
 
 OPERATOR_FORMAT = "pdunroll-operator"
 CHECKPOINT_FORMAT = "pdunroll-checkpoint"
@@ -99,18 +100,33 @@ def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
         raise _named(err, path) from err
 
 
+def write_json(path, document: dict) -> Path:
+    """Write ``document`` as indented JSON to ``path`` atomically (e.g. ``results.json``);
+    I/O errors name the path."""
+    path = Path(path)
+    try:
+        return _atomic(path, lambda fh: fh.write(json.dumps(document, indent=2).encode()))
+    except OSError as err:
+        raise _named(err, path) from err
+
+
 def _write_npz(path: Path, arrays, settings) -> Path:
+    payload = dict(arrays)
+    payload["settings"] = np.array(json.dumps(settings))
+    return _atomic(path, lambda fh: np.savez(fh, **payload))
+
+
+def _atomic(path: Path, write) -> Path:
+    """``write(binary file)`` into a temporary file in the same folder, fsync, rename."""
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    payload = dict(arrays)
-    payload["settings"] = np.array(json.dumps(settings))
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600): give it the mode of any other new file
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
