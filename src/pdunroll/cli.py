@@ -573,8 +573,14 @@ class _RunFolder:
         self.log_path = self.out / "train.log"
         self.new_log = not self.log_path.exists()
         logger = logging.getLogger("pdunroll")
+        self.level = logger.level
+        try:
+            file_handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        except OSError as err:
+            self.__exit__()
+            raise OSError(err.errno, f"cannot write {self.log_path}: {err.strerror}",
+                          str(self.log_path)) from err
         logger.setLevel(logging.INFO)
-        file_handler = logging.FileHandler(self.log_path, encoding="utf-8")
         file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
         self.handlers = [file_handler]
         if not self.quiet:
@@ -589,16 +595,15 @@ class _RunFolder:
         import logging
 
         logger = logging.getLogger("pdunroll")
+        logger.setLevel(self.level)
         for handler in self.handlers:
             logger.removeHandler(handler)
             handler.close()
+        self.lock.release()
         if not (self.out / "checkpoint.npz").exists():  # no step made: leave nothing behind
             if self.new_log:
                 self.log_path.unlink(missing_ok=True)
-            self.lock.release()
             self._remove(self.created)
-        else:
-            self.lock.release()
 
     @staticmethod
     def _remove(folders) -> None:

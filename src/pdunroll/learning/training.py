@@ -9,9 +9,12 @@ warm-started from the previous singular vector.
 
 A step is the minibatch gradient (a replaceable :class:`MinibatchGradient`), the optimizer's
 update and the new ‖K‖; an epoch ends with the validation loss (L Chambolle-Pock steps on the
-validation set), the best operator so far, early stopping on it, and a checkpoint; Ctrl-C (or any
-other exception, e.g. from the callback) writes a checkpoint of the last finished step before the
-exception propagates, and ``resume=True`` continues bit for bit (fixed seed).
+validation set), the best operator so far, early stopping on it, a checkpoint and a summary line
+on the ``pdunroll`` logger (INFO). Checkpoints are also written within an epoch every few minutes
+or steps; Ctrl-C (or any other exception, e.g. from the callback) writes a checkpoint of the last
+finished step before the exception propagates (a run that made no step writes none), and
+``resume=True`` continues bit for bit (fixed seed) after checking the settings and the data
+fingerprint.
 """
 
 from __future__ import annotations
