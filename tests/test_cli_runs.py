@@ -398,3 +398,28 @@ def test_version_and_logs(tmp_path, capsys):
     assert "epoch 1/2" not in capsys.readouterr().out
     log = (tmp_path / "run" / "train.log").read_text()
     assert "epoch 1/2: train loss" in log and "epoch 2/2" in log and "wall time" in log
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX flock")
+def test_folder_lock_and_numbered_folders(tmp_path):
+    from pdunroll.learning.runfolder import FolderInUse, FolderLock, latest_folder, numbered_folder
+
+    with FolderLock(tmp_path) as lock:
+        assert lock.stale is None
+        assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
+        with pytest.raises(FolderInUse, match=f"in use by process {os.getpid()}"):
+            FolderLock(tmp_path).acquire()  # another open file description: refused too
+        with pytest.raises(FolderInUse):
+            FolderLock(tmp_path).check_free()
+    assert not (tmp_path / ".lock").exists()
+    FolderLock(tmp_path).check_free()
+    base = tmp_path / "runs" / "speech"
+    assert numbered_folder(base) == base and latest_folder(base) is None
+    base.mkdir(parents=True)
+    assert numbered_folder(base) == base  # empty: used
+    (base / "checkpoint.npz").write_bytes(b"")
+    assert numbered_folder(base) == base.with_name("speech-2")
+    base.with_name("speech-2").mkdir()
+    (base.with_name("speech-2") / "checkpoint.npz").write_bytes(b"")
+    assert numbered_folder(base) == base.with_name("speech-3")
+    assert latest_folder(base) == base.with_name("speech-2")
