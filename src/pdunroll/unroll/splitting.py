@@ -169,8 +169,9 @@ def _check(smooth, g, x0, step, iterations):
     return check_positive("step", step), check_count("iterations", iterations)
 
 
-# a step ‖x^L − x^{L−1}‖ this many times the first one means the iteration explodes (for
-# α < 2/Lip(∇f) the Euclidean steps are averaged maps, whose step lengths never grow)
+# the iteration explodes when its last step ‖x^L − x^{L−1}‖ is this many times the first one
+# while f grew (for α < 2/Lip(∇f) Euclidean steps are averaged maps, whose step lengths never
+# grow, and a Bregman step from a point near the boundary may take growing steps, but downhill)
 DIVERGENCE_FACTOR = 1e3
 
 
@@ -178,7 +179,7 @@ def _run(smooth, g, x, step, iterations, keep, callback=None):
     """L steps from x; keeps (x^{k−1}, saved step k) for the last ``keep`` steps. Checks once,
     after the loop (no host synchronisation inside it), that the iterates did not diverge."""
     tape: deque = deque(maxlen=keep)
-    x_prev, first = x, None
+    x_prev, first, f0 = x, None, smooth.value(x)
     for k in range(1, iterations + 1):
         x_prev = x
         if keep:
@@ -190,7 +191,7 @@ def _run(smooth, g, x, step, iterations, keep, callback=None):
             first = _step_length(x, x_prev)
         if callback is not None:
             callback(k, x)
-    _check_converging(x, first, _step_length(x, x_prev), step)
+    _check_converging(smooth, x, f0, first, _step_length(x, x_prev), step)
     return x, x_prev, tape
 
 
@@ -198,18 +199,18 @@ def _step_length(x, x_prev):
     return _xp(x).linalg.vector_norm(x - x_prev, axis=tuple(range(1, x.ndim)))
 
 
-def _check_converging(x, first, last, step) -> None:
-    """Non-finite or exploding iterates are an error, not a returned result."""
+def _check_converging(smooth, x, f0, first, last, step) -> None:
+    """Non-finite or exploding iterates (growing steps and a growing f) are an error, not a
+    returned result."""
     xp = _xp(x)
-    tiny = 1e-30
-    ok = xp.logical_and(xp.all(xp.isfinite(x)),
-                        xp.all(last <= DIVERGENCE_FACTOR * first + tiny))
-    if not bool(ok):
+    finite = xp.all(xp.isfinite(x))
+    exploding = xp.logical_and(last > DIVERGENCE_FACTOR * first + 1e-30, smooth.value(x) > f0)
+    if not bool(xp.logical_and(finite, xp.logical_not(xp.any(exploding)))):
         worst = float(xp.max(xp.where(xp.isfinite(x), xp.abs(x), xp.inf)))
         raise FloatingPointError(
             f"forward-backward diverged with step={step:g}: the iterates grew to max |x| = "
-            f"{worst:.3g} (their last step is over {DIVERGENCE_FACTOR:g} times the first); "
-            "choose step < 2 / (Lipschitz constant of the gradient of the smooth part)")
+            f"{worst:.3g} (their last step is over {DIVERGENCE_FACTOR:g} times the first, and "
+            "f grew); choose step < 2 / (Lipschitz constant of the gradient of the smooth part)")
 
 
 def forward_backward(smooth: SmoothFunction, g: Function, x0: Array, *, step: float,
