@@ -189,21 +189,22 @@ def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | 
                   seed: int = 0) -> SpeechFrames:
     """Frames of n samples of normalised signals and their quantized versions.
 
+    ``signals``: a list of 1-D (mono) recordings, or one 1-D array; a 2-D array (e.g. stereo,
+    samples × channels) is refused, since framing it would interleave the channels.
     ``max_frames`` keeps a seeded random subset of at most that many frames.
     """
     bitrate = _check_bitrate(bitrate)
     seed = check_count("seed", seed, minimum=0)
-    if isinstance(signals, np.ndarray) and signals.ndim != 1:
-        raise ValueError(f"signals must be a list of 1-D (mono) recordings, got one array of "
-                         f"shape {signals.shape}: framing it would interleave its channels "
-                         "(pass [x] for one recording, or a list of channels)")
-    if not isinstance(signals, np.ndarray):
-        for i, s in enumerate(signals):
-            if np.ndim(s) != 1:
-                raise ValueError(f"signals[{i}] has shape {np.shape(s)}: expected a 1-D (mono) "
-                                 "recording")
-    else:
+    if isinstance(signals, np.ndarray):
+        if signals.ndim != 1:
+            raise ValueError(f"signals must be a list of 1-D (mono) recordings, got one array "
+                             f"of shape {signals.shape}: framing it would interleave its "
+                             "channels (pass [x] for one recording, or a list of channels)")
         signals = [signals]
+    for i, s in enumerate(signals):
+        if np.ndim(s) != 1:
+            raise ValueError(f"signals[{i}] has shape {np.shape(s)}: expected a 1-D (mono) "
+                             "recording")
     x = frame_signals(signals, n)
     if max_frames is not None and len(x) > check_count("max_frames", max_frames):
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))
