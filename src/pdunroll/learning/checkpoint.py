@@ -237,6 +237,9 @@ def save_operator(path, model: AnalysisModel, *, iterations: int, omega: float,
 
     ``metadata`` (JSON-serialisable) is stored alongside, e.g. ``{"bitrate": 4}``.
     """
+    if not isinstance(model, AnalysisModel):
+        raise TypeError(f"model must be a pdunroll AnalysisModel (operator, f, g), got "
+                        f"{type(model).__name__}")
     iterations = check_count("iterations", iterations)
     omega = check_positive("omega", omega)
     ergodic_weights(weights, iterations)  # a clear error for unknown weights
