@@ -301,8 +301,8 @@ def test_no_training_signals_is_a_clear_error(numpy_backend):
 
 
 def test_periodic_checkpoints_within_an_epoch_resume_exactly(numpy_backend, tmp_path):
-    """checkpoint_steps=2 writes within an epoch (3 steps per epoch here); a checkpoint taken
-    from the middle of an epoch resumes to the uninterrupted run bit for bit."""
+    """CheckpointFile(every_steps=2) writes within an epoch (3 steps per epoch here); a
+    checkpoint taken from the middle of an epoch resumes to the uninterrupted run bit for bit."""
     model, (xt, x), val = _setup(numpy_backend)
     opts = dict(validation=val, seed=7, **OPTIONS)
     full = pu.train(model, xt, x, **opts)
@@ -313,7 +313,7 @@ def test_periodic_checkpoints_within_an_epoch_resume_exactly(numpy_backend, tmp_
         if ck.exists():
             seen[pu.load_checkpoint(ck, model.operator.params)[0].step] = ck.read_bytes()
 
-    pu.train(model, xt, x, checkpoint=ck, checkpoint_steps=2, checkpoint_minutes=None,
+    pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, every_steps=2, every_minutes=None),
              callback=copy, **opts)
     # two steps after the last save: steps 2, 5, 8 (the epoch ends at 3, 6, 9 save too)
     assert {2, 5, 8} <= set(seen)
@@ -324,8 +324,10 @@ def test_periodic_checkpoints_within_an_epoch_resume_exactly(numpy_backend, tmp_
     np.testing.assert_array_equal(resumed.final_model.operator.matrix,
                                   full.final_model.operator.matrix)
     assert resumed.history.step_loss == full.history.step_loss
-    with pytest.raises(ValueError, match="checkpoint_minutes must be a positive"):
-        pu.train(model, xt, x, checkpoint=ck, checkpoint_minutes=0, **opts)
+    with pytest.raises(ValueError, match="every_minutes must be a positive"):
+        pu.CheckpointFile(ck, every_minutes=0)
+    with pytest.raises(TypeError, match="data must be a dict"):
+        pu.CheckpointFile(ck, data="files")
 
 
 def test_checkpoint_path_is_checked_before_the_first_step(numpy_backend, tmp_path):
@@ -365,12 +367,14 @@ def test_resume_with_other_data_is_refused(numpy_backend, tmp_path):
     ck = tmp_path / "ck.npz"
     data = {"kind": "wav", "files": {"a.wav": "1" * 64, "b.wav": "2" * 64}}
     with pytest.raises(KeyboardInterrupt):
-        pu.train(model, xt, x, checkpoint=ck, data=data, callback=_stop_at(2), **OPTIONS)
+        pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, data=data),
+                 callback=_stop_at(2), **OPTIONS)
     other = {"kind": "wav", "files": {"a.wav": "1" * 64, "c.wav": "2" * 64}}
     with pytest.raises(ValueError, match=r"training data: 1 file\(s\) of the saved data missing "
                                          r"now: b\.wav; 1 file\(s\) not in the saved data: c\.wav"):
-        pu.train(model, xt, x, checkpoint=ck, resume=True, data=other, **OPTIONS)
-    pu.train(model, xt, x, checkpoint=ck, resume=True, data=data, **OPTIONS)
+        pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, data=other), resume=True,
+                 **OPTIONS)
+    pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, data=data), resume=True, **OPTIONS)
 
 
 def test_a_failure_before_the_first_step_writes_no_checkpoint(numpy_backend, tmp_path):

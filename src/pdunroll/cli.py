@@ -422,6 +422,7 @@ def _train(args) -> int:
 def _train_in(args, method, run, tic) -> int:
     import time
 
+    from .learning.checkpoint import CheckpointFile
     from .learning.optimizers import LearningRate
     from .learning.training import train
 
@@ -435,9 +436,10 @@ def _train_in(args, method, run, tic) -> int:
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
                     lr=LearningRate(args.lr, args.schedule), epochs=args.epochs,
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
-                    checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
-                    checkpoint_steps=args.checkpoint_steps,
-                    checkpoint_minutes=args.checkpoint_minutes, data=fingerprint)
+                    checkpoint=CheckpointFile(checkpoint, every_steps=args.checkpoint_steps,
+                                              every_minutes=args.checkpoint_minutes,
+                                              data=fingerprint),
+                    resume=args.resume, progress=not args.quiet)
     except KeyboardInterrupt:
         if checkpoint.exists():
             print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "

@@ -19,6 +19,7 @@ import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,9 +34,9 @@ from ..tree import flatten, unflatten
 from ..unroll.forward import ergodic_weights
 from .state import History, TrainState
 
-__all__ = ["History", "TrainState", "check_writable", "load_checkpoint", "load_operator",
-           "model_settings", "model_from_settings", "save_checkpoint", "save_operator",
-           "write_json"]
+__all__ = ["CheckpointFile", "History", "TrainState", "check_writable", "load_checkpoint",
+           "load_operator", "model_settings", "model_from_settings", "save_checkpoint",
+           "save_operator", "write_json"]
 
 OPERATOR_FORMAT = "pdunroll-operator"
 CHECKPOINT_FORMAT = "pdunroll-checkpoint"
@@ -266,6 +267,36 @@ def load_operator(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
 
 
 # ---------------------------------------------------------------- training checkpoints
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """Where :func:`pdunroll.train` keeps its checkpoint, and how often it writes it.
+
+    ``path``: the ``.npz`` file, written at every epoch's end, on Ctrl-C (or any other
+    exception after the first step) and within an epoch every ``every_steps`` steps and
+    every ``every_minutes`` minutes since the last write (default every 5 minutes; ``None``
+    turns either off); resuming from any of them is bit for bit. ``data``: a fingerprint of
+    the training data (JSON values, e.g. the files' SHA-256 digests), stored in the checkpoint;
+    resuming with another one is refused, naming what differs.
+    """
+
+    path: str | Path
+    every_steps: int | None = None
+    every_minutes: float | None = 5.0
+    data: dict | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.path, str | os.PathLike):
+            raise TypeError(f"checkpoint path must be a str or a path, got "
+                            f"{type(self.path).__name__}")
+        if self.every_steps is not None:
+            check_count("every_steps", self.every_steps)
+        if self.every_minutes is not None:
+            check_positive("every_minutes", self.every_minutes)
+        if self.data is not None and not isinstance(self.data, dict):
+            raise TypeError(f"data must be a dict (a fingerprint of the training data), got "
+                            f"{type(self.data).__name__}")
 
 
 def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: dict,

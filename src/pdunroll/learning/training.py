@@ -38,7 +38,13 @@ from ..operators.base import estimate_norm
 from ..unroll.forward import ergodic_weights, solve
 from ..unroll.gradient import check_unrolling, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
-from .checkpoint import check_writable, load_checkpoint, model_settings, save_checkpoint
+from .checkpoint import (
+    CheckpointFile,
+    check_writable,
+    load_checkpoint,
+    model_settings,
+    save_checkpoint,
+)
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
 from .state import History, TrainState
 
@@ -234,14 +240,11 @@ def train(
     patience: int | None = None,
     seed: int = 0,
     norm_iterations: int = 30,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | CheckpointFile | None = None,
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict], object] | None = None,
     minibatch_gradient: Callable[..., MinibatchGradient] | None = None,
-    checkpoint_steps: int | None = None,
-    checkpoint_minutes: float | None = 5.0,
-    data: dict | None = None,
 ) -> TrainResult:
     """Learn the operator parameters of ``model`` from pairs (x̃_i, x†_i).
 
@@ -270,13 +273,14 @@ def train(
     norm_iterations : int
         Power iterations per update for ‖K‖, warm-started from the previous singular vector
         (the start is estimated to convergence).
-    checkpoint : path, optional
-        ``.npz`` file written after every epoch, every ``checkpoint_steps`` steps or
-        ``checkpoint_minutes`` minutes within an epoch, and on Ctrl-C (or any other exception
-        after the first step). Its path is checked before the first step.
+    checkpoint : path or CheckpointFile, optional
+        ``.npz`` file written after every epoch, within an epoch every 5 minutes (a
+        :class:`CheckpointFile` sets the interval in steps or minutes and records a fingerprint
+        of the training data), and on Ctrl-C (or any other exception after the first step). Its
+        path is checked before the first step.
     resume : bool
-        Continue from ``checkpoint`` (which must exist and match this configuration and
-        ``data``).
+        Continue from ``checkpoint`` (which must exist and match this configuration and the
+        data fingerprint).
     progress : bool
         Show a tqdm progress bar.
     callback : callable, optional
@@ -285,13 +289,6 @@ def train(
     minibatch_gradient : callable, optional
         ``minibatch_gradient(x_tilde, x_true, iterations, method, alphas)`` returning a
         :class:`MinibatchGradient`; default :class:`LocalGradient` (this process).
-    checkpoint_steps, checkpoint_minutes : optional
-        Also write the checkpoint within an epoch after this many steps / minutes since the
-        last one (default every 5 minutes; ``None`` turns either off). A resumed run continues
-        bit for bit from any of them.
-    data : dict, optional
-        A fingerprint of the training data (JSON values, e.g. file digests), stored in the
-        checkpoint; resuming with another one is refused, naming the difference.
 
     Epoch summaries go to the ``pdunroll`` logger at level INFO.
     """
@@ -313,13 +310,8 @@ def train(
     opt = make_optimizer(optimizer)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path")
-    if checkpoint_steps is not None:
-        checkpoint_steps = check_count("checkpoint_steps", checkpoint_steps)
-    if checkpoint_minutes is not None:
-        checkpoint_minutes = check_positive("checkpoint_minutes", checkpoint_minutes)
-    if data is not None and not isinstance(data, dict):
-        raise TypeError(f"data must be a dict (a fingerprint of the training data), got "
-                        f"{type(data).__name__}")
+    ck = checkpoint if checkpoint is None or isinstance(checkpoint, CheckpointFile) \
+        else CheckpointFile(checkpoint)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, callback(info); got "
                         f"{type(callback).__name__}")
@@ -334,7 +326,7 @@ def train(
                      patience=patience, seed=int(seed), norm_iterations=norm_iterations,
                      dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
                      n_val=None if validation is None else validation[0].shape[0],
-                     data=data)
+                     data=None if ck is None else ck.data)
 
     def val_loss(m, norm):
         if validation is None:
@@ -344,13 +336,13 @@ def train(
 
     # a model the checkpoint cannot describe, or a path it cannot be written to, fails here,
     # not at the end of the first epoch
-    described = None if checkpoint is None else _config(**model_settings(model))
-    if checkpoint is not None:
-        check_writable(checkpoint)
+    described = None if ck is None else _config(**model_settings(model))
+    if ck is not None:
+        check_writable(ck.path)
     val_energy = None if validation is None else \
         float(model.operator.xp.sum(validation[1] * validation[1]))
     if resume:
-        state, saved = load_checkpoint(checkpoint, model.operator.params)
+        state, saved = load_checkpoint(ck.path, model.operator.params)
         _check_same(saved, config, opt.settings(), described)
     else:
         state = _start(model, opt, seed, val_loss)
@@ -358,16 +350,16 @@ def train(
 
     def save():
         nonlocal last_save
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, state, model=current, config=config,
+        if ck is not None:
+            save_checkpoint(ck.path, state, model=current, config=config,
                             optimizer=opt.settings())
         last_save = (state.step, time.monotonic())
 
     def save_due() -> bool:
         steps, at = last_save
-        return checkpoint is not None and (
-            (checkpoint_steps is not None and state.step - steps >= checkpoint_steps) or
-            (checkpoint_minutes is not None and time.monotonic() - at >= 60 * checkpoint_minutes))
+        return ck is not None and (
+            (ck.every_steps is not None and state.step - steps >= ck.every_steps) or
+            (ck.every_minutes is not None and time.monotonic() - at >= 60 * ck.every_minutes))
 
     last_save = (state.step, time.monotonic())
     first_step = state.step
