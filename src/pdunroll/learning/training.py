@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import tree
-from .._array import Array, check_count, check_positive
+from .._array import Array, check_count, check_flag, check_positive
 from ..data.fingerprint import fingerprint_difference
 from ..model import AnalysisModel, StepSizes, step_sizes
 from ..operators.base import estimate_norm
@@ -306,7 +306,9 @@ def train(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     omega = check_positive("omega", omega)
-    schedule = lr if isinstance(lr, LearningRate) else LearningRate(float(lr))
+    schedule = lr if isinstance(lr, LearningRate) else \
+        LearningRate(check_positive("lr", lr))
+    progress = check_flag("progress", progress)
     opt = make_optimizer(optimizer)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path")
