@@ -66,8 +66,7 @@ CASES = [
          'method=pu.Asymptotic(2))', "weights"),
     Case("vjp", "pu.vjp(model, x_tilde, iterations=5)[1](x_tilde[:, :3])", "v"),
     # training
-    Case("train", "pu.train(model, x_tilde, x_true, lr=-1.0)", "lr",
-         finding='names "initial learning rate" (LearningRate\'s field), not lr'),
+    Case("train", "pu.train(model, x_tilde, x_true, lr=-1.0)", "lr"),
     Case("train", "pu.train(model, x_tilde, x_true, epochs=0)", "epochs"),
     Case("train", "pu.train(model, x_tilde, x_true, batch_size=0)", "batch_size"),
     Case("train", 'pu.train(model, x_tilde, x_true, optimizer="adamw")', "optimizer"),
@@ -76,8 +75,7 @@ CASES = [
     Case("train", "pu.train(model, x_tilde, x_true, validation=(1, 2, 3))", "validation"),
     Case("train", "pu.train(model, x_tilde, x_true, patience=0)", "patience"),
     Case("train", "pu.train(model, x_tilde, x_true, callback=3)", "callback"),
-    Case("train", "pu.train(model, x_tilde, x_true, progress=2)", "progress",
-         finding="accepted: progress is not checked to be True or False (relax_primal is)"),
+    Case("train", "pu.train(model, x_tilde, x_true, progress=2)", "progress"),
     Case("OperatorLearner", "pu.OperatorLearner(eta=0.1).fit(x_tilde[0], x_true[0])", "x_tilde"),
     Case("OperatorLearner", "pu.OperatorLearner().fit(x_tilde, x_true)", "eta"),
     # step sizes
@@ -111,8 +109,7 @@ CASES = [
     Case("estimate_norm", "pu.estimate_norm(op, iterations=0)", "iterations"),
     Case("estimate_norm", "pu.estimate_norm(op, rtol=-1.0)", "rtol"),
     Case("estimate_norm", "pu.estimate_norm(op, v0=np.ones(3))", "v0"),
-    Case("estimate_norm", "pu.estimate_norm(K)", "op",
-         finding="an AttributeError from inside: op is not checked to be a LinearOperator"),
+    Case("estimate_norm", "pu.estimate_norm(K)", "op"),
     Case("AnalysisModel", "pu.AnalysisModel(K, f=pu.L1Norm(), g=pu.LinfBall(0.1))", "operator"),
     Case("AnalysisModel", 'pu.AnalysisModel(op, f="l1", g=pu.LinfBall(0.1))', "f"),
     # functions
@@ -136,9 +133,10 @@ CASES = [
     Case("load_operator", 'pu.load_operator("truncated.npz")', "truncated.npz"),
     Case("load_operator", 'pu.load_operator("checkpoint.npz")', "checkpoint.npz"),
     Case("save_operator", 'pu.save_operator("op.npz", model, iterations=0, omega=10.0)',
-         "iterations", finding="accepted: the file is written with iterations=0"),
-    Case("save_operator", 'pu.save_operator("op.npz", K, iterations=5, omega=10.0)', "model",
-         finding="an AttributeError from inside: model is not checked to be an AnalysisModel"),
+         "iterations"),
+    Case("save_operator", 'pu.save_operator("op.npz", model, iterations=5, omega=float("nan"))',
+         "omega"),
+    Case("save_operator", 'pu.save_operator("op.npz", K, iterations=5, omega=10.0)', "model"),
     Case("save_operator", 'pu.save_operator("op.npz", diagonal_model, iterations=5, omega=10.0)',
          "Diagonal"),
 ]

@@ -40,12 +40,12 @@ def _write(path, data, rate=16000):
 def test_read_wav_folder_normalises_every_format(tmp_path):
     t = np.arange(800)
     _write(tmp_path / "a.wav", (3000 * np.sin(t / 5)).astype(np.int16))
-    _write(tmp_path / "b.wav", (0.25 * np.sin(t / 7)).astype(np.float32), rate=8000)
+    _write(tmp_path / "b.wav", (0.25 * np.sin(t / 7)).astype(np.float32))
     _write(tmp_path / "c.wav", (128 + 60 * np.sin(t / 3)).astype(np.uint8))
     (tmp_path / "notes.txt").write_text("ignored")
     signals, paths, rates = ds.read_wav_folder(tmp_path)
     assert [p.name for p in paths] == ["a.wav", "b.wav", "c.wav"]
-    assert rates == [16000, 8000, 16000]  # used as they are: no resampling
+    assert rates == [16000, 16000, 16000]
     for s, period in zip(signals, (5, 7, 3), strict=True):
         assert s.dtype == np.float64 and np.max(np.abs(s)) == pytest.approx(1.0)
         ref = np.sin(t / period)
@@ -177,3 +177,43 @@ def test_bad_seed_is_named(call):
         call(-1)
     with pytest.raises(TypeError, match="seed must be an integer"):
         call(1.5)
+
+
+def test_quantize_saturates_outside_the_unit_range(backend, dtype, tol):
+    """Values beyond ±1 are clipped first (as an A/D converter does), not extrapolated."""
+    x = backend.asarray(np.array([-3.0, -1.0, 1.0, 1.5, 0.2]), dtype)
+    got = backend.to_numpy(ds.quantize(x, 4))
+    edge = backend.to_numpy(ds.quantize(backend.asarray(np.array([-1.0, 1.0]), dtype), 4))
+    np.testing.assert_allclose(got[:4], [edge[0], edge[0], edge[1], edge[1]], **tol)
+    assert np.max(np.abs(got)) <= 1 + 1 / 16 + 1e-6
+
+
+def test_speech_frames_refuses_multichannel_arrays():
+    stereo = np.zeros((1000, 2))
+    with pytest.raises(ValueError, match=r"one array of shape \(1000, 2\).*interleave"):
+        ds.speech_frames(stereo, n=32)
+    with pytest.raises(ValueError, match=r"signals\[1\] has shape \(10, 2\)"):
+        ds.speech_frames([np.ones(64), np.ones((10, 2))], n=32)
+    one = np.sin(np.arange(96) / 5)
+    np.testing.assert_array_equal(ds.speech_frames(one, n=32).x_true,  # one 1-D recording
+                                  ds.speech_frames([one], n=32).x_true)
+
+
+def test_damaged_mixed_rate_and_short_wav_files_are_named(tmp_path):
+    t = np.arange(800)
+    good = _write(tmp_path / "a.wav", (3000 * np.sin(t / 5)).astype(np.int16))
+    bad = tmp_path / "b.wav"
+    bad.write_bytes(good.read_bytes()[:30])  # header cut inside the fmt chunk: struct.error
+    with pytest.raises(ValueError, match=f"{bad} is not a readable wav file"):
+        ds.read_wav_folder(tmp_path)
+    _write(bad, (3000 * np.sin(t / 7)).astype(np.int16), rate=8000)
+    with pytest.raises(ValueError, match=r"mixes sample rates \(8000 Hz: b\.wav; 16000 Hz: a\.wav"):
+        ds.read_wav_folder(tmp_path)
+    signals, _, rates = ds.read_wav_folder(tmp_path, rate=16000)
+    assert rates == [16000, 16000] and len(signals[1]) == 1600  # resample_poly 8 -> 16 kHz
+    ref = np.sin(np.arange(1600) / 14)
+    np.testing.assert_allclose(signals[1][100:-100], ref[100:-100] / np.max(np.abs(ref)),
+                               atol=0.02)
+    with pytest.raises(ValueError, match=r"shorter than one frame of 1000 samples: a\.wav "
+                                         r"\(800 samples\)"):
+        ds.read_wav_folder(tmp_path, rate=16000, min_samples=1000)

@@ -310,3 +310,38 @@ def test_flags_models_and_callbacks_are_checked(setup):
         pu.chambolle_pock(model, xt, iterations=3, callback=3)
     res = pu.gradient(model, xt, xd, iterations=3, method=pu.Full(relax_primal=np.True_))
     assert res.loss > 0 and res.method.relax_primal is True
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_diverging_forward_backward_is_an_error():
+    """step = 100 ≫ 2/Lip: the iterates explode (to 1e87 and beyond); not a returned result."""
+    A = np.array([[2.0, 0.5], [0.5, 1.0]])
+    smooth = pu.LeastSquares(pu.DenseOperator(A), np.ones((1, 2)))
+    x0 = np.full((1, 2), 0.5)
+    with pytest.raises(FloatingPointError, match="forward-backward diverged with step=100: "
+                                                 r"the iterates grew to max \|x\| = 9\.\d+e\+15"):
+        pu.forward_backward(smooth, pu.Zero(), x0, step=100.0, iterations=60)  # finite, huge
+    with pytest.raises(FloatingPointError, match="= inf"):
+        pu.forward_backward(smooth, pu.Zero(), x0, step=100.0, iterations=400)  # to inf/nan
+    with pytest.raises(FloatingPointError, match="diverged"):
+        pu.forward_backward_gradient(smooth, pu.Zero(), x0, np.zeros((1, 2)), step=100.0,
+                                     iterations=60)
+    ok = pu.forward_backward(smooth, pu.NonNegative(), x0, step=0.3, iterations=200)
+    assert np.all(np.isfinite(ok.x)) and float(np.max(ok.residual)) < 1e-8
+    # entropic steps from near the boundary grow geometrically at first, downhill: no error
+    for iterations in (5, 20, 80):
+        pu.forward_backward(smooth, pu.EntropicOrthant(), np.full((1, 2), 1e-9), step=0.3,
+                            iterations=iterations)
+
+
+def test_save_operator_checks_its_settings(tmp_path):
+    model = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(4)), f=pu.L1Norm(),
+                             g=pu.LinfBall(0.1))
+    path = tmp_path / "op.npz"
+    with pytest.raises(ValueError, match="iterations must be an integer >= 1, got -3"):
+        pu.save_operator(path, model, iterations=-3, omega=10.0)
+    with pytest.raises(ValueError, match="omega must be a positive finite number, got nan"):
+        pu.save_operator(path, model, iterations=3, omega=float("nan"))
+    with pytest.raises(ValueError, match="weights"):
+        pu.save_operator(path, model, iterations=3, omega=10.0, weights="geometric")
+    assert not path.exists()

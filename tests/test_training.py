@@ -298,3 +298,109 @@ def test_no_training_signals_is_a_clear_error(numpy_backend):
     empty = numpy_backend.asarray(np.zeros((0, N_SAMPLES)))
     with pytest.raises(ValueError, match="x_tilde has an empty batch"):
         pu.train(model, empty, empty, **OPTIONS)
+
+
+def test_periodic_checkpoints_within_an_epoch_resume_exactly(numpy_backend, tmp_path):
+    """CheckpointFile(every_steps=2) writes within an epoch (3 steps per epoch here); a
+    checkpoint taken from the middle of an epoch resumes to the uninterrupted run bit for bit."""
+    model, (xt, x), val = _setup(numpy_backend)
+    opts = dict(validation=val, seed=7, **OPTIONS)
+    full = pu.train(model, xt, x, **opts)
+    ck = tmp_path / "ck.npz"
+    seen = {}
+
+    def copy(info):  # what a SIGKILL right after this step would leave on disk
+        if ck.exists():
+            seen[pu.load_checkpoint(ck, model.operator.params)[0].step] = ck.read_bytes()
+
+    pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, every_steps=2, every_minutes=None),
+             callback=copy, **opts)
+    # two steps after the last save: steps 2, 5, 8 (the epoch ends at 3, 6, 9 save too)
+    assert {2, 5, 8} <= set(seen)
+    ck.write_bytes(seen[5])  # 5 = epoch 2, batch 2
+    state, _ = pu.load_checkpoint(ck, model.operator.params)
+    assert (state.epoch, state.batch) == (1, 2)
+    resumed = pu.train(model, xt, x, checkpoint=ck, resume=True, **opts)
+    np.testing.assert_array_equal(resumed.final_model.operator.matrix,
+                                  full.final_model.operator.matrix)
+    assert resumed.history.step_loss == full.history.step_loss
+    with pytest.raises(ValueError, match="every_minutes must be a positive"):
+        pu.CheckpointFile(ck, every_minutes=0)
+    with pytest.raises(TypeError, match="data must be a dict"):
+        pu.CheckpointFile(ck, data="files")
+
+
+def test_checkpoint_path_is_checked_before_the_first_step(numpy_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    steps = []
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        pu.train(model, xt, x, checkpoint=tmp_path, callback=steps.append, **OPTIONS)
+    assert steps == [] and list(tmp_path.iterdir()) == []  # no temporary file either
+    afile = tmp_path / "afile"
+    afile.write_text("")
+    with pytest.raises(OSError, match=str(afile / "ck.npz")):
+        pu.train(model, xt, x, checkpoint=afile / "ck.npz", callback=steps.append, **OPTIONS)
+    assert steps == []
+
+
+def test_a_full_disk_names_the_path(numpy_backend, tmp_path, monkeypatch):
+    """ENOSPC while writing (os.fsync made to fail as on a full disk: a real full disk needs a
+    small mounted file system) is an OSError naming the checkpoint, not a bare [Errno 28]."""
+    import errno
+
+    import pdunroll.learning.checkpoint as checkpoint
+
+    model, (xt, x), _ = _setup(numpy_backend)
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "fsync", full)
+    ck = tmp_path / "ck.npz"
+    with pytest.raises(OSError, match=f"No space left on device.*{ck}") as err:
+        pu.train(model, xt, x, checkpoint=ck, **OPTIONS)
+    assert err.value.errno == errno.ENOSPC and not list(tmp_path.glob("*.tmp"))
+
+
+def test_resume_with_other_data_is_refused(numpy_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+    data = {"kind": "wav", "files": {"a.wav": "1" * 64, "b.wav": "2" * 64}}
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, data=data),
+                 callback=_stop_at(2), **OPTIONS)
+    other = {"kind": "wav", "files": {"a.wav": "1" * 64, "c.wav": "2" * 64}}
+    with pytest.raises(ValueError, match=r"training data: 1 file\(s\) of the saved data missing "
+                                         r"now: b\.wav; 1 file\(s\) not in the saved data: c\.wav"):
+        pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, data=other), resume=True,
+                 **OPTIONS)
+    pu.train(model, xt, x, checkpoint=pu.CheckpointFile(ck, data=data), resume=True, **OPTIONS)
+
+
+def test_a_failure_before_the_first_step_writes_no_checkpoint(numpy_backend, tmp_path):
+    model, (xt, x), _ = _setup(numpy_backend)
+    ck = tmp_path / "ck.npz"
+
+    def broken(*args):
+        raise RuntimeError("at once")
+
+    with pytest.raises(RuntimeError):
+        pu.train(model, xt, x, checkpoint=ck, minibatch_gradient=lambda *a: broken, **OPTIONS)
+    assert not ck.exists()
+
+
+def test_epoch_summaries_on_the_pdunroll_logger_and_short_reprs(numpy_backend, caplog):
+    model, (xt, x), val = _setup(numpy_backend)
+    with caplog.at_level("INFO", logger="pdunroll"):
+        res = pu.train(model, xt, x, validation=val, **OPTIONS)
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("pdunroll")]
+    assert [ln.split(":")[0] for ln in lines[:3]] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    v = res.history.epoch_val_loss[0]
+    energy = float(np.sum(val[1] ** 2))
+    snr = 10 * np.log10(energy / (2 * v * val[1].shape[0]))
+    assert f"validation loss {v:.4e} (SNR {snr:.2f} dB)" in lines[0]
+    assert f"start {res.history.initial_val_loss:.4e}" in lines[0]
+    text = repr(res)
+    assert text.startswith("TrainResult(epochs=3, steps=9, best_epoch=") and len(text) < 150
+    assert repr(pu.Adam()) == "Adam(beta1=0.9, beta2=0.999, eps=1e-08)"
+    assert repr(pu.SGD(0.5)) == "SGD(momentum=0.5)"

@@ -58,8 +58,8 @@ __version__ = "0.1.0"
 # training, data and I/O (pdunroll.learning, pdunroll.data) import numpy, scipy or tqdm: loaded
 # on first use (PEP 562)
 _LAZY = {
-    "learning.checkpoint": ("load_checkpoint", "load_operator", "save_checkpoint",
-                            "save_operator"),
+    "learning.checkpoint": ("CheckpointFile", "load_checkpoint", "load_operator",
+                            "save_checkpoint", "save_operator"),
     "learning.state": ("History", "TrainState"),
     "data.speech": ("SpeechFrames", "frame_signals", "quantization_radius", "quantize",
                     "read_wav_folder", "speech_frames", "split_signals", "synthetic_speech"),
@@ -89,6 +89,7 @@ def __dir__():
 
 __all__ = [
     "SOLVERS",
+    "CheckpointFile",
     "Asymptotic",
     "Cotangents",
     "Full",

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import math
 import os
 import signal
@@ -35,29 +34,47 @@ TEST_IMAGES = ("page", "clock")
 # ---------------------------------------------------------------- arguments
 
 
-# speech data options of ``train speech``; ``evaluate`` defaults to the values of the training
-SPEECH_DEFAULTS = {"signals": 60, "seconds": 3.0, "n": 128, "bitrate": 4, "seed": 0}
+# speech data options of ``train speech``: every default is stated in --help
+SPEECH_DEFAULTS = {"signals": 60, "seconds": 3.0, "bitrate": 4, "seed": 0}
+N_SYNTHETIC, N_WAV = 128, 320  # frame length: fast synthetic default; the papers' 320 (20 ms)
 
 
-def _speech_data_args(p, *, defaults: bool = True) -> None:
-    d = SPEECH_DEFAULTS.get if defaults else (lambda key: None)
-    t = (lambda key: f"default {SPEECH_DEFAULTS[key]:g}") if defaults else \
-        (lambda key: "default: as in training")
+def _speech_data_args(p) -> None:
+    """Data options of ``train speech``."""
     p.add_argument("--data", type=Path, default=None,
                    help="folder of mono wav files, or with train/ and dev/ subfolders (dev/ is "
-                        "the test set); " + ("default: built-in synthetic speech" if defaults
-                                             else "default: the training's data"))
-    p.add_argument("--signals", type=int, default=d("signals"),
-                   help=f"synthetic speech: number of signals ({t('signals')})")
-    p.add_argument("--seconds", type=float, default=d("seconds"),
-                   help=f"synthetic speech: seconds per signal ({t('seconds')})")
-    p.add_argument("--n", type=int, default=d("n"), help=f"samples per frame ({t('n')})")
-    p.add_argument("--bitrate", type=int, default=d("bitrate"),
-                   help=f"quantizer bits ({t('bitrate')})")
-    p.add_argument("--max-frames", type=int, default=None,
-                   help="use at most this many training frames (random subset)")
-    p.add_argument("--seed", type=int, default=d("seed"),
-                   help=f"seed of data, split and shuffling ({t('seed')})")
+                        "the test set); default: built-in synthetic speech")
+    p.add_argument("--signals", type=_positive_int, default=SPEECH_DEFAULTS["signals"],
+                   help=f"synthetic speech: number of signals (default "
+                        f"{SPEECH_DEFAULTS['signals']})")
+    p.add_argument("--seconds", type=_positive_float, default=SPEECH_DEFAULTS["seconds"],
+                   help=f"synthetic speech: seconds per signal (default "
+                        f"{SPEECH_DEFAULTS['seconds']:g})")
+    p.add_argument("--n", type=_positive_int, default=None,
+                   help=f"samples per frame (default {N_WAV} with --data, 20 ms at 16 kHz as in "
+                        f"the papers; {N_SYNTHETIC} for the synthetic speech)")
+    p.add_argument("--bitrate", type=_positive_int, default=SPEECH_DEFAULTS["bitrate"],
+                   help=f"quantizer bits (default {SPEECH_DEFAULTS['bitrate']})")
+    p.add_argument("--rate", type=_positive_int, default=None,
+                   help="resample every wav file to this rate in Hz (scipy.signal.resample_poly);"
+                        " default: none, and a folder of mixed rates is refused")
+    p.add_argument("--max-frames", type=_positive_int, default=None,
+                   help="use at most this many training frames (random subset; default: all)")
+    p.add_argument("--seed", type=_nonnegative_int, default=SPEECH_DEFAULTS["seed"],
+                   help=f"seed of data, split and shuffling (default {SPEECH_DEFAULTS['seed']})")
+
+
+def _evaluate_data_args(p) -> None:
+    """Data options of ``evaluate``: by default the training run's own test set."""
+    p.add_argument("--data", type=Path, default=None,
+                   help="score every wav file of this folder (default: the training run's test "
+                        "set, read again and checked against its SHA-256 digests)")
+    p.add_argument("--bitrate", type=_positive_int, default=None,
+                   help="quantizer bits (default: as in training)")
+    p.add_argument("--rate", type=_positive_int, default=None,
+                   help="resample the wav files to this rate in Hz (default: as in training)")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="skip the DCT row (it costs as much as the learned operator's)")
 
 
 def _image_data_args(p) -> None:
@@ -65,19 +82,24 @@ def _image_data_args(p) -> None:
                    help=f"training images (default {' '.join(TRAIN_IMAGES)})")
     p.add_argument("--test-images", nargs="+", default=list(TEST_IMAGES),
                    help=f"test images (default {' '.join(TEST_IMAGES)})")
-    p.add_argument("--sigma", type=float, default=0.1, help="noise level (default 0.1)")
-    p.add_argument("--patch", type=int, default=32, help="patch size (default 32)")
-    p.add_argument("--max-patches", type=int, default=470,
+    p.add_argument("--sigma", type=_positive_float, default=0.1,
+                   help="noise level (default 0.1)")
+    p.add_argument("--patch", type=_positive_int, default=32, help="patch size (default 32)")
+    p.add_argument("--max-patches", type=_positive_int, default=470,
                    help="training + validation patches (default 470)")
-    p.add_argument("--seed", type=int, default=0, help="seed of noise, split and shuffling")
+    p.add_argument("--seed", type=_nonnegative_int, default=0,
+                   help="seed of noise, split and shuffling (default 0)")
 
 
 def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None:
-    p.add_argument("--out", type=Path, default=Path("runs") / out,
-                   help=f"output folder (default runs/{out})")
-    p.add_argument("--iterations", "-L", type=int, default=10,
+    p.add_argument("--out", type=Path, default=None,
+                   help=f"output folder (default runs/{out}, or runs/{out}-2, -3, ... when it "
+                        "holds an earlier run, which is kept; with --resume: the newest of "
+                        "them)")
+    p.add_argument("--iterations", "-L", type=_positive_int, default=10,
                    help="unrolled Chambolle-Pock steps L (default 10)")
-    p.add_argument("--omega", type=float, default=10.0, help="σ/τ balance ω (default 10)")
+    p.add_argument("--omega", type=_positive_float, default=10.0,
+                   help="σ/τ balance ω (default 10)")
     p.add_argument("--method", choices=("full", "truncated", "asymptotic", "implicit"),
                    default="full",
                    help="gradient method (default full): exact backpropagation through all L "
@@ -85,24 +107,34 @@ def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None
                         "the fixed-point gradient (see the docs' 'Gradient modes' page)")
     p.add_argument("--b", type=int, default=None,
                    help="backward steps of --method truncated / asymptotic (required there, "
-                        "refused otherwise)")
+                        "e.g. 30 as in the speech tutorial; refused otherwise)")
     p.add_argument("--weights", choices=("harmonic", "uniform"), default=None,
                    help="ergodic unrolling weights (default: last iterate)")
     p.add_argument("--relax-primal", action="store_true",
                    help="treat the primal prox as identity in the backward pass (an "
                         "approximation, not the exact gradient)")
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
-    p.add_argument("--lr", type=float, default=lr, help=f"initial learning rate (default {lr})")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
+                   help="default adam")
+    p.add_argument("--lr", type=_positive_float, default=lr,
+                   help=f"initial learning rate (default {lr})")
     p.add_argument("--schedule", choices=("constant", "linear", "polynomial", "inverse"),
                    default="linear", help="learning-rate schedule (default: linear decay to "
                                           "lr/1000)")
-    p.add_argument("--epochs", type=int, default=epochs, help=f"default {epochs}")
-    p.add_argument("--batch-size", type=int, default=batch_size, help=f"default {batch_size}")
-    p.add_argument("--patience", type=int, default=None,
-                   help="early stopping after this many epochs without improvement")
+    p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"default {epochs}")
+    p.add_argument("--batch-size", type=_positive_int, default=batch_size,
+                   help=f"default {batch_size}")
+    p.add_argument("--patience", type=_positive_int, default=None,
+                   help="early stopping after this many epochs without improvement (default: "
+                        "none)")
+    p.add_argument("--checkpoint-minutes", type=_positive_float, default=5.0,
+                   help="also save the checkpoint within an epoch every this many minutes "
+                        "(default 5; it is always saved at every epoch's end)")
+    p.add_argument("--checkpoint-steps", type=_positive_int, default=None,
+                   help="also save the checkpoint every this many steps (default: by time only)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from OUT/checkpoint.npz (same settings)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+                   help="continue from OUT/checkpoint.npz (same settings and data)")
+    p.add_argument("--quiet", action="store_true",
+                   help="no progress bar and no epoch lines (OUT/train.log still has them)")
 
 
 def _positive_int(text: str) -> int:
@@ -115,10 +147,40 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 < value < math.inf):
+        raise argparse.ArgumentTypeError(f"expected a positive finite number, got {text!r}")
+    return value
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pdunroll")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="pdunroll", description="Learn analysis operators by bilevel optimization through "
                                      "an unrolled Chambolle-Pock algorithm.")
+    parser.add_argument("--version", action="version", version=f"pdunroll {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     train = commands.add_parser("train", help="learn an operator")
     tasks = train.add_subparsers(dest="task", required=True)
@@ -128,12 +190,13 @@ def _parser() -> argparse.ArgumentParser:
     denoise = tasks.add_parser("denoise",
                                help="image denoising with a filter bank (Brauer & Lorenz)")
     _image_data_args(denoise)
-    denoise.add_argument("--kernel", type=int, default=5,
+    denoise.add_argument("--kernel", type=_positive_int, default=5,
                          help="filter size k: k²−1 DCT filters of k×k to start (default 5)")
     _train_args(denoise, out="denoise", lr=3e-2, epochs=3, batch_size=8)
-    ev = commands.add_parser("evaluate", help="apply a saved operator to its test set")
+    ev = commands.add_parser("evaluate", help="apply a saved operator to its test set or a "
+                                              "folder")
     ev.add_argument("operator", type=Path, help="operator .npz written by pdunroll train")
-    _speech_data_args(ev, defaults=False)
+    _evaluate_data_args(ev)
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
     for sub in (speech, denoise, ev):
@@ -166,26 +229,68 @@ def _limit_threads(n: int) -> None:
 # ---------------------------------------------------------------- data and models
 
 
-def _speech_sets(args):
-    """Training, validation and test frames (split by file) and a description."""
+def _wav_files(folder: Path, *, rate, n):
+    """Signals, paths and the one sample rate of every wav file of ``folder``."""
     from .data import speech as ds
 
+    signals, paths, rates = ds.read_wav_folder(folder, rate=rate, min_samples=n)
+    return signals, paths, rates[0]
+
+
+def _speech_sets(args):
+    """(training, validation, test) frame pairs split by file, η, a description of the data for
+    the records, the fingerprint of the training data and the record of the test set that
+    ``evaluate`` reads again."""
+    from .data import speech as ds
+    from .data.fingerprint import file_digests
+
+    framing = {"n": args.n, "bitrate": args.bitrate, "max_frames": args.max_frames,
+               "seed": args.seed}
     if args.data is None:
-        signals = ds.synthetic_speech(args.signals, seconds=args.seconds, seed=args.seed)
-        sets = ds.split_signals(signals, SPLIT, seed=args.seed)
-        source = f"synthetic speech ({args.signals} × {args.seconds:g} s, seed {args.seed})"
-    elif (args.data / "train").is_dir() and (args.data / "dev").is_dir():
-        train_val = ds.split_signals(ds.read_wav_folder(args.data / "train")[0], (0.85, 0.15),
-                                     seed=args.seed)
-        sets = [*train_val, ds.read_wav_folder(args.data / "dev")[0]]
-        source = f"{args.data} (train/ split 85/15, dev/ as test)"
+        gen = {"signals": args.signals, "seconds": args.seconds, "seed": args.seed}
+        sets = ds.split_signals(ds.synthetic_speech(args.signals, seconds=args.seconds,
+                                                    seed=args.seed), SPLIT, seed=args.seed)
+        data = {"kind": "synthetic", **gen, "sample_rate": 16000,
+                "split": "signals split 70/15/15"}
+        fingerprint = {"kind": "synthetic", **gen, **framing}
+        test = {"kind": "synthetic", **gen}
+        text = f"synthetic speech ({args.signals} × {args.seconds:g} s, seed {args.seed})"
     else:
-        sets = ds.split_signals(ds.read_wav_folder(args.data)[0], SPLIT, seed=args.seed)
-        source = f"{args.data} (files split 70/15/15)"
+        root = args.data.resolve()
+        if (args.data / "train").is_dir() and (args.data / "dev").is_dir():
+            signals, paths, rate = _wav_files(args.data / "train", rate=args.rate, n=args.n)
+            idx = ds.split_signals(list(range(len(paths))), (0.85, 0.15), seed=args.seed)
+            dev, dev_paths, dev_rate = _wav_files(args.data / "dev", rate=args.rate, n=args.n)
+            if dev_rate != rate:
+                raise ValueError(f"--data {args.data}: train/ is at {rate} Hz but dev/ at "
+                                 f"{dev_rate} Hz; resample both with --rate")
+            groups = [[(signals[i], paths[i]) for i in idx[0]],
+                      [(signals[i], paths[i]) for i in idx[1]],
+                      list(zip(dev, dev_paths, strict=True))]
+            split = "train/ split 85/15 by file, dev/ as test"
+        else:
+            signals, paths, rate = _wav_files(args.data, rate=args.rate, n=args.n)
+            idx = ds.split_signals(list(range(len(paths))), SPLIT, seed=args.seed)
+            groups = [[(signals[i], paths[i]) for i in part] for part in idx]
+            split = "files split 70/15/15"
+        sets = [[x for x, _ in g] for g in groups]
+        digests = [file_digests([p for _, p in g], root) for g in groups]
+        data = {"kind": "wav", "folder": str(root), "split": split, "sample_rate": rate,
+                "resampled_to": args.rate,
+                "files": dict(zip(("train", "validation", "test"), map(len, groups),
+                                  strict=True))}
+        fingerprint = {"kind": "wav", "files": {**digests[0], **digests[1]}, "sample_rate": rate,
+                       **framing}
+        test = {"kind": "wav", "folder": str(root), "files": digests[2], "sample_rate": rate,
+                "resampled_to": args.rate}
+        text = (f"{args.data} ({sum(map(len, groups))} wav files at {rate} Hz"
+                f"{' (resampled)' if args.rate else ''}, {split})")
     frames = [ds.speech_frames(s, n=args.n, bitrate=args.bitrate, seed=args.seed,
                                max_frames=args.max_frames if i == 0 else None)
               for i, s in enumerate(sets)]
-    return [(f.x_tilde, f.x_true) for f in frames], frames[0].eta, source
+    data["frames"] = dict(zip(("train", "validation", "test"), map(len, frames), strict=True))
+    pairs = [(f.x_tilde, f.x_true) for f in frames]
+    return pairs, frames[0].eta, data, fingerprint, test, text
 
 
 def _image_sets(meta: dict):
@@ -277,48 +382,134 @@ def _method(args):
     return kind(relax_primal=args.relax_primal)
 
 
-def _train(args) -> int:
-    from .learning.checkpoint import save_operator
+def _check_train_args(args):
+    """Every argument and combination of ``train``, before any work: the gradient method, the
+    unrolling, the learning rate and the frame length. Returns the gradient method."""
     from .learning.optimizers import LearningRate
-    from .learning.plotting import plot_learning_curves
-    from .learning.training import train
+    from .unroll.gradient import check_unrolling
 
     method = _method(args)
-    images = args.task == "denoise"
-    checkpoint = _output_folder(args)
-    if images:
-        meta = {"task": "denoise", **{k: getattr(args, k) for k in (
-            "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
-        (tr, va, te) = _image_sets(meta)
-        start = _denoise_model(meta)
-        print(f"data: patches {args.patch}×{args.patch} of {', '.join(args.images)} with noise "
-              f"σ = {args.sigma:g}: {len(tr[0])} training, {len(va[0])} validation; test "
-              f"{len(te[0])} patches of {', '.join(args.test_images)}; "
-              f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
-    else:
-        (tr, va, te), eta, source = _speech_sets(args)
-        meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": source,
-                # what ``evaluate`` needs to rebuild the same test set
-                "data_dir": None if args.data is None else str(args.data.resolve()),
-                "signals": args.signals, "seconds": args.seconds, "seed": args.seed}
-        start = _speech_model(args.n, eta)
-        print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
-              f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
+    check_unrolling(method, args.iterations, args.weights)
+    LearningRate(args.lr, args.schedule)
+    if args.task == "speech":
+        if args.n is None:  # stated in --help
+            args.n = N_SYNTHETIC if args.data is None else N_WAV
+        if args.n < 2:
+            raise ValueError(f"--n must be at least 2 samples per frame, got {args.n}")
+        if args.bitrate > 24:
+            raise ValueError(f"--bitrate must lie in 1..24, got {args.bitrate}")
+        if args.data is not None:
+            if not args.data.is_dir():
+                raise ValueError(f"--data {args.data} is not a folder")
+        elif args.rate is not None:
+            raise ValueError("--rate resamples wav files: it needs --data")
+    elif args.kernel > args.patch:
+        raise ValueError(f"--kernel {args.kernel} is larger than --patch {args.patch}")
+    return method
+
+
+def _versions() -> dict:
+    import platform
+
+    import numpy as np
+
+    return {"pdunroll": _version(), "python": platform.python_version(),
+            "backend": {"name": "numpy", "version": np.__version__}}
+
+
+def _say(text: str) -> None:
+    """Print a line and write it to the run's log file (not twice to the console)."""
+    import logging
+
+    print(text, flush=True)
+    logging.getLogger("pdunroll.cli").info(text, extra={"printed": True})
+
+
+def _train(args) -> int:
+    import time
+
+    tic = time.perf_counter()
+    method = _check_train_args(args)
+    args.out = _output_folder(args)
+    with _RunFolder(args.out, quiet=args.quiet) as run:
+        return _train_in(args, method, run, tic)
+
+
+def _train_in(args, method, run, tic) -> int:
+    import time
+
+    from .learning.checkpoint import CheckpointFile
+    from .learning.optimizers import LearningRate
+    from .learning.training import train
+
+    checkpoint = args.out / "checkpoint.npz"
+    _say(f"output folder: {args.out}{' (resumed)' if args.resume else ''}")
+    if run.stale:
+        _say(run.stale)
+    (tr, va, te), start, meta, fingerprint = _run_data(args)
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, method=method,
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
                     lr=LearningRate(args.lr, args.schedule), epochs=args.epochs,
                     batch_size=args.batch_size, patience=args.patience, seed=args.seed,
-                    checkpoint=checkpoint, resume=args.resume, progress=not args.quiet,
-                    client=args.client)
+                    checkpoint=CheckpointFile(checkpoint, every_steps=args.checkpoint_steps,
+                                              every_minutes=args.checkpoint_minutes,
+                                              data=fingerprint),
+                    resume=args.resume, progress=not args.quiet, client=args.client)
     except KeyboardInterrupt:
         if checkpoint.exists():
             print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with the same "
-                  "command and --resume", file=sys.stderr)
+                  f"command and --resume --out {args.out}", file=sys.stderr)
         else:
             print("\ninterrupted before the first step: nothing to resume", file=sys.stderr)
         return 130
-    meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss)
+    _finish(args, method, res, start, va, te, meta, fingerprint, time.perf_counter() - tic)
+    return 0
+
+
+def _run_data(args):
+    """The training, validation and test pairs, the starting model, the metadata to record and
+    the fingerprint of the training data; the data line is printed."""
+    if args.task == "denoise":
+        meta = {"task": "denoise", **{k: getattr(args, k) for k in (
+            "images", "test_images", "sigma", "patch", "max_patches", "kernel", "seed")}}
+        sets = _image_sets(meta)
+        start = _denoise_model(meta)
+        fingerprint = {"kind": "images", **{k: v for k, v in meta.items() if k != "task"}}
+        _say(f"data: patches {args.patch}×{args.patch} of {', '.join(args.images)} with noise "
+             f"σ = {args.sigma:g}: {len(sets[0][0])} training, {len(sets[1][0])} validation; "
+             f"test {len(sets[2][0])} patches of {', '.join(args.test_images)}; "
+             f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
+        return sets, start, meta, fingerprint
+    sets, eta, data, fingerprint, test, text = _speech_sets(args)
+    meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": data,
+            "test_set": test, "seed": args.seed, "max_frames": args.max_frames}
+    _say(f"data: {text}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
+         f"{len(sets[0][0])} training, {len(sets[1][0])} validation, {len(sets[2][0])} test")
+    return sets, _speech_model(args.n, eta), meta, fingerprint
+
+
+def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
+    """Save the operator, the curves and ``results.json`` (test table, data, settings,
+    versions, epochs, wall time, steps, best epoch); print the table and the summary."""
+    from .learning.checkpoint import save_operator, write_json
+    from .learning.plotting import plot_learning_curves
+    from .learning.training import validation_snr
+
+    images = args.task == "denoise"
+    h = res.history
+    xp = start.operator.xp
+    val_energy = float(xp.sum(va[1] * va[1]))
+    epochs = [{"epoch": i + 1, "train_loss": h.epoch_train_loss[i],
+               "val_loss": h.epoch_val_loss[i],
+               "val_snr_db": validation_snr(h.epoch_val_loss[i], va[1].shape[0], val_energy),
+               "seconds": h.epoch_seconds[i]} for i in range(len(h.epoch_train_loss))]
+    settings = {k: getattr(args, k) for k in (
+        "iterations", "omega", "weights", "relax_primal", "optimizer", "lr", "schedule",
+        "epochs", "batch_size", "patience")}
+    settings["method"] = method.settings()
+    meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss, settings=settings,
+                fingerprint=fingerprint, versions=_versions())
     op_path = save_operator(args.out / "operator.npz", res.model, iterations=args.iterations,
                             omega=args.omega, weights=args.weights, metadata=meta)
     png = plot_learning_curves(res.history, args.out / "curves.png",
@@ -326,30 +517,133 @@ def _train(args) -> int:
     rows = _table(te, [("DCT start", start), ("learned operator", res.model)],
                   args.iterations, args.omega, args.weights, images=images,
                   client=args.client)
-    (args.out / "results.json").write_text(json.dumps({"test": rows, **meta}, indent=2))
-    _print_table(rows, f"test set ({len(te[0])} {'patches' if images else 'frames'}), "
+    summary = {"wall_seconds": round(wall, 3), "steps": res.steps, "epochs_run": res.epochs,
+               "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
+               "start_val_loss": h.initial_val_loss}
+    write_json(args.out / "results.json",
+               {"test": rows, **meta, **summary, "epochs": epochs,
+                "command": ["pdunroll", *args.argv]})
+    _print_table(rows, f"test set ({te[0].shape[0]} {'patches' if images else 'frames'}), "
                        f"L = {args.iterations}, best epoch {res.best_epoch} of {res.epochs}:",
                  images=images)
+    _say(f"wall time {wall:.1f} s (data and training), {res.steps} steps, best epoch "
+         f"{res.best_epoch}")
     print(f"saved {op_path}, {png}, {args.out / 'results.json'}")
-    return 0
 
 
 def _output_folder(args) -> Path:
-    """Check ``--out`` before any work: it must be (or become) a folder, and a new run must not
-    overwrite the checkpoint of an earlier one. Returns the checkpoint's path."""
-    checkpoint = args.out / "checkpoint.npz"
-    if args.out.exists() and not args.out.is_dir():
-        raise ValueError(f"--out {args.out} is a file, expected a folder")
+    """``--out``, or the default numbered folder (``--resume``: the newest one with a
+    checkpoint). Checks before any work: a folder (or none yet), a new run does not overwrite
+    the checkpoint of an earlier one, a resume has one."""
+    from .learning.runfolder import FolderLock, latest_folder, numbered_folder
+
+    base = Path("runs") / args.task
+    if args.out is None:
+        out = (latest_folder(base) or base) if args.resume else numbered_folder(base)
+    else:
+        out = args.out
+    checkpoint = out / "checkpoint.npz"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, expected a folder")
+    FolderLock(out).check_free()  # a run in progress is named before anything else
     if args.resume and not checkpoint.is_file():
         raise ValueError(f"--resume: there is no {checkpoint} to continue")
     if not args.resume and checkpoint.exists():
-        raise ValueError(f"--out {args.out} holds the checkpoint of an earlier run: continue it "
+        raise ValueError(f"--out {out} holds the checkpoint of an earlier run: continue it "
                          f"with --resume, or choose another --out (or delete {checkpoint})")
-    try:
-        args.out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise ValueError(f"cannot create the output folder --out {args.out}: {err}") from err
-    return checkpoint
+    return out
+
+
+class _RunFolder:
+    """The output folder while a run writes into it: created and checked writable, locked
+    against a second run, with the log file ``train.log`` (epoch summaries of the ``pdunroll``
+    logger; on the console too unless ``quiet``). A run that stops before its first step
+    (no checkpoint) leaves nothing behind: what it created is removed."""
+
+    def __init__(self, out: Path, *, quiet: bool):
+        self.out, self.quiet, self.stale = out, quiet, None
+        self.created: list[Path] = []
+        self.handlers: list = []
+
+    def __enter__(self):
+        import logging
+
+        from .learning.checkpoint import check_writable
+        from .learning.runfolder import FolderLock
+
+        missing = []
+        for p in (self.out, *self.out.parents):
+            if p.exists():
+                break
+            missing.append(p)
+        try:
+            check_writable(self.out / "checkpoint.npz")  # creates the folder
+        except OSError as err:
+            self._remove(missing)
+            raise OSError(err.errno, f"--out {self.out}: {err.strerror}", str(self.out)) from err
+        self.created = missing
+        self.lock = FolderLock(self.out)
+        try:
+            self.lock.acquire()
+        except Exception:
+            self._remove(self.created)
+            raise
+        self.stale = self.lock.stale
+        self.log_path = self.out / "train.log"
+        self.new_log = not self.log_path.exists()
+        logger = logging.getLogger("pdunroll")
+        self.level = logger.level
+        try:
+            file_handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        except OSError as err:
+            self.__exit__()
+            raise OSError(err.errno, f"cannot write {self.log_path}: {err.strerror}",
+                          str(self.log_path)) from err
+        logger.setLevel(logging.INFO)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        self.handlers = [file_handler]
+        if not self.quiet:
+            console = _console_handler()
+            console.addFilter(lambda record: not getattr(record, "printed", False))
+            self.handlers.append(console)
+        for handler in self.handlers:
+            logger.addHandler(handler)
+        return self
+
+    def __exit__(self, *exc):
+        import logging
+
+        logger = logging.getLogger("pdunroll")
+        logger.setLevel(self.level)
+        for handler in self.handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        self.lock.release()
+        if not (self.out / "checkpoint.npz").exists():  # no step made: leave nothing behind
+            if self.new_log:
+                self.log_path.unlink(missing_ok=True)
+            self._remove(self.created)
+
+    @staticmethod
+    def _remove(folders) -> None:
+        for folder in folders:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+
+
+def _console_handler():
+    """A logging handler printing to stdout through ``tqdm.write`` (above a progress bar)."""
+    import logging
+
+    from tqdm.auto import tqdm
+
+    class Console(logging.Handler):
+        def emit(self, record):
+            tqdm.write(self.format(record), file=sys.stdout)
+
+    return Console()
 
 
 def _evaluate(args) -> int:
@@ -359,30 +653,78 @@ def _evaluate(args) -> int:
     meta, solver = settings["metadata"], settings["solver"]
     iterations = solver["iterations"] if args.iterations is None else args.iterations
     if meta.get("task") == "denoise":
+        if args.data is not None or args.rate is not None or args.bitrate is not None:
+            raise ValueError("--data, --rate and --bitrate are for speech operators; a denoise "
+                             "operator is scored on its test images")
         te = _image_sets(meta)[2]
         rows = [("DCT start", _denoise_model(meta)), ("learned operator", model)]
         title, images = f"test patches of {', '.join(meta['test_images'])}", True
     elif meta.get("task") == "speech":
-        # the test set of the training run unless told otherwise (operators saved before
-        # the data settings were recorded fall back to the training defaults)
-        for key in ("n", "bitrate", "signals", "seconds", "seed"):
-            if getattr(args, key) is None:
-                setattr(args, key, meta.get(key, SPEECH_DEFAULTS[key]))
-        if args.data is None and meta.get("data_dir"):
-            args.data = Path(meta["data_dir"])
-        if args.n != model.operator.in_shape[0]:
-            raise ValueError(f"--n {args.n} does not match the operator's "
-                             f"{model.operator.in_shape[0]} samples per frame")
-        (_, _, te), eta, title = _speech_sets(args)
-        rows = [("DCT start", _speech_model(args.n, eta)),
-                ("learned operator", _speech_model(args.n, eta, model.operator.params))]
+        te, eta, title = _speech_test_set(args, model, meta)
+        n = model.operator.in_shape[0]
+        rows = [("DCT start", _speech_model(n, eta)),
+                ("learned operator", _speech_model(n, eta, model.operator.params))]
         images = False
     else:
         raise ValueError(f"{args.operator} was not written by pdunroll train (no task)")
+    if args.no_baseline:
+        rows = rows[1:]
     table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images,
                    client=args.client)
-    _print_table(table, f"{title}: {len(te[0])} test signals, L = {iterations}:", images=images)
+    _print_table(table, f"{title}, L = {iterations}:", images=images)
     return 0
+
+
+def _speech_test_set(args, model, meta):
+    """The frames ``evaluate`` scores: every wav file of ``--data``, or the training run's test
+    set (its wav files read again and checked against their digests, or the synthetic
+    generator's signals). Returns the (quantized, clean) pair, η and a title."""
+    from .data import speech as ds
+    from .data.fingerprint import file_digests, fingerprint_difference
+
+    n = model.operator.in_shape[0]
+    bitrate = meta["bitrate"] if args.bitrate is None else args.bitrate
+    if args.data is not None:
+        if (args.data / "dev").is_dir() and not any(args.data.glob("*.wav")):
+            raise ValueError(f"--data {args.data} holds no wav files but a dev/ folder: score "
+                             f"the test set with --data {args.data / 'dev'}")
+        signals, paths, rate = _wav_files(args.data, rate=args.rate, n=n)
+        where = f"{args.data}: all {len(paths)} wav files at {rate} Hz"
+    else:
+        test = meta.get("test_set")
+        if not isinstance(test, dict):
+            raise ValueError(f"{args.operator} does not record its test set (written by an "
+                             "older pdunroll): give the test folder with --data")
+        if test["kind"] == "synthetic":
+            if args.rate is not None:
+                raise ValueError("--rate resamples wav files: the operator was trained on "
+                                 "synthetic speech")
+            signals = ds.split_signals(ds.synthetic_speech(
+                test["signals"], seconds=test["seconds"], seed=test["seed"]), SPLIT,
+                seed=test["seed"])[2]
+            where = (f"synthetic speech ({test['signals']} × {test['seconds']:g} s, seed "
+                     f"{test['seed']}), its test part: {len(signals)} signals")
+        else:
+            root = Path(test["folder"])
+            paths = [root / name for name in test["files"]]
+            missing = [str(p) for p in paths if not p.is_file()]
+            if missing:
+                raise ValueError(f"the test files of {args.operator} are gone: "
+                                 f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
+                                 " (give the test folder with --data)")
+            diff = fingerprint_difference({"files": test["files"]},
+                                          {"files": file_digests(paths, root)})
+            if diff:
+                raise ValueError(f"the test files of {args.operator} in {root} have changed "
+                                 f"since training: {'; '.join(diff)}")
+            rate = args.rate if args.rate is not None else test.get("resampled_to")
+            signals, paths, rate = ds.read_wav_files(paths, rate=rate, min_samples=n,
+                                                     where=root)
+            where = f"the test set of {args.operator}: {len(paths)} wav files of {root}"
+            rate = rate[0]
+    frames = ds.speech_frames(signals, n=n, bitrate=bitrate)
+    title = f"{where}, {len(frames)} frames of n={n}, bitrate {bitrate}"
+    return (frames.x_tilde, frames.x_true), frames.eta, title
 
 
 class _Stop:
@@ -435,7 +777,10 @@ def _dask_client(args):
 
 
 def main(argv=None) -> int:
+    from .learning.runfolder import FolderInUse
+
     args = _parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     _limit_threads(args.threads)
     try:
         if args.command != "train":
@@ -445,7 +790,7 @@ def main(argv=None) -> int:
             code = _train(args)
         return 128 + stop.received if code == 130 and stop.received else code
     # OSError: e.g. disk full, no permission; FloatingPointError: training diverged
-    except (ValueError, OSError, ImportError, FloatingPointError) as err:
+    except (ValueError, OSError, ImportError, FloatingPointError, FolderInUse) as err:
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
 

@@ -7,9 +7,10 @@ bits,
 
     x̃ = sign(x)·Δ·(⌊|x|/Δ⌋ + ½),   Δ = 2/2^bitrate,   |x̃ − x| ≤ η = Δ/2.
 
-Files are used at their own sample rate: nothing is resampled (the published experiments use
-16 kHz). Splits are by file, so no file contributes to two sets. Data here are NumPy float64
-arrays; move them to another backend with its ``asarray``.
+Files are used at their own sample rate (one rate per folder; :func:`read_wav_folder` refuses
+a mix unless told a ``rate`` to resample to; the published experiments use 16 kHz). Splits are
+by file, so no file contributes to two sets. Data here are NumPy float64 arrays; move them to
+another backend with its ``asarray``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ import numpy as np
 
 from .._array import Array, check_count, check_finite, namespace
 
-__all__ = ["SpeechFrames", "frame_signals", "quantization_radius", "quantize", "read_wav_folder",
+__all__ = ["SpeechFrames", "frame_signals", "quantization_radius", "quantize", "read_wav_files",
+           "read_wav_folder",
            "speech_frames", "split_signals", "synthetic_speech"]
 
 MAX_BITRATE = 24
@@ -43,25 +45,30 @@ def quantization_radius(bitrate: int) -> float:
 
 def quantize(x: Array, bitrate: int) -> Array:
     """Uniform mid-rise quantization x̃ = sign(x)·Δ·(⌊|x|/Δ⌋ + ½), Δ = 2/2^bitrate, of signals
-    normalised to [−1, 1] (any array-API backend)."""
+    normalised to [−1, 1] (any array-API backend). Values outside [−1, 1] saturate, as in an
+    A/D converter: they are clipped to ±1 first (so there |x̃ − x| exceeds η = Δ/2; normalise
+    the signals to max |x| = 1 to avoid it)."""
     delta = 2.0 / 2 ** _check_bitrate(bitrate)
     xp = namespace(("x", x))
     check_finite(xp, x=x)
+    x = xp.clip(x, -1.0, 1.0)
     return xp.sign(x) * delta * (xp.floor(xp.abs(x) / delta) + 0.5)
 
 
 # ---------------------------------------------------------------- speech
 
 
-def read_wav_folder(folder) -> tuple[list[np.ndarray], list[Path], list[int]]:
+def read_wav_folder(folder, *, rate: int | None = None, min_samples: int = 1
+                    ) -> tuple[list[np.ndarray], list[Path], list[int]]:
     """Read every ``*.wav`` file of ``folder`` (sorted by name; other files are ignored).
 
     Returns the signals (float64, each normalised to max |x| = 1), their paths and sample
-    rates. Raises a clear error for a missing or empty folder, a folder without wav files,
-    unreadable wav files, multi-channel files, non-finite samples and silent files.
+    rates. Files of different sample rates are refused unless ``rate`` is given: then every
+    file is resampled to ``rate`` Hz (``scipy.signal.resample_poly``) and the rates returned
+    are ``rate``. Raises a clear error naming the file for a missing or empty folder, a folder
+    without wav files, unreadable or damaged wav files, multi-channel files, non-finite samples,
+    silent files and files shorter than ``min_samples`` (e.g. one frame).
     """
-    from scipy.io import wavfile
-
     folder = Path(folder)
     if not folder.exists():
         raise FileNotFoundError(f"speech folder {folder} does not exist")
@@ -74,18 +81,54 @@ def read_wav_folder(folder) -> tuple[list[np.ndarray], list[Path], list[int]]:
     if not paths:
         shown = ", ".join(p.name for p in entries[:5]) + (", ..." if len(entries) > 5 else "")
         raise ValueError(f"speech folder {folder} holds no .wav files (found: {shown})")
+    return read_wav_files(paths, rate=rate, min_samples=min_samples, where=folder)
+
+
+def read_wav_files(paths, *, rate: int | None = None, min_samples: int = 1, where=None
+                   ) -> tuple[list[np.ndarray], list[Path], list[int]]:
+    """:func:`read_wav_folder` for a given list of files (``where`` names them in errors)."""
+    import struct
+
+    from scipy.io import wavfile
+    from scipy.signal import resample_poly
+
+    paths = [Path(p) for p in paths]
+    if rate is not None:
+        rate = check_count("rate", rate)
+    min_samples = check_count("min_samples", min_samples)
+    folder = where if where is not None else "the given files"
     signals, rates = [], []
     for path in paths:
         try:
-            rate, data = wavfile.read(path)
-        except (ValueError, OSError, EOFError) as err:
-            raise ValueError(f"{path} is not a readable wav file: {err}") from err
+            file_rate, data = wavfile.read(path)
+        # a damaged header raises struct.error, a truncated chunk ValueError or EOFError
+        except (ValueError, OSError, EOFError, struct.error) as err:
+            raise ValueError(f"{path} is not a readable wav file (damaged or truncated?): "
+                             f"{err}") from err
         if data.ndim != 1:
             raise ValueError(f"{path} has {data.shape[1]} channels: only mono wav files are "
                              "supported (mix them down first)")
-        signals.append(_normalise(data, path))
-        rates.append(int(rate))
-    return signals, paths, rates
+        x = _normalise(data, path)
+        if rate is not None and file_rate != rate:
+            g = math.gcd(rate, int(file_rate))
+            x = resample_poly(x, rate // g, int(file_rate) // g)
+            x = _normalise(x, path)
+        signals.append(x)
+        rates.append(int(file_rate))
+    if rate is None and len(set(rates)) > 1:
+        by_rate = {r: [p.name for p, q in zip(paths, rates, strict=True) if q == r]
+                   for r in sorted(set(rates))}
+        shown = "; ".join(f"{r} Hz: {', '.join(names[:3])}{', ...' if len(names) > 3 else ''}"
+                          for r, names in by_rate.items())
+        raise ValueError(f"{folder} mixes sample rates ({shown}): resample them to one rate "
+                         "(rate=..., the command line's --rate)")
+    short = [f"{p.name} ({len(x)} samples)" for p, x in zip(paths, signals, strict=True)
+             if len(x) < min_samples]
+    if short:
+        raise ValueError(f"in {folder}, {len(short)} file(s) are shorter than one frame of "
+                         f"{min_samples} samples: {', '.join(short[:5])}"
+                         f"{', ...' if len(short) > 5 else ''} (remove them or use a smaller n)")
+    return signals, paths, rates if rate is None else [rate] * len(paths)
 
 
 def _normalise(data: np.ndarray, path) -> np.ndarray:
@@ -146,10 +189,22 @@ def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | 
                   seed: int = 0) -> SpeechFrames:
     """Frames of n samples of normalised signals and their quantized versions.
 
+    ``signals``: a list of 1-D (mono) recordings, or one 1-D array; a 2-D array (e.g. stereo,
+    samples × channels) is refused, since framing it would interleave the channels.
     ``max_frames`` keeps a seeded random subset of at most that many frames.
     """
     bitrate = _check_bitrate(bitrate)
     seed = check_count("seed", seed, minimum=0)
+    if isinstance(signals, np.ndarray):
+        if signals.ndim != 1:
+            raise ValueError(f"signals must be a list of 1-D (mono) recordings, got one array "
+                             f"of shape {signals.shape}: framing it would interleave its "
+                             "channels (pass [x] for one recording, or a list of channels)")
+        signals = [signals]
+    for i, s in enumerate(signals):
+        if np.ndim(s) != 1:
+            raise ValueError(f"signals[{i}] has shape {np.shape(s)}: expected a 1-D (mono) "
+                             "recording")
     x = frame_signals(signals, n)
     if max_frames is not None and len(x) > check_count("max_frames", max_frames):
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))

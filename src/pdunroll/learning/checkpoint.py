@@ -14,25 +14,29 @@ fsync, ``os.replace``), so an interrupted write never leaves a broken file behin
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .._array import Array, default_namespace, xp_of
+from .._array import Array, check_count, check_positive, default_namespace, xp_of
 from .._array import array_device as _device
 from ..functions import euclidean as functions
 from ..model import AnalysisModel
 from ..operators import convolution
 from ..operators import dense as operators
 from ..tree import flatten, unflatten
+from ..unroll.forward import ergodic_weights
 from .state import History, TrainState
 
-__all__ = ["History", "TrainState", "load_checkpoint", "load_operator", "model_settings",
-           "model_from_settings", "save_checkpoint", "save_operator"]
+__all__ = ["CheckpointFile", "History", "TrainState", "check_writable", "load_checkpoint",
+           "load_operator", "model_settings", "model_from_settings", "save_checkpoint",
+           "save_operator", "write_json"]
 
 OPERATOR_FORMAT = "pdunroll-operator"
 CHECKPOINT_FORMAT = "pdunroll-checkpoint"
@@ -63,18 +67,67 @@ def _umask() -> int:
     return mask
 
 
-def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
-    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path."""
+def _named(err: OSError, path) -> OSError:
+    """The same OSError with ``path`` in its message (e.g. a full disk: errno 28)."""
+    return type(err)(err.errno, f"{err.strerror or err} (writing {path})", str(path)) \
+        if err.errno else OSError(f"{err} (writing {path})")
+
+
+def check_writable(path) -> Path:
+    """Check before any work that a file can be written atomically at ``path``: not a folder,
+    its folder exists (or is created) and a file can be made in it. Errors name the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise IsADirectoryError(f"{path} is a folder: expected the path of a .npz file in it, "
+                                f"e.g. {path / 'checkpoint.npz'}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}",
+                      str(path)) from err
+    return path
+
+
+def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
+    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path.
+    I/O errors name the path."""
+    path = Path(path)
+    try:
+        return _write_npz(path, arrays, settings)
+    except OSError as err:
+        raise _named(err, path) from err
+
+
+def write_json(path, document: dict) -> Path:
+    """Write ``document`` as indented JSON to ``path`` atomically (e.g. ``results.json``);
+    I/O errors name the path."""
+    path = Path(path)
+    try:
+        return _atomic(path, lambda fh: fh.write(json.dumps(document, indent=2).encode()))
+    except OSError as err:
+        raise _named(err, path) from err
+
+
+def _write_npz(path: Path, arrays, settings) -> Path:
     payload = dict(arrays)
     payload["settings"] = np.array(json.dumps(settings))
+    return _atomic(path, lambda fh: np.savez(fh, **payload))
+
+
+def _atomic(path: Path, write) -> Path:
+    """``write(binary file)`` into a temporary file in the same folder, fsync, rename."""
+    if path.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600): give it the mode of any other new file
         os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **payload)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -185,6 +238,14 @@ def save_operator(path, model: AnalysisModel, *, iterations: int, omega: float,
 
     ``metadata`` (JSON-serialisable) is stored alongside, e.g. ``{"bitrate": 4}``.
     """
+    if not isinstance(model, AnalysisModel):
+        raise TypeError(f"model must be a pdunroll AnalysisModel (operator, f, g), got "
+                        f"{type(model).__name__}")
+    iterations = check_count("iterations", iterations)
+    omega = check_positive("omega", omega)
+    ergodic_weights(weights, iterations)  # a clear error for unknown weights
+    if metadata is not None and not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
     arrays: dict = {}
     _put(arrays, "params", model.operator.params)
     settings = {"format": OPERATOR_FORMAT, "version": VERSION, "model": model_settings(model),
@@ -206,6 +267,36 @@ def load_operator(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
 
 
 # ---------------------------------------------------------------- training checkpoints
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """Where :func:`pdunroll.train` keeps its checkpoint, and how often it writes it.
+
+    ``path``: the ``.npz`` file, written at every epoch's end, on Ctrl-C (or any other
+    exception after the first step) and within an epoch every ``every_steps`` steps and
+    every ``every_minutes`` minutes since the last write (default every 5 minutes; ``None``
+    turns either off); resuming from any of them is bit for bit. ``data``: a fingerprint of
+    the training data (JSON values, e.g. the files' SHA-256 digests), stored in the checkpoint;
+    resuming with another one is refused, naming what differs.
+    """
+
+    path: str | Path
+    every_steps: int | None = None
+    every_minutes: float | None = 5.0
+    data: dict | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.path, str | os.PathLike):
+            raise TypeError(f"checkpoint path must be a str or a path, got "
+                            f"{type(self.path).__name__}")
+        if self.every_steps is not None:
+            check_count("every_steps", self.every_steps)
+        if self.every_minutes is not None:
+            check_positive("every_minutes", self.every_minutes)
+        if self.data is not None and not isinstance(self.data, dict):
+            raise TypeError(f"data must be a dict (a fingerprint of the training data), got "
+                            f"{type(self.data).__name__}")
 
 
 def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: dict,

@@ -121,6 +121,9 @@ class SGD(Optimizer):
     def settings(self) -> dict:
         return {"name": self.name, "momentum": self.momentum}
 
+    def __repr__(self) -> str:
+        return f"SGD(momentum={self.momentum:g})"
+
 
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with bias correction."""
@@ -150,6 +153,9 @@ class Adam(Optimizer):
 
     def settings(self) -> dict:
         return {"name": self.name, "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+    def __repr__(self) -> str:
+        return f"Adam(beta1={self.beta1:g}, beta2={self.beta2:g}, eps={self.eps:g})"
 
 
 def make_optimizer(spec) -> Optimizer:

@@ -9,14 +9,18 @@ warm-started from the previous singular vector.
 
 A step is the minibatch gradient (a replaceable :class:`MinibatchGradient`), the optimizer's
 update and the new ‖K‖; an epoch ends with the validation loss (L Chambolle-Pock steps on the
-validation set), the best operator so far, early stopping on it, and a checkpoint; Ctrl-C (or any
-other exception, e.g. from the callback) writes a checkpoint of the last finished step before the
-exception propagates, and ``resume=True`` continues bit for bit (fixed seed).
+validation set), the best operator so far, early stopping on it, a checkpoint and a summary line
+on the ``pdunroll`` logger (INFO). Checkpoints are also written within an epoch every few minutes
+or steps; Ctrl-C (or any other exception, e.g. from the callback) writes a checkpoint of the last
+finished step before the exception propagates (a run that made no step writes none), and
+``resume=True`` continues bit for bit (fixed seed) after checking the settings and the data
+fingerprint.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -27,20 +31,28 @@ from typing import Protocol
 import numpy as np
 
 from .. import tree
-from .._array import Array, check_count, check_positive
+from .._array import Array, check_count, check_flag, check_positive
+from ..data.fingerprint import fingerprint_difference
 from ..model import AnalysisModel, StepSizes, step_sizes
 from ..operators.base import estimate_norm
 from ..unroll.forward import ergodic_weights, solve
 from ..unroll.gradient import check_unrolling, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
-from .checkpoint import load_checkpoint, model_settings, save_checkpoint
+from .checkpoint import (
+    CheckpointFile,
+    check_writable,
+    load_checkpoint,
+    model_settings,
+    save_checkpoint,
+)
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
 from .state import History, TrainState
 
-__all__ = ["LocalGradient", "MinibatchGradient", "TrainResult", "reconstruct", "train",
-           "unrolled_loss"]
+__all__ = ["LocalGradient", "MinibatchGradient", "TrainResult", "epoch_summary", "reconstruct",
+           "train", "unrolled_loss", "validation_snr"]
 
 _EVAL_CHUNK = 2048  # signals per Chambolle-Pock call when evaluating
+log = logging.getLogger(__name__)  # under "pdunroll": epoch summaries at INFO
 
 
 @dataclass(frozen=True)
@@ -58,6 +70,12 @@ class TrainResult:
     stopped_early: bool
     epochs: int
     steps: int
+
+    def __repr__(self) -> str:
+        val = "none" if self.best_val_loss is None else f"{self.best_val_loss:.4g}"
+        return (f"TrainResult(epochs={self.epochs}, steps={self.steps}, "
+                f"best_epoch={self.best_epoch}, best_val_loss={val}, "
+                f"stopped_early={self.stopped_early})")
 
 
 def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int, omega: float = 10.0,
@@ -238,7 +256,7 @@ def train(
     patience: int | None = None,
     seed: int = 0,
     norm_iterations: int = 30,
-    checkpoint: str | Path | None = None,
+    checkpoint: str | Path | CheckpointFile | None = None,
     resume: bool = False,
     progress: bool = True,
     callback: Callable[[dict], object] | None = None,
@@ -272,10 +290,14 @@ def train(
     norm_iterations : int
         Power iterations per update for ‖K‖, warm-started from the previous singular vector
         (the start is estimated to convergence).
-    checkpoint : path, optional
-        ``.npz`` file written after every epoch and on Ctrl-C (or any other exception).
+    checkpoint : path or CheckpointFile, optional
+        ``.npz`` file written after every epoch, within an epoch every 5 minutes (a
+        :class:`CheckpointFile` sets the interval in steps or minutes and records a fingerprint
+        of the training data), and on Ctrl-C (or any other exception after the first step). Its
+        path is checked before the first step.
     resume : bool
-        Continue from ``checkpoint`` (which must exist and match this configuration).
+        Continue from ``checkpoint`` (which must exist and match this configuration and the
+        data fingerprint).
     progress : bool
         Show a tqdm progress bar.
     callback : callable, optional
@@ -288,6 +310,8 @@ def train(
         Data-parallel training on its workers (:class:`~pdunroll.learning.distributed.
         DaskGradient`: the pairs scattered once in shards, partial gradients added in shard
         order); the validation loss is computed there too. Same minibatches as without it.
+
+    Epoch summaries go to the ``pdunroll`` logger at level INFO.
     """
     model.check_signals(x_tilde=x_tilde, x_true=x_true)
     if validation is not None:
@@ -303,10 +327,14 @@ def train(
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     omega = check_positive("omega", omega)
-    schedule = lr if isinstance(lr, LearningRate) else LearningRate(float(lr))
+    schedule = lr if isinstance(lr, LearningRate) else \
+        LearningRate(check_positive("lr", lr))
+    progress = check_flag("progress", progress)
     opt = make_optimizer(optimizer)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path")
+    ck = checkpoint if checkpoint is None or isinstance(checkpoint, CheckpointFile) \
+        else CheckpointFile(checkpoint)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be callable, callback(info); got "
                         f"{type(callback).__name__}")
@@ -326,7 +354,8 @@ def train(
                      omega=omega, lr=schedule.settings(), epochs=epochs, batch_size=batch_size,
                      patience=patience, seed=int(seed), norm_iterations=norm_iterations,
                      dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
-                     n_val=None if validation is None else validation[0].shape[0])
+                     n_val=None if validation is None else validation[0].shape[0],
+                     data=None if ck is None else ck.data)
 
     def val_loss(m, norm):
         if validation is None:
@@ -334,19 +363,35 @@ def train(
         return _unrolled_loss(m, *validation, iterations=iterations, omega=omega,
                               alphas=alphas, op_norm=norm, client=client)
 
-    # a model the checkpoint cannot describe fails here, not at the end of the first epoch
-    described = None if checkpoint is None else _config(**model_settings(model))
+    # a model the checkpoint cannot describe, or a path it cannot be written to, fails here,
+    # not at the end of the first epoch
+    described = None if ck is None else _config(**model_settings(model))
+    if ck is not None:
+        check_writable(ck.path)
+    val_energy = None if validation is None else \
+        float(model.operator.xp.sum(validation[1] * validation[1]))
     if resume:
-        state, saved = load_checkpoint(checkpoint, model.operator.params)
+        state, saved = load_checkpoint(ck.path, model.operator.params)
         _check_same(saved, config, opt.settings(), described)
     else:
         state = _start(model, opt, seed, val_loss)
     current = model.with_params(state.params)
 
     def save():
-        if checkpoint is not None:
-            save_checkpoint(checkpoint, state, model=current, config=config,
+        nonlocal last_save
+        if ck is not None:
+            save_checkpoint(ck.path, state, model=current, config=config,
                             optimizer=opt.settings())
+        last_save = (state.step, time.monotonic())
+
+    def save_due() -> bool:
+        steps, at = last_save
+        return ck is not None and (
+            (ck.every_steps is not None and state.step - steps >= ck.every_steps) or
+            (ck.every_minutes is not None and time.monotonic() - at >= 60 * ck.every_minutes))
+
+    last_save = (state.step, time.monotonic())
+    first_step = state.step
 
     from tqdm.auto import tqdm
 
@@ -367,6 +412,8 @@ def train(
                 if state.step % 10 == 0 or j + 1 == plan.per_epoch:
                     bar.set_postfix(loss=f"{record[4]:.3e}", epoch=state.epoch + 1,
                                     refresh=False)
+                if j + 1 < plan.per_epoch and save_due():
+                    save()
                 if callback is not None:
                     callback({"step": state.step, "epoch": state.epoch, "batch": j + 1,
                               "loss": record[4], "grad_norm": record[5], "lr": record[6]})
@@ -376,15 +423,47 @@ def train(
                 bar.set_postfix(loss=f"{state.history.epoch_train_loss[-1]:.3e}", val=f"{v:.3e}",
                                 epoch=state.epoch, refresh=False)
             save()
+            log.info("%s", epoch_summary(state.history, state.epoch, epochs, n_val=config["n_val"],
+                                         val_energy=val_energy))
     except BaseException:  # Ctrl-C, an error in the callback, ...: keep the last whole step
-        save()
+        if state.step > first_step or resume:  # a fresh run that made no step leaves nothing
+            save()
         raise
     finally:
         bar.close()
+    log.info("finished: %d steps, %d epochs; best epoch %d%s", state.step, state.epoch,
+             state.best_epoch, "" if state.best_val is None
+             else f" (validation loss {state.best_val:.4e})")
     return TrainResult(model=current.with_params(state.best_params), final_model=current,
                        history=state.history, best_epoch=state.best_epoch,
                        best_val_loss=state.best_val, stopped_early=state.stopped,
                        epochs=state.epoch, steps=state.step)
+
+
+def validation_snr(loss: float | None, n_val: int | None, val_energy: float | None):
+    """SNR in dB over the validation set from its loss J = Σ ½‖x̂ − x†‖² / N (as
+    :func:`pdunroll.snr`: 10 log₁₀(‖x†‖² / ‖x̂ − x†‖²))."""
+    if loss is None or not n_val or not val_energy:
+        return None
+    err = 2.0 * loss * n_val
+    return math.inf if err == 0 else 10 * math.log10(val_energy / err)
+
+
+def epoch_summary(history: History, epoch: int, epochs: int, *, n_val=None,
+                  val_energy=None) -> str:
+    """One line on epoch ``epoch`` (1-based): training loss, validation loss and SNR, the
+    starting operator's validation loss for reference, and the epoch's time."""
+    i = epoch - 1
+    text = f"epoch {epoch}/{epochs}: train loss {history.epoch_train_loss[i]:.4e}"
+    val = history.epoch_val_loss[i]
+    if val is not None:
+        text += f", validation loss {val:.4e}"
+        snr_db = validation_snr(val, n_val, val_energy)
+        if snr_db is not None:
+            text += f" (SNR {snr_db:.2f} dB)"
+        if history.initial_val_loss is not None:
+            text += f", start {history.initial_val_loss:.4e}"
+    return text + f", {history.epoch_seconds[i]:.1f} s"
 
 
 def _start(model: AnalysisModel, opt: Optimizer, seed: int, val_loss) -> TrainState:
@@ -402,7 +481,10 @@ def _start(model: AnalysisModel, opt: Optimizer, seed: int, val_loss) -> TrainSt
 def _check_same(saved: dict, config: dict, optimizer: dict, model: dict) -> None:
     """Resuming with other settings would not continue the same run: name what differs."""
     diff = [f"{k}: checkpoint {saved['config'].get(k)!r}, now {v!r}"
-            for k, v in config.items() if saved["config"].get(k) != v]
+            for k, v in config.items() if k != "data" and saved["config"].get(k) != v]
+    data = fingerprint_difference(saved["config"].get("data"), config.get("data"))
+    if data:
+        diff.append("training data: " + "; ".join(data))
     for part in ("operator", "f", "g"):  # e.g. another quantization radius η in G
         if saved["model"][part] != model[part]:
             diff.append(f"model {part}: checkpoint {saved['model'][part]!r}, now {model[part]!r}")

@@ -112,6 +112,9 @@ def estimate_norm(
     The estimate approaches ‖K‖ from below; the step-size rules keep a margin (0.99) for that.
     ``v0`` warm-starts from a previous :class:`NormEstimate`'s ``vector``.
     """
+    if not isinstance(op, LinearOperator):
+        raise TypeError(f"op must be a LinearOperator (e.g. pdunroll.DenseOperator(K)), got "
+                        f"{type(op).__name__}")
     iterations = check_count("iterations", iterations)
     if not 0 <= float(rtol) < math.inf:
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")

@@ -169,10 +169,17 @@ def _check(smooth, g, x0, step, iterations):
     return check_positive("step", step), check_count("iterations", iterations)
 
 
+# the iteration explodes when its last step ‖x^L − x^{L−1}‖ is this many times the first one
+# while f grew (for α < 2/Lip(∇f) Euclidean steps are averaged maps, whose step lengths never
+# grow, and a Bregman step from a point near the boundary may take growing steps, but downhill)
+DIVERGENCE_FACTOR = 1e3
+
+
 def _run(smooth, g, x, step, iterations, keep, callback=None):
-    """L steps from x; keeps (x^{k−1}, saved step k) for the last ``keep`` steps."""
+    """L steps from x; keeps (x^{k−1}, saved step k) for the last ``keep`` steps. Checks once,
+    after the loop (no host synchronisation inside it), that the iterates did not diverge."""
     tape: deque = deque(maxlen=keep)
-    x_prev = x
+    x_prev, first, f0 = x, None, smooth.value(x)
     for k in range(1, iterations + 1):
         x_prev = x
         if keep:
@@ -180,9 +187,30 @@ def _run(smooth, g, x, step, iterations, keep, callback=None):
             tape.append((x_prev, saved))
         else:
             x = g.prox_step(x_prev, smooth.grad(x_prev), step)
+        if k == 1:
+            first = _step_length(x, x_prev)
         if callback is not None:
             callback(k, x)
+    _check_converging(smooth, x, f0, first, _step_length(x, x_prev), step)
     return x, x_prev, tape
+
+
+def _step_length(x, x_prev):
+    return _xp(x).linalg.vector_norm(x - x_prev, axis=tuple(range(1, x.ndim)))
+
+
+def _check_converging(smooth, x, f0, first, last, step) -> None:
+    """Non-finite or exploding iterates (growing steps and a growing f) are an error, not a
+    returned result."""
+    xp = _xp(x)
+    finite = xp.all(xp.isfinite(x))
+    exploding = xp.logical_and(last > DIVERGENCE_FACTOR * first + 1e-30, smooth.value(x) > f0)
+    if not bool(xp.logical_and(finite, xp.logical_not(xp.any(exploding)))):
+        worst = float(xp.max(xp.where(xp.isfinite(x), xp.abs(x), xp.inf)))
+        raise FloatingPointError(
+            f"forward-backward diverged with step={step:g}: the iterates grew to max |x| = "
+            f"{worst:.3g} (their last step is over {DIVERGENCE_FACTOR:g} times the first, and "
+            "f grew); choose step < 2 / (Lipschitz constant of the gradient of the smooth part)")
 
 
 def forward_backward(smooth: SmoothFunction, g: Function, x0: Array, *, step: float,

@@ -1,0 +1,61 @@
+"""What a run was trained on: a data fingerprint (the files with their SHA-256 digests, or the
+synthetic generator's settings, plus the framing), stored in checkpoints and learned operators,
+and the differences between two fingerprints in words."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+__all__ = ["fingerprint_difference", "file_digests"]
+
+
+def file_digests(paths, root) -> dict[str, str]:
+    """``{path relative to root: SHA-256 hex digest}`` of each file (errors name the file)."""
+    root = Path(root)
+    out = {}
+    for path in paths:
+        path = Path(path)
+        digest = hashlib.sha256()
+        try:
+            with open(path, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    digest.update(block)
+        except OSError as err:
+            raise OSError(err.errno, f"cannot read {path}: {err.strerror}", str(path)) from err
+        try:
+            name = path.resolve().relative_to(root.resolve()).as_posix()
+        except ValueError:
+            name = str(path)
+        out[name] = digest.hexdigest()
+    return out
+
+
+def _names(names, limit=3) -> str:
+    names = sorted(names)
+    return ", ".join(names[:limit]) + (f" and {len(names) - limit} more"
+                                       if len(names) > limit else "")
+
+
+def fingerprint_difference(saved: dict | None, now: dict | None) -> list[str]:
+    """What differs between two fingerprints, one phrase per difference (empty: the same data).
+    ``files`` entries (name → digest) are compared file by file."""
+    saved, now = saved or {}, now or {}
+    out = []
+    for key in sorted(set(saved) | set(now)):
+        a, b = saved.get(key), now.get(key)
+        if a == b:
+            continue
+        if key == "files" and isinstance(a, dict) and isinstance(b, dict):
+            gone, new = set(a) - set(b), set(b) - set(a)
+            changed = {k for k in set(a) & set(b) if a[k] != b[k]}
+            if gone:
+                out.append(f"{len(gone)} file(s) of the saved data missing now: {_names(gone)}")
+            if new:
+                out.append(f"{len(new)} file(s) not in the saved data: {_names(new)}")
+            if changed:
+                out.append(f"{len(changed)} file(s) with other contents (SHA-256): "
+                           f"{_names(changed)}")
+        else:
+            out.append(f"{key}: saved {a!r}, now {b!r}")
+    return out
