@@ -34,7 +34,7 @@ if str(_SRC) not in sys.path:
 import pdunroll as pu  # noqa: E402
 
 # numbers (entries of both factors) per ∇_K product in the hand-written loops: as pdunroll's
-NUMBERS_PER_PRODUCT = getattr(pu.gradients, "_NUMBERS_PER_PRODUCT", 2**19)
+NUMBERS_PER_PRODUCT = __import__("pdunroll.unroll.reverse", fromlist=["_"])._NUMBERS_PER_PRODUCT
 
 LIBRARY_BACKENDS = ["numpy", "torch", "array_api_strict", "torch_cuda", "cupy"]
 DTYPES = ["float32", "float64"]
