@@ -92,15 +92,15 @@ def _split(state: ForwardState):
     is_array = [isinstance(a, jax.Array) for a in flat]
     arrays = [a for a, keep in zip(flat, is_array, strict=True) if keep]
     static = [None if keep else a for a, keep in zip(flat, is_array, strict=True)]
-    return arrays, (treedef, is_array, static, state.tape.maxlen)
+    return arrays, (treedef, is_array, static)
 
 
 def _join(arrays, how) -> ForwardState:
-    treedef, is_array, static, maxlen = how
+    treedef, is_array, static = how
     it = iter(arrays)
     flat = [next(it) if keep else s for keep, s in zip(is_array, static, strict=True)]
     r, y, r_prev, y_prev, r_avg, y_avg, tape, starts = jax.tree_util.tree_unflatten(treedef, flat)
-    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, deque(tape, maxlen=maxlen),
+    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, deque(tape),
                         list(starts))
 
 
