@@ -164,3 +164,19 @@ def test_errors_name_the_argument():
         UnrolledCP(_model(K.numpy(), c.numpy()), iterations=5)
     with pytest.raises(ValueError, match="iterations"):
         UnrolledCP(_model(K, c), iterations=0)
+
+
+def test_module_holds_a_filter_bank_as_parameter():
+    """A Conv2dFilterBank's filters are the module's nn.Parameter; their gradient through the
+    layer is pu.gradient's."""
+    g = torch.Generator().manual_seed(7)
+    filters = torch.tensor(pu.dct_filters(3)) + 0.05 * torch.randn(8, 3, 3, generator=g,
+                                                                     dtype=torch.float64)
+    x_true = torch.rand(2, 6, 6, generator=g, dtype=torch.float64)
+    noisy = x_true + 0.1 * torch.randn(2, 6, 6, generator=g, dtype=torch.float64)
+    model = pu.AnalysisModel(pu.Conv2dFilterBank(filters, (6, 6)), pu.L1Norm(), pu.L2Ball(0.6))
+    layer = UnrolledCP(model, iterations=8)
+    assert layer.operator_params[0].shape == (8, 3, 3)
+    (0.5 * ((layer(noisy) - x_true) ** 2).sum()).backward()
+    ref = pu.gradient(model, noisy, x_true, iterations=8)
+    assert relative_error(layer.operator_params[0].grad, ref.operator) <= 1e-12
