@@ -41,7 +41,7 @@ except ImportError:
     torch = None
 
 SPEECH = speech_problem()
-forward = pu.solver.forward  # the CP loop behind chambolle_pock and gradient
+from pdunroll.unroll.forward import forward  # noqa: E402 - the CP loop of the library
 
 
 def _library_setup(backend_name: str, dtype: str):
