@@ -154,6 +154,9 @@ def test_runs_under_torch_compile():
     assert torch.allclose(got, eager, rtol=1e-12, atol=0)
     for p, w in zip((pre.weight, layer.operator_params[0]), want, strict=True):
         assert torch.allclose(p.grad, w, rtol=1e-12, atol=1e-14)
+    # one break, at the layer (validation and model building included): two compiled graphs
+    explained = torch._dynamo.explain(net)(xt)
+    assert (explained.graph_count, explained.graph_break_count) == (2, 1)
 
 
 def test_errors_name_the_argument():

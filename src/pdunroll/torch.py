@@ -9,7 +9,7 @@ operator's parameters as ``nn.Parameter`` and taking x̃ and, optionally, F's an
 
 The backward is first order (double backward raises); a second ``backward`` through the same
 graph (``retain_graph=True``, e.g. ``torch.autograd.gradcheck``) reruns the forward pass.
-Under ``torch.compile`` the layer is a graph break: it runs eagerly between compiled regions.
+Under ``torch.compile`` the layer is one graph break: it runs eagerly between compiled graphs.
 Importing this module imports torch; ``import pdunroll`` does not.
 """
 
@@ -91,11 +91,7 @@ class _Unrolled(torch.autograd.Function):
         return (None, *(gr if need else None for gr, need in zip(grads, needed, strict=True)))
 
 
-@torch.compiler.disable
-def _apply(spec: _Spec, x_tilde, leaves):
-    return _Unrolled.apply(spec, x_tilde, *leaves)
-
-
+@torch.compiler.disable  # validation, step sizes and the layer: one graph break
 def unrolled(
     model: AnalysisModel,
     x_tilde: torch.Tensor,
@@ -121,7 +117,7 @@ def unrolled(
         steps = resolve_steps(model.operator, omega, steps)
     ops, fs, gs = _leaves(model)
     spec = _Spec(model, iterations, method, b, alphas, steps, (len(ops), len(fs)))
-    return _apply(spec, x_tilde, [*ops, *fs, *gs])
+    return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
 
 class UnrolledCP(torch.nn.Module):
@@ -160,6 +156,7 @@ class UnrolledCP(torch.nn.Module):
         params = list(self.operator_params)
         return op.with_params(tree.unflatten(op.params, params)) if params else op
 
+    @torch.compiler.disable  # building the model checks its arrays: part of the graph break
     def forward(self, x_tilde: torch.Tensor, f=None, g=None) -> torch.Tensor:
         model = self.model
         fn, gn = model.f, model.g
