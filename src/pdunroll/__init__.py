@@ -6,6 +6,7 @@ imports none of torch, cupy or jax.
 """
 
 from . import tree
+from .audit import AuditResult, AuditRow, check_gradients
 from .functions import (
     BoxBregmanL1Norm,
     BoxBregmanLinfBall,
@@ -90,6 +91,9 @@ def __dir__():
 __all__ = [
     "SOLVERS",
     "Asymptotic",
+    "AuditResult",
+    "AuditRow",
+    "check_gradients",
     "Cotangents",
     "Full",
     "GradientMethod",
