@@ -1,4 +1,5 @@
-"""Multi-label segmentation behind a CNN, trained end to end (seed 004 §8, DESIGN §9).
+"""Multi-label segmentation behind a CNN, trained end to end (Ochs, Ranftl, Brox & Pock
+2016, §8).
 
 A tiny torch CNN maps a noisy image to label costs c (batch, labels, H, W); pdunroll's unrolled
 ergodic primal-dual algorithm with entropic simplex steps solves
@@ -6,14 +7,15 @@ ergodic primal-dual algorithm with entropic simplex steps solves
     min_u ⟨c, u⟩ + λ Σ_labels ‖D u_l‖_{2,1}   on the pixelwise simplex
 
 and the loss is the pixelwise cross-entropy of u. The gradient w.r.t. c is pdunroll's
-hand-written recursion (``gradient(...).g``), pushed into the network with ``c.backward(grad_c)``:
-torch autograd differentiates the CNN only. A baseline CNN of the same shape is trained with
-plain cross-entropy on softmax(−c). Synthetic data: disks (label 1) and rectangles (label 2) on
-a background (label 0), intensities 0, ½, 1 plus Gaussian noise.
+hand-written recursion behind the torch layer ``pdunroll.torch.UnrolledCP`` (``u = layer(0,
+g=c)``, then ``loss.backward()``): torch autograd differentiates the loss and the CNN only. A
+baseline CNN of the same shape is trained with plain cross-entropy on softmax(−c). Synthetic
+data: disks (label 1) and rectangles (label 2) on a background (label 0), intensities 0, ½, 1
+plus Gaussian noise.
 
-Writes accuracy.csv (pixel accuracy on held-out images), training.csv (loss per step) and
-segmentation.png to --out (default runs/segmentation). Needs torch (optional dependency of
-pdunroll): ``pip install torch``.
+Writes accuracy.csv (pixel accuracy and mean IoU on held-out images), training.csv (loss per
+step) and segmentation.png to --out (default runs/segmentation). Needs torch (an optional
+dependency of pdunroll): ``pip install torch==2.13.0``.
 
     python experiments/segmentation.py --quick      # about a minute on 2 CPU cores
 """
@@ -73,18 +75,28 @@ def make_cnn(width: int = 16, seed: int = 0):
         torch.nn.Conv2d(width, LABELS, 1))
 
 
-def tv_step(net, optimizer, images, target, *, tv_weight: float, iterations: int) -> float:
-    """One end-to-end step: c = net(images), u = ergodic CP on the TV model, ℓ = CE(u); ∇_c ℓ
-    from pdunroll's recursion, backpropagated into the CNN by torch. Returns ℓ before the step."""
+def tv_layer(template_costs, *, tv_weight: float, iterations: int):
+    """The TV-on-the-simplex model as a torch layer (``pdunroll.torch.UnrolledCP``): u =
+    layer(x̃ = 0, g=c) runs L ergodic CP steps, and its backward is pdunroll's hand-written
+    recursion into the costs c (G = LinearTerm(c, EntropicSimplex))."""
+    from pdunroll.torch import UnrolledCP
+
+    return UnrolledCP(pu.segmentation_model(template_costs, tv_weight), iterations=iterations,
+                      weights="uniform")
+
+
+def tv_step(net, optimizer, layer, images, target, *, eps: float = 1e-6) -> float:
+    """One end-to-end step: c = net(images), u = layer(0, g=c), ℓ = pixelwise cross-entropy of
+    u; ``loss.backward()`` runs torch autograd through the loss and the CNN and pdunroll's
+    recursion through the layer. Returns ℓ before the step."""
     optimizer.zero_grad()
     costs = net(images)
-    c = costs.detach()
-    model = pu.segmentation_model(c, tv_weight)
-    res = pu.gradient(model, torch.zeros_like(c), iterations=iterations, weights="uniform",
-                      loss=pu.segmentation_loss(target))
-    costs.backward(res.g)
+    u = layer(torch.zeros_like(costs), g=costs)
+    pixels = target.shape[0] * target.shape[2] * target.shape[3]
+    loss = -(target * torch.log(u + eps)).sum() / pixels
+    loss.backward()
     optimizer.step()
-    return res.loss
+    return float(loss.detach())
 
 
 def cnn_step(net, optimizer, images, labels) -> float:
@@ -108,16 +120,29 @@ def accuracy(scores, labels) -> float:
     return float((scores.argmax(dim=1) == labels).double().mean())
 
 
+def mean_iou(scores, labels) -> float:
+    """Intersection over union of prediction (argmax over axis 1) and truth, averaged over the
+    labels."""
+    pred = scores.argmax(dim=1)
+    ious = [float(((pred == k) & (labels == k)).sum()) / max(float(((pred == k)
+                                                                    | (labels == k)).sum()), 1)
+            for k in range(LABELS)]
+    return sum(ious) / LABELS
+
+
 def _train(step, net, data, args, log):
     optimizer = torch.optim.Adam(net.parameters(), lr=args.lr)
     images, labels = data
     target = torch.from_numpy(onehot(labels.numpy()))
     rng = np.random.default_rng(args.seed)
+    layer = None
     for i in range(args.steps):
         idx = torch.from_numpy(rng.choice(len(images), args.batch, replace=False))
         if step is tv_step:
-            loss = tv_step(net, optimizer, images[idx], target[idx], tv_weight=args.tv_weight,
-                           iterations=args.L)
+            if layer is None:
+                layer = tv_layer(torch.zeros((args.batch, LABELS, *images.shape[2:])),
+                                 tv_weight=args.tv_weight, iterations=args.L)
+            loss = tv_step(net, optimizer, layer, images[idx], target[idx])
         else:
             loss = cnn_step(net, optimizer, images[idx], labels[idx])
         log.append(loss)
@@ -204,16 +229,18 @@ def main(argv=None) -> int:
     u_plug = tv_segment(c_cnn, **opts)
     u_tv = tv_segment(c_tv, **opts)
     rows = [
-        ("CNN alone", "argmin c", accuracy(-c_cnn, test_labels), seconds["CNN alone"]),
-        ("CNN alone + TV (not retrained)", "argmax u", accuracy(u_plug, test_labels), ""),
-        ("CNN + TV (end to end)", "argmin c", accuracy(-c_tv, test_labels), ""),
-        ("CNN + TV (end to end)", "argmax u", accuracy(u_tv, test_labels),
-         seconds["CNN + TV (end to end)"]),
+        ("CNN alone", "argmin c", c_cnn.neg(), seconds["CNN alone"]),
+        ("CNN alone + TV (not retrained)", "argmax u", u_plug, ""),
+        ("CNN + TV (end to end)", "argmin c", c_tv.neg(), ""),
+        ("CNN + TV (end to end)", "argmax u", u_tv, seconds["CNN + TV (end to end)"]),
     ]
+    rows = [(m, p, accuracy(sc, test_labels), mean_iou(sc, test_labels), t)
+            for m, p, sc, t in rows]
     args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "accuracy.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["model", "prediction", "pixel_accuracy", "train_seconds", "size",
+        writer.writerow(["model", "prediction", "pixel_accuracy", "mean_iou", "train_seconds",
+                         "size",
                          "train_images", "test_images", "steps", "L", "tv_weight", "noise"])
         for row in rows:
             writer.writerow([*row, args.size, args.train, args.test, args.steps, args.L,
@@ -226,8 +253,8 @@ def main(argv=None) -> int:
               "CNN + TV: argmax u": u_tv.argmax(dim=1)}
     _figure(args.out / "segmentation.png", test_images.numpy(), test_labels.numpy(),
             {k: v.numpy() for k, v in panels.items()}, histories)
-    for model, pred, acc, _ in rows:
-        print(f"{model:32s} {pred:9s} pixel accuracy {acc:.4f}")
+    for model, pred, acc, iou, _ in rows:
+        print(f"{model:32s} {pred:9s} pixel accuracy {acc:.4f}  mean IoU {iou:.4f}")
     print(f"wrote {args.out / 'accuracy.csv'}, training.csv, segmentation.png")
     return 0
 

@@ -145,18 +145,31 @@ def _script():
 
 
 def test_one_training_step_lowers_the_loss():
-    """tv_step: CNN costs → pdunroll's ∇_c → c.backward → Adam; the same batch's loss drops."""
+    """tv_step: CNN costs → the torch layer → cross-entropy → backward → Adam; the CNN's
+    gradients are those of pu.gradient's ∇_c pushed in by hand (c.backward(res.g)), and the
+    same batch's loss drops."""
     seg = _script()
     import torch
 
     images, labels = seg.synthetic_images(4, 12, 0.5, np.random.default_rng(0))
-    images, target = torch.from_numpy(images), torch.from_numpy(seg.onehot(labels))
-    net = seg.make_cnn(width=4)
+    images = torch.from_numpy(images).double()
+    target = torch.from_numpy(seg.onehot(labels)).double()
+    net = seg.make_cnn(width=4).double()
+    costs = net(images)
+    model = pu.segmentation_model(costs.detach(), 0.5)
+    res = pu.gradient(model, torch.zeros_like(costs), iterations=10, weights="uniform",
+                      loss=pu.segmentation_loss(target))
+    costs.backward(res.g)
+    by_hand = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+
     opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    opts = dict(tv_weight=0.5, iterations=10)
-    before = seg.tv_step(net, opt, images, target, **opts)
-    assert all(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in net.parameters())
-    after = seg.tv_step(net, opt, images, target, **opts)
+    layer = seg.tv_layer(torch.zeros_like(costs), tv_weight=0.5, iterations=10)
+    before = seg.tv_step(net, opt, layer, images, target)
+    assert before == pytest.approx(res.loss, rel=1e-12)
+    for p, want in zip(net.parameters(), by_hand, strict=True):
+        assert relative_error(p.grad, want) <= 1e-10
+    after = seg.tv_step(net, opt, layer, images, target)
     assert after < before
 
 
@@ -168,7 +181,8 @@ def test_script_writes_outputs(tmp_path):
     with open(tmp_path / "accuracy.csv") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["prediction"] for r in rows] == ["argmin c", "argmax u", "argmin c", "argmax u"]
-    assert all(0 <= float(r["pixel_accuracy"]) <= 1 for r in rows)
+    assert all(0 <= float(r["pixel_accuracy"]) <= 1 and 0 <= float(r["mean_iou"]) <= 1
+               for r in rows)
     with open(tmp_path / "training.csv") as fh:
         assert len(list(csv.DictReader(fh))) == 3
     assert (tmp_path / "segmentation.png").stat().st_size > 0

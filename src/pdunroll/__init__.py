@@ -6,6 +6,7 @@ imports none of torch, cupy or jax.
 """
 
 from . import tree
+from .audit import AuditResult, AuditRow, check_gradients
 from .functions import (
     BoxBregmanL1Norm,
     BoxBregmanLinfBall,
@@ -91,6 +92,9 @@ __all__ = [
     "SOLVERS",
     "CheckpointFile",
     "Asymptotic",
+    "AuditResult",
+    "AuditRow",
+    "check_gradients",
     "Cotangents",
     "Full",
     "GradientMethod",

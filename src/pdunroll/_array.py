@@ -52,7 +52,9 @@ def namespace(*named: tuple[str, Array]):
                 f"{name} is a {_lib(a)} array but {first[0]} is a {_lib(first[1])} array: "
                 "all arrays must come from one backend"
             )
-        if array_device(a) != array_device(first[1]):
+        # a traced JAX value (inside jax.jit, jax.grad, jax.vjp) has no device yet: None
+        if None not in (array_device(a), array_device(first[1])) and (
+                array_device(a) != array_device(first[1])):
             raise ValueError(
                 f"{name} is on device {array_device(a)} but {first[0]} is on device "
                 f"{array_device(first[1])}: move them to one device"
@@ -95,9 +97,17 @@ def _namespace_of(a: Array):
 
 
 def check_finite(xp, **arrays: Array) -> None:
-    """Raise ``ValueError`` naming the first argument that holds NaN or infinity."""
+    """Raise ``ValueError`` naming the first argument that holds NaN or infinity.
+
+    Under ``jax.jit`` an array's values are not known while the function is traced: ``bool``
+    of a traced value raises a ``TypeError``, and the check is skipped for that array (so that
+    operators and functions can be built from traced parameters inside a jitted function)."""
     for name, a in arrays.items():
-        if not bool(xp.all(xp.isfinite(a))):
+        try:
+            finite = bool(xp.all(xp.isfinite(a)))
+        except TypeError:  # a traced value (jax.errors.ConcretizationTypeError is a TypeError)
+            continue
+        if not finite:
             raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 
 

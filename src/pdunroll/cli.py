@@ -199,7 +199,16 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate_data_args(ev)
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
-    for sub in (speech, denoise, ev):
+    audit = commands.add_parser(  # the gradient audit: _audit
+        "audit", help="check every gradient method against finite differences, autodiff and "
+                      "each other on the tutorials' models")
+    audit.add_argument("--problem", choices=("speech", "denoise", "segmentation", "all"),
+                       default="all", help="tutorial model to audit (default all)")
+    audit.add_argument("--iterations", "-L", type=_positive_int, default=20,
+                       help="unrolled steps L (default 20)")
+    audit.add_argument("--no-autodiff", action="store_true",
+                       help="leave out torch.autograd and jax.grad")
+    for sub in (speech, denoise, ev, audit):
         sub.add_argument("--threads", type=_positive_int, default=1,
                          help="BLAS threads (default 1: the minibatch products are small, and "
                               "one thread per process is fastest on a few shared cores); an "
@@ -776,6 +785,21 @@ def _dask_client(args):
         yield client
 
 
+def _audit(args) -> int:
+    """``pdunroll audit``: one table per tutorial model; exit status 1 on a disagreement."""
+    from .audit import check_gradients
+    from .problems.tutorials import PROBLEMS, tutorial_problem
+
+    ok = True
+    for name in PROBLEMS if args.problem == "all" else (args.problem,):
+        model, x_tilde, x_true, options = tutorial_problem(name)
+        result = check_gradients(model, x_tilde, x_true, iterations=args.iterations,
+                                 autodiff=not args.no_autodiff, **options)
+        print(f"# {name}\n{result}\n")
+        ok = ok and result.ok
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     from .learning.runfolder import FolderInUse
 
@@ -783,6 +807,8 @@ def main(argv=None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)
     _limit_threads(args.threads)
     try:
+        if args.command == "audit":
+            return _audit(args)
         if args.command != "train":
             with _dask_client(args) as args.client:
                 return _evaluate(args)

@@ -109,7 +109,9 @@ def forward(
     r_prev, y_prev = r, y
     starts = []
     r_avg = y_avg = None
-    tape: deque = deque(maxlen=keep if keep > 0 else 0)
+    # only the last ``keep`` steps are appended (k > L − keep): no maxlen, which torch.compile
+    # would refuse once it treats L as a symbolic integer
+    tape: deque = deque()
     for k in range(1, iterations + 1):
         if k in save_at:
             starts.append((k, r, r_bar, y))

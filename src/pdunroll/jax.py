@@ -1,0 +1,182 @@
+"""pdunroll inside JAX: x̂ = A_L(K, x̃), L unrolled Chambolle-Pock steps, as a ``jax.custom_vjp``
+function whose VJP is pdunroll's hand-written reverse recursion (docs, Mathematics: "Full reverse
+mode"; Brauer & Lorenz, EUSIPCO 2023), not ``jax.grad`` of the loop.
+
+:func:`unrolled` works eagerly, under ``jax.jit`` and under ``jax.vmap`` (over an extra leading
+axis of x̃ and the parameters: the solver sees one batch at a time). Under ``jax.jit`` the step
+sizes cannot come from a power iteration with host round trips: give ``steps=``
+(:func:`pdunroll.step_sizes` outside the jitted function, e.g. once per training step) or
+:func:`step_sizes` of this module (a fixed number of power iterations, traced, no host round
+trip). The reverse pass of :class:`~pdunroll.Implicit` checks its linear solve on the host and
+runs eagerly only. Importing this module imports jax; ``import pdunroll`` does not.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import jax
+
+from . import tree
+from .model import AnalysisModel, StepSizes, check_model, resolve_steps
+from .operators.base import LinearOperator
+from .unroll.forward import ForwardState, forward
+from .unroll.gradient import check_unrolling
+from .unroll.methods import GradientMethod
+from .unroll.reverse import forward_plan, reverse
+
+__all__ = ["TracedStepSizes", "step_sizes", "unrolled"]
+
+
+@dataclass(frozen=True)
+class TracedStepSizes:
+    """σ, τ (0-d arrays, possibly traced), θ (a number) and the ‖K‖ estimate they come from:
+    the step sizes :func:`step_sizes` computes without leaving the device. Constants for
+    differentiation, like :class:`~pdunroll.StepSizes`."""
+
+    sigma: object
+    tau: object
+    theta: float
+    op_norm: object
+
+
+def step_sizes(operator: LinearOperator, *, omega: float = 1.0, theta: float = 1.0,
+               iterations: int = 100) -> TracedStepSizes:
+    """σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) with ‖K‖ from ``iterations`` power iterations on KᵀK
+    (a fixed count: no convergence test, hence no host round trip; usable under ``jax.jit``).
+    The estimate approaches ‖K‖ from below (the 0.99 is the margin); the gradient is stopped
+    (the steps are constants for differentiation)."""
+    if not isinstance(operator, LinearOperator):
+        raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
+    if not (isinstance(omega, int | float) and omega > 0 and math.isfinite(omega)):
+        raise ValueError(f"omega must be a positive finite number, got {omega!r}")
+    if not 0.0 <= theta <= 1.0:
+        raise ValueError(f"theta must lie in [0, 1], got {theta!r}")
+    if not (isinstance(iterations, int) and iterations >= 1):
+        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
+    xp = operator.xp
+    n = math.prod(operator.in_shape)
+    v = xp.reshape(xp.sin(xp.arange(n, dtype=operator.dtype) * 1.2345 + 0.5),
+                   (1, *operator.in_shape))
+    v = v / xp.linalg.vector_norm(v)
+    nrm = None
+    for _ in range(iterations):
+        w = operator.adjoint(operator.apply(v))
+        nrm = xp.linalg.vector_norm(w)
+        v = w / nrm
+    norm = jax.lax.stop_gradient(xp.sqrt(nrm))
+    return TracedStepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), float(theta), norm)
+
+
+def _rebuild(model: AnalysisModel, leaves, counts) -> AnalysisModel:
+    n_op, n_f = counts
+    parts = (leaves[:n_op], leaves[n_op:n_op + n_f], leaves[n_op + n_f:])
+    op, f, g = model.operator, model.f, model.g
+    if parts[0]:
+        op = op.with_params(tree.unflatten(op.params, parts[0]))
+    if parts[1]:
+        f = f.with_params(tree.unflatten(f.params, parts[1]))
+    if parts[2]:
+        g = g.with_params(tree.unflatten(g.params, parts[2]))
+    return AnalysisModel(op, f, g)
+
+
+def _split(state: ForwardState):
+    """The forward state as (JAX arrays, what rebuilds it): residuals must be JAX arrays, the
+    tape's step numbers and structure stay Python values."""
+    flat, treedef = jax.tree_util.tree_flatten(
+        (state.r, state.y, state.r_prev, state.y_prev, state.r_avg, state.y_avg,
+         list(state.tape), state.starts))
+    is_array = [isinstance(a, jax.Array) for a in flat]
+    arrays = [a for a, keep in zip(flat, is_array, strict=True) if keep]
+    static = [None if keep else a for a, keep in zip(flat, is_array, strict=True)]
+    return arrays, (treedef, is_array, static)
+
+
+def _join(arrays, how) -> ForwardState:
+    treedef, is_array, static = how
+    it = iter(arrays)
+    flat = [next(it) if keep else s for keep, s in zip(is_array, static, strict=True)]
+    r, y, r_prev, y_prev, r_avg, y_avg, tape, starts = jax.tree_util.tree_unflatten(treedef, flat)
+    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, deque(tape),
+                        list(starts))
+
+
+def _resolve(model: AnalysisModel, omega, steps):
+    """The step sizes; under jax.jit only given ones (their ‖K‖ bound check needs values)."""
+    if isinstance(steps, TracedStepSizes):
+        if omega is not None:
+            raise ValueError("give omega or steps, not both (steps already fix sigma and tau)")
+        return steps
+    try:
+        return resolve_steps(model.operator, omega, steps)
+    except jax.errors.ConcretizationTypeError as err:
+        if steps is None:
+            raise ValueError(
+                "under jax.jit the step sizes cannot come from a power iteration with host "
+                "round trips: give steps=pdunroll.step_sizes(...) computed outside the jitted "
+                "function, or steps=pdunroll.jax.step_sizes(operator, omega=...)") from err
+        return steps  # traced operator: the lower-bound check of ‖K‖ needs values; skipped
+
+
+def unrolled(
+    model: AnalysisModel,
+    x_tilde,
+    *,
+    iterations: int,
+    method: GradientMethod | str = "full",
+    weights=None,
+    omega: float | None = None,
+    steps: StepSizes | TracedStepSizes | None = None,
+):
+    """x̂ = A_L(K, x̃) for a model whose parameters are JAX arrays, differentiable (reverse mode:
+    ``jax.grad``, ``jax.vjp``) w.r.t. x̃ and the parameters of the operator, F and G; the VJP
+    is the pullback of :func:`pdunroll.vjp` with ``method``. Arguments as in
+    :func:`pdunroll.vjp`; see the module docstring for ``jax.jit``. Forward-mode
+    differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined (``custom_vjp``)."""
+    check_model(model)
+    method, iterations, b, alphas = check_unrolling(method, iterations, weights)
+    model.check_signals(x_tilde=x_tilde)
+    steps = _resolve(model, omega, steps)
+    ops, fs, gs = (tree.flatten(p) for p in (model.operator.params, model.f.params,
+                                              model.g.params))
+    counts = (len(ops), len(fs))
+    keep, save_at = forward_plan(method, iterations, b)
+    held = {}
+    # traced σ, τ enter as arguments (a custom_vjp function may not close over tracers); their
+    # cotangents are zero: step sizes are constants for differentiation
+    traced = isinstance(steps, TracedStepSizes)
+    st_args = (steps.sigma, steps.tau, steps.op_norm) if traced else ()
+
+    def steps_of(st):
+        return TracedStepSizes(st[0], st[1], steps.theta, st[2]) if traced else steps
+
+    def run(x_tilde, leaves, st):
+        state = forward(_rebuild(model, leaves, counts), x_tilde, steps_of(st), iterations,
+                        alphas=alphas, keep=keep, save_at=save_at)
+        return state, x_tilde + (state.r if alphas is None else state.r_avg)
+
+    @jax.custom_vjp
+    def solve(x_tilde, leaves, st):
+        return run(x_tilde, leaves, st)[1]
+
+    def solve_fwd(x_tilde, leaves, st):
+        state, x_hat = run(x_tilde, leaves, st)
+        arrays, held["how"] = _split(state)
+        return x_hat, (x_tilde, leaves, st, x_hat, arrays)
+
+    def solve_bwd(res, v):
+        x_tilde, leaves, st, x_hat, arrays = res
+        m, sizes = _rebuild(model, leaves, counts), steps_of(st)
+        state = _join(arrays, held["how"])
+        grad_op, sum_d, grad_fg, _ = reverse(method, m, x_tilde, sizes, state, x_hat, v,
+                                             alphas, iterations, b)
+        grad_x = v if sum_d is None else v + sizes.sigma * m.operator.adjoint(sum_d)
+        f_grad, g_grad = (() if p is None else p for p in grad_fg)
+        grads = [*tree.flatten(grad_op), *tree.flatten(f_grad), *tree.flatten(g_grad)]
+        return grad_x, grads, tuple(a * 0 for a in st)
+
+    solve.defvjp(solve_fwd, solve_bwd)
+    return solve(x_tilde, [*ops, *fs, *gs], st_args)

@@ -1,0 +1,175 @@
+"""pdunroll inside torch: x̂ = A_L(K, x̃), L unrolled Chambolle-Pock steps, as a differentiable
+layer whose backward is pdunroll's hand-written reverse recursion (docs, Mathematics: "Full
+reverse mode"; Brauer & Lorenz, EUSIPCO 2023), not torch.autograd of the loop.
+
+:func:`unrolled` is the functional form: the model's parameters (K or the filter bank, and the
+parameters of F and G such as the costs c of a :class:`~pdunroll.LinearTerm`) are torch tensors,
+and gradients reach those that require them. :class:`UnrolledCP` is an ``nn.Module`` holding the
+operator's parameters as ``nn.Parameter`` and taking x̃ and, optionally, F's and G's parameters.
+
+The backward is first order (double backward raises); a second ``backward`` through the same
+graph (``retain_graph=True``, e.g. ``torch.autograd.gradcheck``) reruns the forward pass.
+Under ``torch.compile`` the layer is one graph break: it runs eagerly between compiled graphs.
+Importing this module imports torch; ``import pdunroll`` does not.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import tree
+from .model import AnalysisModel, StepSizes, check_model, resolve_steps
+from .unroll.gradient import check_unrolling, vjp_unchecked
+from .unroll.methods import GradientMethod
+
+__all__ = ["UnrolledCP", "unrolled"]
+
+
+def _leaves(model: AnalysisModel) -> tuple[list, list, list]:
+    """The parameter leaves of the operator, F and G."""
+    return (tree.flatten(model.operator.params), tree.flatten(model.f.params),
+            tree.flatten(model.g.params))
+
+
+def _rebuild(model: AnalysisModel, leaves, counts) -> AnalysisModel:
+    """``model`` with its parameter leaves replaced by ``leaves`` (operator's, F's, G's)."""
+    n_op, n_f = counts
+    parts = (leaves[:n_op], leaves[n_op:n_op + n_f], leaves[n_op + n_f:])
+    op, f, g = model.operator, model.f, model.g
+    if parts[0]:
+        op = op.with_params(tree.unflatten(op.params, parts[0]))
+    if parts[1]:
+        f = f.with_params(tree.unflatten(f.params, parts[1]))
+    if parts[2]:
+        g = g.with_params(tree.unflatten(g.params, parts[2]))
+    return AnalysisModel(op, f, g)
+
+
+class _Spec:
+    """The non-tensor inputs of one call, and the pullback its forward pass leaves."""
+
+    def __init__(self, model, iterations, method, b, alphas, steps, counts):
+        self.model, self.iterations, self.method = model, iterations, method
+        self.b, self.alphas, self.steps, self.counts = b, alphas, steps, counts
+        self.pullback = None
+
+    def run(self, x_tilde, leaves):
+        own = [leaf for part in _leaves(self.model) for leaf in part]
+        same = len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves, strict=True))
+        model = self.model if same else _rebuild(self.model, leaves, self.counts)
+        return vjp_unchecked(model, x_tilde, self.iterations, self.method, self.b, self.alphas,
+                             self.steps)
+
+
+class _Unrolled(torch.autograd.Function):
+    """forward(spec, x̃, *leaves) = x̂; backward = the pullback of :func:`pdunroll.vjp`."""
+
+    @staticmethod
+    def forward(spec, x_tilde, *leaves):
+        x_hat, spec.pullback = spec.run(x_tilde, leaves)
+        return x_hat
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        spec, x_tilde, *leaves = inputs
+        ctx.spec = spec
+        ctx.save_for_backward(x_tilde, *leaves)
+
+    @staticmethod
+    def backward(ctx, v):
+        if torch.is_grad_enabled():
+            raise RuntimeError(
+                "pdunroll.torch: the unrolled layer's backward is pdunroll's hand-written "
+                "first-order recursion; double backward (create_graph=True, gradgradcheck, "
+                "torch.func.hessian) is not supported")
+        spec = ctx.spec
+        pull, spec.pullback = spec.pullback, None
+        if pull is None:  # a second backward through a retained graph: rerun the forward pass
+            x_tilde, *leaves = ctx.saved_tensors
+            _, pull = spec.run(x_tilde, leaves)
+        c = pull(v.contiguous())
+        grads = [c.x_tilde, *tree.flatten(c.operator), *tree.flatten(c.f), *tree.flatten(c.g)]
+        needed = ctx.needs_input_grad[1:]
+        return (None, *(gr if need else None for gr, need in zip(grads, needed, strict=True)))
+
+
+@torch.compiler.disable  # validation, step sizes and the layer: one graph break
+def unrolled(
+    model: AnalysisModel,
+    x_tilde: torch.Tensor,
+    *,
+    iterations: int,
+    method: GradientMethod | str = "full",
+    weights=None,
+    omega: float | None = None,
+    steps: StepSizes | None = None,
+) -> torch.Tensor:
+    """x̂ = A_L(K, x̃) for a model whose parameters are torch tensors, differentiable w.r.t.
+    x̃ and every parameter (of the operator, F and G) that requires grad; the backward is the
+    pullback of :func:`pdunroll.vjp` with ``method``.
+
+    Arguments as in :func:`pdunroll.vjp`. The step sizes (``omega`` or ``steps``) are constants
+    for differentiation; with neither, σ = τ = 0.99/‖K‖ from a power iteration (host
+    synchronisations, run without grad).
+    """
+    check_model(model)
+    method, iterations, b, alphas = check_unrolling(method, iterations, weights)
+    with torch.no_grad():
+        model.check_signals(x_tilde=x_tilde)
+        steps = resolve_steps(model.operator, omega, steps)
+    ops, fs, gs = _leaves(model)
+    spec = _Spec(model, iterations, method, b, alphas, steps, (len(ops), len(fs)))
+    return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
+
+
+class UnrolledCP(torch.nn.Module):
+    """The unrolled solver as a module: the operator's parameters (a matrix K, a filter bank,
+    the parts of a :class:`~pdunroll.Composition` or :class:`~pdunroll.Stack`) are
+    ``nn.Parameter`` (``self.operator_params``, trained by any ``torch.optim`` optimizer);
+    ``forward(x_tilde, f=None, g=None)`` returns x̂, with ``f`` and ``g`` replacing the
+    parameters of F and G for this call (e.g. ``g=costs`` from a network for the segmentation
+    model, whose G is ``LinearTerm(c, ...)``).
+
+    ``model`` gives the initial operator (its parameters are copied), F and G; ``iterations``,
+    ``method``, ``weights``, ``omega``, ``steps`` as in :func:`unrolled`. With ``steps=None``
+    the step sizes follow ‖K‖ at each call (the operator changes while it trains).
+    """
+
+    def __init__(self, model: AnalysisModel, *, iterations: int,
+                 method: GradientMethod | str = "full", weights=None,
+                 omega: float | None = None, steps: StepSizes | None = None):
+        super().__init__()
+        check_model(model)
+        ops = tree.flatten(model.operator.params)
+        for p in ops:
+            if not isinstance(p, torch.Tensor):
+                raise TypeError("model.operator's parameters must be torch tensors for "
+                                f"UnrolledCP, got {type(p).__name__}")
+        self.operator_params = torch.nn.ParameterList(
+            [torch.nn.Parameter(p.detach().clone()) for p in ops])
+        self.model = model
+        self.method, self.iterations, _, _ = check_unrolling(method, iterations, weights)
+        self.weights, self.omega, self.steps = weights, omega, steps
+
+    @property
+    def operator(self):
+        """The current operator (with the module's parameters)."""
+        op = self.model.operator
+        params = list(self.operator_params)
+        return op.with_params(tree.unflatten(op.params, params)) if params else op
+
+    @torch.compiler.disable  # building the model checks its arrays: part of the graph break
+    def forward(self, x_tilde: torch.Tensor, f=None, g=None) -> torch.Tensor:
+        model = self.model
+        fn, gn = model.f, model.g
+        if f is not None:
+            fn = fn.with_params(f)
+        if g is not None:
+            gn = gn.with_params(g)
+        return unrolled(AnalysisModel(self.operator, fn, gn), x_tilde,
+                        iterations=self.iterations, method=self.method, weights=self.weights,
+                        omega=self.omega, steps=self.steps)
+
+    def extra_repr(self) -> str:
+        return (f"operator={self.model.operator!r}, iterations={self.iterations}, "
+                f"method={self.method!r}")
