@@ -42,12 +42,18 @@ def quantization_radius(bitrate: int) -> float:
 
 
 def quantize(x: Array, bitrate: int) -> Array:
-    """Uniform mid-rise quantization x̃ = sign(x)·Δ·(⌊|x|/Δ⌋ + ½), Δ = 2/2^bitrate, of signals
-    normalised to [−1, 1] (any array-API backend)."""
+    """Uniform mid-rise quantization x̃ = s(x)·Δ·(⌊|x|/Δ⌋ + ½), Δ = 2/2^bitrate, of signals
+    normalised to [−1, 1] (any array-API backend), with s(x) = +1 for x ≥ 0 and −1 for x < 0.
+
+    A mid-rise quantizer has no level at 0: a zero sample maps to +Δ/2, as in the released
+    code of Brauer & Lorenz (EUSIPCO 2023), so that every x̃ is a cell's midpoint and
+    |x − x̃| ≤ Δ/2 = η holds for every sample. (sign(0) = 0 would map it to 0 and tell the
+    decoder that the sample is exactly 0; speech files hold many exact zeros.)"""
     delta = 2.0 / 2 ** _check_bitrate(bitrate)
     xp = namespace(("x", x))
     check_finite(xp, x=x)
-    return xp.sign(x) * delta * (xp.floor(xp.abs(x) / delta) + 0.5)
+    side = xp.where(x >= 0, xp.ones_like(x), -xp.ones_like(x))
+    return side * delta * (xp.floor(xp.abs(x) / delta) + 0.5)
 
 
 # ---------------------------------------------------------------- speech
