@@ -136,11 +136,70 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
     for sub in (speech, denoise, ev):
+        # array backend, dtype and device of the computation (data are read as NumPy float64)
+        sub.add_argument("--backend", choices=BACKENDS, default="numpy",
+                         help="array library that runs the solver and the gradients (default "
+                              "numpy; torch, jax, cupy when installed)")
+        sub.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                         help="floating-point type (default float64)")
+        sub.add_argument("--device", default=None,
+                         help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
+                              "default: the library's default device)")
         sub.add_argument("--threads", type=_positive_int, default=1,
                          help="BLAS threads (default 1: the minibatch products are small, and "
                               "one thread per process is fastest on a few shared cores); an "
                               "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS already set wins")
     return parser
+
+
+BACKENDS = ("numpy", "torch", "jax", "cupy")
+
+
+def _on_backend(args, model, sets):
+    """``model`` and the (degraded, clean) pairs of ``sets`` moved to ``--backend``,
+    ``--dtype``, ``--device`` (docs, "Backends and devices": the arrays choose where the
+    library computes)."""
+    import numpy as np
+
+    dtype = args.dtype or "float64"
+    name, device = args.backend, args.device
+    if name == "numpy" and device not in (None, "cpu"):
+        raise ValueError(f"--device {device}: --backend numpy runs on the cpu only")
+    try:
+        if name == "numpy":
+            def move(a):
+                return np.asarray(a, dtype=dtype)
+        elif name == "torch":
+            import torch
+
+            dev = torch.device(device) if device else None
+
+            def move(a):
+                return torch.asarray(np.asarray(a, dtype=dtype), device=dev)
+        elif name == "jax":
+            import jax
+
+            if dtype == "float64":
+                jax.config.update("jax_enable_x64", True)
+            dev = jax.devices(device)[0] if device else None
+
+            def move(a):
+                return jax.device_put(jax.numpy.asarray(np.asarray(a, dtype=dtype)), dev)
+        else:
+            import cupy
+
+            if device:
+                cupy.cuda.Device(int(device.removeprefix("cuda:"))).use()
+
+            def move(a):
+                return cupy.asarray(np.asarray(a, dtype=dtype))
+        moved = model.with_params(move(model.operator.params))
+        return moved, [tuple(move(a) for a in pair) for pair in sets]
+    except ImportError as err:
+        raise ImportError(f"--backend {name} needs the {name} package (pip install {name}): "
+                          f"{err}") from err
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ValueError(f"--backend {name} --device {device}: {err}") from err
 
 
 def _limit_threads(n: int) -> None:
@@ -288,6 +347,7 @@ def _train(args) -> int:
         start = _speech_model(args.n, eta)
         print(f"data: {source}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
               f"{len(tr[0])} training, {len(va[0])} validation, {len(te[0])} test")
+    start, (tr, va, te) = _on_backend(args, start, (tr, va, te))
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, method=method,
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
@@ -361,6 +421,8 @@ def _evaluate(args) -> int:
         images = False
     else:
         raise ValueError(f"{args.operator} was not written by pdunroll train (no task)")
+    moved = [_on_backend(args, m, [te]) for _, m in rows]
+    rows, te = [(name, m) for (name, _), (m, _) in zip(rows, moved, strict=True)], moved[0][1][0]
     table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images)
     _print_table(table, f"{title}: {len(te[0])} test signals, L = {iterations}:", images=images)
     return 0
