@@ -22,7 +22,7 @@ automatic-differentiation literature): the same gradient to rounding, with memor
 plus one segment instead of b steps (c ≈ √b is best), at the cost of one more forward pass.
 ``relax_primal=True`` (every method) replaces the Jacobian of the primal prox by the identity:
 an approximation, not the exact gradient, and not what the released code of Brauer & Lorenz
-(EUSIPCO 2023) computes either (5–7 % apart in ∇_K on speech). ``released_mask=eta_backward``
+(EUSIPCO 2023) computes either (2–16 % apart in ∇_K on speech). ``released_mask=eta_backward``
 (every method) applies the released code's primal mask 1{|z_P − x̃| ≤ eta_backward} instead of
 the exact Jacobian 1{|z_P| ≤ η} of the ℓ∞-ball prox: the released code tests z_P, already in the
 coordinates r = x − x̃, against x̃ once more, so its mask is not the Jacobian of its own forward
