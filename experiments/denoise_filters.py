@@ -30,7 +30,7 @@ from pdunroll.data import images as di
 TRAIN = ("astronaut", "coffee", "rocket", "moon", "grass", "gravel", "brick")
 VALIDATION = ("clock", "immunohistochemistry")
 TEST = ("camera", "coins", "chelsea")
-FACTORS = (0.8, 0.9, 1.0, 1.1)
+FACTORS = (0.8, 0.9, 1.0, 1.1)  # --factors overrides
 
 
 def model_for(kind: str, shape, sigma: float, factor: float, filters=None, dtype="float32"):
@@ -88,6 +88,11 @@ def parse(argv):
     p.add_argument("--method", choices=("full", "asymptotic"), default="full")
     p.add_argument("--b", type=int, default=30, help="backward steps of --method asymptotic")
     p.add_argument("--val-patches", type=int, default=32)
+    p.add_argument("--factors", type=float, nargs="+",
+                   help=f"radius factors c tried on validation (default {FACTORS})")
+    p.add_argument("--reuse", action="store_true",
+                   help="take the learned filters from OUT/filters_sigma*.npy of an earlier "
+                        "run instead of training (the evaluation only, e.g. with --factors)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "denoise_filters")
@@ -124,25 +129,30 @@ def main(argv=None) -> int:
         val_noisy, val_clean = val_noisy.astype(dt), val_clean.astype(dt)
         noisy_test = [x.astype(dt) for x in di.add_noise(clean_test, sigma, seed=args.seed + 5)]
         start = model_for("dct", (args.patch, args.patch), sigma, 1.0, dtype=dt)
-        tic = time.perf_counter()
-        res = pu.train(start, noisy_p, clean_p, iterations=args.L, omega=args.omega,
-                       method=method, lr=pu.LearningRate(args.lr, "linear", final=args.lr / 100),
-                       epochs=1, batch_size=args.batch_size, seed=args.seed,
-                       progress=not args.quiet)
-        train_seconds = time.perf_counter() - tic
-        learned = res.final_model.operator.params
-        args.out.mkdir(parents=True, exist_ok=True)
-        np.save(args.out / f"filters_sigma{s255:g}.npy", learned)
+        saved = args.out / f"filters_sigma{s255:g}.npy"
+        if args.reuse:
+            learned, train_seconds, n_steps = np.load(saved).astype(dt), "reused", "reused"
+        else:
+            tic = time.perf_counter()
+            res = pu.train(start, noisy_p, clean_p, iterations=args.L, omega=args.omega,
+                           method=method,
+                           lr=pu.LearningRate(args.lr, "linear", final=args.lr / 100),
+                           epochs=1, batch_size=args.batch_size, seed=args.seed,
+                           progress=not args.quiet)
+            train_seconds = round(time.perf_counter() - tic, 1)
+            learned, n_steps = res.final_model.operator.params, res.steps
+            args.out.mkdir(parents=True, exist_ok=True)
+            np.save(saved, learned)
         models = {"TV": ("tv", None), "DCT filters": ("dct", None),
                   "learned filters": ("dct", learned)}
         row_base = {"sigma_255": s255, "L": args.L, "omega": args.omega,
-                    "train_steps": res.steps, "train_patches": n_train, "patch": args.patch,
-                    "train_seconds": round(train_seconds, 1)}
+                    "train_steps": n_steps, "train_patches": n_train, "patch": args.patch,
+                    "train_seconds": train_seconds}
         p, s = psnr_ssim(noisy_test, clean_test)
         new = [{**row_base, "model": "noisy input", "factor": "", **_scores(p, s)}]
         for name, (kind, filters) in models.items():
             val = {}
-            for c in FACTORS:
+            for c in args.factors or FACTORS:
                 x = denoise(kind, val_noisy, sigma, c, args.L, args.omega, filters)
                 val[c] = float(np.mean(psnr_ssim(x, val_clean)[0]))
             best = max(val, key=val.get)

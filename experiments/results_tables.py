@@ -1,0 +1,95 @@
+"""The tables of the docs' Results page (docs/results.md) from the CSVs the experiment scripts
+wrote under docs/_static/results/: prints Markdown to paste (or to diff against the page).
+
+    python experiments/results_tables.py
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parents[1] / "docs" / "_static" / "results"
+
+
+def rows(name):
+    path = RESULTS / name
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def table(header, body):
+    out = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in body]
+    return "\n".join(out)
+
+
+def db(mse_ref, mse):
+    return f"{10 * math.log10(float(mse_ref) / float(mse)):+.2f}"
+
+
+def fig3():
+    body = []
+    for r in rows("eusipco_fig3/fig3.csv"):
+        q = float(r["quantized_mse"])
+        body.append([r["L_train"], r["convention"], r["variant"], r["steps"],
+                     f"{float(r['test_mse_L']):.3e}", f"{float(r['dct_mse_L']):.3e}",
+                     db(r["dct_mse_L"], r["test_mse_L"]), db(q, r["test_mse_L"]),
+                     f"{float(r['test_mse_Linf1']):.3e}", f"{float(r['dct_mse_Linf1']):.3e}",
+                     r["train_seconds"]])
+    return table(["L_train", "convention", "gradient", "steps", "test MSE (L_inf = L)",
+                  "DCT (L)", "gain over DCT [dB]", "gain over x̃ [dB]",
+                  "test MSE (L_inf = 10⁴)", "DCT (10⁴)", "training [s]"], body)
+
+
+def fig12():
+    body = [[r["d"], r["weighting"], f"{float(r['initial_train_loss']):.4f}",
+             f"{float(r['final_train_loss']):.4f}", f"{float(r['last_epoch_mean_grad_norm']):.4f}",
+             f"{float(r['test_mse']):.3e}", r["train_seconds"]]
+            for r in rows("ergodic_fig12/fig12.csv")]
+    return table(["d", "unrolling", "train loss, DCT", "train loss, learned",
+                  "mean ‖∇_K‖, last epoch", "test MSE", "training [s]"], body)
+
+
+def denoise():
+    body = [[r["sigma_255"], r["model"], r["factor"], r["psnr_camera"], r["psnr_coins"],
+             r["psnr_chelsea"], r["psnr_mean"], r["ssim_mean"]]
+            for r in rows("denoise/denoise.csv")]
+    return table(["σ·255", "model", "radius factor c (validation)", "PSNR camera",
+                  "PSNR coins", "PSNR chelsea", "mean PSNR [dB]", "mean SSIM"], body)
+
+
+def speed():
+    body = [[r["L"], r["backend"], r["dtype"], r["ms_per_step"], r["speedup_vs_numpy64"]]
+            for r in rows("backend_speed.csv")]
+    return table(["L", "backend", "dtype", "ms per gradient", "speed-up"], body)
+
+
+def conventions():
+    body = []
+    for r in rows("conventions/conventions.csv"):
+        for norm in ("spectral", "frobenius"):
+            body.append([r["L"], norm, f"{float(r[f'median_gap_{norm}']):.3g}",
+                         f"{float(r[f'{norm}_mask_exact_ones']):.1%}",
+                         f"{float(r[f'{norm}_mask_released_ones']):.1%}",
+                         f"{float(r[f'{norm}_grad_released_vs_exact']):.1%}",
+                         f"{float(r[f'{norm}_grad_relaxed_vs_released']):.1%}"])
+    return table(["L", "step sizes from", "median gap", "exact mask: ones",
+                  "released mask: ones", "‖∇ released − ∇ exact‖ / ‖∇ exact‖",
+                  "‖∇ relaxed − ∇ released‖ / ‖∇ released‖"], body)
+
+
+def main() -> int:
+    for title, fn in (("speech Fig. 3", fig3), ("ergodic Fig. 1-2", fig12),
+                      ("denoising", denoise), ("backend speed", speed),
+                      ("conventions", conventions)):
+        print(f"<!-- {title} -->\n{fn()}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
