@@ -227,8 +227,8 @@ def forward_backward_gradient(
     step, iterations = _check(smooth, g, x0, step, iterations)
     method = as_method(method)
     if getattr(method, "segments", None) or method.relax_primal or method.released_mask:
-        raise ValueError("forward_backward_gradient takes no segments, relax_primal or "
-                         "released_mask: "
+        raise ValueError("forward_backward_gradient takes no segments and no relax_primal "
+                         "or released_mask: "
                          f"got {method!r}")
     b = method.back_steps(iterations)
     if loss is None:
