@@ -27,6 +27,7 @@ import math
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from _common import add_data_args, dct_model, frames_for, np, pu, pyplot, settings, write_csv
 
@@ -106,6 +107,8 @@ def parse(argv):
                    default=["full", "asymptotic"])
     p.add_argument("--conventions", nargs="+", choices=("exact", "released"),
                    default=["exact", "released"])
+    p.add_argument("--plot", type=Path, metavar="CSV",
+                   help="only redraw the figure from a fig3.csv (written next to it)")
     args = p.parse_args(argv)
     cfg = settings(args, paper=PAPER, quick=QUICK,
                    overrides=("L", "epochs", "lr", "max_train", "max_test", "l_inf",
@@ -131,6 +134,9 @@ def _read_rows(path):
 
 def main(argv=None) -> int:
     args, cfg = parse(argv)
+    if args.plot:
+        plot(_read_rows(args.plot), args.plot.with_suffix(".png"))
+        return 0
     train, test = frames_for(args, cfg)
     dt = np.dtype(cfg["dtype"])
     xt, xs = train.x_tilde.astype(dt), train.x_true.astype(dt)
@@ -171,7 +177,7 @@ def main(argv=None) -> int:
                 seconds = time.perf_counter() - tic
                 m = res.final_model
                 np.save(args.out / f"K_L{L}_{name}_{convention}.npy", m.operator.params)
-                row = {"L_train": L, "variant": name, "convention": convention,
+                row = {"L_train": L, "variant": name, "convention": convention, "lr": cfg["lr"],
                        "train_seconds": round(seconds, 2), "steps": res.steps,
                        "final_train_loss": res.history.epoch_train_loss[-1],
                        "test_mse_L": test_mse(m, tt, ts, L, convention),
@@ -196,42 +202,56 @@ def main(argv=None) -> int:
     return 0
 
 
+def _label(r) -> str:
+    lr = r.get("lr")
+    return f"{r['convention']}, Adam {float(lr):g}" if lr not in (None, "") else r["convention"]
+
+
 def plot(rows, path):
     plt = pyplot()
     cols = [("test_mse_L", "test MSE, L_inference = L_training")]
     for part in (1, 2):
-        if any(f"test_mse_Linf{part}" in r for r in rows):
-            r0 = next(r for r in rows if f"L_inf{part}" in r)
+        if any(r.get(f"test_mse_Linf{part}") not in (None, "") for r in rows):
+            r0 = next(r for r in rows if r.get(f"L_inf{part}") not in (None, ""))
             cols.append((f"test_mse_Linf{part}", f"test MSE, L_inference = {r0[f'L_inf{part}']}"
                                                   f" ({r0[f'Linf{part}_frames']} frames)"))
     cols.append(("train_seconds", "training time [s]"))
-    fig, axes = plt.subplots(1, len(cols), figsize=(5 * len(cols), 4))
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 4.2))
     styles = {"exact": "-", "released": "--"}
-    for conv in dict.fromkeys(r["convention"] for r in rows):
-        for name in dict.fromkeys(r["variant"] for r in rows):
-            sel = sorted((r for r in rows if r["variant"] == name and r["convention"] == conv),
+    for i, conv in enumerate(dict.fromkeys(_label(r) for r in rows)):
+        ls = styles.get(conv.split(",")[0], ":")
+        for j, name in enumerate(dict.fromkeys(r["variant"] for r in rows)):
+            sel = sorted((r for r in rows if r["variant"] == name and _label(r) == conv),
                          key=lambda r: r["L_train"])
             if not sel:
                 continue
             Ls = [r["L_train"] for r in sel]
             for ax, (key, _) in zip(axes, cols, strict=True):
-                ax.plot(Ls, [r.get(key, math.nan) for r in sel], "o" + styles[conv],
+                ax.plot(Ls, [_num(r.get(key)) for r in sel], "o" + ls, color=f"C{2 * i + j}",
                         label=f"{name}, {conv}")
-        sel = sorted((r for r in rows if r["convention"] == conv and r["variant"] == "full"),
-                     key=lambda r: r["L_train"])
+    for conv in dict.fromkeys(r["convention"] for r in rows):
+        by_L = {r["L_train"]: r for r in rows if r["convention"] == conv}
+        Ls = sorted(by_L)
         for ax, (key, _) in zip(axes[:-1], cols[:-1], strict=True):
             dkey = key.replace("test_", "dct_")
-            ax.plot([r["L_train"] for r in sel], [r.get(dkey, math.nan) for r in sel],
-                    "k" + styles[conv], lw=0.8, label=f"DCT, {conv}")
+            ax.plot(Ls, [_num(by_L[L].get(dkey)) for L in Ls], "k" + styles.get(conv, ":"),
+                    lw=0.8, label=f"DCT, {conv}")
+    all_L = sorted({r["L_train"] for r in rows})
     for ax, (_, title) in zip(axes, cols, strict=True):
         ax.set(xscale="log", xlabel="L_training", title=title)
-        ax.legend(fontsize=7)
+        ax.set_xticks(all_L, [str(L) for L in all_L])
+        ax.minorticks_off()
     for ax in axes[:-1]:
-        ax.axhline(rows[0]["quantized_mse"], color="0.6", ls=":", label="quantized")
+        ax.axhline(_num(rows[0]["quantized_mse"]), color="0.6", ls=":", label="quantized")
         ax.set_yscale("log")
+    axes[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _num(v) -> float:
+    return math.nan if v in (None, "") else float(v)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 wrote under docs/_static/results/: prints Markdown to paste (or to diff against the page).
 
     python experiments/results_tables.py
+    python experiments/results_tables.py --merge-fig3 OUT.csv RUN_DIR:LR [RUN_DIR:LR ...]
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ def fig3():
     body = []
     for r in rows("eusipco_fig3/fig3.csv"):
         q = float(r["quantized_mse"])
-        body.append([r["L_train"], r["convention"], r["variant"], r["steps"],
+        body.append([r["L_train"], r["convention"], r["variant"], r.get("lr", ""), r["steps"],
                      f"{float(r['test_mse_L']):.3e}", f"{float(r['dct_mse_L']):.3e}",
                      db(r["dct_mse_L"], r["test_mse_L"]), db(q, r["test_mse_L"]),
                      f"{float(r['test_mse_Linf1']):.3e}", f"{float(r['dct_mse_Linf1']):.3e}",
                      r["train_seconds"]])
-    return table(["L_train", "convention", "gradient", "steps", "test MSE (L_inf = L)",
+    return table(["L_train", "convention", "gradient", "Adam rate", "steps", "test MSE (L_inf = L)",
                   "DCT (L)", "gain over DCT [dB]", "gain over x̃ [dB]",
                   "test MSE (L_inf = 10⁴)", "DCT (10⁴)", "training [s]"], body)
 
@@ -83,7 +84,36 @@ def conventions():
                   "‖∇ relaxed − ∇ released‖ / ‖∇ released‖"], body)
 
 
+def merge_fig3(out: Path, sources: list[str]) -> None:
+    """Concatenate fig3.csv files of several runs (``DIR:LR``: the Adam rate of the run, for
+    CSVs written before the script recorded it) into ``out``; later sources win per
+    (L_train, convention, variant, lr)."""
+    merged = {}
+    for src in sources:
+        folder, _, lr = src.partition(":")
+        for r in rows_at(Path(folder) / "fig3.csv"):
+            r.setdefault("lr", lr)
+            r["lr"] = r["lr"] or lr
+            merged[(r["L_train"], r["convention"], r["variant"], r["lr"])] = r
+    body = sorted(merged.values(), key=lambda r: (int(r["L_train"]), r["convention"],
+                                                  r["variant"], r["lr"]))
+    keys = list(dict.fromkeys(k for r in body for k in r))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows({k: r.get(k, "") for k in keys} for r in body)
+
+
+def rows_at(path: Path):
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--merge-fig3"]:
+        merge_fig3(Path(sys.argv[2]), sys.argv[3:])
+        return 0
     for title, fn in (("speech Fig. 3", fig3), ("ergodic Fig. 1-2", fig12),
                       ("denoising", denoise), ("backend speed", speed),
                       ("conventions", conventions)):
