@@ -26,16 +26,17 @@ def main(argv=None) -> int:
     p.add_argument("--l-inf", type=int, default=100_000)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--only", nargs="*", help="RUN_FOLDER_NAME/K_stem to evaluate (default all)")
+    p.add_argument("--n", type=int, default=320, help="frame length of the operators")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    test = ieee_frames(args.data, n=320, bitrate=4, max_train=32, max_test=None,
+    test = ieee_frames(args.data, n=args.n, bitrate=4, max_train=32, max_test=None,
                        seed=args.seed)[1]
     xt = test.x_tilde[:args.frames].astype(np.float32)
     xs = test.x_true[:args.frames].astype(np.float32)
     out = args.runs[0] / "linf.csv"
     rows = list(csv.DictReader(open(out, newline=""))) if out.exists() else []
     done = {r["operator"] for r in rows}
-    dct = dct_model(320, test.eta)
+    dct = dct_model(args.n, test.eta)
     jobs = [(f"DCT_{c}", dct.with_params(dct.operator.params.astype(np.float32)), c)
             for c in ("exact", "released")]
     for run in args.runs:

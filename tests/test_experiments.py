@@ -49,6 +49,16 @@ def test_eusipco_fig3_tiny(tmp_path):
     before = (tmp_path / "fig3.csv").read_text()
     assert fig3.main(argv) == 0
     assert (tmp_path / "fig3.csv").read_text() == before
+    # the very large L_inference of the saved operators (here 20 steps on 3 frames)
+    linf = _script("eusipco_linf")
+    assert linf.main([str(tmp_path), "--data", str(SPEECH_DIR), "--l-inf", "20",
+                      "--frames", "3", "--n", "128"]) == 0
+    got = _rows(tmp_path / "linf.csv")
+    assert len(got) == 2 + 8 and all(float(r["test_mse"]) > 0 for r in got)
+    assert {r["convention"] for r in got} == {"exact", "released"}
+    # the released operators are evaluated with the released step sizes, like the DCT rows
+    by_name = {r["operator"]: float(r["test_mse"]) for r in got}
+    assert by_name["DCT_exact"] != by_name["DCT_released"]
 
 
 def test_ergodic_fig12_tiny(tmp_path):
