@@ -47,6 +47,15 @@ def fig3():
                   "test MSE (L_inf = 10⁴)", "DCT (10⁴)", "training [s]"], body)
 
 
+def linf():
+    body = [[r["operator"].replace("eusipco_fig3_n320_exact_lr5e-4/", "exact, Adam 5e-4: ")
+             .replace("eusipco_fig3_n320/", "Adam 2e-3: "), r["convention"], r["frames"],
+             f"{float(r['test_mse']):.3e}", r["seconds"]]
+            for r in rows("eusipco_fig3/linf.csv")]
+    return table(["operator", "convention (step sizes)", "test frames",
+                  "test MSE, L_inference = 10⁵", "seconds"], body)
+
+
 def fig12():
     body = [[r["d"], r["weighting"], f"{float(r['initial_train_loss']):.4f}",
              f"{float(r['final_train_loss']):.4f}", f"{float(r['last_epoch_mean_grad_norm']):.4f}",
@@ -114,7 +123,7 @@ def main() -> int:
     if sys.argv[1:2] == ["--merge-fig3"]:
         merge_fig3(Path(sys.argv[2]), sys.argv[3:])
         return 0
-    for title, fn in (("speech Fig. 3", fig3), ("ergodic Fig. 1-2", fig12),
+    for title, fn in (("speech Fig. 3", fig3), ("Fig. 3 at 1e5", linf), ("ergodic Fig. 1-2", fig12),
                       ("denoising", denoise), ("backend speed", speed),
                       ("conventions", conventions)):
         print(f"<!-- {title} -->\n{fn()}\n")
