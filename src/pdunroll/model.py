@@ -128,7 +128,7 @@ def step_sizes(
     Chambolle & Pock 2011 and the papers of Brauer & Lorenz) or ``"frobenius"`` (‖K‖_F ≥
     ‖K‖₂, √n for an orthonormal n×n K: steps √n/‖K‖₂ times smaller). The second is what the
     released code of Brauer & Lorenz (EUSIPCO 2023) computes, since ``tf.linalg.norm(K,
-    ord=2)`` of a matrix is its Frobenius norm; use it to reproduce their curves, whose L
+    ord=2)`` of a matrix is its Frobenius norm; use it to run with their conventions, whose L
     steps converge far less than L steps of the spectral choice (docs, "Gradient modes":
     "The released code's conventions"). The StepSizes' ``op_norm`` is then ‖K‖_F.
     """

@@ -26,7 +26,7 @@ an approximation, not the exact gradient, and not what the released code of Brau
 (every method) applies the released code's primal mask 1{|z_P − x̃| ≤ eta_backward} instead of
 the exact Jacobian 1{|z_P| ≤ η} of the ℓ∞-ball prox: the released code tests z_P, already in the
 coordinates r = x − x̃, against x̃ once more, so its mask is not the Jacobian of its own forward
-pass; it trains with eta_backward = 1. Offered only to reproduce its curves (docs, "Gradient
+pass; it trains with eta_backward = 1. Offered only to run with its conventions (docs, "Gradient
 modes": "The released code's conventions").
 
 The strings ``"full"`` and ``"implicit"`` stand for ``Full()`` and ``Implicit()``; the two

@@ -37,7 +37,7 @@ The released primal mask (``released_mask=eta_backward`` on any method; Brauer &
 EUSIPCO 2023, released code): the primal VJP is v·1{|z_P^k − x̃| ≤ eta_backward} instead of
 J_{prox τG}(z_P^k)ᵀ v. The tape keeps no z_P, so :func:`reverse` reruns the forward pass with G
 wrapped in :class:`_ReleasedMaskG`, which saves z_P^k beside G's own saved step: one more
-forward pass, for an option that exists only to reproduce the released code's curves.
+forward pass, for an option that exists only to run with the released code's conventions.
 """
 
 from __future__ import annotations
