@@ -105,7 +105,9 @@ def test_mse(model, frames, iterations: int, weights=None) -> float:
 def write_csv(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        # the union of the rows' keys: rows of a resumed run may carry newer columns
+        writer = csv.DictWriter(fh, fieldnames=list(dict.fromkeys(k for r in rows for k in r)),
+                                restval="")
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -1,11 +1,19 @@
-"""EUSIPCO 2023 Fig. 3 (seed 001): full backpropagation vs the asymptotic ("truncated BP")
-gradient with b = 30 backward steps, across the number of unrolled iterations L_training.
+"""EUSIPCO 2023 Fig. 3 (Brauer & Lorenz, EUSIPCO 2023): full backpropagation vs the asymptotic
+("truncated BP") gradient with b = 30 backward steps, across the number of unrolled iterations
+L_training, under two conventions.
 
-For each L_training and gradient variant an operator is learned from the DCT on IEEE speech
-(train/), then evaluated on dev/ with L_inference = L_training and with L_inference large (the
-fixed point). Variants: exact prox masks and ``relax_primal=True`` (the released TF code's
-eta_backward = 1: the ℓ∞ clip is the identity in the backward pass). Writes ``fig3.csv`` (one
-row per run, rewritten after each run) and ``fig3.png``.
+For each L_training, gradient method and convention an operator is learned from the DCT on IEEE
+speech (train/), then evaluated on dev/ with L_inference = L_training and with large
+L_inference (the fixed point: 10⁴ and 10⁵ steps on test subsets). Conventions:
+
+* ``exact``: the papers' formulas, pdunroll's defaults: σ = ω·0.99/‖K‖₂, τ = 0.99/(ω‖K‖₂) and
+  the exact Jacobian of the ℓ∞ clip;
+* ``released``: the authors' released code: steps from the Frobenius norm
+  (``pdunroll.step_sizes(op, norm="frobenius")``, its ``tf.linalg.norm(K, ord=2)``), and its
+  primal mask 1{|z_P − x̃| ≤ 1} (``released_mask=1.0``); trained and evaluated with its steps.
+
+Writes ``fig3.csv`` (one row per run, rewritten after each; a rerun skips the runs already in
+it, so an interrupted run resumes) and ``fig3.png``.
 
     python experiments/eusipco_fig3.py --quick     # minutes on 2 CPU cores
     python experiments/eusipco_fig3.py             # the paper's setting (days on a CPU)
@@ -14,130 +22,257 @@ row per run, rewritten after each run) and ``fig3.png``.
 from __future__ import annotations
 
 import argparse
+import csv
+import math
 import sys
 import time
+from dataclasses import dataclass
+from pathlib import Path
 
 from _common import (
     add_data_args,
     add_scheduler_arg,
     dct_model,
     frames_for,
+    np,
     pu,
     pyplot,
     settings,
     sweep,
-    test_mse,
     write_csv,
 )
 
+from pdunroll.learning.training import LocalGradient
+
 PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], b=30,
-             lr=1e-5, final_lr=1e-8, epochs=20, batch_size=32, l_inf=100_000,
-             max_train=None, max_test=None)
+             lr=1e-5, final_lr=1e-8, epochs=20, batch_size=32, l_inf=10_000, l_inf2=100_000,
+             max_train=None, max_test=None, inf_frames=None, inf2_frames=1000,
+             dtype="float32")
 # quick: frames of n = 128 (5× cheaper products than 320) and lr 1e-3, so that a few hundred
-# steps move K visibly (the paper's 1e-5 barely does in a short run, DESIGN §9)
+# steps move K visibly (the paper's 1e-5 barely does in a short run)
 QUICK = dict(PAPER, n=128, L=[10, 20, 40, 100], lr=1e-3, final_lr=1e-6, epochs=2, max_train=8000,
-             max_test=1000, l_inf=1000)
+             max_test=1000, l_inf=1000, l_inf2=None, inf_frames=None)
+OMEGA = 10.0
+ETA_BACKWARD = 1.0  # the released code's training setting
 
 
 def variants(b: int) -> dict[str, pu.GradientMethod]:
     """The gradient methods compared, by name; the asymptotic ones run b backward steps."""
-    return {
-        "full": pu.Full(),
-        "asymptotic": pu.Asymptotic(b),
-        "full-relaxed": pu.Full(relax_primal=True),
-        "asymptotic-relaxed": pu.Asymptotic(b, relax_primal=True),
-    }
+    return {"full": pu.Full(), "asymptotic": pu.Asymptotic(b),
+            "full-relaxed": pu.Full(relax_primal=True),
+            "asymptotic-relaxed": pu.Asymptotic(b, relax_primal=True)}
 
 
-VARIANTS = variants(PAPER["b"])
+def with_convention(method: pu.GradientMethod, convention: str) -> pu.GradientMethod:
+    if convention == "exact":
+        return method
+    settings_ = {k: v for k, v in method.settings().items() if k != "name"}
+    settings_.update(relax_primal=False, released_mask=ETA_BACKWARD)
+    return type(method)(**settings_)
+
+
+def steps_for(model, convention: str) -> pu.StepSizes:
+    return pu.step_sizes(model.operator, omega=OMEGA,
+                         norm="spectral" if convention == "exact" else "frobenius")
+
+
+@dataclass(frozen=True)
+class ReleasedSteps:
+    """The training step's gradient with the released code's step sizes (from ‖K‖_F, recomputed
+    after every update as the released code does); :func:`pdunroll.train` passes its spectral
+    ones, which this replaces."""
+
+    x_tilde: object
+    x_true: object
+    iterations: int
+    method: pu.GradientMethod
+    alphas: object
+
+    def __call__(self, model, indices, steps):
+        local = LocalGradient(self.x_tilde, self.x_true, self.iterations, self.method,
+                              self.alphas)
+        return local(model, indices, steps_for(model, "released"))
+
+
+def test_mse(model, x_tilde, x_true, iterations, convention):
+    res = pu.chambolle_pock(model, x_tilde, iterations=iterations,
+                            steps=steps_for(model, convention))
+    return pu.mse(res.x, x_true)
 
 
 def parse(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_data_args(p, out="eusipco_fig3")
-    add_scheduler_arg(p)
     p.add_argument("--L", type=int, nargs="+", help="L_training values (override)")
     p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float)
+    p.add_argument("--lr", type=float, help="initial Adam rate (linear decay to lr/1000)")
     p.add_argument("--max-train", type=int, help="training frames (random subset)")
     p.add_argument("--max-test", type=int, help="test frames (random subset)")
-    p.add_argument("--l-inf", type=int, help="L_inference for the fixed-point column")
-    p.add_argument("--variants", nargs="+", choices=sorted(VARIANTS), default=list(VARIANTS))
+    p.add_argument("--l-inf", type=int, help="L_inference of the first fixed-point column")
+    p.add_argument("--inf-frames", type=int, help="test frames for --l-inf (default all)")
+    p.add_argument("--l-inf2", type=int,
+                   help="L_inference of the second fixed-point column (0: none)")
+    p.add_argument("--inf2-frames", type=int, help="test frames for --l-inf2")
+    p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--variants", nargs="+", choices=sorted(variants(1)),
+                   default=["full", "asymptotic"])
+    p.add_argument("--conventions", nargs="+", choices=("exact", "released"),
+                   default=["exact", "released"])
+    add_scheduler_arg(p)
+    p.add_argument("--plot", type=Path, metavar="CSV",
+                   help="only redraw the figure from a fig3.csv (written next to it)")
     args = p.parse_args(argv)
     cfg = settings(args, paper=PAPER, quick=QUICK,
-                   overrides=("L", "epochs", "lr", "max_train", "max_test", "l_inf"))
+                   overrides=("L", "epochs", "lr", "max_train", "max_test", "l_inf",
+                              "inf_frames", "l_inf2", "inf2_frames", "dtype"))
     if args.lr is not None:
         cfg["final_lr"] = args.lr / 1000
     return args, cfg
 
 
+def _read_rows(path):
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k, v in r.items():
+            try:
+                r[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+            except (ValueError, AttributeError):
+                pass
+    return rows
+
+
 def main(argv=None) -> int:
     args, cfg = parse(argv)
+    if args.plot:
+        plot(_read_rows(args.plot), args.plot.with_suffix(".png"))
+        return 0
     train, test = frames_for(args, cfg)
+    dt = np.dtype(cfg["dtype"])
+    xt, xs = train.x_tilde.astype(dt), train.x_true.astype(dt)
+    tt, ts = test.x_tilde.astype(dt), test.x_true.astype(dt)
+    sub = {1: (tt[:cfg["inf_frames"]], ts[:cfg["inf_frames"]]),
+           2: (tt[:cfg["inf2_frames"]], ts[:cfg["inf2_frames"]])}
     print(f"{len(train)} training frames, {len(test)} test frames, n={cfg['n']}, "
           f"bitrate {cfg['bitrate']}; settings {cfg}", flush=True)
     start = dct_model(cfg["n"], train.eta)
-    quantized = pu.mse(test.x_tilde, test.x_true)
-    dct_inf = test_mse(start, test, cfg["l_inf"])
-    rows = []
-    jobs = [(L, name) for L in cfg["L"] for name in args.variants]
-    for row in sweep(run, jobs, args.scheduler, train=train, test=test, cfg=cfg,
-                     seed=args.seed, progress=not args.quiet,
-                     common={"dct_mse_Linf": dct_inf, "quantized_mse": quantized}):
+    start = start.with_params(start.operator.params.astype(dt))
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / "fig3.csv"
+    rows = _read_rows(path)
+    done = {(r["L_train"], r["variant"], r["convention"]) for r in rows}
+    jobs = [(L, name, convention) for L in cfg["L"] for convention in args.conventions
+            for name in args.variants if (L, name, convention) not in done]
+    data = {"start": start, "train": (xt, xs), "test": (tt, ts), "sub": sub}
+    for row, params in sweep(run, jobs, args.scheduler, data=data, cfg=cfg, seed=args.seed,
+                             progress=not args.quiet):
+        np.save(args.out / f"K_L{row['L_train']}_{row['variant']}_{row['convention']}.npy",
+                params)
         rows.append(row)
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
-        write_csv(args.out / "fig3.csv", rows)
-    plot(rows, args.out / "fig3.png", cfg)
-    print(f"wrote {args.out / 'fig3.csv'} and {args.out / 'fig3.png'}")
+        write_csv(path, rows)
+    plot(rows, args.out / "fig3.png")
+    print(f"wrote {path} and {args.out / 'fig3.png'}")
     return 0
 
 
-def run(job, *, train, test, cfg, seed, progress, common) -> dict:
-    """One row of the CSV: learn an operator with L_training = L and the variant ``name``."""
-    L, name = job
-    start = dct_model(cfg["n"], train.eta)
+_DCT_MSE: dict = {}  # the DCT rows, once per process (here or per worker) and test set
+
+
+def _dct_mse(start, x, y, iterations, convention, part):
+    key = (iterations, convention, part, x.shape, float(np.sum(x)), float(np.sum(y)))
+    if key not in _DCT_MSE:
+        _DCT_MSE[key] = test_mse(start, x, y, iterations, convention)
+    return _DCT_MSE[key]
+
+
+def run(job, *, data, cfg, seed, progress):
+    """One row of the CSV (and the learned operator): train with L_training = L, the gradient
+    method ``name`` and ``convention``, then score on the test frames. Here or as a Dask task
+    (``--scheduler``): the same function, so the CSV is the same."""
+    L, name, convention = job
+    start, (xt, xs), (tt, ts), sub = data["start"], data["train"], data["test"], data["sub"]
+    method = with_convention(variants(cfg["b"])[name], convention)
+    grad = None if convention == "exact" else ReleasedSteps
     tic = time.perf_counter()
-    res = pu.train(start, train.x_tilde, train.x_true, iterations=L, omega=10.0,
+    res = pu.train(start, xt, xs, iterations=L, omega=OMEGA,
                    lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
                    epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
-                   progress=progress, method=variants(cfg["b"])[name])
+                   progress=progress, method=method, minibatch_gradient=grad)
     seconds = time.perf_counter() - tic
-    return {"L_train": L, "variant": name, "train_seconds": round(seconds, 2),
-            "steps": res.steps, "final_train_loss": res.history.epoch_train_loss[-1],
-            "test_mse_L": test_mse(res.final_model, test, L),
-            "test_mse_Linf": test_mse(res.final_model, test, cfg["l_inf"]),
-            "dct_mse_L": test_mse(start, test, L), "dct_mse_Linf": common["dct_mse_Linf"],
-            "quantized_mse": common["quantized_mse"], "L_inf": cfg["l_inf"]}
+    m = res.final_model
+    row = {"L_train": L, "variant": name, "convention": convention, "lr": cfg["lr"],
+           "train_seconds": round(seconds, 2), "steps": res.steps,
+           "final_train_loss": res.history.epoch_train_loss[-1],
+           "test_mse_L": test_mse(m, tt, ts, L, convention),
+           "dct_mse_L": _dct_mse(start, tt, ts, L, convention, 0),
+           "quantized_mse": pu.mse(tt, ts), "test_frames": len(tt)}
+    for part, key in ((1, "l_inf"), (2, "l_inf2")):
+        if cfg[key]:
+            x, y = sub[part]
+            tic2 = time.perf_counter()
+            row[f"test_mse_Linf{part}"] = test_mse(m, x, y, cfg[key], convention)
+            row[f"dct_mse_Linf{part}"] = _dct_mse(start, x, y, cfg[key], convention, part)
+            row[f"L_inf{part}"] = cfg[key]
+            row[f"Linf{part}_frames"] = len(x)
+            row[f"Linf{part}_seconds"] = round(time.perf_counter() - tic2, 1)
+    row["snr_gain_db_L"] = 10 * math.log10(row["dct_mse_L"] / row["test_mse_L"])
+    return row, m.operator.params
 
 
-def plot(rows, path, cfg):
+def _label(r) -> str:
+    lr = r.get("lr")
+    return f"{r['convention']}, Adam {float(lr):g}" if lr not in (None, "") else r["convention"]
+
+
+def plot(rows, path):
     plt = pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    for name in dict.fromkeys(r["variant"] for r in rows):
-        sel = [r for r in rows if r["variant"] == name]
-        Ls = [r["L_train"] for r in sel]
-        axes[0].plot(Ls, [r["test_mse_L"] for r in sel], "o-", label=name)
-        axes[1].plot(Ls, [r["test_mse_Linf"] for r in sel], "o-", label=name)
-        axes[2].plot(Ls, [r["train_seconds"] for r in sel], "o-", label=name)
-    Ls = sorted({r["L_train"] for r in rows})
-    dct_L = {r["L_train"]: r["dct_mse_L"] for r in rows}
-    axes[0].plot(Ls, [dct_L[L] for L in Ls], "k--", label="DCT")
-    axes[1].axhline(rows[0]["dct_mse_Linf"], color="k", ls="--", label="DCT")
-    for ax in axes[:2]:
-        ax.axhline(rows[0]["quantized_mse"], color="0.6", ls=":", label="quantized")
-    titles = ("test MSE, L_inference = L_training",
-              f"test MSE, L_inference = {cfg['l_inf']}", "training time [s]")
-    for ax, title in zip(axes, titles, strict=True):
+    cols = [("test_mse_L", "test MSE, L_inference = L_training")]
+    for part in (1, 2):
+        if any(r.get(f"test_mse_Linf{part}") not in (None, "") for r in rows):
+            r0 = next(r for r in rows if r.get(f"L_inf{part}") not in (None, ""))
+            cols.append((f"test_mse_Linf{part}", f"test MSE, L_inference = {r0[f'L_inf{part}']}"
+                                                  f" ({r0[f'Linf{part}_frames']} frames)"))
+    cols.append(("train_seconds", "training time [s]"))
+    fig, axes = plt.subplots(1, len(cols), figsize=(5.5 * len(cols), 4.2))
+    styles = {"exact": "-", "released": "--"}
+    for i, conv in enumerate(dict.fromkeys(_label(r) for r in rows)):
+        ls = styles.get(conv.split(",")[0], ":")
+        for j, name in enumerate(dict.fromkeys(r["variant"] for r in rows)):
+            sel = sorted((r for r in rows if r["variant"] == name and _label(r) == conv),
+                         key=lambda r: r["L_train"])
+            if not sel:
+                continue
+            Ls = [r["L_train"] for r in sel]
+            for ax, (key, _) in zip(axes, cols, strict=True):
+                ax.plot(Ls, [_num(r.get(key)) for r in sel], "o" + ls, color=f"C{2 * i + j}",
+                        label=f"{name}, {conv}")
+    for conv in dict.fromkeys(r["convention"] for r in rows):
+        by_L = {r["L_train"]: r for r in rows if r["convention"] == conv}
+        Ls = sorted(by_L)
+        for ax, (key, _) in zip(axes[:-1], cols[:-1], strict=True):
+            dkey = key.replace("test_", "dct_")
+            ax.plot(Ls, [_num(by_L[L].get(dkey)) for L in Ls], "k" + styles.get(conv, ":"),
+                    lw=0.8, label=f"DCT, {conv}")
+    all_L = sorted({r["L_train"] for r in rows})
+    for ax, (_, title) in zip(axes, cols, strict=True):
         ax.set(xscale="log", xlabel="L_training", title=title)
-        ax.set_xticks(Ls, [str(L) for L in Ls])
+        ax.set_xticks(all_L, [str(L) for L in all_L])
         ax.minorticks_off()
-        ax.legend(fontsize=8)
-    axes[0].set_yscale("log")
-    axes[1].set_yscale("log")
+    for ax in axes[:-1]:
+        ax.axhline(_num(rows[0]["quantized_mse"]), color="0.6", ls=":", label="quantized")
+        ax.set_yscale("log")
+    axes[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
+
+
+def _num(v) -> float:
+    return math.nan if v in (None, "") else float(v)
 
 
 if __name__ == "__main__":

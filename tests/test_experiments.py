@@ -32,13 +32,33 @@ def test_eusipco_fig3_tiny(tmp_path):
     fig3 = _script("eusipco_fig3")
     argv = ["--quick", "--data", str(SPEECH_DIR), "--out", str(tmp_path), "--L", "2", "4",
             "--epochs", "1", "--max-train", "64", "--max-test", "16", "--l-inf", "8",
-            "--variants", "full", "asymptotic-relaxed", "--quiet"]
+            "--l-inf2", "12", "--inf2-frames", "4", "--variants", "full", "asymptotic",
+            "--quiet"]
     assert fig3.main(argv) == 0
     rows = _rows(tmp_path / "fig3.csv")
-    assert [(r["L_train"], r["variant"]) for r in rows] == [
-        ("2", "full"), ("2", "asymptotic-relaxed"), ("4", "full"), ("4", "asymptotic-relaxed")]
-    assert all(float(r["test_mse_Linf"]) > 0 and int(r["steps"]) == 2 for r in rows)
+    assert [(r["L_train"], r["convention"], r["variant"]) for r in rows] == [
+        (L, c, v) for L in ("2", "4") for c in ("exact", "released")
+        for v in ("full", "asymptotic")]
+    assert all(float(r["test_mse_Linf1"]) > 0 and int(r["steps"]) == 2 for r in rows)
+    assert all(r["Linf2_frames"] == "4" and r["Linf1_frames"] == "16" for r in rows)
+    # the released convention evaluates with its Frobenius-norm steps: a less converged DCT
+    dct = {r["convention"]: float(r["dct_mse_L"]) for r in rows if r["L_train"] == "4"}
+    assert dct["exact"] != dct["released"]
     assert (tmp_path / "fig3.png").stat().st_size > 0
+    # a rerun resumes: nothing left to do, the CSV unchanged
+    before = (tmp_path / "fig3.csv").read_text()
+    assert fig3.main(argv) == 0
+    assert (tmp_path / "fig3.csv").read_text() == before
+    # the very large L_inference of the saved operators (here 20 steps on 3 frames)
+    linf = _script("eusipco_linf")
+    assert linf.main([str(tmp_path), "--data", str(SPEECH_DIR), "--l-inf", "20",
+                      "--frames", "3", "--n", "128"]) == 0
+    got = _rows(tmp_path / "linf.csv")
+    assert len(got) == 2 + 8 and all(float(r["test_mse"]) > 0 for r in got)
+    assert {r["convention"] for r in got} == {"exact", "released"}
+    # the released operators are evaluated with the released step sizes, like the DCT rows
+    by_name = {r["operator"]: float(r["test_mse"]) for r in got}
+    assert by_name["DCT_exact"] != by_name["DCT_released"]
 
 
 def test_ergodic_fig12_tiny(tmp_path):

@@ -208,6 +208,16 @@ def _parser() -> argparse.ArgumentParser:
                        help="unrolled steps L (default 20)")
     audit.add_argument("--no-autodiff", action="store_true",
                        help="leave out torch.autograd and jax.grad")
+    for sub in (speech, denoise, ev):
+        # array backend, dtype and device of the computation (data are read as NumPy float64)
+        sub.add_argument("--backend", choices=BACKENDS, default="numpy",
+                         help="array library that runs the solver and the gradients (default "
+                              "numpy; torch, jax, cupy when installed)")
+        sub.add_argument("--dtype", choices=("float32", "float64"), default=None,
+                         help="floating-point type (default float64)")
+        sub.add_argument("--device", default=None,
+                         help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
+                              "default: the library's default device)")
     for sub in (speech, denoise, ev, audit):
         sub.add_argument("--threads", type=_positive_int, default=1,
                          help="BLAS threads (default 1: the minibatch products are small, and "
@@ -227,6 +237,56 @@ def _dask_args(p) -> None:
                             "minibatch gradients and reconstructions run on its workers")
     where.add_argument("--workers", type=_positive_int, default=None, metavar="N",
                        help="start a local Dask cluster of N worker processes (1 thread each)")
+
+
+BACKENDS = ("numpy", "torch", "jax", "cupy")
+
+
+def _on_backend(args, model, sets):
+    """``model`` and the (degraded, clean) pairs of ``sets`` moved to ``--backend``,
+    ``--dtype``, ``--device`` (docs, "Backends and devices": the arrays choose where the
+    library computes)."""
+    import numpy as np
+
+    dtype = args.dtype or "float64"
+    name, device = args.backend, args.device
+    if name == "numpy" and device not in (None, "cpu"):
+        raise ValueError(f"--device {device}: --backend numpy runs on the cpu only")
+    try:
+        if name == "numpy":
+            def move(a):
+                return np.asarray(a, dtype=dtype)
+        elif name == "torch":
+            import torch
+
+            dev = torch.device(device) if device else None
+
+            def move(a):
+                return torch.asarray(np.asarray(a, dtype=dtype), device=dev)
+        elif name == "jax":
+            import jax
+
+            if dtype == "float64":
+                jax.config.update("jax_enable_x64", True)
+            dev = jax.devices(device)[0] if device else None
+
+            def move(a):
+                return jax.device_put(jax.numpy.asarray(np.asarray(a, dtype=dtype)), dev)
+        else:
+            import cupy
+
+            if device:
+                cupy.cuda.Device(int(device.removeprefix("cuda:"))).use()
+
+            def move(a):
+                return cupy.asarray(np.asarray(a, dtype=dtype))
+        moved = model.with_params(move(model.operator.params))
+        return moved, [tuple(move(a) for a in pair) for pair in sets]
+    except ImportError as err:
+        raise ImportError(f"--backend {name} needs the {name} package (pip install {name}): "
+                          f"{err}") from err
+    except (RuntimeError, ValueError, TypeError) as err:
+        raise ValueError(f"--backend {name} --device {device}: {err}") from err
 
 
 def _limit_threads(n: int) -> None:
@@ -399,6 +459,8 @@ def _check_train_args(args):
 
     method = _method(args)
     check_unrolling(method, args.iterations, args.weights)
+    if args.backend == "numpy" and args.device not in (None, "cpu"):
+        raise ValueError(f"--device {args.device}: --backend numpy runs on the cpu only")
     LearningRate(args.lr, args.schedule)
     if args.task == "speech":
         if args.n is None:  # stated in --help
@@ -456,6 +518,7 @@ def _train_in(args, method, run, tic) -> int:
     if run.stale:
         _say(run.stale)
     (tr, va, te), start, meta, fingerprint = _run_data(args)
+    start, (tr, va, te) = _on_backend(args, start, (tr, va, te))
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, method=method,
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
@@ -678,6 +741,8 @@ def _evaluate(args) -> int:
         raise ValueError(f"{args.operator} was not written by pdunroll train (no task)")
     if args.no_baseline:
         rows = rows[1:]
+    moved = [_on_backend(args, m, [te]) for _, m in rows]
+    rows, te = [(name, m) for (name, _), (m, _) in zip(rows, moved, strict=True)], moved[0][1][0]
     table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images,
                    client=args.client)
     _print_table(table, f"{title}, L = {iterations}:", images=images)

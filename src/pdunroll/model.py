@@ -10,7 +10,7 @@ from .functions.euclidean import Function
 from .operators.base import LinearOperator
 from .tree import flatten
 
-__all__ = ["AnalysisModel", "StepSizes", "resolve_steps", "step_sizes"]
+__all__ = ["AnalysisModel", "NORMS", "StepSizes", "frobenius_norm", "resolve_steps", "step_sizes"]
 
 
 @dataclass(frozen=True)
@@ -115,18 +115,30 @@ def step_sizes(
     tau: float | None = None,
     theta: float = 1.0,
     op_norm: float | None = None,
+    norm: str = "spectral",
 ) -> StepSizes:
     """σ = ω·0.99/‖K‖ and τ = 0.99/(ω‖K‖), or given σ, τ (checked against σ τ ‖K‖² < 1).
 
     ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training); it
     is refused when it lies below ‖K v‖/‖v‖ for a fixed v, a lower bound of ‖K‖ (too small a
     norm gives too large steps and a wrong solution without an error).
+
+    ``norm`` chooses which ‖K‖ the steps are made from: ``"spectral"`` (default, the largest
+    singular value: the largest steps the convergence condition σ τ ‖K‖₂² < 1 allows, as in
+    Chambolle & Pock 2011 and the papers of Brauer & Lorenz) or ``"frobenius"`` (‖K‖_F ≥
+    ‖K‖₂, √n for an orthonormal n×n K: steps √n/‖K‖₂ times smaller). The second is what the
+    released code of Brauer & Lorenz (EUSIPCO 2023) computes, since ``tf.linalg.norm(K,
+    ord=2)`` of a matrix is its Frobenius norm; use it to run with their conventions, whose L
+    steps converge far less than L steps of the spectral choice (docs, "Gradient modes":
+    "The released code's conventions"). The StepSizes' ``op_norm`` is then ‖K‖_F.
     """
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
     omega = check_positive("omega", omega)
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if op_norm is None:
-        norm = float(operator.norm())
+        norm = float(operator.norm() if norm == "spectral" else frobenius_norm(operator))
         if not (norm > 0 and math.isfinite(norm)):
             raise ValueError(f"the operator norm must be positive and finite, got {norm}")
     else:
@@ -137,6 +149,28 @@ def step_sizes(
     if sigma is None or tau is None:
         raise ValueError("give both sigma and tau, or neither (then they follow from omega)")
     return StepSizes(sigma, tau, theta, norm)
+
+
+NORMS = ("spectral", "frobenius")
+
+
+def frobenius_norm(operator: LinearOperator) -> float:
+    """‖K‖_F = (Σ_j ‖K e_j‖²)^½ over the unit vectors e_j of the input space (the matrix's
+    entries for a :class:`~pdunroll.DenseOperator`; applied in chunks of 1024 otherwise)."""
+    xp = operator.xp
+    matrix = getattr(operator, "matrix", None)
+    if matrix is not None:
+        return float(xp.linalg.vector_norm(matrix))
+    n = math.prod(operator.in_shape)
+    total = 0.0
+    for lo in range(0, n, 1024):
+        hi = min(n, lo + 1024)
+        cols = xp.reshape(xp.arange(lo, hi, device=operator.device), (hi - lo, 1))
+        basis = xp.astype(cols == xp.reshape(xp.arange(n, device=operator.device), (1, n)),
+                          operator.dtype)
+        total += float(xp.sum(operator.apply(xp.reshape(basis, (hi - lo, *operator.in_shape)))
+                              ** 2))
+    return math.sqrt(total)
 
 
 def _check_norm_bound(operator: LinearOperator, norm: float) -> None:

@@ -21,7 +21,13 @@ and recomputes one segment at a time in the reverse pass ("gradient checkpointin
 automatic-differentiation literature): the same gradient to rounding, with memory for c states
 plus one segment instead of b steps (c ≈ √b is best), at the cost of one more forward pass.
 ``relax_primal=True`` (every method) replaces the Jacobian of the primal prox by the identity:
-an approximation, not the exact gradient (see the docs' "Gradient modes" page).
+an approximation, not the exact gradient, and not what the released code of Brauer & Lorenz
+(EUSIPCO 2023) computes either (2–16 % apart in ∇_K on speech). ``released_mask=eta_backward``
+(every method) applies the released code's primal mask 1{|z_P − x̃| ≤ eta_backward} instead of
+the exact Jacobian 1{|z_P| ≤ η} of the ℓ∞-ball prox: the released code tests z_P, already in the
+coordinates r = x − x̃, against x̃ once more, so its mask is not the Jacobian of its own forward
+pass; it trains with eta_backward = 1. Offered only to run with its conventions (docs, "Gradient
+modes": "The released code's conventions").
 
 The strings ``"full"`` and ``"implicit"`` stand for ``Full()`` and ``Implicit()``; the two
 methods that need ``b`` have no string form, so no b is ever chosen silently.
@@ -42,9 +48,11 @@ SOLVERS = ("gmres", "neumann")
 
 @dataclass(frozen=True)
 class GradientMethod:
-    """Base of the gradient methods; ``relax_primal`` (keyword) is shared by all."""
+    """Base of the gradient methods; ``relax_primal`` and ``released_mask`` (keywords) are
+    shared by all (see the module's docstring)."""
 
     relax_primal: bool = field(default=False, kw_only=True)
+    released_mask: float | None = field(default=None, kw_only=True)
 
     name: ClassVar[str]
     #: the forward pass may return an ergodic average (its backward steps are stored ones)
@@ -52,6 +60,12 @@ class GradientMethod:
 
     def __post_init__(self):
         object.__setattr__(self, "relax_primal", check_flag("relax_primal", self.relax_primal))
+        if self.released_mask is not None:
+            object.__setattr__(self, "released_mask",
+                               check_positive("released_mask", self.released_mask))
+            if self.relax_primal:
+                raise ValueError("give relax_primal=True or released_mask, not both: each "
+                                 "replaces the primal prox Jacobian")
 
     def back_steps(self, iterations: int) -> int:
         """How many reverse steps this method runs after L = ``iterations`` forward steps."""

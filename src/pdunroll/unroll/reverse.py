@@ -32,6 +32,12 @@ reverse pass recomputes one segment at a time from its start, with its tape, and
 recursion through it with the adjoint state (ε_P, ε_D, δ_D, δ̄_D) carried over from the later
 segment. Same result, memory for c states plus one segment's tape instead of b steps (c ≈ √b is
 best), one more forward pass.
+
+The released primal mask (``released_mask=eta_backward`` on any method; Brauer & Lorenz,
+EUSIPCO 2023, released code): the primal VJP is v·1{|z_P^k − x̃| ≤ eta_backward} instead of
+J_{prox τG}(z_P^k)ᵀ v. The tape keeps no z_P, so :func:`reverse` reruns the forward pass with G
+wrapped in :class:`_ReleasedMaskG`, which saves z_P^k beside G's own saved step: one more
+forward pass, for an option that exists only to run with the released code's conventions.
 """
 
 from __future__ import annotations
@@ -40,7 +46,9 @@ import math
 from dataclasses import dataclass, field
 
 from .. import tree
-from .._array import Array, array_size
+from .._array import Array, array_size, xp_of
+from ..functions.euclidean import Function
+from ..model import AnalysisModel
 from .forward import ForwardState, forward
 from .implicit import solve_adjoint
 from .methods import Asymptotic, Full, GradientMethod, Implicit, Truncated
@@ -70,6 +78,11 @@ def reverse(method: GradientMethod, model, x_tilde: Array, steps, state: Forward
     Returns (∇ operator parameters, Σ δ_D (None for none), [∇ F params, ∇ G params], solve
     info or None)."""
     relax = method.relax_primal
+    if method.released_mask is not None:
+        model = _released_model(model, x_tilde, method.released_mask)
+        if not (isinstance(method, Full | Truncated) and method.segments):
+            keep = forward_plan(method, iterations, b)[0]
+            state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep)
     if isinstance(method, Asymptotic):
         return (*_backward_asymptotic(model, steps, state, x_hat, g_out, b, relax), None)
     if isinstance(method, Implicit):
@@ -86,6 +99,52 @@ def reverse(method: GradientMethod, model, x_tilde: Array, steps, state: Forward
         part = model.f.conj_start_param_vjp(adj.e_d)
         adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
     return adj.grad.flush(), adj.sum_d, adj.grad_fg, None
+
+
+def _released_model(model, x_tilde: Array, eta_backward: float) -> AnalysisModel:
+    """``model`` with G wrapped so that its primal VJP is the released code's mask."""
+    g = model.g
+    if type(g).prox_step_save is not Function.prox_step_save:
+        raise ValueError("released_mask needs a G with a Euclidean prox step (z_P = r − τ Kᵀ y), "
+                         f"got {type(g).__name__}")
+    return AnalysisModel(model.operator, model.f, _ReleasedMaskG(g, x_tilde, eta_backward))
+
+
+class _ReleasedMaskG(Function):
+    """G with the released code's primal mask: forward steps are G's, the step's VJP is
+    v·1{|z_P − x̃| ≤ eta_backward} (z_P = r^{k−1} − τ Kᵀ y^k, in r coordinates)."""
+
+    def __init__(self, g: Function, x_tilde: Array, eta_backward: float):
+        self.g, self.x_tilde, self.eta_backward = g, x_tilde, eta_backward
+        self.params = g.params
+
+    def value(self, x):
+        return self.g.value(x)
+
+    def conj_value(self, y):
+        return self.g.conj_value(y)
+
+    def prox_save(self, z, t):
+        return self.g.prox_save(z, t)
+
+    def prox_vjp(self, saved, v, t):
+        return self.g.prox_vjp(saved, v, t)
+
+    def start(self, zeros):
+        return self.g.start(zeros)
+
+    def prox_step_save(self, prev, grad, t):
+        z = prev - t * grad
+        u, saved = self.g.prox_save(z, t)
+        return u, (saved, z)
+
+    def prox_step_vjp(self, saved, v, t):
+        xp = xp_of(v)
+        w = xp.where(xp.abs(saved[1] - self.x_tilde) <= self.eta_backward, v, xp.zeros_like(v))
+        return w, w
+
+    def prox_step_param_vjp(self, saved, v, t):
+        return self.g.prox_step_param_vjp(saved[0], v, t)
 
 
 class _ParamGrad:

@@ -248,13 +248,15 @@ def forward_backward_gradient(
     b), :class:`~pdunroll.Asymptotic` (b backward steps with every Jacobian at x^L) or
     :class:`~pdunroll.Implicit` (solve (I − T_xᵀ) v = ∇ℓ at x^L per signal, with the solver,
     tolerance and ``strict`` of the method; ``info`` of the result says how it ended).
-    ``segments`` and ``relax_primal`` are Chambolle-Pock options and refused here. The default
+    ``segments``, ``relax_primal`` and ``released_mask`` are Chambolle-Pock options and
+    refused here. The default
     loss is ½ Σ ‖x^L − x†‖²; ``loss(x) -> (value, gradient)`` replaces it.
     """
     step, iterations = _check(smooth, g, x0, step, iterations)
     method = as_method(method)
-    if getattr(method, "segments", None) or method.relax_primal:
-        raise ValueError("forward_backward_gradient takes no segments and no relax_primal: "
+    if getattr(method, "segments", None) or method.relax_primal or method.released_mask:
+        raise ValueError("forward_backward_gradient takes no segments and no relax_primal "
+                         "or released_mask: "
                          f"got {method!r}")
     b = method.back_steps(iterations)
     if loss is None:
