@@ -148,7 +148,7 @@ def test_trains_an_operator_by_gradient_descent():
 
     step = jax.jit(jax.value_and_grad(loss))
     losses = []
-    for _ in range(30):
+    for _ in range(60):
         value, g = step(K)
         K = K - 0.05 * g
         losses.append(float(value))
