@@ -70,19 +70,6 @@ def step_sizes(operator: LinearOperator, *, omega: float = 1.0, theta: float = 1
     return TracedStepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), float(theta), norm)
 
 
-def _rebuild(model: AnalysisModel, leaves, counts) -> AnalysisModel:
-    n_op, n_f = counts
-    parts = (leaves[:n_op], leaves[n_op:n_op + n_f], leaves[n_op + n_f:])
-    op, f, g = model.operator, model.f, model.g
-    if parts[0]:
-        op = op.with_params(tree.unflatten(op.params, parts[0]))
-    if parts[1]:
-        f = f.with_params(tree.unflatten(f.params, parts[1]))
-    if parts[2]:
-        g = g.with_params(tree.unflatten(g.params, parts[2]))
-    return AnalysisModel(op, f, g)
-
-
 def _split(state: ForwardState):
     """The forward state as (JAX arrays, what rebuilds it): residuals must be JAX arrays, the
     tape's step numbers and structure stay Python values."""
@@ -154,7 +141,7 @@ def unrolled(
         return TracedStepSizes(st[0], st[1], steps.theta, st[2]) if traced else steps
 
     def run(x_tilde, leaves, st):
-        state = forward(_rebuild(model, leaves, counts), x_tilde, steps_of(st), iterations,
+        state = forward(model.with_leaves(leaves, counts), x_tilde, steps_of(st), iterations,
                         alphas=alphas, keep=keep, save_at=save_at)
         return state, x_tilde + (state.r if alphas is None else state.r_avg)
 
@@ -169,7 +156,7 @@ def unrolled(
 
     def solve_bwd(res, v):
         x_tilde, leaves, st, x_hat, arrays = res
-        m, sizes = _rebuild(model, leaves, counts), steps_of(st)
+        m, sizes = model.with_leaves(leaves, counts), steps_of(st)
         state = _join(arrays, held["how"])
         grad_op, sum_d, grad_fg, _ = reverse(method, m, x_tilde, sizes, state, x_hat, v,
                                              alphas, iterations, b)

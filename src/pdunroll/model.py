@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from ._array import Array, as_float, check_finite, check_positive, namespace
 from .functions.euclidean import Function
 from .operators.base import LinearOperator
-from .tree import flatten
+from .tree import flatten, unflatten
 
 __all__ = ["AnalysisModel", "NORMS", "StepSizes", "frobenius_norm", "resolve_steps", "step_sizes"]
 
@@ -33,6 +33,25 @@ class AnalysisModel:
     def with_params(self, params) -> AnalysisModel:
         """The same model with new operator parameters."""
         return AnalysisModel(self.operator.with_params(params), self.f, self.g)
+
+    def leaves(self) -> tuple[list, list, list]:
+        """The parameter leaves (:func:`pdunroll.tree.flatten`) of the operator, F and G."""
+        return (flatten(self.operator.params), flatten(self.f.params), flatten(self.g.params))
+
+    def with_leaves(self, leaves, counts: tuple[int, int]) -> AnalysisModel:
+        """The model with its parameter leaves replaced by ``leaves`` (the operator's, then F's,
+        then G's; ``counts`` = how many are the operator's and F's): how the torch and JAX
+        layers put their framework's parameters into the model."""
+        n_op, n_f = counts
+        parts = (leaves[:n_op], leaves[n_op:n_op + n_f], leaves[n_op + n_f:])
+        op, f, g = self.operator, self.f, self.g
+        if parts[0]:
+            op = op.with_params(unflatten(op.params, parts[0]))
+        if parts[1]:
+            f = f.with_params(unflatten(f.params, parts[1]))
+        if parts[2]:
+            g = g.with_params(unflatten(g.params, parts[2]))
+        return AnalysisModel(op, f, g)
 
     def check_signals(self, **signals: Array):
         """Check signals of shape (batch, *in_shape) against the operator; return the namespace.

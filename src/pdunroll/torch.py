@@ -25,26 +25,6 @@ from .unroll.methods import GradientMethod
 __all__ = ["UnrolledCP", "unrolled"]
 
 
-def _leaves(model: AnalysisModel) -> tuple[list, list, list]:
-    """The parameter leaves of the operator, F and G."""
-    return (tree.flatten(model.operator.params), tree.flatten(model.f.params),
-            tree.flatten(model.g.params))
-
-
-def _rebuild(model: AnalysisModel, leaves, counts) -> AnalysisModel:
-    """``model`` with its parameter leaves replaced by ``leaves`` (operator's, F's, G's)."""
-    n_op, n_f = counts
-    parts = (leaves[:n_op], leaves[n_op:n_op + n_f], leaves[n_op + n_f:])
-    op, f, g = model.operator, model.f, model.g
-    if parts[0]:
-        op = op.with_params(tree.unflatten(op.params, parts[0]))
-    if parts[1]:
-        f = f.with_params(tree.unflatten(f.params, parts[1]))
-    if parts[2]:
-        g = g.with_params(tree.unflatten(g.params, parts[2]))
-    return AnalysisModel(op, f, g)
-
-
 class _Spec:
     """The non-tensor inputs of one call, and the pullback its forward pass leaves."""
 
@@ -54,9 +34,9 @@ class _Spec:
         self.pullback = None
 
     def run(self, x_tilde, leaves):
-        own = [leaf for part in _leaves(self.model) for leaf in part]
+        own = [leaf for part in self.model.leaves() for leaf in part]
         same = len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves, strict=True))
-        model = self.model if same else _rebuild(self.model, leaves, self.counts)
+        model = self.model if same else self.model.with_leaves(leaves, self.counts)
         return vjp_unchecked(model, x_tilde, self.iterations, self.method, self.b, self.alphas,
                              self.steps)
 
@@ -117,7 +97,7 @@ def unrolled(
     with torch.no_grad():
         model.check_signals(x_tilde=x_tilde)
         steps = resolve_steps(model.operator, omega, steps)
-    ops, fs, gs = _leaves(model)
+    ops, fs, gs = model.leaves()
     spec = _Spec(model, iterations, method, b, alphas, steps, (len(ops), len(fs)))
     return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
