@@ -44,6 +44,28 @@ def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
                                   model.operator.matrix)
 
 
+def test_train_speech_overcomplete_m(tmp_path, capsys):
+    """--m 48 > n = 32: the start is the 48×32 DCT frame, the table also has the n×n DCT, the
+    operator is 48×32 and evaluate scores the same rows; --m below --n is refused first."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), "--m", "48", *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert [r["method"] for r in results["test"]] == [
+        "quantized input", "DCT", "DCT frame start (48×32)", "learned operator"]
+    assert results["m"] == 48
+    model, _ = pu.load_operator(out / "operator.npz")
+    assert model.operator.matrix.shape == (48, 32)
+    dct, frame = results["test"][1]["mse"], results["test"][2]["mse"]
+    assert dct != frame  # two different baselines, not one row twice
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    table = capsys.readouterr().out
+    assert "DCT frame start (48×32)" in table
+    assert cli.main(["train", "speech", "--out", str(tmp_path / "bad"), "--m", "16", *TINY]) == 2
+    assert "--m must be at least --n (32)" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
 def _wav_folder(tmp_path):
     """Five 0.2 s synthetic recordings as 16-bit wav files in tmp_path/wavs."""
     data = tmp_path / "wavs"

@@ -219,3 +219,21 @@ def test_damaged_mixed_rate_and_short_wav_files_are_named(tmp_path):
     with pytest.raises(ValueError, match=r"shorter than one frame of 1000 samples: a\.wav "
                                          r"\(800 samples\)"):
         ds.read_wav_folder(tmp_path, rate=16000, min_samples=1000)
+
+
+@pytest.mark.parametrize("m", [8, 13, 16])
+def test_dct_frame_is_parseval_and_extends_the_dct(m):
+    """dct_matrix(n, m): the first n columns of the m×m orthonormal DCT-II, so CᵀC = I; m = n
+    is the orthonormal DCT, and m < n is refused naming m."""
+    from pdunroll import dct_matrix
+
+    c = dct_matrix(8, m)
+    assert c.shape == (m, 8)
+    np.testing.assert_allclose(c.T @ c, np.eye(8), atol=1e-12)
+    if m == 8:
+        np.testing.assert_allclose(c @ c.T, np.eye(8), atol=1e-12)
+    else:  # m cosines on a finer grid: the first n rows are not the n×n DCT's
+        assert np.abs(c[1] - dct_matrix(8)[1]).max() > 1e-2
+    np.testing.assert_allclose(c, dct_matrix(m)[:, :8], atol=1e-15)
+    with pytest.raises(ValueError, match="m must be"):
+        dct_matrix(8, 7)

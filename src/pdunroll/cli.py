@@ -53,6 +53,9 @@ def _speech_data_args(p) -> None:
     p.add_argument("--n", type=_positive_int, default=None,
                    help=f"samples per frame (default {N_WAV} with --data, 20 ms at 16 kHz as in "
                         f"the papers; {N_SYNTHETIC} for the synthetic speech)")
+    p.add_argument("--m", type=_positive_int, default=None,
+                   help="rows of the operator K (default n, the n×n DCT to start); m > n starts "
+                        "from an overcomplete DCT frame, the first n columns of the m×m DCT-II")
     p.add_argument("--bitrate", type=_positive_int, default=SPEECH_DEFAULTS["bitrate"],
                    help=f"quantizer bits (default {SPEECH_DEFAULTS['bitrate']})")
     p.add_argument("--rate", type=_positive_int, default=None,
@@ -375,13 +378,22 @@ def _image_sets(meta: dict):
     return [(noisy[n_val:], clean[n_val:]), (noisy[:n_val], clean[:n_val]), test]
 
 
-def _speech_model(n: int, eta: float, matrix=None):
+def _speech_model(n: int, eta: float, matrix=None, m: int | None = None):
     from .functions import L1Norm, LinfBall
     from .model import AnalysisModel
     from .operators import DenseOperator, dct_matrix
 
-    K = dct_matrix(n) if matrix is None else matrix
+    K = dct_matrix(n, m) if matrix is None else matrix
     return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(eta))
+
+
+def _baselines(start) -> list:
+    """The rows a learned operator is compared with: its start, and for an overcomplete speech
+    start (m > n) also the n×n DCT, the papers' baseline."""
+    m, n = start.operator.out_shape[0], start.operator.in_shape[0]
+    if m == n or not hasattr(start.g, "radius") or start.operator.params.ndim != 2:
+        return [("DCT start", start)]
+    return [("DCT", _speech_model(n, start.g.radius)), (f"DCT frame start ({m}×{n})", start)]
 
 
 def _denoise_model(meta: dict, filters=None):
@@ -466,6 +478,11 @@ def _check_train_args(args):
             args.n = N_SYNTHETIC if args.data is None else N_WAV
         if args.n < 2:
             raise ValueError(f"--n must be at least 2 samples per frame, got {args.n}")
+        if args.m is None:
+            args.m = args.n
+        if args.m < args.n:
+            raise ValueError(f"--m must be at least --n ({args.n}): K needs m ≥ n rows to be a "
+                             f"frame of the frames' space, got {args.m}")
         if args.bitrate > 24:
             raise ValueError(f"--bitrate must lie in 1..24, got {args.bitrate}")
         if args.data is not None:
@@ -553,11 +570,11 @@ def _run_data(args):
              f"{start.operator.out_shape[0]} filters {args.kernel}×{args.kernel}")
         return sets, start, meta, fingerprint
     sets, eta, data, fingerprint, test, text = _speech_sets(args)
-    meta = {"task": "speech", "n": args.n, "bitrate": args.bitrate, "data": data,
+    meta = {"task": "speech", "n": args.n, "m": args.m, "bitrate": args.bitrate, "data": data,
             "test_set": test, "seed": args.seed, "max_frames": args.max_frames}
     _say(f"data: {text}; frames of n={args.n}, bitrate {args.bitrate} (η = {eta:g}): "
          f"{len(sets[0][0])} training, {len(sets[1][0])} validation, {len(sets[2][0])} test")
-    return sets, _speech_model(args.n, eta), meta, fingerprint
+    return sets, _speech_model(args.n, eta, m=args.m), meta, fingerprint
 
 
 def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
@@ -585,7 +602,7 @@ def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
                             omega=args.omega, weights=args.weights, metadata=meta)
     png = plot_learning_curves(res.history, args.out / "curves.png",
                                title=f"{args.task}, L={args.iterations}, {method.name}")
-    rows = _table(te, [("DCT start", start), ("learned operator", res.model)],
+    rows = _table(te, [*_baselines(start), ("learned operator", res.model)],
                   args.iterations, args.omega, args.weights, images=images,
                   client=args.client)
     summary = {"wall_seconds": round(wall, 3), "steps": res.steps, "epochs_run": res.epochs,
@@ -732,14 +749,14 @@ def _evaluate(args) -> int:
         title, images = f"test patches of {', '.join(meta['test_images'])}", True
     elif meta.get("task") == "speech":
         te, eta, title = _speech_test_set(args, model, meta)
-        n = model.operator.in_shape[0]
-        rows = [("DCT start", _speech_model(n, eta)),
+        m, n = model.operator.out_shape[0], model.operator.in_shape[0]
+        rows = [*_baselines(_speech_model(n, eta, m=m)),
                 ("learned operator", _speech_model(n, eta, model.operator.params))]
         images = False
     else:
         raise ValueError(f"{args.operator} was not written by pdunroll train (no task)")
     if args.no_baseline:
-        rows = rows[1:]
+        rows = rows[-1:]
     moved = [_on_backend(args, m, [te]) for _, m in rows]
     rows, te = [(name, m) for (name, _), (m, _) in zip(rows, moved, strict=True)], moved[0][1][0]
     table = _table(te, rows, iterations, solver["omega"], solver["weights"], images=images,

@@ -49,17 +49,20 @@ class DenseOperator(LinearOperator):
         return f"DenseOperator(m={self.out_shape[0]}, n={self.in_shape[0]}, dtype={self.dtype})"
 
 
-def dct_matrix(n: int, *, xp=None, dtype=None, device=None) -> Array:
-    """Orthonormal DCT-II matrix C (n×n), C[k, j] = √(2/n) c_k cos(π(2j+1)k / 2n), c_0 = 1/√2.
+def dct_matrix(n: int, m: int | None = None, *, xp=None, dtype=None, device=None) -> Array:
+    """DCT-II analysis operator C (m×n), C[k, j] = √(2/m) c_k cos(π(2j+1)k / 2m), c_0 = 1/√2.
 
-    The published initialisation of the speech operators. NumPy float64 unless ``xp``, ``dtype``
-    and ``device`` say otherwise.
+    With m = n (the default) the orthonormal DCT-II, the published initialisation of the speech
+    operators. With m > n the first n columns of the m×m orthonormal DCT-II: an overcomplete
+    Parseval frame (CᵀC = I) of m cosines on a finer frequency grid. NumPy float64 unless
+    ``xp``, ``dtype`` and ``device`` say otherwise.
     """
     n = check_count("n", n)
+    m = n if m is None else check_count("m", m, minimum=n)
     xp = default_namespace(xp)
     if dtype is None:
         dtype = xp.float64
-    k = xp.reshape(xp.arange(n, dtype=dtype, device=device), (n, 1))
+    k = xp.reshape(xp.arange(m, dtype=dtype, device=device), (m, 1))
     j = xp.reshape(xp.arange(n, dtype=dtype, device=device), (1, n))
-    c = xp.cos(math.pi * (2 * j + 1) * k / (2 * n)) * math.sqrt(2 / n)
+    c = xp.cos(math.pi * (2 * j + 1) * k / (2 * m)) * math.sqrt(2 / m)
     return xp.where(k == 0, c / math.sqrt(2), c)
