@@ -20,7 +20,7 @@ def _table(tmp_path, name, *extra):
 
 def test_float32_and_torch_agree_with_numpy_float64(tmp_path):
     pytest.importorskip("torch")
-    ref = _table(tmp_path, "f64")
+    ref = _table(tmp_path, "f64", "--dtype", "float64")
     for name, extra in (("f32", ("--dtype", "float32")),
                         ("torch", ("--backend", "torch", "--dtype", "float64"))):
         got = _table(tmp_path, name, *extra)

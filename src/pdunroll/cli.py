@@ -215,8 +215,12 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--backend", choices=BACKENDS, default="numpy",
                          help="array library that runs the solver and the gradients (default "
                               "numpy; torch, jax, cupy when installed)")
-        sub.add_argument("--dtype", choices=("float32", "float64"), default=None,
-                         help="floating-point type (default float64)")
+        sub.add_argument("--dtype", choices=("float32", "float64"),
+                         default="float64" if sub is ev else "float32",
+                         help="floating-point type (default float64)" if sub is ev else
+                              "floating-point type (default float32: on the IEEE corpus it "
+                              "costs 0.03 dB against float64 and is 1.8× faster, see the docs' "
+                              "Results page)")
         sub.add_argument("--device", default=None,
                          help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
                               "default: the library's default device)")
@@ -250,7 +254,7 @@ def _on_backend(args, model, sets):
     library computes)."""
     import numpy as np
 
-    dtype = args.dtype or "float64"
+    dtype = args.dtype
     name, device = args.backend, args.device
     if name == "numpy" and device not in (None, "cpu"):
         raise ValueError(f"--device {device}: --backend numpy runs on the cpu only")
@@ -390,10 +394,15 @@ def _speech_model(n: int, eta: float, matrix=None, m: int | None = None):
 def _baselines(start) -> list:
     """The rows a learned operator is compared with: its start, and for an overcomplete speech
     start (m > n) also the n×n DCT, the papers' baseline."""
+    from ._array import array_device
+    from .operators import dct_matrix
+
     m, n = start.operator.out_shape[0], start.operator.in_shape[0]
-    if m == n or not hasattr(start.g, "radius") or start.operator.params.ndim != 2:
+    k = start.operator.params
+    if m == n or not hasattr(start.g, "radius") or k.ndim != 2:
         return [("DCT start", start)]
-    return [("DCT", _speech_model(n, start.g.radius)), (f"DCT frame start ({m}×{n})", start)]
+    dct = dct_matrix(n, xp=start.operator.xp, dtype=k.dtype, device=array_device(k))
+    return [("DCT", _speech_model(n, start.g.radius, dct)), (f"DCT frame start ({m}×{n})", start)]
 
 
 def _denoise_model(meta: dict, filters=None):
@@ -430,10 +439,11 @@ def _table(test, rows, iterations, omega, weights, *, images: bool,
 
 
 def _print_table(rows, title, *, images: bool) -> None:
+    width = max(20, *(len(r["method"]) for r in rows))
     print(title)
-    print(f"  {'method':<20} {'test MSE':>12} {'PSNR [dB]' if images else 'SNR [dB]':>10}")
+    print(f"  {'method':<{width}} {'test MSE':>12} {'PSNR [dB]' if images else 'SNR [dB]':>10}")
     for r in rows:
-        print(f"  {r['method']:<20} {r['mse']:>12.4e} {r['snr_db']:>10.2f}")
+        print(f"  {r['method']:<{width}} {r['mse']:>12.4e} {r['snr_db']:>10.2f}")
 
 
 # ---------------------------------------------------------------- commands
