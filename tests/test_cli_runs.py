@@ -110,7 +110,11 @@ def test_one_line_per_epoch_and_a_summary(tmp_path, capsys):
     for ln in epochs:
         assert "train loss" in ln and "validation loss" in ln and "dB)" in ln
         assert "start " in ln and ln.endswith(" s")
-    assert any(ln.startswith("wall time") and "steps, best epoch" in ln for ln in lines)
+    # the steps and the best epoch once (the training loop's line), the wall time once
+    assert sum(ln.startswith("finished: ") and "steps" in ln and "best epoch 2" in ln
+               for ln in lines) == 1
+    assert sum(ln.startswith("wall time") for ln in lines) == 1
+    assert sum("best epoch" in ln for ln in lines) == 2  # that line and the table's title
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert [e["epoch"] for e in results["epochs"]] == [1, 2]
     h = results["epochs"][1]

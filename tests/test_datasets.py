@@ -13,10 +13,14 @@ def test_quantize_matches_formula_and_bound(backend, dtype, tol):
     for bitrate in (1, 4, 8):
         delta = 2 / 2**bitrate
         # mid-rise: a zero sample maps to +Δ/2 (x = 0 is in the grid), never to 0
-        want = np.where(x >= 0, 1.0, -1.0) * delta * (np.floor(np.abs(x) / delta) + 0.5)
+        # and ±1 to the top level ±(1 − Δ/2): 2^b levels, no more
+        cell = np.minimum(np.floor(np.abs(x) / delta), 2 ** (bitrate - 1) - 1)
+        want = np.where(x >= 0, 1.0, -1.0) * delta * (cell + 0.5)
         got = backend.to_numpy(ds.quantize(backend.asarray(x, dtype), bitrate))
         np.testing.assert_allclose(got, want, **tol)
         assert got[20] == pytest.approx(delta / 2) and np.all(got != 0)
+        assert got[0] == pytest.approx(-1 + delta / 2) and got[-1] == pytest.approx(1 - delta / 2)
+        assert len(np.unique(got)) == min(2 ** bitrate, 41)
         assert np.max(np.abs(got - x)) <= ds.quantization_radius(bitrate) * (1 + 1e-6)
     assert ds.quantization_radius(4) == 1 / 16
 
@@ -187,7 +191,7 @@ def test_quantize_saturates_outside_the_unit_range(backend, dtype, tol):
     got = backend.to_numpy(ds.quantize(x, 4))
     edge = backend.to_numpy(ds.quantize(backend.asarray(np.array([-1.0, 1.0]), dtype), 4))
     np.testing.assert_allclose(got[:4], [edge[0], edge[0], edge[1], edge[1]], **tol)
-    assert np.max(np.abs(got)) <= 1 + 1 / 16 + 1e-6
+    assert np.max(np.abs(got)) <= 1 - 1 / 32 + 1e-6  # the top of 16 levels, Δ/2 = 1/32
 
 
 def test_speech_frames_refuses_multichannel_arrays():

@@ -624,8 +624,7 @@ def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
     _print_table(rows, f"test set ({te[0].shape[0]} {'patches' if images else 'frames'}), "
                        f"L = {args.iterations}, best epoch {res.best_epoch} of {res.epochs}:",
                  images=images)
-    _say(f"wall time {wall:.1f} s (data and training), {res.steps} steps, best epoch "
-         f"{res.best_epoch}")
+    _say(f"wall time {wall:.1f} s (data, training and the test table)")
     print(f"saved {op_path}, {png}, {args.out / 'results.json'}")
 
 

@@ -44,22 +44,25 @@ def quantization_radius(bitrate: int) -> float:
 
 
 def quantize(x: Array, bitrate: int) -> Array:
-    """Uniform mid-rise quantization x̃ = s(x)·Δ·(⌊|x|/Δ⌋ + ½), Δ = 2/2^bitrate, of signals
-    normalised to [−1, 1] (any array-API backend), with s(x) = +1 for x ≥ 0 and −1 for x < 0.
+    """Uniform b-bit mid-rise quantization of signals normalised to [−1, 1] (any array-API
+    backend): x̃ = s(x)·Δ·(min(⌊|x|/Δ⌋, 2^(b−1) − 1) + ½), Δ = 2/2^b, with s(x) = +1 for x ≥ 0
+    and −1 for x < 0: the 2^b levels ±Δ/2, ±3Δ/2, …, ±(1 − Δ/2).
 
     A mid-rise quantizer has no level at 0: a zero sample maps to +Δ/2, as in the released
     code of Brauer & Lorenz (EUSIPCO 2023), so that every x̃ is a cell's midpoint and
     |x − x̃| ≤ Δ/2 = η holds for every sample. (sign(0) = 0 would map it to 0 and tell the
-    decoder that the sample is exactly 0; speech files hold many exact zeros.) As in that code,
-    a sample at exactly ±1 maps to ±(1 + Δ/2). Values outside [−1, 1] saturate, as in an A/D
+    decoder that the sample is exactly 0; speech files hold many exact zeros.) A sample at
+    exactly ±1 maps to the top level ±(1 − Δ/2), still within η (the released code maps it to
+    ±(1 + Δ/2), a level b bits cannot encode). Values outside [−1, 1] saturate, as in an A/D
     converter: they are clipped to ±1 first (so there |x̃ − x| exceeds η; normalise the signals
     to max |x| = 1 to avoid it)."""
-    delta = 2.0 / 2 ** _check_bitrate(bitrate)
+    b = _check_bitrate(bitrate)
+    delta = 2.0 / 2 ** b
     xp = namespace(("x", x))
     check_finite(xp, x=x)
     x = xp.clip(x, -1.0, 1.0)
     side = xp.where(x >= 0, xp.ones_like(x), -xp.ones_like(x))
-    return side * delta * (xp.floor(xp.abs(x) / delta) + 0.5)
+    return side * delta * (xp.clip(xp.floor(xp.abs(x) / delta), 0.0, 2.0 ** (b - 1) - 1) + 0.5)
 
 
 # ---------------------------------------------------------------- speech
