@@ -102,6 +102,22 @@ def test_mse(model, frames, iterations: int, weights=None) -> float:
     return pu.mse(x_hat, frames.x_true)
 
 
+def read_csv(path: Path) -> list[dict]:
+    """The rows of a CSV that ``write_csv`` wrote (none if it does not exist), numbers as int
+    or float: what a resumed run has already done."""
+    if not path.exists():
+        return []
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        for k, v in r.items():
+            try:
+                r[k] = int(v) if v.lstrip("-").isdigit() else float(v)
+            except (ValueError, AttributeError):
+                pass
+    return rows
+
+
 def write_csv(path: Path, rows: list[dict]) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as fh:
@@ -122,5 +138,5 @@ def pyplot():
     return plt
 
 
-__all__ = ["DEFAULT_DATA", "ROOT", "add_data_args", "add_scheduler_arg", "dct_model",
+__all__ = ["DEFAULT_DATA", "ROOT", "add_data_args", "add_scheduler_arg", "dct_model", "read_csv",
            "ieee_frames", "np", "pu", "pyplot", "sweep", "test_mse", "write_csv"]

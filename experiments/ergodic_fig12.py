@@ -24,6 +24,7 @@ from _common import (
     np,
     pu,
     pyplot,
+    read_csv,
     settings,
     sweep,
     write_csv,
@@ -57,16 +58,18 @@ def main(argv=None) -> int:
     args, cfg = parse(argv)
     train, test = frames_for(args, cfg)
     print(f"{len(train)} training frames, {len(test)} test frames; settings {cfg}", flush=True)
-    runs, steps = [], []
-    jobs = [(d, name) for d in cfg["d"] for name in WEIGHTINGS]
+    # resumable: the runs already in OUT's CSVs are kept and not run again
+    runs, steps = read_csv(args.out / "fig12.csv"), read_csv(args.out / "fig12_steps.csv")
+    done = {(r["d"], r["weighting"]) for r in runs}
+    jobs = [(d, name) for d in cfg["d"] for name in WEIGHTINGS if (d, name) not in done]
     for row, row_steps in sweep(run, jobs, args.scheduler, train=train, test=test, cfg=cfg,
                                 seed=args.seed, progress=not args.quiet):
         runs.append(row)
         steps += row_steps
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
-        write_csv(args.out / "fig12.csv", runs)
-    write_csv(args.out / "fig12_steps.csv", steps)
+        write_csv(args.out / "fig12_steps.csv", steps)
+        write_csv(args.out / "fig12.csv", runs)  # last: a run is done once its row is here
     plot(steps, args.out / "fig12.png")
     print(f"wrote {args.out / 'fig12.csv'}, {args.out / 'fig12_steps.csv'}, "
           f"{args.out / 'fig12.png'}")

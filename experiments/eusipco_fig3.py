@@ -22,7 +22,6 @@ it, so an interrupted run resumes) and ``fig3.png``.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import time
@@ -37,6 +36,7 @@ from _common import (
     np,
     pu,
     pyplot,
+    read_csv,
     settings,
     sweep,
     write_csv,
@@ -130,24 +130,10 @@ def parse(argv):
     return args, cfg
 
 
-def _read_rows(path):
-    if not path.exists():
-        return []
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    for r in rows:
-        for k, v in r.items():
-            try:
-                r[k] = int(v) if v.lstrip("-").isdigit() else float(v)
-            except (ValueError, AttributeError):
-                pass
-    return rows
-
-
 def main(argv=None) -> int:
     args, cfg = parse(argv)
     if args.plot:
-        plot(_read_rows(args.plot), args.plot.with_suffix(".png"))
+        plot(read_csv(args.plot), args.plot.with_suffix(".png"))
         return 0
     train, test = frames_for(args, cfg)
     dt = np.dtype(cfg["dtype"])
@@ -161,7 +147,7 @@ def main(argv=None) -> int:
     start = start.with_params(start.operator.params.astype(dt))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "fig3.csv"
-    rows = _read_rows(path)
+    rows = read_csv(path)
     done = {(r["L_train"], r["variant"], r["convention"]) for r in rows}
     jobs = [(L, name, convention) for L in cfg["L"] for convention in args.conventions
             for name in args.variants if (L, name, convention) not in done]

@@ -74,3 +74,11 @@ def test_ergodic_fig12_tiny(tmp_path):
     assert runs[2]["final_train_loss"] != runs[3]["final_train_loss"]
     assert len(_rows(tmp_path / "fig12_steps.csv")) == 4 * 2
     assert (tmp_path / "fig12.png").stat().st_size > 0
+    # resumed with one more d: the four runs are kept as they are, only d = 3 is added
+    before = (tmp_path / "fig12_steps.csv").read_text().splitlines()
+    d = argv.index("--d")
+    assert fig12.main([*argv[:d + 3], "3", *argv[d + 3:]]) == 0
+    runs = _rows(tmp_path / "fig12.csv")
+    assert [(r["d"], r["weighting"]) for r in runs][4:] == [("3", "plain"), ("3", "ergodic")]
+    after = (tmp_path / "fig12_steps.csv").read_text().splitlines()
+    assert after[:len(before)] == before and len(after) == len(before) + 2 * 2
