@@ -66,6 +66,38 @@ def test_train_speech_overcomplete_m(tmp_path, capsys):
     assert not (tmp_path / "bad").exists()
 
 
+def test_train_from_an_earlier_operator(tmp_path, capsys):
+    """--init starts from a saved operator instead of the DCT: the DCT itself as the init gives
+    the DCT run's start, a perturbed one another start; the DCT stays the baseline row and the
+    init file's digest is recorded. A wrong shape or a missing file is refused before any data
+    are read."""
+    dct_run = tmp_path / "dct"
+    assert cli.main(["train", "speech", "--out", str(dct_run), *TINY]) == 0
+    ref = json.loads((dct_run / "results.json").read_text())
+    model, _ = pu.load_operator(dct_run / "operator.npz")
+    noise = 0.02 * np.random.default_rng(0).standard_normal((32, 32))
+    starts = {}
+    for name, k in (("same", pu.dct_matrix(32)), ("perturbed", pu.dct_matrix(32) + noise)):
+        op = pu.save_operator(tmp_path / f"{name}.npz", model.with_params(k), iterations=4,
+                              omega=10.0)
+        out = tmp_path / name
+        assert cli.main(["train", "speech", "--out", str(out), "--init", str(op), *TINY]) == 0
+        got = json.loads((out / "results.json").read_text())
+        starts[name] = got["start_val_loss"]
+        assert got["test"][1] == ref["test"][1]  # the DCT row
+        assert got["init"]["path"] == str(op.resolve()) and len(got["init"]["sha256"]) == 64
+    assert starts["same"] == pytest.approx(ref["start_val_loss"], rel=1e-6)
+    assert starts["perturbed"] != pytest.approx(ref["start_val_loss"], rel=1e-3)
+    capsys.readouterr()
+    for extra, message in ((["--m", "48"], "shape (32, 32), but --n and --m give (48, 32)"),
+                           ([], "no such operator file")):
+        init = str(op if extra else tmp_path / "none.npz")
+        assert cli.main(["train", "speech", "--out", str(tmp_path / "bad"), "--init", init,
+                         *extra, *TINY]) == 2
+        assert message in capsys.readouterr().err
+        assert not (tmp_path / "bad").exists()
+
+
 def _wav_folder(tmp_path):
     """Five 0.2 s synthetic recordings as 16-bit wav files in tmp_path/wavs."""
     data = tmp_path / "wavs"

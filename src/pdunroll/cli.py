@@ -136,6 +136,10 @@ def _train_args(p, *, out: str, lr: float, epochs: int, batch_size: int) -> None
                    help="also save the checkpoint every this many steps (default: by time only)")
     p.add_argument("--resume", action="store_true",
                    help="continue from OUT/checkpoint.npz (same settings and data)")
+    p.add_argument("--init", type=Path, default=None, metavar="OPERATOR",
+                   help="start from the operator of an earlier run (its operator.npz, e.g. one "
+                        "trained at a smaller -L) instead of the DCT; its shape must be the one "
+                        "the other arguments give; the DCT stays the table's baseline")
     p.add_argument("--quiet", action="store_true",
                    help="no progress bar and no epoch lines (OUT/train.log still has them)")
 
@@ -502,6 +506,7 @@ def _check_train_args(args):
             raise ValueError("--rate resamples wav files: it needs --data")
     elif args.kernel > args.patch:
         raise ValueError(f"--kernel {args.kernel} is larger than --patch {args.patch}")
+    args.init_from = _initial(args)
     return method
 
 
@@ -544,7 +549,12 @@ def _train_in(args, method, run, tic) -> int:
     if run.stale:
         _say(run.stale)
     (tr, va, te), start, meta, fingerprint = _run_data(args)
+    baselines = _baselines(start)
+    if args.init_from is not None:
+        params, meta["init"] = args.init_from
+        start = start.with_params(params)
     start, (tr, va, te) = _on_backend(args, start, (tr, va, te))
+    baselines = [(name, _on_backend(args, m, [])[0]) for name, m in baselines]
     try:
         res = train(start, *tr, validation=va, iterations=args.iterations, method=method,
                     weights=args.weights, omega=args.omega, optimizer=args.optimizer,
@@ -561,8 +571,33 @@ def _train_in(args, method, run, tic) -> int:
         else:
             print("\ninterrupted before the first step: nothing to resume", file=sys.stderr)
         return 130
-    _finish(args, method, res, start, va, te, meta, fingerprint, time.perf_counter() - tic)
+    _finish(args, method, res, baselines, va, te, meta, fingerprint,
+            time.perf_counter() - tic)
     return 0
+
+
+def _initial(args):
+    """The parameters of the operator of ``--init`` and its record (path and SHA-256 digest),
+    checked against the shape that --n and --m (speech) or --kernel (denoise) give; None
+    without --init. Called before any data are read."""
+    from .data.fingerprint import file_digests
+    from .learning.checkpoint import load_operator
+
+    if args.init is None:
+        return None
+    path = args.init
+    if not path.is_file():
+        raise ValueError(f"--init {path}: there is no such operator file")
+    model, _ = load_operator(path)
+    params = model.operator.params
+    want = ((args.m, args.n) if args.task == "speech"
+            else (args.kernel ** 2 - 1, args.kernel, args.kernel))
+    if tuple(params.shape) != want:
+        given = "--n and --m" if args.task == "speech" else "--kernel"
+        raise ValueError(f"--init {path}: its operator has parameters of shape "
+                         f"{tuple(params.shape)}, but {given} give {want}")
+    digest = next(iter(file_digests([path], path.parent).values()))
+    return params, {"path": str(path.resolve()), "sha256": digest}
 
 
 def _run_data(args):
@@ -587,7 +622,7 @@ def _run_data(args):
     return sets, _speech_model(args.n, eta, m=args.m), meta, fingerprint
 
 
-def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
+def _finish(args, method, res, baselines, va, te, meta, fingerprint, wall) -> None:
     """Save the operator, the curves and ``results.json`` (test table, data, settings,
     versions, epochs, wall time, steps, best epoch); print the table and the summary."""
     from .learning.checkpoint import save_operator, write_json
@@ -596,7 +631,7 @@ def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
 
     images = args.task == "denoise"
     h = res.history
-    xp = start.operator.xp
+    xp = res.model.operator.xp
     val_energy = float(xp.sum(va[1] * va[1]))
     epochs = [{"epoch": i + 1, "train_loss": h.epoch_train_loss[i],
                "val_loss": h.epoch_val_loss[i],
@@ -612,7 +647,7 @@ def _finish(args, method, res, start, va, te, meta, fingerprint, wall) -> None:
                             omega=args.omega, weights=args.weights, metadata=meta)
     png = plot_learning_curves(res.history, args.out / "curves.png",
                                title=f"{args.task}, L={args.iterations}, {method.name}")
-    rows = _table(te, [*_baselines(start), ("learned operator", res.model)],
+    rows = _table(te, [*baselines, ("learned operator", res.model)],
                   args.iterations, args.omega, args.weights, images=images,
                   client=args.client)
     summary = {"wall_seconds": round(wall, 3), "steps": res.steps, "epochs_run": res.epochs,
