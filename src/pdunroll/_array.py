@@ -96,13 +96,8 @@ def _namespace_of(a: Array):
     return array_api_compat.array_namespace(a)
 
 
-class NonFiniteError(ValueError):
-    """An argument holds NaN or infinity (a ``ValueError``, so that callers can tell it from
-    other bad values: training reports it as divergence)."""
-
-
 def check_finite(xp, **arrays: Array) -> None:
-    """Raise ``NonFiniteError`` naming the first argument that holds NaN or infinity.
+    """Raise ``ValueError`` naming the first argument that holds NaN or infinity.
 
     Under ``jax.jit`` an array's values are not known while the function is traced: ``bool``
     of a traced value raises a ``TypeError``, and the check is skipped for that array (so that
@@ -113,7 +108,7 @@ def check_finite(xp, **arrays: Array) -> None:
         except TypeError:  # a traced value (jax.errors.ConcretizationTypeError is a TypeError)
             continue
         if not finite:
-            raise NonFiniteError(f"{name} contains non-finite values (NaN or inf)")
+            raise ValueError(f"{name} contains non-finite values (NaN or inf)")
 
 
 def as_float(name: str, value, expected: str) -> float:

@@ -31,7 +31,7 @@ from typing import Protocol
 import numpy as np
 
 from .. import tree
-from .._array import Array, NonFiniteError, check_count, check_flag, check_positive
+from .._array import Array, check_count, check_flag, check_positive
 from ..data.fingerprint import fingerprint_difference
 from ..model import AnalysisModel, StepSizes, step_sizes
 from ..operators.base import estimate_norm
@@ -200,10 +200,13 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
     params, opt_state = plan.optimizer.update(state.params, grad, state.opt_state, rate)
     try:
         new = model.with_params(params)
-    except NonFiniteError as e:  # e.g. a float32 overflow of a too large step
+    except ValueError:  # the operator refuses non-finite parameters: a float32 overflow, ...
+        xp = model.operator.xp
+        if all(bool(xp.all(xp.isfinite(p))) for p in tree.flatten(params)):
+            raise
         raise FloatingPointError(f"training diverged at step {state.step}: the update at rate "
-                                 f"{rate:g} made the parameters non-finite ({e}): lower the "
-                                 f"learning rate") from None
+                                 f"{rate:g} made the parameters non-finite: lower the learning "
+                                 f"rate") from None
     est = estimate_norm(new.operator, v0=state.norm_vector, iterations=plan.norm_iterations)
     loss = loss_sum / n
     if not math.isfinite(loss) or not math.isfinite(est.value):
