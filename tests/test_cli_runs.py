@@ -53,10 +53,10 @@ def test_evaluate_scores_every_file_of_a_folder(tmp_path, capsys):
     text = capsys.readouterr().out
     frames = sum(len(wavfile.read(p)[1]) // 32 for p in sorted(other.iterdir()))
     assert f"all 4 wav files at 16000 Hz, {frames} frames of n=32" in text
-    assert "DCT start" in text
+    assert "  DCT  " in text and "DCT frame start (64×32)" in text  # m = 2n with --data
     assert cli.main(["evaluate", op, "--data", str(other), "--no-baseline"]) == 0
     text = capsys.readouterr().out
-    assert "DCT start" not in text and "learned operator" in text
+    assert "DCT" not in text and "learned operator" in text
     corpus = tmp_path / "corpus"
     _wavs(corpus / "train")
     _wavs(corpus / "dev", count=2)
@@ -80,7 +80,7 @@ def test_evaluate_reads_only_the_recorded_test_files(tmp_path, capsys):
     assert cli.main(["evaluate", str(tmp_path / "run" / "operator.npz")]) == 0
     text = capsys.readouterr().out
     assert f"{len(test_files)} wav files of {data}" in text
-    assert _rows(text)["learned operator"] == pytest.approx(results["test"][2]["mse"], rel=1e-4)
+    assert _rows(text)["learned operator"] == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
 
 
 def test_wav_defaults_are_the_papers_and_stated(tmp_path, capsys):
@@ -88,11 +88,13 @@ def test_wav_defaults_are_the_papers_and_stated(tmp_path, capsys):
         cli.main(["train", "speech", "--help"])
     helptext = " ".join(capsys.readouterr().out.split())
     assert "default 320 with --data" in helptext and "128 for the synthetic speech" in helptext
+    assert "default 2n with --data" in helptext and "ω (default 30)" in helptext
     data = _wavs(tmp_path / "wavs", seconds=0.25)
     assert cli.main(["train", "speech", "--data", str(data), "--out", str(tmp_path / "run"),
                      *FAST]) == 0
     model, settings = pu.load_operator(tmp_path / "run" / "operator.npz")
-    assert model.operator.matrix.shape == (320, 320) and settings["metadata"]["n"] == 320
+    assert model.operator.matrix.shape == (640, 320) and settings["metadata"]["n"] == 320
+    assert settings["metadata"]["m"] == 640 and settings["solver"]["omega"] == 30
     # no hidden b: asymptotic without --b is refused before anything is written
     assert cli.main(["train", "speech", "--data", str(data), "--out", str(tmp_path / "b"),
                      "--method", "asymptotic", *FAST]) == 2
