@@ -73,6 +73,17 @@ def denoise():
                   "PSNR coins", "PSNR chelsea", "mean PSNR [dB]", "mean SSIM"], body)
 
 
+def speech_defaults():
+    body = [[r["run"], r["L"], r["omega"], r["method"], r["lr"], r["weights"], r["m"], r["init"],
+             r["train_frames"], r["epochs"], r["best_epoch"], r["val_snr_db"],
+             r["test_snr_dct_db"], r["test_snr_learned_db"], f"{float(r['gain_db']):+.2f}",
+             r["wall_seconds"]]
+            for r in rows("speech_defaults/speech_defaults.csv")]
+    return table(["run", "L", "ω", "gradient", "Adam rate", "output", "m", "start",
+                  "train frames", "epochs", "best epoch", "val SNR [dB]", "test SNR, DCT [dB]",
+                  "test SNR, learned [dB]", "gain [dB]", "wall [s]"], body)
+
+
 def speed():
     body = [[r["L"], r["backend"], r["dtype"], r["ms_per_step"], r["speedup_vs_numpy64"]]
             for r in rows("backend_speed.csv")]
@@ -124,7 +135,8 @@ def main() -> int:
         merge_fig3(Path(sys.argv[2]), sys.argv[3:])
         return 0
     for title, fn in (("speech Fig. 3", fig3), ("Fig. 3 at 1e5", linf), ("ergodic Fig. 1-2", fig12),
-                      ("denoising", denoise), ("backend speed", speed),
+                      ("denoising", denoise), ("speech defaults", speech_defaults),
+                      ("backend speed", speed),
                       ("conventions", conventions)):
         print(f"<!-- {title} -->\n{fn()}\n")
     return 0

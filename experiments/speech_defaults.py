@@ -24,32 +24,28 @@ from pathlib import Path
 from _common import DEFAULT_DATA, ROOT, write_csv
 
 SHORT = ["--max-frames", "20000", "--epochs", "3"]
+N = ["--m", "320"]  # K square (m = n), the papers' shape; m = 640 is the default since these runs
+L100 = ["-L", "100", "--omega", "30", "--lr", "2e-4"]
+ASYMPTOTIC = ["--method", "asymptotic", "--b", "30"]
 RUNS = {  # name: arguments after the common ones
-    **{f"w{w:g}": [*SHORT, "--omega", str(w)] for w in (1, 3, 10, 20, 30, 40, 50, 100)},
-    "w10_lr3e-3": [*SHORT, "--omega", "10", "--lr", "3e-3"],
-    "w30_lr5e-4": [*SHORT, "--omega", "30", "--lr", "5e-4"],
-    "w30_harmonic": [*SHORT, "--omega", "30", "--weights", "harmonic"],
-    "w30_uniform": [*SHORT, "--omega", "30", "--weights", "uniform"],
+    **{f"w{w:g}": [*SHORT, *N, "--omega", str(w)] for w in (1, 3, 10, 20, 30, 40, 50, 100)},
+    "w10_lr3e-3": [*SHORT, *N, "--omega", "10", "--lr", "3e-3"],
+    "w30_lr5e-4": [*SHORT, *N, "--omega", "30", "--lr", "5e-4"],
+    "w30_harmonic": [*SHORT, *N, "--omega", "30", "--weights", "harmonic"],
+    "w30_uniform": [*SHORT, *N, "--omega", "30", "--weights", "uniform"],
     "w30_m640": [*SHORT, "--omega", "30", "--m", "640"],
-    "full_w10": ["--omega", "10"],
-    "full_w30": ["--omega", "30"],
-    "full_w40": ["--omega", "40"],
-    "full_w40_e16": ["--omega", "40", "--epochs", "16"],
-    "full_w30_uniform": ["--omega", "30", "--weights", "uniform"],
+    "full_w10": [*N, "--omega", "10"],
+    "full_w30": [*N, "--omega", "30"],
+    "full_w40": [*N, "--omega", "40"],
+    "full_w30_uniform": [*N, "--omega", "30", "--weights", "uniform"],
     "full_w30_m640": ["--omega", "30", "--m", "640"],
-    "L100_asym_w10": [*SHORT, "-L", "100", "--method", "asymptotic", "--b", "30",
-                      "--omega", "10"],
-    "L100_asym_w30": [*SHORT, "-L", "100", "--method", "asymptotic", "--b", "30",
-                      "--omega", "30"],
-    "L100_full_w30": [*SHORT, "-L", "100", "--omega", "30"],
-    "L100_asym_w30_lr2e-4": [*SHORT, "-L", "100", "--method", "asymptotic", "--b", "30",
-                             "--omega", "30", "--lr", "2e-4"],
-    "L100_full_w30_lr2e-4": [*SHORT, "-L", "100", "--omega", "30", "--lr", "2e-4"],
-    "L100_full_w30_lr2e-4_init": [*SHORT, "-L", "100", "--omega", "30", "--lr", "2e-4",
-                                  "--init", "{out}/full_w30/operator.npz"],
-    "L100_asym_w30_lr2e-4_init": [*SHORT, "-L", "100", "--method", "asymptotic", "--b", "30",
-                                  "--omega", "30", "--lr", "2e-4",
-                                  "--init", "{out}/full_w30/operator.npz"],
+    "full_w30_m640_e16": ["--omega", "30", "--m", "640", "--epochs", "16"],
+    "L100_asym_w10": [*SHORT, *N, "-L", "100", *ASYMPTOTIC, "--omega", "10"],
+    "L100_asym_w30": [*SHORT, *N, "-L", "100", *ASYMPTOTIC, "--omega", "30"],
+    "L100_full_w30": [*SHORT, *N, "-L", "100", "--omega", "30"],
+    "L100_asym_w30_lr2e-4_m640": [*SHORT, *L100, *ASYMPTOTIC, "--m", "640"],
+    "L100_full_w30_lr2e-4_init_m640": [*SHORT, *L100, "--m", "640",
+                                       "--init", "{out}/full_w30_m640/operator.npz"],
 }
 
 
