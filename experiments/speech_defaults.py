@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _common import DEFAULT_DATA, ROOT, write_csv
+from _common import DEFAULT_DATA, ROOT, read_csv, write_csv
 
 SHORT = ["--max-frames", "20000", "--epochs", "3"]
 N = ["--m", "320"]  # K square (m = n), the papers' shape; m = 640 is the default since these runs
@@ -62,7 +62,8 @@ def parse(argv):
 
 def main(argv=None) -> int:
     args = parse(argv)
-    rows = []
+    path = args.out / "speech_defaults.csv"
+    done = {r["run"]: r for r in read_csv(path)}  # rows of earlier calls (e.g. with --only)
     for name in args.only or RUNS:
         out = args.out / name
         if not (out / "results.json").exists():
@@ -71,10 +72,10 @@ def main(argv=None) -> int:
                    args.backend, "--quiet", "--out", str(out), *extra]
             print(" ".join(cmd), flush=True)
             subprocess.run(cmd, check=True)
-        rows.append(row(name, json.loads((out / "results.json").read_text())))
-        print(rows[-1], flush=True)
-        write_csv(args.out / "speech_defaults.csv", rows)
-    print(f"wrote {args.out / 'speech_defaults.csv'}")
+        done[name] = row(name, json.loads((out / "results.json").read_text()))
+        print(done[name], flush=True)
+        write_csv(path, [done[n] for n in RUNS if n in done])
+    print(f"wrote {path}")
     return 0
 
 
