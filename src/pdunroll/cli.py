@@ -399,18 +399,13 @@ def _speech_model(n: int, eta: float, matrix=None, m: int | None = None):
     return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(eta))
 
 
-def _baselines(start) -> list:
-    """The rows a learned operator is compared with: its start, and for an overcomplete speech
+def _speech_baselines(start) -> list:
+    """The rows a learned speech operator is compared with: its start, and for an overcomplete
     start (m > n) also the n×n DCT, the papers' baseline."""
-    from ._array import array_device
-    from .operators import dct_matrix
-
     m, n = start.operator.out_shape[0], start.operator.in_shape[0]
-    k = start.operator.params
-    if m == n or not hasattr(start.g, "radius") or k.ndim != 2:
+    if m == n:
         return [("DCT start", start)]
-    dct = dct_matrix(n, xp=start.operator.xp, dtype=k.dtype, device=array_device(k))
-    return [("DCT", _speech_model(n, start.g.radius, dct)), (f"DCT frame start ({m}×{n})", start)]
+    return [("DCT", _speech_model(n, start.g.radius)), (f"DCT frame start ({m}×{n})", start)]
 
 
 def _denoise_model(meta: dict, filters=None):
@@ -499,8 +494,8 @@ def _check_train_args(args):
         if args.m is None:  # stated in --help
             args.m = args.n if args.data is None else 2 * args.n
         if args.m < args.n:
-            raise ValueError(f"--m must be at least --n ({args.n}): K needs m ≥ n rows to be a "
-                             f"frame of the frames' space, got {args.m}")
+            raise ValueError(f"--m must be at least --n ({args.n}): K needs at least as many "
+                             f"rows as a frame has samples, got {args.m}")
         if args.bitrate > 24:
             raise ValueError(f"--bitrate must lie in 1..24, got {args.bitrate}")
         if args.data is not None:
@@ -510,7 +505,7 @@ def _check_train_args(args):
             raise ValueError("--rate resamples wav files: it needs --data")
     elif args.kernel > args.patch:
         raise ValueError(f"--kernel {args.kernel} is larger than --patch {args.patch}")
-    args.init_from = _initial(args)
+    args.init_from = _init_params(args)
     return method
 
 
@@ -553,7 +548,7 @@ def _train_in(args, method, run, tic) -> int:
     if run.stale:
         _say(run.stale)
     (tr, va, te), start, meta, fingerprint = _run_data(args)
-    baselines = _baselines(start)
+    baselines = _speech_baselines(start) if args.task == "speech" else [("DCT start", start)]
     if args.init_from is not None:
         params, meta["init"] = args.init_from
         start = start.with_params(params)
@@ -580,7 +575,7 @@ def _train_in(args, method, run, tic) -> int:
     return 0
 
 
-def _initial(args):
+def _init_params(args):
     """The parameters of the operator of ``--init`` and its record (path and SHA-256 digest),
     checked against the shape that --n and --m (speech) or --kernel (denoise) give; None
     without --init. Called before any data are read."""
@@ -798,7 +793,7 @@ def _evaluate(args) -> int:
     elif meta.get("task") == "speech":
         te, eta, title = _speech_test_set(args, model, meta)
         m, n = model.operator.out_shape[0], model.operator.in_shape[0]
-        rows = [*_baselines(_speech_model(n, eta, m=m)),
+        rows = [*_speech_baselines(_speech_model(n, eta, m=m)),
                 ("learned operator", _speech_model(n, eta, model.operator.params))]
         images = False
     else:
