@@ -195,8 +195,11 @@ def figure(path, clean, noisy, x_hat, filters, s255, rows):
     ax.imshow(grid, cmap="gray")
     ax.set(title="48 learned 7×7 filters", xticks=[], yticks=[])
     fig.tight_layout()
-    fig.savefig(path, dpi=68)  # under 100 kB: the docs embed it
+    fig.savefig(path, dpi=68)
     plt.close(fig)
+    from PIL import Image  # a 64-grey palette keeps it under 100 kB: the docs embed it
+
+    Image.open(path).convert("L").quantize(64).save(path, optimize=True)
 
 
 if __name__ == "__main__":
