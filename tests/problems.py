@@ -45,3 +45,14 @@ def speech_like(g_kind="linf", *, n=16, m=None, batch=3, seed=0) -> Problem:
         return Problem(K, pu.quantize(x, 3), x, g_kind, 1 / 8)
     noisy = x + 0.3 * rng.standard_normal(x.shape)
     return Problem(K, noisy, x, g_kind, 0.8 if g_kind == "l2ball" else 0.0)
+
+
+def sparse_quantized(n_signals: int, n: int = 8, seed: int = 0):
+    """Signals sparse in a fixed random orthonormal basis (not the DCT), each normalised to
+    max |x| = 1 and quantized at 3 bits: (x̃, x†, η), the training tests' data."""
+    basis = np.linalg.qr(np.random.default_rng(123).standard_normal((n, n)))[0]
+    rng = np.random.default_rng(seed)
+    coef = rng.standard_normal((n_signals, n)) * (rng.random((n_signals, n)) < 0.3)
+    x = coef @ basis.T
+    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
+    return pu.quantize(x, 3), x, pu.quantization_radius(3)

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("distributed", reason="Dask distributed not installed (pdunroll[distributed])")
 
 from distributed import Client  # noqa: E402
+from problems import sparse_quantized  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
 from pdunroll.learning.distributed import DaskGradient, local_cluster  # noqa: E402
@@ -23,12 +24,7 @@ N = 8
 
 
 def _data(n_signals, seed=0):
-    basis = np.linalg.qr(np.random.default_rng(123).standard_normal((N, N)))[0]
-    rng = np.random.default_rng(seed)
-    coef = rng.standard_normal((n_signals, N)) * (rng.random((n_signals, N)) < 0.3)
-    x = coef @ basis.T
-    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
-    return pu.quantize(x, 3), x, pu.quantization_radius(3)
+    return sparse_quantized(n_signals, N, seed)
 
 
 def _model(eta, xp=np):

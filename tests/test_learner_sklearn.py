@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from problems import sparse_quantized
 
 import pdunroll as pu
 
@@ -16,12 +17,7 @@ N = 8  # samples per signal
 
 def _pairs(n_signals, seed=0):
     """Signals sparse in a random orthonormal basis, quantized at 3 bits (as test_training)."""
-    basis = np.linalg.qr(np.random.default_rng(123).standard_normal((N, N)))[0]
-    rng = np.random.default_rng(seed)
-    coef = rng.standard_normal((n_signals, N)) * (rng.random((n_signals, N)) < 0.3)
-    x = coef @ basis.T
-    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
-    return pu.quantize(x, 3), x
+    return sparse_quantized(n_signals, N, seed)[:2]
 
 
 ETA = 1 / 8  # pu.quantization_radius(3)

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from problems import sparse_quantized
 
 import pdunroll as pu
 
@@ -9,13 +10,7 @@ N_SAMPLES = 8
 
 
 def _data(n_signals, seed=0):
-    """Signals sparse in a fixed random orthonormal basis (not the DCT), quantized at 3 bits."""
-    basis = np.linalg.qr(np.random.default_rng(123).standard_normal((N_SAMPLES, N_SAMPLES)))[0]
-    rng = np.random.default_rng(seed)
-    coef = rng.standard_normal((n_signals, N_SAMPLES)) * (rng.random((n_signals, N_SAMPLES)) < 0.3)
-    x = coef @ basis.T
-    x = x / np.maximum(np.abs(x).max(axis=1, keepdims=True), 1e-12)
-    return pu.quantize(x, 3), x, pu.quantization_radius(3)
+    return sparse_quantized(n_signals, N_SAMPLES, seed)
 
 
 def _model(backend, dtype, eta):
