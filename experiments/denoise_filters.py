@@ -33,13 +33,14 @@ TEST = ("camera", "coins", "chelsea")
 FACTORS = (0.8, 0.9, 1.0, 1.1)  # --factors overrides
 
 
-def model_for(kind: str, shape, sigma: float, factor: float, filters=None, dtype="float32"):
+def model_for(kind: str, shape, sigma: float, factor: float, filters=None, dtype="float32",
+              boundary="zero"):
     radius = factor * sigma * float(np.sqrt(np.prod(shape)))
     if kind == "tv":
         op = pu.Gradient2d(tuple(shape), dtype=np.dtype(dtype))
         return pu.AnalysisModel(op, pu.L21Norm(1.0, group_axis=1), pu.L2Ball(radius))
     h = pu.dct_filters(7).astype(dtype) if filters is None else filters
-    return pu.AnalysisModel(pu.Conv2dFilterBank(h, tuple(shape), "zero"), pu.L1Norm(),
+    return pu.AnalysisModel(pu.Conv2dFilterBank(h, tuple(shape), boundary), pu.L1Norm(),
                             pu.L2Ball(radius))
 
 
@@ -54,14 +55,14 @@ def steps_for(model, omega: float, filters) -> pu.StepSizes:
     return pu.step_sizes(model.operator, omega=omega, op_norm=bound)
 
 
-def denoise(kind, noisy, sigma, factor, L, omega, filters=None):
+def denoise(kind, noisy, sigma, factor, L, omega, filters=None, boundary="zero"):
     """Every image of the list ``noisy`` (or a stack of equal patches) with its own model."""
     if isinstance(noisy, np.ndarray) and noisy.ndim == 3:
-        m = model_for(kind, noisy.shape[1:], sigma, factor, filters, noisy.dtype)
+        m = model_for(kind, noisy.shape[1:], sigma, factor, filters, noisy.dtype, boundary)
         return pu.chambolle_pock(m, noisy, iterations=L, steps=steps_for(m, omega, filters)).x
     out = []
     for img in noisy:
-        m = model_for(kind, img.shape, sigma, factor, filters, img.dtype)
+        m = model_for(kind, img.shape, sigma, factor, filters, img.dtype, boundary)
         out.append(pu.chambolle_pock(m, img[None], iterations=L,
                                      steps=steps_for(m, omega, filters)).x[0])
     return out
@@ -84,10 +85,14 @@ def parse(argv):
     p.add_argument("--steps", type=int, default=300, help="training steps (Adam)")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--patch", type=int, default=32)
+    p.add_argument("--boundary", choices=("zero", "valid"), default="zero",
+                   help="filter responses of the filter banks: zero extension (output = image "
+                        "size) or only where the 7×7 window lies inside the image")
     p.add_argument("--lr", type=float, default=1e-2, help="Adam rate (linear decay to lr/100)")
     p.add_argument("--method", choices=("full", "asymptotic"), default="full")
     p.add_argument("--b", type=int, default=30, help="backward steps of --method asymptotic")
-    p.add_argument("--val-patches", type=int, default=32)
+    p.add_argument("--val-patches", type=int, default=32,
+                   help="validation patches of the patch size (0: the whole validation images)")
     p.add_argument("--factors", type=float, nargs="+",
                    help=f"radius factors c tried on validation (default {FACTORS})")
     p.add_argument("--reuse", action="store_true",
@@ -123,12 +128,17 @@ def main(argv=None) -> int:
                                   seed=args.seed + 10 * i) for i in range(reps)]
         noisy_p = np.concatenate([p[0] for p in pairs])[:n_train].astype(dt)
         clean_p = np.concatenate([p[1] for p in pairs])[:n_train].astype(dt)
-        val_noisy, val_clean = di.image_patches(di.load_images(VALIDATION), size=args.patch,
-                                                sigma=sigma, max_patches=args.val_patches,
-                                                seed=args.seed + 3)
-        val_noisy, val_clean = val_noisy.astype(dt), val_clean.astype(dt)
+        if args.val_patches:
+            val_noisy, val_clean = di.image_patches(di.load_images(VALIDATION), size=args.patch,
+                                                    sigma=sigma, max_patches=args.val_patches,
+                                                    seed=args.seed + 3)
+            val_noisy, val_clean = val_noisy.astype(dt), val_clean.astype(dt)
+        else:
+            val_clean = di.load_images(VALIDATION)
+            val_noisy = [x.astype(dt) for x in di.add_noise(val_clean, sigma, seed=args.seed + 3)]
         noisy_test = [x.astype(dt) for x in di.add_noise(clean_test, sigma, seed=args.seed + 5)]
-        start = model_for("dct", (args.patch, args.patch), sigma, 1.0, dtype=dt)
+        start = model_for("dct", (args.patch, args.patch), sigma, 1.0, dtype=dt,
+                          boundary=args.boundary)
         saved = args.out / f"filters_sigma{s255:g}.npy"
         if args.reuse:
             learned, train_seconds, n_steps = np.load(saved).astype(dt), "reused", "reused"
@@ -147,17 +157,20 @@ def main(argv=None) -> int:
                   "learned filters": ("dct", learned)}
         row_base = {"sigma_255": s255, "L": args.L, "omega": args.omega,
                     "train_steps": n_steps, "train_patches": n_train, "patch": args.patch,
-                    "train_seconds": train_seconds}
+                    "train_seconds": train_seconds, "boundary": args.boundary,
+                    "validation": f"{args.val_patches} patches" if args.val_patches else "images"}
         p, s = psnr_ssim(noisy_test, clean_test)
         new = [{**row_base, "model": "noisy input", "factor": "", **_scores(p, s)}]
         for name, (kind, filters) in models.items():
             val = {}
             for c in args.factors or FACTORS:
-                x = denoise(kind, val_noisy, sigma, c, args.L, args.omega, filters)
+                x = denoise(kind, val_noisy, sigma, c, args.L, args.omega, filters,
+                            args.boundary)
                 val[c] = float(np.mean(psnr_ssim(x, val_clean)[0]))
             best = max(val, key=val.get)
             tic = time.perf_counter()
-            x_hat = denoise(kind, noisy_test, sigma, best, args.L, args.omega, filters)
+            x_hat = denoise(kind, noisy_test, sigma, best, args.L, args.omega, filters,
+                            args.boundary)
             p, s = psnr_ssim(x_hat, clean_test)
             new.append({**row_base, "model": name, "factor": best, "val_psnr": val[best],
                         "test_seconds": round(time.perf_counter() - tic, 1), **_scores(p, s)})

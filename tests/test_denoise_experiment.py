@@ -6,6 +6,7 @@ import importlib
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
@@ -34,3 +35,27 @@ def test_denoise_filters_tiny(tmp_path, monkeypatch):
     before = (tmp_path / "denoise.csv").read_text()
     assert script.main(argv) == 0  # a rerun skips the σ already done
     assert (tmp_path / "denoise.csv").read_text() == before
+
+
+def test_denoise_filters_valid_boundary_whole_validation_images(tmp_path, monkeypatch):
+    sys.path.insert(0, str(EXPERIMENTS))
+    try:
+        script = importlib.import_module("denoise_filters")
+    finally:
+        sys.path.remove(str(EXPERIMENTS))
+    monkeypatch.setattr(script, "TEST", ("coins",))
+    monkeypatch.setattr(script, "VALIDATION", ("clock",))
+    monkeypatch.setattr(script, "FACTORS", (0.9, 1.0))
+    argv = ["--sigma", "25", "--steps", "2", "--L", "3", "--patch", "16", "--val-patches", "0",
+            "--boundary", "valid", "--out", str(tmp_path), "--quiet"]
+    assert script.main(argv) == 0
+    with open(tmp_path / "denoise.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert {(r["boundary"], r["validation"]) for r in rows} == {("valid", "images")}
+    assert all(float(r["psnr_mean"]) > float(rows[0]["psnr_mean"]) for r in rows[1:])
+    # the boundary reaches the solver: zero extension and valid responses denoise differently
+    img = script.di.load_images(("coins",))[0][:64, :64]
+    zero, valid = (script.denoise("dct", [img], 25 / 255, 1.0, 3, 1.0, boundary=b)[0]
+                   for b in ("zero", "valid"))
+    assert zero.shape == valid.shape == img.shape
+    assert float(np.abs(zero - valid).max()) > 1e-3

@@ -59,6 +59,14 @@ def test_eusipco_fig3_tiny(tmp_path):
     # the released operators are evaluated with the released step sizes, like the DCT rows
     by_name = {r["operator"]: float(r["test_mse"]) for r in got}
     assert by_name["DCT_exact"] != by_name["DCT_released"]
+    # all dev/ frames (--frames 0) for two operators, in the order given, to another CSV
+    only = ["DCT_released", f"{tmp_path.name}/K_L2_full_exact"]
+    assert linf.main([str(tmp_path), "--data", str(SPEECH_DIR), "--l-inf", "20", "--frames", "0",
+                      "--n", "128", "--out", str(tmp_path / "all.csv"), "--only", *only]) == 0
+    got = _rows(tmp_path / "all.csv")
+    assert [r["operator"] for r in got] == only
+    assert len({r["frames"] for r in got}) == 1 and int(got[0]["frames"]) > 10_000  # n = 128
+    assert float(got[0]["test_mse"]) != by_name["DCT_released"]
 
 
 def test_ergodic_fig12_tiny(tmp_path):
