@@ -40,6 +40,7 @@ RUNS = {  # name: arguments after the common ones
     "full_w30_uniform": [*N, "--omega", "30", "--weights", "uniform"],
     "full_w30_m640": ["--omega", "30", "--m", "640"],
     "full_w30_m640_e16": ["--omega", "30", "--m", "640", "--epochs", "16"],
+    "full_L30_w30_m640": ["-L", "30", "--omega", "30", "--m", "640"],
     "L100_asym_w10": [*SHORT, *N, "-L", "100", *ASYMPTOTIC, "--omega", "10"],
     "L100_asym_w30": [*SHORT, *N, "-L", "100", *ASYMPTOTIC, "--omega", "30"],
     "L100_full_w30": [*SHORT, *N, "-L", "100", "--omega", "30"],
