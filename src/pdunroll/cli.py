@@ -122,7 +122,9 @@ def _train_args(p, *, out: str, omega: float, lr: float, epochs: int, batch_size
     p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam",
                    help="default adam")
     p.add_argument("--lr", type=_positive_float, default=lr,
-                   help=f"initial learning rate (default {lr})")
+                   help=f"initial learning rate (default {lr}; at large L, e.g. -L 100, a "
+                        "smaller one such as 2e-4: on speech 1e-3 made the first epoch worse "
+                        "and the run kept its start)")
     p.add_argument("--schedule", choices=("constant", "linear", "polynomial", "inverse"),
                    default="linear", help="learning-rate schedule (default: linear decay to "
                                           "lr/1000)")
