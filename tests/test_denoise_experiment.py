@@ -13,12 +13,16 @@ EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 pytest.importorskip("skimage")
 
 
-def test_denoise_filters_tiny(tmp_path, monkeypatch):
+@pytest.fixture
+def script():
     sys.path.insert(0, str(EXPERIMENTS))
     try:
-        script = importlib.import_module("denoise_filters")
+        return importlib.import_module("denoise_filters")
     finally:
         sys.path.remove(str(EXPERIMENTS))
+
+
+def test_denoise_filters_tiny(script, tmp_path, monkeypatch):
     monkeypatch.setattr(script, "TEST", ("coins",))
     monkeypatch.setattr(script, "FACTORS", (0.9, 1.0))
     argv = ["--sigma", "25", "--steps", "2", "--L", "3", "--patch", "16", "--val-patches", "2",
@@ -37,12 +41,7 @@ def test_denoise_filters_tiny(tmp_path, monkeypatch):
     assert (tmp_path / "denoise.csv").read_text() == before
 
 
-def test_denoise_filters_valid_boundary_whole_validation_images(tmp_path, monkeypatch):
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        script = importlib.import_module("denoise_filters")
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
+def test_denoise_filters_valid_boundary_whole_validation_images(script, tmp_path, monkeypatch):
     monkeypatch.setattr(script, "TEST", ("coins",))
     monkeypatch.setattr(script, "VALIDATION", ("clock",))
     monkeypatch.setattr(script, "FACTORS", (0.9, 1.0))
