@@ -52,10 +52,19 @@ def _operator(name):
             .replace("eusipco_fig3_n320/", "Adam 2e-3: "))
 
 
+def _linf_order(row):
+    """Convention, then its DCT, then by run folder, L_training and gradient."""
+    folder, _, stem = row["operator"].rpartition("/")
+    if not folder:  # DCT_exact, DCT_released
+        return row["convention"], 0, "", 0, ""
+    _, length, variant = stem.split("_")[:3]  # K_L{L}_{variant}_{convention}
+    return row["convention"], 1, folder, int(length[1:]), variant
+
+
 def linf(name="eusipco_fig3/linf.csv", l_inf="10⁵"):
     """The fixed-point column: test MSE at a large L_inference, and the gain over the DCT of the
-    same convention where the CSV has that DCT row."""
-    got = rows(name)
+    same convention where the CSV has that DCT row; sorted by convention and L_training."""
+    got = sorted(rows(name), key=_linf_order)
     dct = {r["convention"]: r["test_mse"] for r in got if r["operator"].startswith("DCT_")}
     body = [[_operator(r["operator"]), r["convention"], r["frames"],
              f"{float(r['test_mse']):.3e}",

@@ -59,6 +59,12 @@ def test_eusipco_fig3_tiny(tmp_path):
     # the released operators are evaluated with the released step sizes, like the DCT rows
     by_name = {r["operator"]: float(r["test_mse"]) for r in got}
     assert by_name["DCT_exact"] != by_name["DCT_released"]
+    # the Results page lists them by convention, its DCT first, then by L_training and gradient
+    order = [r["operator"].rpartition("/")[2]
+             for r in sorted(got, key=_script("results_tables")._linf_order)]
+    assert order == ["DCT_exact"] + [f"K_L{L}_{v}_exact" for L in (2, 4)
+                                     for v in ("asymptotic", "full")] + [
+        "DCT_released"] + [f"K_L{L}_{v}_released" for L in (2, 4) for v in ("asymptotic", "full")]
     # all dev/ frames (--frames 0) for two operators, in the order given, to another CSV
     only = ["DCT_released", f"{tmp_path.name}/K_L2_full_exact"]
     assert linf.main([str(tmp_path), "--data", str(SPEECH_DIR), "--l-inf", "20", "--frames", "0",
