@@ -63,11 +63,18 @@ def variants(b: int) -> dict[str, pu.GradientMethod]:
             "asymptotic-relaxed": pu.Asymptotic(b, relax_primal=True)}
 
 
-def with_convention(method: pu.GradientMethod, convention: str) -> pu.GradientMethod:
+def with_convention(method: pu.GradientMethod, convention: str,
+                    iterations: int) -> pu.GradientMethod:
+    """``method`` as the convention runs it with L = ``iterations``. The released code's
+    gradient has its primal mask (``released_mask``) and, for the asymptotic ("truncated BP")
+    gradient, min(L, b) backward steps: its loop stops at the first unrolled step, so at
+    L < b it runs L steps, not b."""
     if convention == "exact":
         return method
     settings_ = {k: v for k, v in method.settings().items() if k != "name"}
     settings_.update(relax_primal=False, released_mask=ETA_BACKWARD)
+    if "b" in settings_ and isinstance(method, pu.Asymptotic):
+        settings_["b"] = min(settings_["b"], iterations)
     return type(method)(**settings_)
 
 
@@ -181,7 +188,7 @@ def run(job, *, data, cfg, seed, progress):
     (``--scheduler``): the same function, so the CSV is the same."""
     L, name, convention = job
     start, (xt, xs), (tt, ts), sub = data["start"], data["train"], data["test"], data["sub"]
-    method = with_convention(variants(cfg["b"])[name], convention)
+    method = with_convention(variants(cfg["b"])[name], convention, L)
     grad = None if convention == "exact" else ReleasedSteps
     tic = time.perf_counter()
     res = pu.train(start, xt, xs, iterations=L, omega=OMEGA,

@@ -120,3 +120,39 @@ def test_frobenius_norm_of_a_matrix_free_operator():
     basis = np.eye(op.out_shape and int(np.prod(op.out_shape))).reshape(-1, *op.out_shape)
     dense_t = op.adjoint(basis).reshape(basis.shape[0], -1)  # rows: Kᵀ e_i, the matrix's rows
     assert frobenius_norm(op) == pytest.approx(np.linalg.norm(dense_t))
+
+
+def _released_truncated_bp(K, x_tilde, x, eta, steps, L, b):
+    """The released code's asymptotic ("truncated BP") gradient, its loop written out: it walks
+    back over the L unrolled steps, stopping after b of them, with the final iterate's
+    quantities at every step; the primal mask is 1{|z_P − x̃| ≤ 1}."""
+    steps_walked = len(list(reversed(range(L)))[:b])  # the loop over k = L..1, cut after b
+    return _reference_grad(K, x_tilde, x, eta, steps, L, lambda z: np.abs(z - x_tilde) <= 1.0,
+                           steps_walked)
+
+
+@pytest.mark.parametrize("L", [10, 40])
+def test_released_convention_caps_the_asymptotic_steps_at_L(L):
+    """At L < b the released gradient walks L steps back, not b (EUSIPCO Fig. 3's released
+    rows at L_training < 30); at L ≥ b it walks b."""
+    import importlib
+    import sys
+    from pathlib import Path
+
+    experiments = Path(__file__).resolve().parents[1] / "experiments"
+    sys.path.insert(0, str(experiments))
+    try:
+        fig3 = importlib.import_module("eusipco_fig3")
+    finally:
+        sys.path.remove(str(experiments))
+    model, xt, x, eta = _problem(n=12, batch=4)
+    steps = pu.step_sizes(model.operator, omega=2.0, norm="frobenius")
+    method = fig3.with_convention(pu.Asymptotic(30), "released", L)
+    assert method.back_steps(L) == min(L, 30)
+    got = pu.gradient(model, xt, x, iterations=L, method=method, steps=steps).operator
+    want = _released_truncated_bp(model.operator.matrix, xt, x, eta, steps, L, 30)
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+    if L < 30:  # b = 30 would be another gradient
+        other = pu.gradient(model, xt, x, iterations=L, steps=steps,
+                            method=pu.Asymptotic(30, released_mask=1.0)).operator
+        assert np.linalg.norm(other - want) > 1e-2 * np.linalg.norm(want)
