@@ -25,6 +25,7 @@ from .functions import (
 )
 from .model import AnalysisModel, StepSizes, step_sizes
 from .operators import (
+    Blur,
     Composition,
     Conv1dFilterBank,
     Conv2dFilterBank,
@@ -32,11 +33,15 @@ from .operators import (
     Diagonal,
     Gradient2d,
     LinearOperator,
+    Mask,
     NormEstimate,
+    ParallelBeam,
     Stack,
+    Subsample,
     dct_filters,
     dct_matrix,
     estimate_norm,
+    gaussian_kernel,
 )
 from .problems import toy
 from .problems.segmentation import segmentation_loss, segmentation_model
@@ -106,6 +111,7 @@ __all__ = [
     "Adam",
     "add_noise",
     "AnalysisModel",
+    "Blur",
     "BoxBregmanL1Norm",
     "BoxBregmanLinfBall",
     "chambolle_pock",
@@ -129,6 +135,7 @@ __all__ = [
     "forward_backward",
     "forward_backward_gradient",
     "frame_signals",
+    "gaussian_kernel",
     "Function",
     "grad_norm",
     "gmres",
@@ -145,6 +152,7 @@ __all__ = [
     "LinearOperator",
     "LinearTerm",
     "LinfBall",
+    "Mask",
     "load_checkpoint",
     "load_images",
     "load_operator",
@@ -155,6 +163,7 @@ __all__ = [
     "NormEstimate",
     "OperatorLearner",
     "Optimizer",
+    "ParallelBeam",
     "primal_dual_gap",
     "quantization_radius",
     "quantize",
@@ -173,6 +182,7 @@ __all__ = [
     "split_signals",
     "SquaredL2",
     "Stack",
+    "Subsample",
     "step_sizes",
     "StepSizes",
     "synthetic_speech",
