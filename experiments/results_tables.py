@@ -19,7 +19,9 @@ from pathlib import Path
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "_static" / "results"
 
 # the exact convention's Adam rate shown on the main page (its first rate, 2e-3, is in the appendix)
+# and the run folder of its operators in linf_1e4_all.csv
 FIG3_EXACT_LR = "0.0005"
+FIG3_EXACT_RUN = "eusipco_fig3_n320_exact_lr5e-4"
 # the speech runs the main page lists: the command line's defaults and the best L = 100 operators
 SPEECH_MAIN = ("full_w10", "full_w30", "full_w30_m640", "full_w30_m640_e16", "full_L30_w30_m640",
                "L100_asym_w30_lr2e-4_m640", "L100_full_w30_lr2e-4_init_m640")
@@ -69,7 +71,7 @@ def fig3_main():
     L_inference = 10⁴ (all test frames), per gradient; the training time."""
     got = [r for r in rows("eusipco_fig3/fig3.csv")
            if r["convention"] == "exact" and r.get("lr") == FIG3_EXACT_LR]
-    linf = {r["operator"].rpartition("/")[2]: r for r in rows("eusipco_fig3/linf_1e4_all.csv")}
+    linf = {r["operator"]: r for r in rows("eusipco_fig3/linf_1e4_all.csv")}
     dct = linf.get("DCT_exact")
     body = []
     for L in sorted({int(r["L_train"]) for r in got}):
@@ -78,7 +80,7 @@ def fig3_main():
         for v in ("full", "asymptotic"):
             cells.append(db(by[v]["dct_mse_L"], by[v]["test_mse_L"]) if v in by else "")
         for v in ("full", "asymptotic"):
-            r = linf.get(f"K_L{L}_{v}_exact")
+            r = linf.get(f"{FIG3_EXACT_RUN}/K_L{L}_{v}_exact")
             cells.append(db(dct["test_mse"], r["test_mse"]) if r and dct else "")
         cells.append(" / ".join(f"{float(by[v]['train_seconds']):.0f}"
                                 for v in ("full", "asymptotic") if v in by))
