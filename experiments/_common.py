@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
 from pdunroll.data import speech as ds  # noqa: E402
+from pdunroll.tasks.speech import speech_model  # noqa: E402
 
 
 def add_data_args(parser, *, out: str) -> None:
@@ -91,9 +92,9 @@ def ieee_frames(data: Path, *, n: int, bitrate: int, max_train: int | None,
 
 
 def dct_model(n: int, eta: float) -> pu.AnalysisModel:
-    """The published start: K = orthonormal DCT-II, F = ‖·‖₁, G = ι{‖x − x̃‖_∞ ≤ η}."""
-    return pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(n)), f=pu.L1Norm(),
-                            g=pu.LinfBall(eta))
+    """The published start: K = orthonormal DCT-II, F = ‖·‖₁, G = ι{‖x − x̃‖_∞ ≤ η} (the speech
+    task's model, :func:`pdunroll.tasks.speech.speech_model`)."""
+    return speech_model(n, eta)
 
 
 def test_mse(model, frames, iterations: int, weights=None) -> float:

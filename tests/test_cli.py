@@ -283,3 +283,38 @@ def test_divergence_is_a_clear_error(tmp_path, capsys, dtype):
                      "--lr", "1e300", "--dtype", dtype, *TINY])
     assert code == 2
     assert "training diverged" in capsys.readouterr().err
+
+
+def test_resume_reads_the_settings_back(tmp_path, capsys, monkeypatch):
+    """``--resume`` continues with the settings the run was started with: none retyped, and the
+    training configuration read back from the checkpoint is the one given; an option given
+    again that differs is refused, naming it."""
+    import pdunroll.learning.training as training
+    from pdunroll.learning.config import TrainConfig
+
+    real = training.train
+
+    def interrupted(*args, **kwargs):
+        def stop(info):
+            if info["step"] == 3:
+                raise KeyboardInterrupt
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(training, "train", interrupted)
+    out = tmp_path / "run"
+    given = ["--m", "48", "--lr", "5e-4", "--schedule", "constant", "--seed", "2",
+             "--bitrate", "5", "--omega", "12"]
+    assert cli.main(["train", "speech", "--out", str(out), *TINY, *given]) == 130
+    config = TrainConfig.from_checkpoint(out / "checkpoint.npz")
+    assert (config.lr.initial, config.lr.schedule, config.omega, config.seed) == \
+        (5e-4, "constant", 12.0, 2)
+    assert (config.iterations, config.epochs, config.batch_size) == (4, 2, 16)
+    monkeypatch.setattr(training, "train", real)
+    capsys.readouterr()
+    assert cli.main(["train", "speech", "--out", str(out), "--resume", "--quiet"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert (results["m"], results["bitrate"], results["seed"]) == (48, 5, 2)
+    assert results["settings"]["lr"] == 5e-4 and results["settings"]["omega"] == 12
+    assert results["steps"] == 2 * -(-results["data"]["frames"]["train"] // 16)
+    assert cli.main(["train", "speech", "--out", str(out), "--resume", "--epochs", "3"]) == 2
+    assert "epochs: checkpoint 2, now 3" in capsys.readouterr().err

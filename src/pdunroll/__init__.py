@@ -74,7 +74,8 @@ _LAZY = {
     "data.metrics": ("mse", "snr"),
     "learning.optimizers": ("SGD", "Adam", "LearningRate", "Optimizer", "grad_norm",
                             "make_optimizer"),
-    "learning.training": ("TrainResult", "reconstruct", "train", "unrolled_loss"),
+    "learning.training": ("TrainResult", "train"),
+    "learning.evaluation": ("reconstruct", "unrolled_loss"),
 }
 _LAZY_NAMES = {name: module for module, names in _LAZY.items() for name in names}
 

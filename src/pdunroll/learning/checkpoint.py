@@ -35,8 +35,8 @@ from ..unroll.forward import ergodic_weights
 from .state import History, TrainState
 
 __all__ = ["CheckpointFile", "History", "TrainState", "check_writable", "load_checkpoint",
-           "load_operator", "model_settings", "model_from_settings", "save_checkpoint",
-           "save_operator", "write_json"]
+           "load_operator", "model_settings", "model_from_settings", "run_record",
+           "save_checkpoint", "save_operator", "write_json"]
 
 OPERATOR_FORMAT = "pdunroll-operator"
 CHECKPOINT_FORMAT = "pdunroll-checkpoint"
@@ -278,13 +278,16 @@ class CheckpointFile:
     every ``every_minutes`` minutes since the last write (default every 5 minutes; ``None``
     turns either off); resuming from any of them is bit for bit. ``data``: a fingerprint of
     the training data (JSON values, e.g. the files' SHA-256 digests), stored in the checkpoint;
-    resuming with another one is refused, naming what differs.
+    resuming with another one is refused, naming what differs. ``run``: what started the run
+    (JSON values, e.g. the command line's task and options), stored so that a resume can read
+    it back (:func:`run_record`); not compared on resume.
     """
 
     path: str | Path
     every_steps: int | None = None
     every_minutes: float | None = 5.0
     data: dict | None = None
+    run: dict | None = None
 
     def __post_init__(self):
         if not isinstance(self.path, str | os.PathLike):
@@ -297,6 +300,13 @@ class CheckpointFile:
         if self.data is not None and not isinstance(self.data, dict):
             raise TypeError(f"data must be a dict (a fingerprint of the training data), got "
                             f"{type(self.data).__name__}")
+        if self.run is not None and not isinstance(self.run, dict):
+            raise TypeError(f"run must be a dict of JSON values, got {type(self.run).__name__}")
+
+
+def run_record(path) -> dict | None:
+    """The ``run`` record of :class:`CheckpointFile` stored in the checkpoint at ``path``."""
+    return read_npz(path, CHECKPOINT_FORMAT)[1]["config"].get("run")
 
 
 def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: dict,

@@ -18,10 +18,10 @@ from scipy.sparse import issparse
 
 from .._array import Array, array_device, check_positive, namespace, xp_of
 from ..data.metrics import mse
-from ..functions.euclidean import L1Norm, LinfBall
 from ..model import AnalysisModel
-from ..operators.dense import DenseOperator, dct_matrix
-from .training import TrainResult, reconstruct, train
+from ..tasks.speech import speech_model
+from .evaluation import reconstruct
+from .training import TrainResult, train
 
 try:  # optional: the sklearn extra
     from sklearn.base import BaseEstimator, RegressorMixin
@@ -162,8 +162,7 @@ class OperatorLearner(*_Bases):
             raise ValueError("x_tilde must have shape (n_signals, n_samples) for the default "
                              f"speech model (eta=), got {tuple(x.shape)}: give model= for other "
                              "signal shapes")
-        K = dct_matrix(x.shape[1], xp=xp_of(x), dtype=x.dtype, device=array_device(x))
-        return AnalysisModel(DenseOperator(K), f=L1Norm(), g=LinfBall(eta))
+        return speech_model(x.shape[1], eta, xp=xp_of(x), dtype=x.dtype, device=array_device(x))
 
     def _train_options(self) -> dict:
         names = [n for n in self._get_param_names() if n not in ("model", "eta")]

@@ -1,5 +1,7 @@
 """Output folders of training runs: a lock so that one run (or resume) at a time writes into a
-folder, and numbered folders so that a second run never overwrites the first.
+folder, numbered folders so that a second run never overwrites the first, the folder's life
+while a run writes into it (:class:`RunFolder`: created, locked, ``train.log``, removed again if
+no step was made) and SIGTERM / SIGHUP handled as Ctrl-C (:class:`StopSignals`).
 
 The lock is ``FOLDER/.lock`` holding the process id and host of its owner, with an advisory
 ``fcntl.flock`` on it (POSIX): the kernel releases it when the owner dies, even by SIGKILL, so a
@@ -10,8 +12,11 @@ lock file left by a dead process is recognised as stale and taken over. Without 
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -20,7 +25,8 @@ try:
 except ImportError:  # Windows
     fcntl = None
 
-__all__ = ["FolderInUse", "FolderLock", "latest_folder", "numbered_folder"]
+__all__ = ["FolderInUse", "FolderLock", "RunFolder", "StopSignals", "latest_folder",
+           "numbered_folder", "output_folder", "say"]
 
 LOCK_NAME = ".lock"
 
@@ -156,3 +162,141 @@ def latest_folder(base) -> Path | None:
         elif not folder.exists() and k > 1:
             return found
         k += 1
+
+
+def output_folder(out, base, *, resume: bool) -> Path:
+    """``out``, or the default numbered folder under ``base`` (``resume``: the newest one with a
+    checkpoint). Checks before any work: a folder (or none yet), a new run does not overwrite
+    the checkpoint of an earlier one, a resume has one, no live run holds it."""
+    if out is None:
+        out = (latest_folder(base) or Path(base)) if resume else numbered_folder(base)
+    out = Path(out)
+    checkpoint = out / "checkpoint.npz"
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file, expected a folder")
+    FolderLock(out).check_free()  # a run in progress is named before anything else
+    if resume and not checkpoint.is_file():
+        raise ValueError(f"--resume: there is no {checkpoint} to continue")
+    if not resume and checkpoint.exists():
+        raise ValueError(f"--out {out} holds the checkpoint of an earlier run: continue it "
+                         f"with --resume, or choose another --out (or delete {checkpoint})")
+    return out
+
+
+def say(text: str) -> None:
+    """Print a line and write it to the run's log file (not twice to the console)."""
+    print(text, flush=True)
+    logging.getLogger("pdunroll.run").info(text, extra={"printed": True})
+
+
+def _console_handler():
+    """A logging handler printing to stdout through ``tqdm.write`` (above a progress bar)."""
+    from tqdm.auto import tqdm
+
+    class Console(logging.Handler):
+        def emit(self, record):
+            tqdm.write(self.format(record), file=sys.stdout)
+
+    return Console()
+
+
+class RunFolder:
+    """The output folder while a run writes into it: created and checked writable, locked
+    against a second run, with the log file ``train.log`` (epoch summaries of the ``pdunroll``
+    logger; on the console too unless ``quiet``). A run that stops before its first step
+    (no checkpoint) leaves nothing behind: what it created is removed."""
+
+    def __init__(self, out: Path, *, quiet: bool):
+        self.out, self.quiet, self.stale = Path(out), quiet, None
+        self.created: list[Path] = []
+        self.handlers: list = []
+
+    def __enter__(self):
+        from .checkpoint import check_writable
+
+        missing = []
+        for p in (self.out, *self.out.parents):
+            if p.exists():
+                break
+            missing.append(p)
+        try:
+            check_writable(self.out / "checkpoint.npz")  # creates the folder
+        except OSError as err:
+            self._remove(missing)
+            raise OSError(err.errno, f"--out {self.out}: {err.strerror}", str(self.out)) from err
+        self.created = missing
+        self.lock = FolderLock(self.out)
+        try:
+            self.lock.acquire()
+        except Exception:
+            self._remove(self.created)
+            raise
+        self.stale = self.lock.stale
+        self.log_path = self.out / "train.log"
+        self.new_log = not self.log_path.exists()
+        logger = logging.getLogger("pdunroll")
+        self.level = logger.level
+        try:
+            file_handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        except OSError as err:
+            self.__exit__()
+            raise OSError(err.errno, f"cannot write {self.log_path}: {err.strerror}",
+                          str(self.log_path)) from err
+        logger.setLevel(logging.INFO)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        self.handlers = [file_handler]
+        if not self.quiet:
+            console = _console_handler()
+            console.addFilter(lambda record: not getattr(record, "printed", False))
+            self.handlers.append(console)
+        for handler in self.handlers:
+            logger.addHandler(handler)
+        return self
+
+    def __exit__(self, *exc):
+        logger = logging.getLogger("pdunroll")
+        logger.setLevel(self.level)
+        for handler in self.handlers:
+            logger.removeHandler(handler)
+            handler.close()
+        self.lock.release()
+        if not (self.out / "checkpoint.npz").exists():  # no step made: leave nothing behind
+            if self.new_log:
+                self.log_path.unlink(missing_ok=True)
+            self._remove(self.created)
+
+    @staticmethod
+    def _remove(folders) -> None:
+        for folder in folders:  # innermost first
+            try:
+                folder.rmdir()
+            except OSError:
+                return
+
+
+class StopSignals:
+    """While training, SIGTERM (``kill``, a batch scheduler) and SIGHUP (a closed terminal) act
+    as Ctrl-C: the run saves its checkpoint instead of dying with the work since the last
+    epoch. ``received``: the signal that stopped the run, if any."""
+
+    SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
+                    if hasattr(signal, name))
+
+    def __init__(self):
+        self.received, self.previous = None, {}
+
+    def _raise(self, signum, frame):
+        self.received = signum
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        try:
+            for sig in self.SIGNALS:
+                self.previous[sig] = signal.signal(sig, self._raise)
+        except ValueError:  # not the main thread: signals cannot be handled here
+            pass
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)

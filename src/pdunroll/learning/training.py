@@ -33,9 +33,8 @@ import numpy as np
 from .. import tree
 from .._array import Array, check_count, check_flag, check_positive
 from ..data.fingerprint import fingerprint_difference
-from ..model import AnalysisModel, StepSizes, step_sizes
+from ..model import AnalysisModel, StepSizes
 from ..operators.base import estimate_norm
-from ..unroll.forward import ergodic_weights, solve
 from ..unroll.gradient import check_unrolling, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
 from .checkpoint import (
@@ -45,13 +44,12 @@ from .checkpoint import (
     model_settings,
     save_checkpoint,
 )
+from .evaluation import unrolled_loss_unchecked, validation_snr
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
 from .state import History, TrainState
 
-__all__ = ["LocalGradient", "MinibatchGradient", "TrainResult", "epoch_summary", "reconstruct",
-           "train", "unrolled_loss", "validation_snr"]
+__all__ = ["LocalGradient", "MinibatchGradient", "TrainResult", "epoch_summary", "train"]
 
-_EVAL_CHUNK = 2048  # signals per Chambolle-Pock call when evaluating
 log = logging.getLogger(__name__)  # under "pdunroll": epoch summaries at INFO
 
 
@@ -76,58 +74,6 @@ class TrainResult:
         return (f"TrainResult(epochs={self.epochs}, steps={self.steps}, "
                 f"best_epoch={self.best_epoch}, best_val_loss={val}, "
                 f"stopped_early={self.stopped_early})")
-
-
-def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int, omega: float = 10.0,
-                weights=None, op_norm: float | None = None, client=None) -> Array:
-    """x̂ = A_L(K, x̃) for many signals, in chunks (Chambolle-Pock with σ, τ from ω and ‖K‖;
-    ``op_norm`` skips the norm computation). ``client``: a Dask distributed ``Client`` runs
-    the chunks on its workers (:mod:`pdunroll.learning.distributed`)."""
-    model.check_signals(x_tilde=x_tilde)
-    iterations = check_count("iterations", iterations)
-    steps = step_sizes(model.operator, omega=omega, op_norm=op_norm)
-    return _reconstruct(model, x_tilde, iterations, steps, ergodic_weights(weights, iterations),
-                        client)
-
-
-def _reconstruct(model, x_tilde, iterations, steps, alphas, client=None) -> Array:
-    if client is not None:
-        from .distributed import reconstruct_parts
-
-        return reconstruct_parts(client, model, x_tilde, iterations, steps, alphas,
-                                 cap=_EVAL_CHUNK)
-    n = x_tilde.shape[0]
-    parts = [solve(model, x_tilde[i:min(i + _EVAL_CHUNK, n), ...], steps, iterations,
-                   alphas=alphas).x
-             for i in range(0, n, _EVAL_CHUNK)]
-    return parts[0] if len(parts) == 1 else model.operator.xp.concat(parts)
-
-
-def unrolled_loss(model: AnalysisModel, x_tilde: Array, x_true: Array, *, iterations: int,
-                  omega: float = 10.0, weights=None, op_norm: float | None = None,
-                  client=None) -> float:
-    """J = mean over signals of ½‖A_L(K, x̃) − x†‖² (``client``: on Dask workers, in
-    chunks)."""
-    model.check_signals(x_tilde=x_tilde, x_true=x_true)
-    iterations = check_count("iterations", iterations)
-    # ‖K‖ computed when op_norm is None, a given op_norm checked (as reconstruct does)
-    norm = step_sizes(model.operator, omega=omega, op_norm=op_norm).op_norm
-    return _unrolled_loss(model, x_tilde, x_true, iterations=iterations, omega=omega,
-                          alphas=ergodic_weights(weights, iterations), op_norm=norm,
-                          client=client)
-
-
-def _unrolled_loss(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm,
-                   client=None) -> float:
-    """:func:`unrolled_loss` on checked inputs, ``op_norm`` known (validation passes)."""
-    steps = StepSizes(omega * 0.99 / op_norm, 0.99 / (omega * op_norm), 1.0, op_norm)
-    if client is not None:
-        from .distributed import loss_sum_parts
-
-        return 0.5 * loss_sum_parts(client, model, x_tilde, x_true, iterations, steps, alphas,
-                                    cap=_EVAL_CHUNK) / x_tilde.shape[0]
-    d = _reconstruct(model, x_tilde, iterations, steps, alphas) - x_true
-    return 0.5 * float(model.operator.xp.sum(d * d)) / x_tilde.shape[0]
 
 
 def _config(**kw) -> dict:
@@ -364,11 +310,13 @@ def train(
                      dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
                      n_val=None if validation is None else validation[0].shape[0],
                      data=None if ck is None else ck.data)
+    if ck is not None and ck.run is not None:
+        config["run"] = _config(**ck.run)
 
     def val_loss(m, norm):
         if validation is None:
             return None
-        return _unrolled_loss(m, *validation, iterations=iterations, omega=omega,
+        return unrolled_loss_unchecked(m, *validation, iterations=iterations, omega=omega,
                               alphas=alphas, op_norm=norm, client=client)
 
     # a model the checkpoint cannot describe, or a path it cannot be written to, fails here,
@@ -448,15 +396,6 @@ def train(
                        epochs=state.epoch, steps=state.step)
 
 
-def validation_snr(loss: float | None, n_val: int | None, val_energy: float | None):
-    """SNR in dB over the validation set from its loss J = Σ ½‖x̂ − x†‖² / N (as
-    :func:`pdunroll.snr`: 10 log₁₀(‖x†‖² / ‖x̂ − x†‖²))."""
-    if loss is None or not n_val or not val_energy:
-        return None
-    err = 2.0 * loss * n_val
-    return math.inf if err == 0 else 10 * math.log10(val_energy / err)
-
-
 def epoch_summary(history: History, epoch: int, epochs: int, *, n_val=None,
                   val_energy=None) -> str:
     """One line on epoch ``epoch`` (1-based): training loss, validation loss and SNR, the
@@ -489,7 +428,7 @@ def _start(model: AnalysisModel, opt: Optimizer, seed: int, val_loss) -> TrainSt
 def _check_same(saved: dict, config: dict, optimizer: dict, model: dict) -> None:
     """Resuming with other settings would not continue the same run: name what differs."""
     diff = [f"{k}: checkpoint {saved['config'].get(k)!r}, now {v!r}"
-            for k, v in config.items() if k != "data" and saved["config"].get(k) != v]
+            for k, v in config.items() if k not in ("data", "run") and saved["config"].get(k) != v]
     data = fingerprint_difference(saved["config"].get("data"), config.get("data"))
     if data:
         diff.append("training data: " + "; ".join(data))

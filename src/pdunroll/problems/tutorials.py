@@ -11,13 +11,11 @@ each is (model, x̃, x†, options of the audit) in NumPy float64.
 
 from __future__ import annotations
 
-import math
-
-from ..functions.euclidean import L1Norm, L2Ball, LinfBall
-from ..model import AnalysisModel
-from ..operators.convolution import Conv2dFilterBank
-from ..operators.dense import DenseOperator, dct_matrix
+from ..data.speech import quantize
+from ..operators.dense import dct_matrix
 from ..operators.filters import dct_filters
+from ..tasks.denoise import denoise_model
+from ..tasks.speech import speech_model
 from .segmentation import segmentation_model
 
 __all__ = ["PROBLEMS", "tutorial_problem"]
@@ -32,15 +30,13 @@ def tutorial_problem(name: str, *, seed: int = 0):
 
     rng = np.random.default_rng(seed)
     if name == "speech":
-        n, batch, eta = 16, 4, 1 / 16
+        n, batch, eta = 16, 4, 1 / 16  # η of the 4-bit quantizer
         t = np.linspace(0, 1, n)
         x = np.stack([0.6 * np.sin(2 * np.pi * (2 + i) * t + i) + 0.2 * rng.standard_normal(n)
                       for i in range(batch)])
         x /= np.abs(x).max()
-        x_tilde = np.sign(x) * 2 * eta * (np.floor(np.abs(x) / (2 * eta)) + 0.5)
         K = dct_matrix(n) + 0.05 * rng.standard_normal((n, n))
-        return (AnalysisModel(DenseOperator(K), L1Norm(), LinfBall(eta)), x_tilde, x,
-                {"omega": 10.0})
+        return speech_model(n, eta, matrix=K), quantize(x, 4), x, {"omega": 10.0}
     if name == "denoise":
         size, s = 8, 0.1
         x = np.zeros((2, size, size))
@@ -48,9 +44,7 @@ def tutorial_problem(name: str, *, seed: int = 0):
         x[1, 4:, 3:] -= 0.3
         noisy = x + s * rng.standard_normal(x.shape)
         filters = dct_filters(3) + 0.05 * rng.standard_normal((8, 3, 3))
-        model = AnalysisModel(Conv2dFilterBank(filters, (size, size)), L1Norm(),
-                              L2Ball(s * math.sqrt(size * size)))
-        return model, noisy, x, {}
+        return denoise_model(3, (size, size), s, filters=filters), noisy, x, {}
     if name == "segmentation":
         labels = np.zeros((1, 6, 6), dtype=int)
         labels[:, 1:4, 2:5] = 1

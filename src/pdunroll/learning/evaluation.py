@@ -1,0 +1,99 @@
+"""Evaluation: reconstructions x̂ = A_L(K, x̃) of many signals in chunks, the unrolled loss
+J = mean ½‖x̂ − x†‖² (the training loop's validation loss), the SNR of a validation loss, and
+the results table of a run (MSE and SNR, or PSNR and SSIM for images, per model)."""
+
+from __future__ import annotations
+
+import math
+
+from .._array import Array, check_count
+from ..model import AnalysisModel, StepSizes, step_sizes
+from ..unroll.forward import ergodic_weights, solve
+
+__all__ = ["reconstruct", "results_table", "unrolled_loss", "unrolled_loss_unchecked",
+           "validation_snr"]
+
+_EVAL_CHUNK = 2048  # signals per Chambolle-Pock call when evaluating
+
+
+def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int, omega: float = 10.0,
+                weights=None, op_norm: float | None = None, client=None) -> Array:
+    """x̂ = A_L(K, x̃) for many signals, in chunks (Chambolle-Pock with σ, τ from ω and ‖K‖;
+    ``op_norm`` skips the norm computation). ``client``: a Dask distributed ``Client`` runs
+    the chunks on its workers (:mod:`pdunroll.learning.distributed`)."""
+    model.check_signals(x_tilde=x_tilde)
+    iterations = check_count("iterations", iterations)
+    steps = step_sizes(model.operator, omega=omega, op_norm=op_norm)
+    return _reconstruct(model, x_tilde, iterations, steps, ergodic_weights(weights, iterations),
+                        client)
+
+
+def _reconstruct(model, x_tilde, iterations, steps, alphas, client=None) -> Array:
+    if client is not None:
+        from .distributed import reconstruct_parts
+
+        return reconstruct_parts(client, model, x_tilde, iterations, steps, alphas,
+                                 cap=_EVAL_CHUNK)
+    n = x_tilde.shape[0]
+    parts = [solve(model, x_tilde[i:min(i + _EVAL_CHUNK, n), ...], steps, iterations,
+                   alphas=alphas).x
+             for i in range(0, n, _EVAL_CHUNK)]
+    return parts[0] if len(parts) == 1 else model.operator.xp.concat(parts)
+
+
+def unrolled_loss(model: AnalysisModel, x_tilde: Array, x_true: Array, *, iterations: int,
+                  omega: float = 10.0, weights=None, op_norm: float | None = None,
+                  client=None) -> float:
+    """J = mean over signals of ½‖A_L(K, x̃) − x†‖² (``client``: on Dask workers, in
+    chunks)."""
+    model.check_signals(x_tilde=x_tilde, x_true=x_true)
+    iterations = check_count("iterations", iterations)
+    # ‖K‖ computed when op_norm is None, a given op_norm checked (as reconstruct does)
+    norm = step_sizes(model.operator, omega=omega, op_norm=op_norm).op_norm
+    return unrolled_loss_unchecked(model, x_tilde, x_true, iterations=iterations, omega=omega,
+                          alphas=ergodic_weights(weights, iterations), op_norm=norm,
+                          client=client)
+
+
+def unrolled_loss_unchecked(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm,
+                   client=None) -> float:
+    """:func:`unrolled_loss` on checked inputs, ``op_norm`` known (validation passes)."""
+    steps = StepSizes(omega * 0.99 / op_norm, 0.99 / (omega * op_norm), 1.0, op_norm)
+    if client is not None:
+        from .distributed import loss_sum_parts
+
+        return 0.5 * loss_sum_parts(client, model, x_tilde, x_true, iterations, steps, alphas,
+                                    cap=_EVAL_CHUNK) / x_tilde.shape[0]
+    d = _reconstruct(model, x_tilde, iterations, steps, alphas) - x_true
+    return 0.5 * float(model.operator.xp.sum(d * d)) / x_tilde.shape[0]
+
+
+def validation_snr(loss: float | None, n_val: int | None, val_energy: float | None):
+    """SNR in dB over the validation set from its loss J = Σ ½‖x̂ − x†‖² / N (as
+    :func:`pdunroll.snr`: 10 log₁₀(‖x†‖² / ‖x̂ − x†‖²))."""
+    if loss is None or not n_val or not val_energy:
+        return None
+    err = 2.0 * loss * n_val
+    return math.inf if err == 0 else 10 * math.log10(val_energy / err)
+
+
+def results_table(test: tuple, rows: list, *, iterations: int, omega: float, weights=None,
+                  images: bool = False, client=None) -> list[dict]:
+    """One row per model of ``rows`` ((name, model) pairs) after the degraded input's own row:
+    the test MSE and the SNR in dB (for images in [0, 1] the PSNR 10 log₁₀(1 / MSE)) of the
+    reconstructions of ``test`` = (x̃, x†) with L = ``iterations`` steps."""
+    from ..data.metrics import mse, snr
+
+    x_tilde, x_true = test
+
+    def quality(x_hat):
+        err = mse(x_hat, x_true)
+        return err, (10 * math.log10(1 / err) if images else snr(x_hat, x_true))
+
+    first = "noisy input" if images else "quantized input"
+    out = [dict(zip(("method", "mse", "snr_db"), (first, *quality(x_tilde)), strict=True))]
+    for name, model in rows:
+        x_hat = reconstruct(model, x_tilde, iterations=iterations, omega=omega, weights=weights,
+                            client=client)
+        out.append(dict(zip(("method", "mse", "snr_db"), (name, *quality(x_hat)), strict=True)))
+    return out

@@ -1,0 +1,69 @@
+"""What every task hands to a run: its data sets, its starting model and the records of both;
+and the split of a folder of files into training, validation and test files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..data.fingerprint import file_digests
+from ..model import AnalysisModel
+
+__all__ = ["FileSplit", "TaskData", "split_files"]
+
+SPLIT = (0.7, 0.15, 0.15)  # one folder: training / validation / test, by file
+TRAIN_DEV_SPLIT = (0.85, 0.15)  # train/: training / validation; dev/ is the test set
+
+
+@dataclass(frozen=True)
+class TaskData:
+    """``sets``: the (degraded, clean) pairs of training, validation and test as NumPy float64;
+    ``start``: the starting model; ``baselines``: the (name, model) rows the table compares the
+    learned model with (the start among them); ``meta``: what the run records about its task and
+    data; ``fingerprint``: the training data's fingerprint (checkpoints refuse to resume on other
+    data); ``text``: the data line a run prints."""
+
+    sets: tuple
+    start: AnalysisModel
+    baselines: list
+    meta: dict
+    fingerprint: dict
+    text: str
+
+
+@dataclass(frozen=True)
+class FileSplit:
+    """The items read from a data folder by part (training, validation, test): ``parts`` holds
+    (item, path) pairs; ``root`` is the folder, ``how`` says how it was split, ``digests`` are
+    each part's SHA-256 digests ``{name: digest}`` and ``info`` what ``read`` returned besides
+    items and paths (per folder read: one, or train/ and dev/)."""
+
+    root: Path
+    parts: tuple[list, list, list]
+    how: str
+    digests: tuple[dict, dict, dict]
+    info: tuple
+
+
+def split_files(folder: Path, read, *, seed: int) -> FileSplit:
+    """The files of a data folder split by file. ``read(folder)`` returns (items, paths, info)
+    of every file of one folder. A folder with ``train/`` and ``dev/`` subfolders gives train/
+    split 85/15 into training and validation and dev/ as the test set; any other folder is split
+    70/15/15 (seeded shuffle, :func:`pdunroll.split_signals`)."""
+    from ..data.speech import split_signals
+
+    if (folder / "train").is_dir() and (folder / "dev").is_dir():
+        items, paths, info = read(folder / "train")
+        idx = split_signals(list(range(len(paths))), TRAIN_DEV_SPLIT, seed=seed)
+        dev, dev_paths, dev_info = read(folder / "dev")
+        parts = ([(items[i], paths[i]) for i in idx[0]], [(items[i], paths[i]) for i in idx[1]],
+                 list(zip(dev, dev_paths, strict=True)))
+        how, infos = "train/ split 85/15 by file, dev/ as test", (info, dev_info)
+    else:
+        items, paths, info = read(folder)
+        idx = split_signals(list(range(len(paths))), SPLIT, seed=seed)
+        parts = tuple([(items[i], paths[i]) for i in part] for part in idx)
+        how, infos = "files split 70/15/15", (info,)
+    root = folder.resolve()
+    digests = tuple(file_digests([p for _, p in part], root) for part in parts)
+    return FileSplit(root, parts, how, digests, infos)

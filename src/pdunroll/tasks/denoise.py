@@ -1,0 +1,207 @@
+"""Image denoising with a filter bank (Brauer & Lorenz): F = ‖·‖₁ of the responses of k² − 1
+filters of k×k, G = indicator of {‖x − x̃‖₂ ≤ σ √#pixels}, filters started as 2-D DCT filters;
+the data sets of a run: patches of scikit-image's bundled images or of the user's image files,
+or of a folder of images split by file, with white Gaussian noise of a recorded σ and seed.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..functions.euclidean import L1Norm, L2Ball
+from ..model import AnalysisModel
+from ..operators.convolution import Conv2dFilterBank
+from ..operators.filters import dct_filters
+from .base import TaskData, split_files
+
+__all__ = ["IMAGE_SUFFIXES", "TEST_IMAGES", "TRAINING", "TRAIN_IMAGES", "DenoiseOptions",
+           "datasets", "denoise_model", "evaluation_rows", "evaluation_set", "read_images"]
+
+TRAIN_IMAGES = ("camera", "coins", "moon", "astronaut", "brick", "grass")
+TEST_IMAGES = ("page", "clock")
+IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".pgm", ".npy")
+TEST_PATCHES = 200
+TRAINING = {"omega": 10.0, "lr": 3e-2, "epochs": 3, "batch_size": 8}  # the command line's
+
+
+def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=None
+                  ) -> AnalysisModel:
+    """The denoising model for images of ``shape``: ``filters`` (default: the k² − 1 2-D DCT
+    filters of ``kernel``×``kernel``) with periodic boundary, F = ‖·‖₁, G = indicator of the
+    ℓ2 ball of radius σ √(H·W) around the noisy image (its expected noise norm)."""
+    h = dct_filters(kernel) if filters is None else filters
+    return AnalysisModel(Conv2dFilterBank(h, tuple(shape), "periodic"), f=L1Norm(),
+                         g=L2Ball(sigma * math.sqrt(shape[0] * shape[1])))
+
+
+def read_images(paths) -> list:
+    """Grey float64 images in [0, 1] of image files (png, tif, jpg, ...; colour converted to
+    luminance, integer types scaled by their range) or ``.npy`` arrays (kept as they are)."""
+    import numpy as np
+
+    try:
+        from skimage import color, io, util
+    except ImportError as err:
+        raise ImportError("image files need scikit-image: pip install scikit-image") from err
+    out = []
+    for path in map(Path, paths):
+        try:
+            img = np.load(path, allow_pickle=False) if path.suffix.lower() == ".npy" \
+                else io.imread(path)
+        except (OSError, ValueError, SyntaxError) as err:
+            raise ValueError(f"{path} is not a readable image: {err}") from err
+        if img.ndim == 3 and img.shape[-1] in (3, 4):
+            img = color.rgb2gray(img[..., :3])
+        if img.ndim != 2:
+            raise ValueError(f"{path}: expected a grey or colour image, got an array of shape "
+                             f"{img.shape}")
+        out.append(np.asarray(img, dtype=np.float64) if img.dtype.kind == "f"
+                   else util.img_as_float64(img))
+    return out
+
+
+def _image_files(folder: Path) -> list[Path]:
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def _load(names, option: str) -> list:
+    """Images by scikit-image name or file path."""
+    from ..data.images import IMAGE_NAMES, load_images
+
+    out = []
+    for name in names:
+        if name in IMAGE_NAMES:
+            out.extend(load_images([name]))
+        elif Path(name).is_file():
+            out.extend(read_images([name]))
+        else:
+            raise ValueError(f"{option}: unknown image {name!r}: neither an image file nor one "
+                             f"of scikit-image's images ({', '.join(IMAGE_NAMES)})")
+    return out
+
+
+@dataclass(frozen=True)
+class DenoiseOptions:
+    """The data options of a denoising run (the command line's ``train denoise`` options):
+    training and test images by scikit-image name or file (``images``, ``test_images``), or a
+    folder ``data`` of image files split by file; noise ``sigma`` on [0, 1] intensities;
+    ``patch``×``patch`` patches, at most ``max_patches`` for training and validation;
+    ``kernel``: the filters' size; ``seed`` of noise, patches, split and shuffling."""
+
+    images: tuple = TRAIN_IMAGES
+    test_images: tuple = TEST_IMAGES
+    data: Path | None = None
+    sigma: float = 0.1
+    patch: int = 32
+    max_patches: int = 470
+    kernel: int = 5
+    seed: int = 0
+
+    def resolved(self) -> DenoiseOptions:
+        if self.kernel > self.patch:
+            raise ValueError(f"--kernel {self.kernel} is larger than --patch {self.patch}")
+        if self.data is not None and not Path(self.data).is_dir():
+            raise ValueError(f"--data {self.data} is not a folder")
+        return self
+
+    def record(self) -> dict:
+        out = asdict(self)
+        out.update(images=list(self.images), test_images=list(self.test_images),
+                   data=None if self.data is None else str(self.data))
+        return out
+
+    @property
+    def parameter_shape(self) -> tuple:
+        return (self.kernel ** 2 - 1, self.kernel, self.kernel)
+
+
+def _patch_sets(meta: dict):
+    """Training and validation patches of the training images, test patches of the test
+    images: (noisy, clean) pairs, as recorded in ``meta``."""
+    from ..data import images as ds
+
+    size, sigma, seed = meta["patch"], meta["sigma"], meta["seed"]
+    noisy, clean = ds.image_patches(_load(meta["images"], "--images"), size=size, sigma=sigma,
+                                    max_patches=meta["max_patches"], seed=seed)
+    n_val = max(1, round(0.15 * len(clean)))
+    test = ds.image_patches(_load(meta["test_images"], "--test-images"), size=size,
+                            sigma=sigma, max_patches=TEST_PATCHES, seed=seed + 7)
+    return (noisy[n_val:], clean[n_val:]), (noisy[:n_val], clean[:n_val]), test
+
+
+def _folder_sets(opts: DenoiseOptions):
+    """Patches of a folder of images split by file: training and validation patches of the
+    training and validation files (at most ``max_patches`` together, 85/15), test patches of
+    the test files; the split for the records."""
+    from ..data import images as ds
+
+    def read(folder):
+        files = _image_files(folder)
+        return read_images(files), files, None
+
+    split = split_files(Path(opts.data), read, seed=opts.seed)
+    n_train = max(1, round(0.85 * opts.max_patches))
+    caps = (n_train, max(1, opts.max_patches - n_train), TEST_PATCHES)
+    sets = tuple(ds.image_patches([img for img, _ in part], size=opts.patch, sigma=opts.sigma,
+                                  max_patches=cap, seed=opts.seed + 7 * i)
+                 for i, (part, cap) in enumerate(zip(split.parts, caps, strict=True)))
+    return sets, split
+
+
+def datasets(opts: DenoiseOptions) -> TaskData:
+    """Training, validation and test patch pairs, the DCT filter start, the records and the
+    fingerprint of a denoising run."""
+    from ..data.fingerprint import file_digests
+
+    shape = (opts.patch, opts.patch)
+    meta = {"task": "denoise", **{k: v for k, v in opts.record().items() if k != "data"}}
+    if opts.data is None:
+        sets = _patch_sets(meta)
+        files = [Path(n) for n in (*opts.images, *opts.test_images) if Path(n).is_file()]
+        fingerprint = {"kind": "images", **{k: v for k, v in meta.items() if k != "task"}}
+        if files:
+            fingerprint["files"] = file_digests(files, Path.cwd())
+        source, test_source = ", ".join(opts.images), ", ".join(opts.test_images)
+    else:
+        sets, split = _folder_sets(opts)
+        del meta["images"], meta["test_images"]
+        counts = dict(zip(("train", "validation", "test"), map(len, split.parts), strict=True))
+        meta["data"] = {"kind": "image files", "folder": str(split.root), "split": split.how,
+                        "files": counts}
+        meta["test_set"] = {"kind": "image files", "folder": str(split.root),
+                            "files": split.digests[2]}
+        fingerprint = {"kind": "image files", "files": {**split.digests[0], **split.digests[1]},
+                       **{k: v for k, v in meta.items()
+                          if k in ("sigma", "patch", "max_patches", "kernel", "seed")}}
+        source = f"{opts.data} ({sum(counts.values())} images, {split.how})"
+        test_source = f"its {counts['test']} test images"
+    start = denoise_model(opts.kernel, shape, opts.sigma)
+    text = (f"patches {opts.patch}×{opts.patch} of {source} with noise σ = {opts.sigma:g}: "
+            f"{len(sets[0][0])} training, {len(sets[1][0])} validation; test "
+            f"{len(sets[2][0])} patches of {test_source}; {start.operator.out_shape[0]} "
+            f"filters {opts.kernel}×{opts.kernel}")
+    return TaskData(sets, start, [("DCT start", start)], meta, fingerprint, text)
+
+
+def evaluation_set(meta: dict):
+    """The test patches a denoising run was scored on, read again: (noisy, clean) and a
+    title."""
+    if "test_images" in meta:
+        return _patch_sets(meta)[2], f"test patches of {', '.join(meta['test_images'])}"
+    opts = DenoiseOptions(data=Path(meta["test_set"]["folder"]), sigma=meta["sigma"],
+                          patch=meta["patch"], max_patches=meta["max_patches"],
+                          kernel=meta["kernel"], seed=meta["seed"])
+    return _folder_sets(opts)[0][2], f"test patches of {meta['test_set']['folder']}"
+
+
+def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
+    """The test patches of a denoising run read again and the rows of ``pdunroll evaluate``'s
+    table: the DCT filter start and the learned filters. Returns (test pair, rows, title)."""
+    test, title = evaluation_set(meta)
+    start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"])
+    return test, [("DCT start", start), ("learned operator", model)], title
