@@ -17,17 +17,23 @@ TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4",
         "--epochs", "2", "--batch-size", "16", "--quiet"]
 
 
+def _learned_row(results):
+    """The name of a run's result in its table: "learned operator" only if an epoch improved
+    on the start."""
+    return "learned operator" if results["improved"] else "start (no epoch improved)"
+
+
 def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
     text = capsys.readouterr().out
-    for row in ("quantized input", "DCT start", "learned operator"):
+    results = json.loads((out / "results.json").read_text())
+    for row in ("quantized input", "DCT start", _learned_row(results)):
         assert row in text
     assert {p.name for p in out.iterdir()} >= {"operator.npz", "checkpoint.npz", "curves.png",
                                                "results.json"}
-    results = json.loads((out / "results.json").read_text())
     assert [r["method"] for r in results["test"]] == ["quantized input", "DCT start",
-                                                      "learned operator"]
+                                                      _learned_row(results)]
     model, settings = pu.load_operator(out / "operator.npz")
     assert model.operator.matrix.shape == (32, 32)
     assert settings["solver"]["iterations"] == 4 and settings["metadata"]["bitrate"] == 4
@@ -35,8 +41,8 @@ def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
 
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
     table = capsys.readouterr().out
-    learned = [line for line in table.splitlines() if "learned operator" in line][0]
-    assert float(learned.split()[2]) == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
+    learned = [line for line in table.splitlines() if _learned_row(results) in line][0]
+    assert float(learned.split()[-2]) == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
 
     # resuming a finished run changes nothing
     assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0
@@ -159,8 +165,9 @@ def test_train_denoise_then_evaluate(tmp_path, capsys):
     assert isinstance(model.g, pu.L2Ball) and model.g.radius == pytest.approx(1.2)
     results = json.loads((out / "results.json").read_text())
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
-    learned = [ln for ln in capsys.readouterr().out.splitlines() if "learned operator" in ln][0]
-    assert float(learned.split()[2]) == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
+    learned = [ln for ln in capsys.readouterr().out.splitlines()
+               if _learned_row(results) in ln][0]
+    assert float(learned.split()[-2]) == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
 
 
 def test_cli_thread_default_precedes_numpy():
@@ -176,7 +183,10 @@ def test_cli_thread_default_precedes_numpy():
 
 
 def _learned_mse(text):
-    return float([ln for ln in text.splitlines() if "learned operator" in ln][0].split()[2])
+    """The test MSE of the result's row ("learned operator", or its start when no epoch
+    improved)."""
+    return float([ln for ln in text.splitlines()
+                  if "learned operator" in ln or "no epoch improved" in ln][0].split()[-2])
 
 
 def test_evaluate_defaults_to_the_training_data(tmp_path, capsys):
@@ -318,3 +328,23 @@ def test_resume_reads_the_settings_back(tmp_path, capsys, monkeypatch):
     assert results["steps"] == 2 * -(-results["data"]["frames"]["train"] // 16)
     assert cli.main(["train", "speech", "--out", str(out), "--resume", "--epochs", "3"]) == 2
     assert "epochs: checkpoint 2, now 3" in capsys.readouterr().err
+
+
+def test_a_run_no_epoch_improved_says_so(tmp_path, capsys):
+    """A rate far too large makes every epoch worse than the start: the console, train.log and
+    results.json say so, and neither table calls the start "learned"."""
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY, "--lr", "0.3",
+                     "--schedule", "constant"]) == 0
+    text = capsys.readouterr().out
+    results = json.loads((out / "results.json").read_text())
+    assert results["best_epoch"] == 0 and results["improved"] is False
+    assert results["test"][-1]["method"] == "start (no epoch improved)"
+    assert "learned operator" not in text and "no epoch improved on the start" in text
+    assert "(none improved on the start)" in text
+    log = (out / "train.log").read_text()
+    assert "no epoch improved on the start, the result is the starting operator" in log
+    assert pu.load_operator(out / "operator.npz")[1]["metadata"]["improved"] is False
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    table = capsys.readouterr().out
+    assert "start (no epoch improved)" in table and "learned operator" not in table

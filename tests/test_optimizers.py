@@ -67,12 +67,22 @@ def test_learning_rate_schedules():
     inv = pu.LearningRate(1.0, "inverse")
     assert [inv(k, 100) for k in range(3)] == pytest.approx([1.0, 0.5, 1 / 3])
     assert pu.LearningRate(2.0, "linear")(9, 10) == pytest.approx(2e-3)  # final = initial/1000
+    # a linear warm-up over the first ⌈0.2 · 21⌉ = 5 steps, then the schedule itself
+    warm = pu.LearningRate(1e-3, "linear", final=1e-6, warmup=0.2)
+    plain = pu.LearningRate(1e-3, "linear", final=1e-6)
+    assert [warm(k, 21) for k in range(5)] == pytest.approx(
+        [plain(k, 21) * (k + 1) / 5 for k in range(5)])
+    assert [warm(k, 21) for k in range(5, 21)] == [plain(k, 21) for k in range(5, 21)]
+    assert pu.LearningRate(**warm.settings()) == warm
+    assert "warmup" not in plain.settings()  # a run without it records what it always did
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"initial": -1.0}, "initial learning rate"),
     ({"initial": 1.0, "schedule": "cosine"}, "schedule"),
     ({"initial": 1.0, "schedule": "linear", "final": 2.0}, "final learning rate"),
+    ({"initial": 1.0, "warmup": 1.0}, "warmup must be a fraction"),
+    ({"initial": 1.0, "warmup": -0.1}, "warmup must be a fraction"),
 ])
 def test_learning_rate_rejects_bad_settings(kwargs, match):
     with pytest.raises((ValueError, TypeError), match=match):

@@ -112,8 +112,8 @@ def _image_data_args(p) -> None:
                    help="seed of noise, split and shuffling (default 0)")
 
 
-def _train_args(p, *, out: str, omega: float, lr: float, epochs: int, batch_size: int,
-                lr_help: str) -> None:
+def _train_args(p, *, out: str, omega: float, lr: float, warmup: float, epochs: int,
+                batch_size: int, lr_help: str) -> None:
     p.add_argument("--out", type=Path, default=None,
                    help=f"output folder (default runs/{out}, or runs/{out}-2, -3, ... when it "
                         "holds an earlier run, which is kept; with --resume: the newest of "
@@ -142,6 +142,9 @@ def _train_args(p, *, out: str, omega: float, lr: float, epochs: int, batch_size
     p.add_argument("--schedule", choices=("constant", "linear", "polynomial", "inverse"),
                    default="linear", help="learning-rate schedule (default: linear decay to "
                                           "lr/1000)")
+    p.add_argument("--warmup", type=_fraction, default=warmup,
+                   help=f"fraction of all steps over which the rate rises linearly from 0 to "
+                        f"its schedule (default {warmup:g})")
     p.add_argument("--epochs", type=_positive_int, default=epochs, help=f"default {epochs}")
     p.add_argument("--batch-size", type=_positive_int, default=batch_size,
                    help=f"default {batch_size}")
@@ -181,6 +184,16 @@ def _int_at_least(minimum: int):
 
 _positive_int = _int_at_least(1)
 _nonnegative_int = _int_at_least(0)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < 1):
+        raise argparse.ArgumentTypeError(f"expected a fraction in [0, 1), got {text!r}")
+    return value
 
 
 def _positive_float(text: str) -> float:
@@ -308,7 +321,8 @@ def _train_config(args):
     check_unrolling(method, args.iterations, args.weights)
     return TrainConfig(iterations=args.iterations, method=method, weights=args.weights,
                        omega=args.omega, optimizer=args.optimizer,
-                       lr=LearningRate(args.lr, args.schedule), epochs=args.epochs,
+                       lr=LearningRate(args.lr, args.schedule, warmup=args.warmup),
+                       epochs=args.epochs,
                        batch_size=args.batch_size, patience=args.patience, seed=args.seed)
 
 

@@ -42,7 +42,10 @@ class LearningRate:
     ``"constant"``: lr_k = initial. ``"linear"``: from ``initial`` down to ``final`` at the last
     step (the papers' linear decay). ``"polynomial"``: (initial − final)(1 − k/(total − 1))^power
     + final. ``"inverse"``: initial / (1 + k / period), the classical 1/k decay of SGD.
-    ``final`` defaults to initial / 1000.
+    ``final`` defaults to initial / 1000. ``warmup``: the fraction of all steps over which the
+    rate rises linearly to the schedule's, lr_k · (k + 1) / W for k < W = ⌈warmup · total⌉
+    (a linear warm-up: the first Adam steps, normalised by a second-moment estimate of one
+    gradient, are otherwise as large as the rate itself).
     """
 
     initial: float
@@ -50,6 +53,7 @@ class LearningRate:
     final: float | None = None
     power: float = 1.0
     period: float = 1.0
+    warmup: float = 0.0
 
     def __post_init__(self):
         check_positive("initial learning rate", self.initial)
@@ -60,8 +64,16 @@ class LearningRate:
                              f"got {self.final}")
         check_positive("power", self.power)
         check_positive("period", self.period)
+        if not (isinstance(self.warmup, int | float) and 0 <= self.warmup < 1):
+            raise ValueError(f"warmup must be a fraction of the steps in [0, 1), got "
+                             f"{self.warmup!r}")
 
     def __call__(self, step: int, total: int) -> float:
+        rate = self._scheduled(step, total)
+        ramp = math.ceil(self.warmup * total)
+        return rate * (step + 1) / ramp if step < ramp else rate
+
+    def _scheduled(self, step: int, total: int) -> float:
         if self.schedule == "constant":
             return float(self.initial)
         if self.schedule == "inverse":
@@ -72,8 +84,11 @@ class LearningRate:
         return float((self.initial - final) * (1.0 - frac) ** power + final)
 
     def settings(self) -> dict:
-        return {"initial": self.initial, "schedule": self.schedule, "final": self.final,
-                "power": self.power, "period": self.period}
+        """Plain values, ``LearningRate(**settings)`` (``warmup`` only when used, so that the
+        settings of a run without it read as before)."""
+        out = {"initial": self.initial, "schedule": self.schedule, "final": self.final,
+               "power": self.power, "period": self.period}
+        return out | ({"warmup": self.warmup} if self.warmup else {})
 
 
 class Optimizer(ABC):

@@ -7,10 +7,12 @@ did. A run in which no epoch improved on the start says so and does not call the
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..tasks import denoise, speech
+from ..tasks.base import NOT_IMPROVED, learned_name
 from .config import TrainConfig
 from .placement import Placement
 from .runfolder import say
@@ -89,6 +91,9 @@ def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out:
         start = start.with_params(params)
     start, (tr, va, te) = placement.place(start, data.sets)
     baselines = [(name, placement.place(m)[0]) for name, m in data.baselines]
+    samples = math.prod(tr[0].shape[1:])
+    say(f"epoch lines: loss = mean over signals of ½‖x̂ − x†‖² ({samples}/2 × the table's "
+        "MSE per sample); start = the starting operator's validation loss")
     res = training.train(
         start, *tr, validation=va, **config.options(),
         checkpoint=CheckpointFile(out / "checkpoint.npz", data=data.fingerprint, run=record,
@@ -129,10 +134,13 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint
                             omega=config.omega, weights=config.weights, metadata=meta)
     png = plot_learning_curves(res.history, out / "curves.png",
                                title=f"{task}, L={config.iterations}, {method.name}")
-    name = "learned operator"
-    rows = results_table(te, [*baselines, (name, res.model)], iterations=config.iterations,
-                         omega=config.omega, weights=config.weights, images=images,
-                         client=client)
+    if not improved:
+        say(f"no epoch improved on the start's validation loss {h.initial_val_loss:.4e}: the "
+            f"saved operator is the start (the table calls it {NOT_IMPROVED!r}); try a smaller "
+            "--lr, a --warmup or more --epochs")
+    rows = results_table(te, [*baselines, (learned_name(meta), res.model)],
+                         iterations=config.iterations, omega=config.omega,
+                         weights=config.weights, images=images, client=client)
     wall = time.perf_counter() - started
     summary = {"wall_seconds": round(wall, 3), "steps": res.steps, "epochs_run": res.epochs,
                "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,
@@ -143,5 +151,6 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint
     unit = "patches" if images else "frames"
     epochs_word = "epoch" if res.epochs == 1 else "epochs"
     title = (f"test set ({te[0].shape[0]} {unit}), L = {config.iterations}, best epoch "
-             f"{res.best_epoch} of {res.epochs} {epochs_word}:")
+             f"{res.best_epoch} of {res.epochs} {epochs_word}"
+             f"{'' if improved else ' (none improved on the start)'}:")
     return RunReport(rows, title, images, (op_path, png, results), wall)

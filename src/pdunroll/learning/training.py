@@ -387,9 +387,11 @@ def train(
         raise
     finally:
         bar.close()
-    log.info("finished: %d steps, %d epochs; best epoch %d%s", state.step, state.epoch,
-             state.best_epoch, "" if state.best_val is None
-             else f" (validation loss {state.best_val:.4e})")
+    log.info("finished: %d steps, %d epoch%s; best epoch %d%s%s", state.step, state.epoch,
+             "" if state.epoch == 1 else "s", state.best_epoch,
+             "" if state.best_val is None else f" (validation loss {state.best_val:.4e})",
+             "" if state.best_epoch or state.best_val is None
+             else ": no epoch improved on the start, the result is the starting operator")
     return TrainResult(model=current.with_params(state.best_params), final_model=current,
                        history=state.history, best_epoch=state.best_epoch,
                        best_val_loss=state.best_val, stopped_early=state.stopped,

@@ -9,10 +9,18 @@ from pathlib import Path
 from ..data.fingerprint import file_digests
 from ..model import AnalysisModel
 
-__all__ = ["FileSplit", "TaskData", "split_files"]
+__all__ = ["NOT_IMPROVED", "FileSplit", "TaskData", "learned_name", "split_files"]
+
+NOT_IMPROVED = "start (no epoch improved)"  # the table's name of a result that is its start
 
 SPLIT = (0.7, 0.15, 0.15)  # one folder: training / validation / test, by file
 TRAIN_DEV_SPLIT = (0.85, 0.15)  # train/: training / validation; dev/ is the test set
+
+
+def learned_name(meta: dict) -> str:
+    """The table's name of a run's result: "learned operator", or :data:`NOT_IMPROVED` when no
+    epoch improved on the start (``meta["improved"]`` false: the result is the start)."""
+    return NOT_IMPROVED if meta.get("improved") is False else "learned operator"
 
 
 @dataclass(frozen=True)

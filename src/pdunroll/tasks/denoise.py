@@ -14,7 +14,7 @@ from ..functions.euclidean import L1Norm, L2Ball
 from ..model import AnalysisModel
 from ..operators.convolution import Conv2dFilterBank
 from ..operators.filters import dct_filters
-from .base import TaskData, split_files
+from .base import TaskData, learned_name, split_files
 
 __all__ = ["IMAGE_SUFFIXES", "TEST_IMAGES", "TRAINING", "TRAIN_IMAGES", "DenoiseOptions",
            "datasets", "denoise_model", "evaluation_rows", "evaluation_set", "read_images"]
@@ -23,7 +23,8 @@ TRAIN_IMAGES = ("camera", "coins", "moon", "astronaut", "brick", "grass")
 TEST_IMAGES = ("page", "clock")
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff", ".jpg", ".jpeg", ".bmp", ".pgm", ".npy")
 TEST_PATCHES = 200
-TRAINING = {"omega": 10.0, "lr": 3e-2, "epochs": 3, "batch_size": 8}  # the command line's
+# the command line's training defaults
+TRAINING = {"omega": 10.0, "lr": 3e-2, "warmup": 0.0, "epochs": 3, "batch_size": 8}
 
 
 def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=None
@@ -204,4 +205,4 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     table: the DCT filter start and the learned filters. Returns (test pair, rows, title)."""
     test, title = evaluation_set(meta)
     start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"])
-    return test, [("DCT start", start), ("learned operator", model)], title
+    return test, [("DCT start", start), (learned_name(meta), model)], title

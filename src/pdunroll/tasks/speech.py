@@ -12,7 +12,7 @@ from pathlib import Path
 from ..functions.euclidean import L1Norm, LinfBall
 from ..model import AnalysisModel
 from ..operators.dense import DenseOperator, dct_matrix
-from .base import SPLIT, TaskData, split_files
+from .base import SPLIT, TaskData, learned_name, split_files
 
 __all__ = ["N_SYNTHETIC", "N_WAV", "TRAINING", "SpeechOptions", "baselines", "datasets",
            "evaluation_rows", "evaluation_set", "speech_model"]
@@ -20,7 +20,7 @@ __all__ = ["N_SYNTHETIC", "N_WAV", "TRAINING", "SpeechOptions", "baselines", "da
 N_SYNTHETIC, N_WAV = 128, 320  # frame length: fast synthetic default; the papers' 320 (20 ms)
 # the command line's training defaults: ω = 30 and m = 2n are the best of the runs on the IEEE
 # corpus (docs, Results page)
-TRAINING = {"omega": 30.0, "lr": 1e-3, "epochs": 8, "batch_size": 32}
+TRAINING = {"omega": 30.0, "lr": 1e-3, "warmup": 0.0, "epochs": 8, "batch_size": 32}
 
 
 def speech_model(n: int, eta: float, *, m: int | None = None, matrix=None, xp=None,
@@ -208,5 +208,5 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict, *, data=None,
     m, n = model.operator.out_shape[0], model.operator.in_shape[0]
     test, eta, title = evaluation_set(source, meta, n, data=data, rate=rate, bitrate=bitrate)
     rows = [*baselines(speech_model(n, eta, m=m)),
-            ("learned operator", speech_model(n, eta, matrix=model.operator.params))]
+            (learned_name(meta), speech_model(n, eta, matrix=model.operator.params))]
     return test, rows, title
