@@ -137,8 +137,8 @@ CASES = [
     Case("save_operator", 'pu.save_operator("op.npz", model, iterations=5, omega=float("nan"))',
          "omega"),
     Case("save_operator", 'pu.save_operator("op.npz", K, iterations=5, omega=10.0)', "model"),
-    Case("save_operator", 'pu.save_operator("op.npz", diagonal_model, iterations=5, omega=10.0)',
-         "Diagonal"),
+    Case("save_operator", 'pu.save_operator("op.npz", own_model, iterations=5, omega=10.0)',
+         "MyOperator"),
 ]
 
 
@@ -155,15 +155,18 @@ def namespace() -> dict:
     model = pu.AnalysisModel(op, f=pu.L1Norm(), g=pu.LinfBall(pu.quantization_radius(3)))
     x_nan = x_tilde.copy()
     x_nan[1, 2] = np.nan
-    diagonal_model = pu.AnalysisModel(pu.Diagonal(np.ones(8)), f=pu.L1Norm(),
-                                      g=pu.LinfBall(0.1))
+
+    class MyOperator(pu.DenseOperator):  # a user's own operator, not registered as saveable
+        pass
+
+    own_model = pu.AnalysisModel(MyOperator(K), f=pu.L1Norm(), g=pu.LinfBall(0.1))
     np.savez("plain.npz", a=np.ones(2))  # an .npz file, not pdunroll's
     Path("truncated.npz").write_bytes(Path("plain.npz").read_bytes()[:50])
     with contextlib.suppress(KeyboardInterrupt):  # a checkpoint, which is not an operator file
         pu.train(model, x_tilde, x_true, epochs=1, batch_size=2, progress=False,
                  checkpoint="checkpoint.npz", callback=_interrupt)
     return dict(pu=pu, np=np, K=K, op=op, model=model, x_tilde=x_tilde, x_true=x_true,
-                x_nan=x_nan, diagonal_model=diagonal_model)
+                x_nan=x_nan, own_model=own_model)
 
 
 def _interrupt(info):

@@ -45,6 +45,7 @@ from .operators import (
 )
 from .problems import toy
 from .problems.segmentation import segmentation_loss, segmentation_model
+from .registry import saveable
 from .unroll.forward import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
 from .unroll.gradient import Cotangents, GradientResult, gradient, vjp
 from .unroll.implicit import ConvergenceError, ConvergenceWarning
@@ -181,6 +182,7 @@ __all__ = [
     "speech_frames",
     "SpeechFrames",
     "split_signals",
+    "saveable",
     "SquaredL2",
     "Stack",
     "Subsample",

@@ -39,6 +39,7 @@ import numbers
 
 from .._array import Array
 from .._array import xp_of as _xp
+from ..registry import saveable
 from .euclidean import L1Norm, LinfBall, NonNegative, Simplex, check_axis
 
 __all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex"]
@@ -75,6 +76,7 @@ def _box_vjp(saved, v: Array) -> tuple[Array, Array]:
     return ce2 * w, w
 
 
+@saveable
 class BoxBregmanL1Norm(L1Norm):
     """f(x) = w ‖x‖₁ whose conjugate steps (f* = indicator of the box [−w, w]) use the box
     Bregman distance (Example 7): y ← w tanh(atanh(y/w) + s·ascent/w), smooth in (y, ascent).
@@ -94,6 +96,7 @@ class BoxBregmanL1Norm(L1Norm):
         return f"BoxBregmanL1Norm(weight={self.weight})"
 
 
+@saveable
 class BoxBregmanLinfBall(LinfBall):
     """Indicator of {‖x‖_∞ ≤ ρ} whose primal steps use the box Bregman distance:
     x ← ρ tanh(atanh(x/ρ) − t·grad/ρ). Its Euclidean prox (clip) and conjugate stay as in
@@ -112,6 +115,7 @@ class BoxBregmanLinfBall(LinfBall):
         return f"BoxBregmanLinfBall(radius={self.radius})"
 
 
+@saveable
 class EntropicOrthant(NonNegative):
     """Indicator of {x ≥ 0} whose primal steps use the entropy (Example 5):
     x ← x·exp(−t·grad), from x⁰ = ``start_value`` (> 0) everywhere. Its Euclidean prox stays
@@ -143,6 +147,7 @@ class EntropicOrthant(NonNegative):
         return f"EntropicOrthant(start_value={self.start_value})"
 
 
+@saveable
 class EntropicSimplex(Simplex):
     """Indicator of the unit simplex along ``axis`` at every other position (per pixel) whose
     primal steps use the entropy (Example 6): u ← u e^{−t·grad} / Σ_axis u e^{−t·grad};

@@ -38,6 +38,7 @@ from abc import ABC, abstractmethod
 from .._array import Array, check_count, check_finite, check_positive, namespace
 from .._array import array_device as _device
 from .._array import xp_of as _xp
+from ..registry import saveable
 
 __all__ = [
     "Function",
@@ -58,9 +59,43 @@ def _signal_axes(x: Array) -> tuple[int, ...]:
 
 
 class Function(ABC):
-    """A proper convex lower-semicontinuous function with a computable prox."""
+    """A proper convex lower-semicontinuous function with a computable prox.
+
+    Saving (:mod:`pdunroll.registry`): a function registered with :func:`pdunroll.saveable`
+    is described by its attributes (``vars(f)``, e.g. ``{"weight": 2.0}``) and rebuilt as
+    ``cls(**config)``; functions holding arrays or other functions override :meth:`to_config`
+    and :meth:`from_config`."""
 
     params = ()
+
+    def with_params(self, params) -> Function:
+        """The same function with new parameters; a function without parameters (``params =
+        ()``) takes ``()`` only and returns itself. Functions with parameters override this."""
+        name = type(self).__name__
+        if not (isinstance(self.params, tuple) and not self.params):
+            raise TypeError(f"{name} has parameters but no with_params: define "
+                            "with_params(self, params) returning the function with new ones")
+        if not (isinstance(params, tuple) and not params):
+            raise ValueError(f"{name} has no parameters: params must be (), got {params!r}")
+        return self
+
+    def to_config(self, writer) -> dict:
+        """The function's settings as JSON values: its attributes, which must be numbers,
+        strings, booleans or None (else override this and :meth:`from_config`)."""
+        config = dict(vars(self))
+        odd = [k for k, v in config.items()
+               if not isinstance(v, int | float | str | bool | type(None))]
+        if odd or not (isinstance(self.params, tuple) and not self.params):
+            raise TypeError(f"{type(self).__qualname__} holds {', '.join(odd) or 'parameters'} "
+                            "besides numbers: give it to_config(self, writer) -> dict and a "
+                            "classmethod from_config(cls, config, reader) (docs, 'Saving "
+                            "and applying models')")
+        return config
+
+    @classmethod
+    def from_config(cls, config: dict, reader) -> Function:
+        """The function a :meth:`to_config` dict describes: ``cls(**config)``."""
+        return cls(**config)
 
     @abstractmethod
     def value(self, x: Array) -> Array:
@@ -163,6 +198,7 @@ def _keep(mask: Array, v: Array) -> Array:
     return v * _xp(v).astype(mask, v.dtype)
 
 
+@saveable
 class L1Norm(Function):
     """f(x) = w ‖x‖₁. prox: soft threshold at t w; prox of s f*: clip to [−w, w]."""
 
@@ -202,6 +238,7 @@ class L1Norm(Function):
         return f"L1Norm(weight={self.weight})"
 
 
+@saveable
 class LinfBall(Function):
     """Indicator of {‖x‖_∞ ≤ radius}. prox: clip to [−radius, radius] (any step);
     prox of s f*: soft threshold at s·radius (f* = radius ‖·‖₁)."""
@@ -232,6 +269,7 @@ class LinfBall(Function):
         return f"LinfBall(radius={self.radius})"
 
 
+@saveable
 class L2Ball(Function):
     """Indicator of {‖x_i‖₂ ≤ radius} for every signal x_i of the batch (norm over all non-batch
     axes). prox: x ↦ x·min(1, ρ/‖x‖); its Jacobian outside the ball is (ρ/‖z‖)(I − u uᵀ),
@@ -272,6 +310,7 @@ class L2Ball(Function):
         return f"L2Ball(radius={self.radius})"
 
 
+@saveable
 class Zero(Function):
     """f = 0. prox: identity; f* is the indicator of {0}, prox of s f*: 0."""
 
@@ -299,6 +338,7 @@ class Zero(Function):
         return "Zero()"
 
 
+@saveable
 class SquaredL2(Function):
     """f(x) = (w/2)‖x‖². prox: z/(1 + t w); f* = ‖·‖²/(2w)."""
 
@@ -331,6 +371,7 @@ def check_axis(name: str, axis: int, x: Array) -> None:
                          f"batch), got shape {tuple(x.shape)}")
 
 
+@saveable
 class L21Norm(Function):
     """f(u) = w Σ_pixels ‖u_g‖₂, the ℓ2 norm over the groups along ``group_axis`` summed over all
     other non-batch axes (isotropic TV of a :class:`Gradient2d` output: group_axis=1).
@@ -395,6 +436,7 @@ class L21Norm(Function):
         return f"L21Norm(weight={self.weight}, group_axis={self.group_axis})"
 
 
+@saveable
 class Simplex(Function):
     """Indicator of the probability simplex along ``axis`` at every other position (pixelwise
     label probabilities: u ≥ 0, Σ_axis u = 1). f*(y) = Σ_pixels max_axis y.
@@ -442,6 +484,7 @@ class Simplex(Function):
         return f"Simplex(axis={self.axis})"
 
 
+@saveable
 class NonNegative(Function):
     """Indicator of {x ≥ 0}. prox: max(z, 0) (any step), derivative 1 on z ≥ 0 (the boundary
     counts as inside, as for the clips); f* = indicator of {y ≤ 0}, prox of s f*: min(z, 0)."""
@@ -466,6 +509,7 @@ class NonNegative(Function):
         return "NonNegative()"
 
 
+@saveable
 class LinearTerm(Function):
     """f(u) = ⟨c, u⟩ + base(u) with costs c of one signal's shape (shared by the batch) or of the
     batch's shape (one per signal); ``base`` defaults to :class:`Zero`.
@@ -494,6 +538,13 @@ class LinearTerm(Function):
 
     def with_params(self, c: Array) -> LinearTerm:
         return LinearTerm(c, self.base)
+
+    def to_config(self, writer) -> dict:
+        return {"c": writer.array(self.params), "base": writer.part(self.base)}
+
+    @classmethod
+    def from_config(cls, config, reader) -> LinearTerm:
+        return cls(reader.array(config["c"]), reader.part(config["base"]))
 
     def value(self, x):
         xp = _xp(x)

@@ -4,12 +4,17 @@ Both are single ``.npz`` files (no pickles) holding NumPy copies of the arrays a
 entry with a JSON document; both are written atomically (temporary file in the same folder,
 fsync, ``os.replace``), so an interrupted write never leaves a broken file behind.
 
-* :func:`save_operator` / :func:`load_operator`: the operator's parameters plus the model (type of
-  K, F and G with their parameters) and solver settings (iterations, ω, ergodic weights) and any
-  metadata (e.g. the bitrate), so a learned operator loads back ready to use.
+* operator files (:func:`write_model_file` / :func:`read_model_file`, behind
+  ``LearnedModel.save`` / :func:`pdunroll.load_model` and :func:`save_operator` /
+  :func:`load_operator`): the model as the description each part gives of itself
+  (:mod:`pdunroll.registry`; any operator and function, composites included) with its arrays,
+  and the solver settings (L, step rule, ergodic weights) and metadata (e.g. the bitrate), so
+  a learned model loads back ready to use. Files of format version 1 (three operator types)
+  still load.
 * :class:`TrainState` with :func:`save_checkpoint` / :func:`load_checkpoint`: everything the
   training loop needs to continue bit for bit: parameters, optimizer state, the warm-start vector
-  of the norm estimate, RNG state, position in the epoch, best parameters and history.
+  of the norm estimate, RNG state, position in the epoch, best parameters and history, and the
+  model's description (a resume with another model is refused).
 """
 
 from __future__ import annotations
@@ -26,21 +31,20 @@ import numpy as np
 
 from .._array import Array, check_count, check_positive, default_namespace, xp_of
 from .._array import array_device as _device
-from ..functions import euclidean as functions
 from ..model import AnalysisModel
-from ..operators import convolution
-from ..operators import dense as operators
+from ..registry import Reader, Writer
 from ..tree import flatten, unflatten
 from ..unroll.forward import ergodic_weights
 from .state import History, TrainState
 
 __all__ = ["CheckpointFile", "History", "TrainState", "check_writable", "load_checkpoint",
-           "load_operator", "model_settings", "model_from_settings", "run_record",
-           "save_checkpoint", "save_operator", "write_json"]
+           "load_operator", "model_from_settings", "model_settings", "read_model_file",
+           "run_record", "save_checkpoint", "save_operator", "saved_model_settings",
+           "write_json", "write_model_file"]
 
 OPERATOR_FORMAT = "pdunroll-operator"
 CHECKPOINT_FORMAT = "pdunroll-checkpoint"
-VERSION = 1
+VERSION = 2  # 2: each part describes itself (pdunroll.registry); 1: three operator types
 
 
 # ---------------------------------------------------------------- arrays and files
@@ -179,62 +183,100 @@ def _take(arrays: dict, prefix: str, like, xp, device):
     return unflatten(like, [from_numpy(arrays[f"{prefix}.{i}"], xp, device) for i in range(n)])
 
 
-# ---------------------------------------------------------------- model settings
-
-# operator type: (its settings besides the parameters, constructor from parameters + settings)
-_OPERATORS = {
-    "DenseOperator": (lambda op: {}, lambda p, s: operators.DenseOperator(p)),
-    "Conv2dFilterBank": (
-        lambda op: {"image_shape": list(op.in_shape), "boundary": op.boundary},
-        lambda p, s: convolution.Conv2dFilterBank(p, tuple(s["image_shape"]), s["boundary"])),
-    "Conv1dFilterBank": (
-        lambda op: {"length": op.in_shape[0], "boundary": op.boundary},
-        lambda p, s: convolution.Conv1dFilterBank(p, s["length"], s["boundary"])),
-}
-# functions whose settings are plain numbers (learnable function parameters are not saved)
-_FUNCTIONS = ("L1Norm", "LinfBall", "L2Ball", "SquaredL2", "Zero", "L21Norm", "Simplex",
-              "NonNegative")
+# ---------------------------------------------------------------- model descriptions
 
 
-def _function_settings(f: functions.Function) -> dict:
-    name = type(f).__name__
-    if name not in _FUNCTIONS:
-        raise TypeError(f"cannot save function {name}: only {_FUNCTIONS} are supported")
-    return {"type": name, **vars(f)}
+def model_settings(model: AnalysisModel, writer: Writer | None = None) -> dict:
+    """JSON description of ``model``: ``{"operator": ..., "f": ..., "g": ...}``, each part's
+    own description (:mod:`pdunroll.registry`) with references to the arrays it handed to
+    ``writer``. A part that cannot be described raises a TypeError naming it."""
+    writer = Writer() if writer is None else writer
+    out = {}
+    for part in ("operator", "f", "g"):
+        try:
+            out[part] = writer.part(getattr(model, part))
+        except TypeError as err:
+            raise TypeError(f"cannot save the model's {part}: {err}") from err
+    return out
 
 
-def model_settings(model: AnalysisModel) -> dict:
-    """JSON-ready description of ``model`` (without the operator's parameters)."""
-    op = model.operator
-    op_name = type(op).__name__
-    if op_name not in _OPERATORS:
-        raise TypeError(f"cannot save operator {op_name}: supported are {sorted(_OPERATORS)}")
-    return {"operator": {"type": op_name, "n_params": len(flatten(op.params)),
-                         **_OPERATORS[op_name][0](op)},
-            "f": _function_settings(model.f), "g": _function_settings(model.g)}
+def model_from_settings(settings: dict, reader: Reader) -> AnalysisModel:
+    """Rebuild an :class:`AnalysisModel` from :func:`model_settings`, arrays from ``reader``."""
+    return AnalysisModel(*(reader.part(settings[part]) for part in ("operator", "f", "g")))
 
 
-def model_from_settings(settings: dict, params) -> AnalysisModel:
-    """Rebuild an :class:`AnalysisModel` from :func:`model_settings` and the parameters."""
-    op = settings["operator"]
-    if op["type"] not in _OPERATORS:
-        raise ValueError(f"unknown operator type {op['type']!r}")
-
-    def function(s):
-        if s["type"] not in _FUNCTIONS:
-            raise ValueError(f"unknown function type {s['type']!r}")
-        return getattr(functions, s["type"])(**{k: v for k, v in s.items() if k != "type"})
-
-    return AnalysisModel(_OPERATORS[op["type"]][1](params, op), function(settings["f"]),
-                         function(settings["g"]))
+def _put_model(arrays: dict, model: AnalysisModel) -> dict:
+    """Describe ``model``; its arrays go into ``arrays`` as NumPy copies, ``model.<ref>``."""
+    writer = Writer()
+    description = model_settings(model, writer)
+    for key, a in writer.arrays.items():
+        arrays[f"model.{key}"] = to_numpy(a)
+    return description
 
 
-# ---------------------------------------------------------------- learned operators
+def _legacy_model(settings: dict) -> dict:
+    """A model description of format version 1 (three operator types, the parameters stored
+    as ``params.<i>``, functions as their attributes) in today's form, arrays as ``a<i>``."""
+    op = dict(settings["operator"])
+    kind, n = op.pop("type"), op.pop("n_params")
+    if n != 1 or kind not in ("DenseOperator", "Conv2dFilterBank", "Conv1dFilterBank"):
+        raise ValueError(f"unknown operator {kind!r} with {n} parameter arrays in a format "
+                         "version 1 file")
+    key = "matrix" if kind == "DenseOperator" else "filters"
+    return {"operator": {"type": kind, key: "a0", **op}, "f": settings["f"], "g": settings["g"]}
+
+
+def saved_model_settings(settings: dict) -> dict:
+    """The model description of a file's settings in today's form (version 1 converted): what
+    :func:`model_settings` gives for the model the file holds."""
+    if settings.get("version", 1) == 1:
+        return _legacy_model(settings["model"])
+    return settings["model"]
+
+
+def _read_model(arrays: dict, settings: dict, xp, device) -> AnalysisModel:
+    """The model of a file's ``settings["model"]`` (any format version), arrays to ``xp``."""
+    xp = default_namespace(xp)
+    if settings.get("version", 1) == 1:
+        stored = {f"a{i}": arrays[f"params.{i}"]
+                  for i in range(settings["model"]["operator"]["n_params"])}
+    else:
+        stored = {k.removeprefix("model."): a for k, a in arrays.items()
+                  if k.startswith("model.")}
+    reader = Reader(stored, lambda a: from_numpy(a, xp, device), xp, device)
+    return model_from_settings(saved_model_settings(settings), reader)
+
+
+# ---------------------------------------------------------------- model files
+
+
+def write_model_file(path, model: AnalysisModel, settings: dict) -> Path:
+    """Write ``model`` (its description and arrays) with the JSON ``settings`` (solver,
+    metadata, ...) to an operator file, atomically."""
+    arrays: dict = {}
+    description = _put_model(arrays, model)
+    document = {"format": OPERATOR_FORMAT, "version": VERSION, "model": description,
+                **settings, "dtype": str(model.operator.dtype).split(".")[-1]}
+    return write_npz(path, arrays, document)
+
+
+def read_model_file(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
+    """The model of an operator file (any format version; arrays in namespace ``xp``, NumPy by
+    default, on ``device``) and the file's settings dict."""
+    arrays, settings = read_npz(path, OPERATOR_FORMAT)
+    try:
+        model = _read_model(arrays, settings, xp, device)
+    except (KeyError, AttributeError) as err:
+        raise ValueError(f"{path} has a damaged model description: {err!r}") from err
+    return model, settings
 
 
 def save_operator(path, model: AnalysisModel, *, iterations: int, omega: float,
                   weights=None, metadata: dict | None = None) -> Path:
-    """Save the operator of ``model`` with the model and solver settings to an ``.npz`` file.
+    """Save ``model`` with the solver settings (L, ω, ergodic weights) to an ``.npz`` file.
+    :func:`pdunroll.load_model` reads it back as a :class:`~pdunroll.LearnedModel` that
+    reconstructs with these settings (``LearnedModel.save`` writes the same format with the
+    whole step rule, the gradient method and the data fingerprint).
 
     ``metadata`` (JSON-serialisable) is stored alongside, e.g. ``{"bitrate": 4}``.
     """
@@ -246,24 +288,17 @@ def save_operator(path, model: AnalysisModel, *, iterations: int, omega: float,
     ergodic_weights(weights, iterations)  # a clear error for unknown weights
     if metadata is not None and not isinstance(metadata, dict):
         raise TypeError(f"metadata must be a dict of JSON values, got {type(metadata).__name__}")
-    arrays: dict = {}
-    _put(arrays, "params", model.operator.params)
-    settings = {"format": OPERATOR_FORMAT, "version": VERSION, "model": model_settings(model),
-                "solver": {"iterations": int(iterations), "omega": float(omega),
-                           "weights": weights},
-                "metadata": metadata or {}, "dtype": str(arrays["params.0"].dtype)}
-    return write_npz(path, arrays, settings)
+    return write_model_file(path, model, {
+        "solver": {"iterations": int(iterations), "omega": float(omega), "weights": weights},
+        "metadata": metadata or {}})
 
 
 def load_operator(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
-    """Load a file of :func:`save_operator`: the model (arrays in namespace ``xp``, NumPy by
-    default, on ``device``) and the settings dict with ``"solver"`` and ``"metadata"``."""
-    arrays, settings = read_npz(path, OPERATOR_FORMAT)
-    xp = default_namespace(xp)
-    n = settings["model"]["operator"]["n_params"]
-    params = [from_numpy(arrays[f"params.{i}"], xp, device) for i in range(n)]
-    model = model_from_settings(settings["model"], params[0] if n == 1 else tuple(params))
-    return model, settings
+    """Load an operator file (of :func:`save_operator` or ``LearnedModel.save``, any format
+    version): the model (arrays in namespace ``xp``, NumPy by default, on ``device``) and the
+    settings dict with ``"solver"`` and ``"metadata"``. :func:`pdunroll.load_model` gives the
+    whole learned model instead."""
+    return read_model_file(path, xp=xp, device=device)
 
 
 # ---------------------------------------------------------------- training checkpoints
@@ -316,12 +351,13 @@ def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: di
     _put(arrays, "params", state.params)
     _put(arrays, "best", state.best_params)
     arrays["norm_vector"] = to_numpy(state.norm_vector)
+    description = _put_model(arrays, model)
     for key, value in state.opt_state.items():
         if isinstance(value, list):
             for i, a in enumerate(value):
                 arrays[f"opt.{key}.{i}"] = to_numpy(a)
     settings = {
-        "format": CHECKPOINT_FORMAT, "version": VERSION, "model": model_settings(model),
+        "format": CHECKPOINT_FORMAT, "version": VERSION, "model": description,
         "config": config, "optimizer": optimizer,
         "opt_scalars": {k: v for k, v in state.opt_state.items() if not isinstance(v, list)},
         "opt_lists": {k: len(v) for k, v in state.opt_state.items() if isinstance(v, list)},

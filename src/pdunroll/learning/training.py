@@ -43,6 +43,7 @@ from .checkpoint import (
     load_checkpoint,
     model_settings,
     save_checkpoint,
+    saved_model_settings,
 )
 from .evaluation import unrolled_loss_unchecked, validation_snr
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
@@ -434,9 +435,10 @@ def _check_same(saved: dict, config: dict, optimizer: dict, model: dict) -> None
     data = fingerprint_difference(saved["config"].get("data"), config.get("data"))
     if data:
         diff.append("training data: " + "; ".join(data))
+    before = saved_model_settings(saved)
     for part in ("operator", "f", "g"):  # e.g. another quantization radius η in G
-        if saved["model"][part] != model[part]:
-            diff.append(f"model {part}: checkpoint {saved['model'][part]!r}, now {model[part]!r}")
+        if before[part] != model[part]:
+            diff.append(f"model {part}: checkpoint {before[part]!r}, now {model[part]!r}")
     if saved["optimizer"] != optimizer:
         diff.append(f"optimizer: checkpoint {saved['optimizer']!r}, now {optimizer!r}")
     if diff:

@@ -72,6 +72,20 @@ class LinearOperator(ABC):
         """Spectral norm ‖K‖ = largest singular value (power iteration unless overridden)."""
         return estimate_norm(self, iterations=iterations, rtol=rtol).value
 
+    def to_config(self, writer) -> dict:
+        """The operator's description for a file (:mod:`pdunroll.registry`): its settings as
+        JSON values, its arrays as references of ``writer.array``. Saveable operators (class
+        decorator :func:`pdunroll.saveable`) override this and :meth:`from_config`."""
+        raise TypeError(f"{type(self).__qualname__} is registered as saveable but does not "
+                        "describe itself: give it to_config(self, writer) -> dict and a "
+                        "classmethod from_config(cls, config, reader)")
+
+    @classmethod
+    def from_config(cls, config: dict, reader) -> LinearOperator:
+        """The operator a :meth:`to_config` dict describes, arrays from ``reader``."""
+        raise TypeError(f"{cls.__qualname__} cannot be rebuilt from a file: give it a "
+                        "classmethod from_config(cls, config, reader)")
+
 
 def check_batch(op: LinearOperator, method: str, name: str, x: Array,
                 shape: tuple[int, ...]) -> None:

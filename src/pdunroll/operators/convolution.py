@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 
 from .._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from ..registry import saveable
 from .base import LinearOperator, check_batch, check_params_shape, estimate_norm
 
 __all__ = ["BOUNDARIES", "Conv1dFilterBank", "Conv2dFilterBank"]
@@ -191,6 +192,7 @@ def _offsets(kernel: tuple[int, ...]):
             yield (p, *rest)
 
 
+@saveable
 class Conv2dFilterBank(_FilterBank):
     """K: images (batch, H, W) ↦ responses (batch, C, H', W') of C filters (C, k_1, k_2).
 
@@ -209,7 +211,17 @@ class Conv2dFilterBank(_FilterBank):
         check_params_shape(self, params)
         return Conv2dFilterBank(params, self.in_shape, self.boundary)
 
+    def to_config(self, writer) -> dict:
+        return {"filters": writer.array(self.params), "image_shape": list(self.in_shape),
+                "boundary": self.boundary}
 
+    @classmethod
+    def from_config(cls, config, reader) -> Conv2dFilterBank:
+        return cls(reader.array(config["filters"]), tuple(config["image_shape"]),
+                   config["boundary"])
+
+
+@saveable
 class Conv1dFilterBank(_FilterBank):
     """K: signals (batch, n) ↦ responses (batch, C, n') of C filters (C, k).
 
@@ -222,3 +234,11 @@ class Conv1dFilterBank(_FilterBank):
     def with_params(self, params: Array) -> Conv1dFilterBank:
         check_params_shape(self, params)
         return Conv1dFilterBank(params, self.in_shape[0], self.boundary)
+
+    def to_config(self, writer) -> dict:
+        return {"filters": writer.array(self.params), "length": self.in_shape[0],
+                "boundary": self.boundary}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Conv1dFilterBank:
+        return cls(reader.array(config["filters"]), config["length"], config["boundary"])

@@ -6,11 +6,13 @@ from __future__ import annotations
 import math
 
 from .._array import Array, check_count, check_finite, default_namespace, namespace
+from ..registry import saveable
 from .base import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["DenseOperator", "dct_matrix"]
 
 
+@saveable
 class DenseOperator(LinearOperator):
     """A dense matrix K of shape (m, n): K x for x of shape (batch, n) is ``x @ Kᵀ``."""
 
@@ -44,6 +46,13 @@ class DenseOperator(LinearOperator):
     def with_params(self, params: Array) -> DenseOperator:
         check_params_shape(self, params)
         return DenseOperator(params)
+
+    def to_config(self, writer) -> dict:
+        return {"matrix": writer.array(self.params)}
+
+    @classmethod
+    def from_config(cls, config, reader) -> DenseOperator:
+        return cls(reader.array(config["matrix"]))
 
     def __repr__(self) -> str:
         return f"DenseOperator(m={self.out_shape[0]}, n={self.in_shape[0]}, dtype={self.dtype})"

@@ -20,11 +20,13 @@ from .._array import (
     namespace,
     xp_of,
 )
+from ..registry import saveable
 from .base import LinearOperator, check_batch, check_params_shape
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 
 
+@saveable
 class Gradient2d(LinearOperator):
     """Forward differences with Neumann boundary on images (batch, H, W) ↦ (batch, 2, H, W), or
     channel by channel on stacks (batch, C, H, W) ↦ (batch, C, 2, H, W) (``image_shape`` =
@@ -83,6 +85,14 @@ class Gradient2d(LinearOperator):
         return math.sqrt(4 * math.sin(math.pi * (h - 1) / (2 * h)) ** 2
                          + 4 * math.sin(math.pi * (w - 1) / (2 * w)) ** 2)
 
+    def to_config(self, writer) -> dict:
+        return {"image_shape": list(self.in_shape), "dtype": str(self.dtype).split(".")[-1]}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Gradient2d:
+        return cls(tuple(config["image_shape"]), xp=reader.xp,
+                   dtype=reader.dtype(config["dtype"]), device=reader.device)
+
     def __repr__(self) -> str:
         return f"Gradient2d(image_shape={self.in_shape}, dtype={self.dtype})"
 
@@ -93,6 +103,7 @@ def _zero_row(x: Array, axis: int) -> Array:
     return xp_of(x).zeros(shape, dtype=x.dtype, device=array_device(x))
 
 
+@saveable
 class Diagonal(LinearOperator):
     """K x = w ⊙ x with weights w of one signal's shape (shared by the batch); the weights are
     the parameters: ``param_vjp(a, b)`` = Σ_batch a ⊙ b. ‖K‖ = max |w|."""
@@ -131,6 +142,13 @@ class Diagonal(LinearOperator):
         xp = self.xp
         return float(xp.max(xp.abs(self.params)))
 
+    def to_config(self, writer) -> dict:
+        return {"weights": writer.array(self.params)}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Diagonal:
+        return cls(reader.array(config["weights"]))
+
     def __repr__(self) -> str:
         return f"Diagonal(shape={self.in_shape}, dtype={self.dtype})"
 
@@ -150,6 +168,7 @@ def _check_parts(kind: str, operators) -> tuple:
     return tuple(operators)
 
 
+@saveable
 class Composition(LinearOperator):
     """K = A_1 ∘ A_2 ∘ … ∘ A_n (A_n acts first), e.g. ``Composition(Diagonal(w), Gradient2d(s))``
     for a weighted gradient. ``params`` = (A_1.params, …, A_n.params); ‖K‖ by power iteration."""
@@ -196,10 +215,18 @@ class Composition(LinearOperator):
     def with_params(self, params) -> Composition:
         return Composition(*_with_each(self.operators, params))
 
+    def to_config(self, writer) -> dict:
+        return {"operators": [writer.part(op) for op in self.operators]}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Composition:
+        return cls(*(reader.part(op) for op in config["operators"]))
+
     def __repr__(self) -> str:
         return f"Composition({', '.join(map(repr, self.operators))})"
 
 
+@saveable
 class Stack(LinearOperator):
     """K = [A_1; A_2; …; A_n] on a common input. The output is ONE array (batch, m) holding the
     flattened outputs (batch, m_i) of the parts one after the other, m = Σ m_i (C order), so F
@@ -247,6 +274,13 @@ class Stack(LinearOperator):
 
     def with_params(self, params) -> Stack:
         return Stack(*_with_each(self.operators, params))
+
+    def to_config(self, writer) -> dict:
+        return {"operators": [writer.part(op) for op in self.operators]}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Stack:
+        return cls(*(reader.part(op) for op in config["operators"]))
 
     def __repr__(self) -> str:
         return f"Stack({', '.join(map(repr, self.operators))})"
