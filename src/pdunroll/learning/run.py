@@ -92,8 +92,8 @@ def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out:
     start, (tr, va, te) = placement.place(start, data.sets)
     baselines = [(name, placement.place(m)[0]) for name, m in data.baselines]
     samples = math.prod(tr[0].shape[1:])
-    say(f"epoch lines: loss = mean over signals of ½‖x̂ − x†‖² ({samples}/2 × the table's "
-        "MSE per sample); start = the starting operator's validation loss")
+    say(f"losses below: the mean over signals of ½‖x̂ − x†‖² ({samples}/2 × the table's MSE "
+        "per sample); start: the starting operator's validation loss")
     res = training.train(
         start, *tr, validation=va, **config.options(),
         checkpoint=CheckpointFile(out / "checkpoint.npz", data=data.fingerprint, run=record,
