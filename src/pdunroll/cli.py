@@ -82,8 +82,12 @@ def _speech_data_args(p) -> None:
 def _evaluate_data_args(p) -> None:
     """Data options of ``evaluate``: by default the training run's own test set."""
     p.add_argument("--data", type=Path, default=None,
-                   help="score every wav file of this folder (default: the training run's test "
-                        "set, read again and checked against its SHA-256 digests)")
+                   help="score every wav file (speech) or image (denoising: whole images, PSNR "
+                        "and SSIM) of this folder (default: the training run's test set, read "
+                        "again and checked against its SHA-256 digests)")
+    p.add_argument("--sigma", type=_positive_float, default=None,
+                   help="denoising: noise level added to the test images (default: as in "
+                        "training)")
     p.add_argument("--bitrate", type=_positive_int, default=None,
                    help="quantizer bits (default: as in training)")
     p.add_argument("--rate", type=_positive_int, default=None,
@@ -417,11 +421,17 @@ def _evaluate(args) -> int:
     iterations = solver["iterations"] if args.iterations is None else args.iterations
     source = str(args.operator)
     if meta.get("task") == "denoise":
-        if args.data is not None or args.rate is not None or args.bitrate is not None:
-            raise ValueError("--data, --rate and --bitrate are for speech operators; a denoise "
-                             "operator is scored on its test images")
+        if args.rate is not None or args.bitrate is not None:
+            raise ValueError("--rate and --bitrate are for speech operators")
+        if args.data is not None or "test_set" in meta:
+            return _evaluate_images(args, model, meta, iterations, solver)
+        if args.sigma is not None:
+            raise ValueError("--sigma: this operator was trained on scikit-image's images or "
+                             "given files; give a folder of test images with --data")
         test, rows, title = denoise.evaluation_rows(source, model, meta)
     elif meta.get("task") == "speech":
+        if args.sigma is not None:
+            raise ValueError("--sigma is for denoising operators")
         test, rows, title = speech.evaluation_rows(source, model, meta, data=args.data,
                                                    rate=args.rate, bitrate=args.bitrate)
     else:
@@ -435,6 +445,34 @@ def _evaluate(args) -> int:
     table = results_table(test, rows, iterations=iterations, omega=solver["omega"],
                           weights=solver["weights"], images=images, client=args.client)
     _print_table(table, f"{title}, L = {iterations}:", images=images)
+    return 0
+
+
+def _evaluate_images(args, model, meta, iterations, solver) -> int:
+    """``evaluate`` of a denoising operator on whole images: PSNR and SSIM per image and their
+    means, for the noisy input, the DCT start and the learned filters."""
+    import time
+
+    from .learning.evaluation import image_table
+    from .learning.placement import Placement
+
+    tic = time.perf_counter()
+    images, sigma, title = denoise.evaluation_images(str(args.operator), meta, data=args.data,
+                                                     sigma=args.sigma)
+    rows = denoise.image_rows(model, meta, sigma)
+    if args.no_baseline:
+        rows = rows[-1:]
+    table = image_table(images, rows, iterations=iterations, omega=solver["omega"],
+                        weights=solver["weights"],
+                        move=Placement(args.backend, args.dtype, args.device).mover())
+    methods = [k for k in table[0] if k != "image"]
+    width = max(12, *(len(e["image"]) for e in table))
+    print(f"{title}, L = {iterations}: PSNR [dB] / SSIM")
+    print(f"  {'image':<{width}}" + "".join(f" {m:>26}" for m in methods))
+    for e in table:
+        print(f"  {e['image']:<{width}}" + "".join(
+            f" {e[m]['psnr_db']:>17.2f} / {e[m]['ssim']:.4f}" for m in methods))
+    print(f"wall time {time.perf_counter() - tic:.1f} s")
     return 0
 
 

@@ -10,8 +10,8 @@ from .._array import Array, check_count
 from ..model import AnalysisModel, StepSizes, step_sizes
 from ..unroll.forward import ergodic_weights, solve
 
-__all__ = ["reconstruct", "results_table", "unrolled_loss", "unrolled_loss_unchecked",
-           "validation_snr"]
+__all__ = ["image_table", "reconstruct", "results_table", "unrolled_loss",
+           "unrolled_loss_unchecked", "validation_snr"]
 
 _EVAL_CHUNK = 2048  # signals per Chambolle-Pock call when evaluating
 
@@ -97,3 +97,36 @@ def results_table(test: tuple, rows: list, *, iterations: int, omega: float, wei
                             client=client)
         out.append(dict(zip(("method", "mse", "snr_db"), (name, *quality(x_hat)), strict=True)))
     return out
+
+
+def image_table(images: list, rows: list, *, iterations: int, omega: float, weights=None,
+                move=None) -> list[dict]:
+    """PSNR and SSIM (``skimage.metrics``, data range 1) of whole images: one entry per image
+    and a last one with the means, each ``{"image", method: {"psnr_db", "ssim"}}`` for the
+    noisy input and every model. ``images``: (name, noisy, clean) NumPy arrays; ``rows``:
+    (name, factory) with ``factory(shape)`` the model for one image of that shape; ``move``:
+    a function moving NumPy arrays to the backend that computes (default: NumPy)."""
+    import numpy as np
+    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+    from .checkpoint import to_numpy
+
+    def quality(x_hat, clean):
+        return {"psnr_db": float(peak_signal_noise_ratio(clean, x_hat, data_range=1.0)),
+                "ssim": float(structural_similarity(clean, x_hat, data_range=1.0))}
+
+    move = move or (lambda a: a)
+    table = []
+    for name, noisy, clean in images:
+        entry = {"image": name, "noisy input": quality(noisy, clean)}
+        for method, factory in rows:
+            model = factory(noisy.shape)
+            model = model.with_params(move(model.operator.params))
+            x_hat = reconstruct(model, move(noisy[None]), iterations=iterations, omega=omega,
+                                weights=weights)
+            entry[method] = quality(to_numpy(x_hat)[0].astype(np.float64), clean)
+        table.append(entry)
+    methods = [k for k in table[0] if k != "image"]
+    table.append({"image": "mean", **{m: {q: float(np.mean([e[m][q] for e in table]))
+                                          for q in ("psnr_db", "ssim")} for m in methods}})
+    return table

@@ -17,7 +17,8 @@ from ..operators.filters import dct_filters
 from .base import TaskData, learned_name, split_files
 
 __all__ = ["IMAGE_SUFFIXES", "TEST_IMAGES", "TRAINING", "TRAIN_IMAGES", "DenoiseOptions",
-           "datasets", "denoise_model", "evaluation_rows", "evaluation_set", "read_images"]
+           "datasets", "denoise_model", "evaluation_images", "evaluation_rows", "evaluation_set",
+           "image_files", "image_rows", "read_images"]
 
 TRAIN_IMAGES = ("camera", "coins", "moon", "astronaut", "brick", "grass")
 TEST_IMAGES = ("page", "clock")
@@ -63,7 +64,8 @@ def read_images(paths) -> list:
     return out
 
 
-def _image_files(folder: Path) -> list[Path]:
+def image_files(folder: Path) -> list[Path]:
+    """The image files of a folder (by suffix, sorted by name); none is an error."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
         raise ValueError(f"image folder {folder} holds no images ({', '.join(IMAGE_SUFFIXES)})")
@@ -142,7 +144,7 @@ def _folder_sets(opts: DenoiseOptions):
     from ..data import images as ds
 
     def read(folder):
-        files = _image_files(folder)
+        files = image_files(folder)
         return read_images(files), files, None
 
     split = split_files(Path(opts.data), read, seed=opts.seed)
@@ -206,3 +208,55 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     test, title = evaluation_set(meta)
     start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"])
     return test, [("DCT start", start), (learned_name(meta), model)], title
+
+
+def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
+                      sigma: float | None = None):
+    """Whole images to denoise, as ``pdunroll evaluate`` scores them: every image of the folder
+    ``data``, or the run's own test files (read again and checked against their digests), with
+    white Gaussian noise of σ (default: the training σ) seeded by the run's seed. Returns a list
+    of (name, noisy, clean), σ and a title; ``source`` names the operator file in errors."""
+    import numpy as np
+
+    from ..data.fingerprint import file_digests, fingerprint_difference
+
+    sigma = meta["sigma"] if sigma is None else sigma
+    if data is not None:
+        if not data.is_dir():
+            raise ValueError(f"--data {data} is not a folder")
+        paths = image_files(data)
+        where = f"{data}: all {len(paths)} images"
+    else:
+        test = meta.get("test_set")
+        if not isinstance(test, dict):
+            raise ValueError(f"{source} was trained on scikit-image's images or given files: "
+                             "give a folder of test images with --data")
+        root = Path(test["folder"])
+        paths = [root / name for name in test["files"]]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise ValueError(f"the test images of {source} are gone: {', '.join(missing[:3])}"
+                             f"{', ...' if len(missing) > 3 else ''} (give a folder with --data)")
+        diff = fingerprint_difference({"files": test["files"]},
+                                      {"files": file_digests(paths, root)})
+        if diff:
+            raise ValueError(f"the test images of {source} in {root} have changed since "
+                             f"training: {'; '.join(diff)}")
+        where = f"the test set of {source}: {len(paths)} images of {root}"
+    rng = np.random.default_rng(meta["seed"] + 11)
+    images = [(p.name, img + sigma * rng.standard_normal(img.shape), img)
+              for p, img in zip(paths, read_images(paths), strict=True)]
+    small = [name for name, _, img in images if min(img.shape) < meta["kernel"]]
+    if small:
+        raise ValueError(f"images smaller than the {meta['kernel']}×{meta['kernel']} filters: "
+                         f"{', '.join(small)}")
+    return images, sigma, f"{where}, noise σ = {sigma:g} (seed {meta['seed'] + 11})"
+
+
+def image_rows(model: AnalysisModel, meta: dict, sigma: float) -> list:
+    """The models ``pdunroll evaluate`` compares on whole images, as (name, factory) with
+    ``factory(shape)`` the model for an image of that shape: the DCT filter start and the
+    learned filters, each with the ℓ2 ball of the image's size."""
+    filters, kernel = model.operator.params, meta["kernel"]
+    return [("DCT start", lambda shape: denoise_model(kernel, shape, sigma)),
+            (learned_name(meta), lambda shape: denoise_model(kernel, shape, sigma, filters))]

@@ -1,0 +1,90 @@
+"""Denoising on the user's own images: ``train denoise --data FOLDER`` (a folder split by file,
+or train/ and dev/), ``--images`` with image files, and ``evaluate --data FOLDER`` on whole
+images with PSNR and SSIM per image and their mean."""
+
+import json
+
+import numpy as np
+import pytest
+
+import pdunroll as pu
+from pdunroll import cli
+
+skimage = pytest.importorskip("skimage", reason="scikit-image is not installed")
+
+SMALL = ["--patch", "12", "--kernel", "3", "--max-patches", "40", "--iterations", "3",
+         "--epochs", "1", "--quiet"]
+
+
+def _pngs(folder, count, *, offset=0, colour=False):
+    """``count`` 8-bit grey crops of scikit-image's camera (and a colour one) as png files."""
+    from skimage import data, io
+
+    folder.mkdir(parents=True, exist_ok=True)
+    cam = data.camera()
+    for i in range(count):
+        r = 30 * (i + offset) % 400
+        io.imsave(folder / f"im{i}.png", cam[r:r + 36, 150:190], check_contrast=False)
+    if colour:
+        io.imsave(folder / "colour.png", data.astronaut()[100:136, 200:240],
+                  check_contrast=False)
+    return folder
+
+
+def test_train_on_a_folder_and_evaluate_whole_images(tmp_path, capsys):
+    data = _pngs(tmp_path / "imgs", 8, colour=True)
+    out = tmp_path / "run"
+    assert cli.main(["train", "denoise", "--data", str(data), "--out", str(out), "--sigma",
+                     "0.08", "--seed", "4", *SMALL]) == 0
+    text = capsys.readouterr().out
+    assert f"of {data} (9 images, files split 70/15/15) with noise σ = 0.08" in text
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["files"] == {"train": 7, "validation": 1, "test": 1}
+    assert results["sigma"] == 0.08 and results["seed"] == 4
+    assert len(results["fingerprint"]["files"]) == 8  # training and validation files
+    test_file = next(iter(results["test_set"]["files"]))
+
+    # the run's own test images, whole: the noisy row is the noise level's PSNR
+    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    text = capsys.readouterr().out
+    assert f"1 images of {data}" in text and test_file in text
+    noisy = float([ln for ln in text.splitlines() if ln.strip().startswith(test_file)][0]
+                  .split()[1])
+    assert noisy == pytest.approx(-20 * np.log10(0.08), abs=0.3)
+
+    other = _pngs(tmp_path / "set", 3, offset=5)
+    assert cli.main(["evaluate", str(out / "operator.npz"), "--data", str(other),
+                     "--sigma", "0.1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {ln.split()[0]: [float(v) for v in ln.split()[1:] if v != "/"]
+            for ln in lines if ln.startswith(("  im0", "  im1", "  im2", "  mean"))}
+    assert set(rows) == {"im0.png", "im1.png", "im2.png", "mean"}
+    per_image = np.array([rows[f"im{i}.png"] for i in range(3)])
+    np.testing.assert_allclose(rows["mean"], per_image.mean(axis=0), atol=0.006)  # 2 digits
+    psnr, ssim = per_image[:, 0::2], per_image[:, 1::2]
+    assert np.all(psnr[:, 1:] > psnr[:, :1]) and np.all(ssim[:, 1:] > ssim[:, :1])  # denoised
+    assert np.all((0 < ssim) & (ssim <= 1))
+    assert cli.main(["evaluate", str(out / "operator.npz"), "--bitrate", "4"]) == 2
+    assert "--rate and --bitrate are for speech" in capsys.readouterr().err
+
+
+def test_train_and_dev_subfolders_and_image_files(tmp_path, capsys):
+    root = tmp_path / "corpus"
+    _pngs(root / "train", 6)
+    _pngs(root / "dev", 2, offset=7)
+    out = tmp_path / "run"
+    assert cli.main(["train", "denoise", "--data", str(root), "--out", str(out), *SMALL]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["data"]["split"] == "train/ split 85/15 by file, dev/ as test"
+    assert results["data"]["files"]["test"] == 2
+    # --images: files as well as scikit-image's names
+    files = [str(p) for p in sorted((root / "train").iterdir())[:3]]
+    out2 = tmp_path / "files"
+    assert cli.main(["train", "denoise", "--images", *files, "--test-images", "camera",
+                     "--out", str(out2), *SMALL]) == 0
+    meta = pu.load_operator(out2 / "operator.npz")[1]["metadata"]
+    assert meta["images"] == files
+    assert cli.main(["train", "denoise", "--images", "my.png", "--out",
+                     str(tmp_path / "bad"), *SMALL]) == 2
+    err = capsys.readouterr().err
+    assert "unknown image 'my.png': neither an image file nor one of scikit-image's" in err
