@@ -123,10 +123,10 @@ CASES = [
     Case("quantize", "pu.quantize(x_true, 0)", "bitrate"),
     Case("quantize", "pu.quantize(x_true, 2.5)", "bitrate"),
     Case("quantize", "pu.quantize(x_true.tolist(), 4)", "x"),
-    Case("speech_frames", "pu.speech_frames([np.zeros(1000)], n=0)", "n"),
-    Case("speech_frames", "pu.speech_frames([np.zeros(100)], n=320)", "signals"),
+    Case("speech_frames", "pu.speech_frames([np.ones(1000)], n=0)", "n"),
+    Case("speech_frames", "pu.speech_frames([np.ones(100)], n=320)", "signals"),
     Case("speech_frames", "pu.speech_frames([], n=64)", "signals"),
-    Case("speech_frames", "pu.speech_frames([np.zeros(1000)], bitrate=0)", "bitrate"),
+    Case("speech_frames", "pu.speech_frames([np.ones(1000)], bitrate=0)", "bitrate"),
     # files
     Case("load_operator", 'pu.load_operator("missing.npz")', "missing.npz"),
     Case("load_operator", 'pu.load_operator("plain.npz")', "plain.npz"),

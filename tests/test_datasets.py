@@ -241,3 +241,34 @@ def test_dct_frame_is_parseval_and_extends_the_dct(m):
     np.testing.assert_allclose(c, dct_matrix(m)[:, :8], atol=1e-15)
     with pytest.raises(ValueError, match="m must be"):
         dct_matrix(8, 7)
+
+
+def test_truncated_wav_file_is_refused_naming_it(tmp_path):
+    """A file cut short inside its data chunk: SciPy reads the samples that are there with only
+    a WavFileWarning; pdunroll refuses it, naming the file."""
+    t = np.arange(4000)
+    good = _write(tmp_path / "a.wav", (3000 * np.sin(t / 5)).astype(np.int16))
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    (cut / "b.wav").write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    with pytest.raises(ValueError, match=r"b\.wav is truncated"):
+        ds.read_wav_folder(cut)
+    assert len(ds.read_wav_folder(tmp_path)[0][0]) == 4000
+
+
+@pytest.mark.parametrize("signal, error, match", [
+    (np.arange(1000) * 10.0, ValueError, r"signals\[0\] is not normalised.*x / max \|x\|"),
+    (np.zeros(1000), ValueError, r"signals\[0\] is silent"),
+    (np.full(1000, np.nan), ValueError, r"signals\[0\] contains non-finite"),
+    (np.ones(1000, dtype=complex), TypeError, r"signals\[0\] must hold real numbers"),
+    (np.ones(1000, dtype=bool), TypeError, r"signals\[0\] must hold real numbers"),
+])
+def test_speech_frames_refuses_unnormalised_silent_and_non_real_signals(signal, error, match):
+    """Raw int16 values as floats would saturate to two quantized levels; an all-silent signal
+    is refused as read_wav_folder refuses a silent file; both name signals[i]."""
+    with pytest.raises(error, match=match):
+        ds.speech_frames([signal], n=64)
+    with pytest.raises(TypeError, match="signals must be a list"):
+        ds.speech_frames(3, n=64)
+    ok = ds.speech_frames([np.linspace(-1, 1, 1000)], n=64)  # exactly ±1 is normalised
+    assert np.max(np.abs(ok.x_true)) == 1.0

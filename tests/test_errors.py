@@ -312,11 +312,19 @@ def test_flags_models_and_callbacks_are_checked(setup):
     assert res.loss > 0 and res.method.relax_primal is True
 
 
+class _UnknownLipschitz(pu.LeastSquares):
+    """A smooth part that does not tell its Lipschitz constant: the step is not checked
+    beforehand, only the iterates afterwards."""
+
+    def lipschitz(self):
+        return None
+
+
 @pytest.mark.filterwarnings("ignore::RuntimeWarning")
 def test_diverging_forward_backward_is_an_error():
     """step = 100 ≫ 2/Lip: the iterates explode (to 1e87 and beyond); not a returned result."""
     A = np.array([[2.0, 0.5], [0.5, 1.0]])
-    smooth = pu.LeastSquares(pu.DenseOperator(A), np.ones((1, 2)))
+    smooth = _UnknownLipschitz(pu.DenseOperator(A), np.ones((1, 2)))
     x0 = np.full((1, 2), 0.5)
     with pytest.raises(FloatingPointError, match="forward-backward diverged with step=100: "
                                                  r"the iterates grew to max \|x\| = 9\.\d+e\+15"):
@@ -345,3 +353,34 @@ def test_save_operator_checks_its_settings(tmp_path):
     with pytest.raises(ValueError, match="weights"):
         pu.save_operator(path, model, iterations=3, omega=10.0, weights="geometric")
     assert not path.exists()
+
+
+def test_forward_backward_refuses_steps_beyond_two_over_lipschitz():
+    """A = I (Lip = 1), step = 100 on the orthant: x ← max(0, −99x + 100b) oscillates between 0
+    and 100b without growing, so no divergence shows, and the result (zeros after an even
+    number of steps) is meaningless; the step is refused beforehand, naming the bound."""
+    smooth = pu.LeastSquares(pu.DenseOperator(np.eye(3)), np.ones((1, 3)))
+    with pytest.raises(ValueError, match=r"step=100 is too large.*step < 2 / Lip = 2 "):
+        pu.forward_backward(smooth, pu.NonNegative(), np.zeros((1, 3)), step=100.0,
+                            iterations=10)
+    with pytest.raises(ValueError, match="step=2 is too large"):
+        pu.forward_backward_gradient(smooth, pu.NonNegative(), np.zeros((1, 3)),
+                                     np.ones((1, 3)), step=2.0, iterations=10)
+    ok = pu.forward_backward(smooth, pu.NonNegative(), np.zeros((1, 3)), step=1.9,
+                             iterations=400)
+    np.testing.assert_allclose(ok.x, np.ones((1, 3)), atol=1e-6)  # argmin ½‖x − 1‖², x ≥ 0
+
+
+@pytest.mark.parametrize("g", [pu.EntropicOrthant(), pu.EntropicSimplex(),
+                               pu.LinearTerm(np.ones(3), pu.EntropicOrthant())],
+                         ids=repr)
+def test_entropic_steps_refuse_a_start_on_the_boundary(g):
+    """x·e^{−t∇f} started at 0 stays at 0: the start must be an interior point."""
+    smooth = pu.LeastSquares(pu.DenseOperator(np.eye(3)), np.ones((1, 3)))
+    x0 = np.array([[0.5, 0.0, 0.5]])
+    with pytest.raises(ValueError, match="x0 must be positive everywhere"):
+        pu.forward_backward(smooth, g, x0, step=0.5, iterations=5)
+    with pytest.raises(ValueError, match="x0 must be positive everywhere"):
+        pu.forward_backward_gradient(smooth, g, x0, np.ones((1, 3)), step=0.5, iterations=5)
+    moved = pu.forward_backward(smooth, g, np.full((1, 3), 0.2), step=0.5, iterations=5).x
+    assert not np.allclose(moved, 0.2)

@@ -1,5 +1,7 @@
 """The training loop: learning, validation, early stopping, reproducibility, exact resume."""
 
+import itertools
+
 import numpy as np
 import pytest
 from problems import sparse_quantized
@@ -201,6 +203,21 @@ def test_divergence_is_reported(numpy_backend):
     model, (xt, x), _ = _setup(numpy_backend)
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
         pu.train(model, xt, x, optimizer="sgd", **{**OPTIONS, "lr": 1e300})
+
+
+@pytest.mark.parametrize("optimizer", ["adam", "sgd"])
+def test_a_diverging_rate_with_finite_values_is_stopped(numpy_backend, optimizer):
+    """lr = 1e6 keeps every number finite (the ℓ∞ ball bounds the loss, and the step sizes follow
+    ‖K‖), but one update multiplies ‖K‖ by far more than DIVERGENCE_FACTOR: the run stops with
+    the FloatingPointError the Reliability page promises instead of returning max|K| = 1e6."""
+    model, (xt, x), _ = _setup(numpy_backend)
+    with pytest.raises(FloatingPointError, match=r"multiplied ‖K‖ by .*lower the learning rate"):
+        pu.train(model, xt, x, optimizer=optimizer, **{**OPTIONS, "lr": 1e6})
+    from pdunroll.learning.training import DIVERGENCE_FACTOR
+
+    ok = pu.train(model, xt, x, optimizer=optimizer, **{**OPTIONS, "lr": 1e-2})
+    norms = [1.0, *ok.history.step_op_norm]
+    assert max(b / a for a, b in itertools.pairwise(norms)) < DIVERGENCE_FACTOR
 
 
 def test_learner_fit_predict_score(numpy_backend):

@@ -112,10 +112,12 @@ def check_finite(xp, **arrays: Array) -> None:
 
 
 def as_float(name: str, value, expected: str) -> float:
-    """``value`` as a float, else a TypeError saying ``name`` must be ``expected``. Strings are
-    refused although ``float`` would parse them: they are a wrong type, not a number."""
+    """``value`` as a float, else a TypeError saying ``name`` must be ``expected``. Strings,
+    booleans and complex numbers are refused although ``float`` would take them: they are a
+    wrong type, not a number."""
     try:
-        if isinstance(value, str | bytes):
+        if isinstance(value, str | bytes | complex) or _is_bool(value) or "complex" in str(
+                getattr(value, "dtype", "")):
             raise TypeError
         return float(value)
     except (TypeError, ValueError) as err:
@@ -141,14 +143,19 @@ def check_count(name: str, value, *, minimum: int = 1) -> int:
 
 def check_flag(name: str, value) -> bool:
     """Return ``value`` as a bool if it is True or False (also NumPy's), else raise naming
-    ``name`` (a string such as "no" would otherwise count as true)."""
-    try:
-        ok = not isinstance(value, str | bytes) and value in (True, False)
-    except (TypeError, ValueError):  # e.g. an array of several entries
-        ok = False
+    ``name`` (a string such as "no" would otherwise count as true, and 1 or 0 hides a
+    misplaced argument)."""
+    ok = _is_bool(value)
     if not ok:
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def _is_bool(value) -> bool:
+    """Whether ``value`` is a Python bool or a 0-d boolean (NumPy's ``bool_``, a 0-d tensor)."""
+    return isinstance(value, bool) or (getattr(value, "shape", None) == ()
+                                       and str(getattr(value, "dtype", "")) in ("bool",
+                                                                                "torch.bool"))
 
 
 def _lib(a: Array) -> str:

@@ -16,6 +16,7 @@ another backend with its ``asarray``.
 from __future__ import annotations
 
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -110,11 +111,18 @@ def read_wav_files(paths, *, rate: int | None = None, min_samples: int = 1, wher
     signals, rates = [], []
     for path in paths:
         try:
-            file_rate, data = wavfile.read(path)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", wavfile.WavFileWarning)
+                file_rate, data = wavfile.read(path)
         # a damaged header raises struct.error, a truncated chunk ValueError or EOFError
         except (ValueError, OSError, EOFError, struct.error) as err:
             raise ValueError(f"{path} is not a readable wav file (damaged or truncated?): "
                              f"{err}") from err
+        for w in caught:  # SciPy reads a file cut short with only a WavFileWarning
+            if _TRUNCATED in str(w.message) or "Incomplete chunk" in str(w.message):
+                raise ValueError(f"{path} is truncated (shorter than its header says: "
+                                 f"{w.message}): re-copy or remove it")
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
         if data.ndim != 1:
             raise ValueError(f"{path} has {data.shape[1]} channels: only mono wav files are "
                              "supported (mix them down first)")
@@ -139,6 +147,9 @@ def read_wav_files(paths, *, rate: int | None = None, min_samples: int = 1, wher
                          f"{min_samples} samples: {', '.join(short[:5])}"
                          f"{', ...' if len(short) > 5 else ''} (remove them or use a smaller n)")
     return signals, paths, rates if rate is None else [rate] * len(paths)
+
+
+_TRUNCATED = "Reached EOF prematurely"  # SciPy's warning for a file cut short
 
 
 def _normalise(data: np.ndarray, path) -> np.ndarray:
@@ -201,8 +212,11 @@ def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | 
 
     ``signals``: a list of 1-D (mono) recordings, or one 1-D array; a 2-D array (e.g. stereo,
     samples × channels) is refused, since framing it would interleave the channels.
-    ``max_frames`` keeps a seeded random subset of at most that many frames.
+    ``max_frames`` keeps a seeded random subset of at most that many frames. Each recording must
+    be normalised to [−1, 1] (x / max |x|, as :func:`read_wav_folder` returns them) and not
+    silent; one that is not is refused naming it (``signals[i]``).
     """
+    n = check_count("n", n)
     bitrate = _check_bitrate(bitrate)
     seed = check_count("seed", seed, minimum=0)
     if isinstance(signals, np.ndarray):
@@ -211,16 +225,37 @@ def speech_frames(signals, *, n: int = 320, bitrate: int = 4, max_frames: int | 
                              f"of shape {signals.shape}: framing it would interleave its "
                              "channels (pass [x] for one recording, or a list of channels)")
         signals = [signals]
-    for i, s in enumerate(signals):
-        if np.ndim(s) != 1:
-            raise ValueError(f"signals[{i}] has shape {np.shape(s)}: expected a 1-D (mono) "
-                             "recording")
+    if isinstance(signals, str | bytes) or not hasattr(signals, "__len__"):
+        raise TypeError(f"signals must be a list of 1-D recordings, got {type(signals).__name__}")
+    signals = [_check_recording(f"signals[{i}]", s) for i, s in enumerate(signals)]
     x = frame_signals(signals, n)
     if max_frames is not None and len(x) > check_count("max_frames", max_frames):
         keep = np.sort(np.random.default_rng(seed).choice(len(x), max_frames, replace=False))
         x = x[keep]
     return SpeechFrames(quantize(x, bitrate), x, bitrate,
                         quantization_radius(bitrate))
+
+
+def _check_recording(name: str, s) -> np.ndarray:
+    """One recording of :func:`speech_frames` as float64: real, 1-D, finite, not silent and
+    normalised (max |x| ≤ 1: the quantizer saturates beyond ±1)."""
+    a = np.asarray(s)
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer)
+                               or np.issubdtype(a.dtype, np.floating)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    if a.ndim != 1:
+        raise ValueError(f"{name} has shape {a.shape}: expected a 1-D (mono) recording")
+    a = a.astype(np.float64)
+    if not np.all(np.isfinite(a)):
+        raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+    peak = float(np.max(np.abs(a))) if a.size else 0.0
+    if peak == 0:
+        raise ValueError(f"{name} is silent (all zeros): it carries nothing to learn from")
+    if peak > 1:
+        raise ValueError(f"{name} is not normalised to [-1, 1] (max |x| = {peak:g}): the "
+                         "quantizer would saturate it; divide it by its peak, x / max |x| "
+                         "(read_wav_folder does this for files)")
+    return a
 
 
 def synthetic_speech(n_signals: int = 8, *, seconds: float = 1.0, sample_rate: int = 16000,

@@ -76,6 +76,18 @@ def _box_vjp(saved, v: Array) -> tuple[Array, Array]:
     return ce2 * w, w
 
 
+def _check_positive_start(name: str, x: Array, why: str) -> None:
+    """Entropic steps multiply: a start with a zero (or negative) entry stays there."""
+    xp = _xp(x)
+    try:
+        positive = bool(xp.all(x > 0))
+    except TypeError:  # a traced JAX value: not known while tracing
+        return
+    if not positive:
+        raise ValueError(f"{name} must be positive everywhere (an interior point) for entropic "
+                         f"steps: {why}")
+
+
 @saveable
 class BoxBregmanL1Norm(L1Norm):
     """f(x) = w ‖x‖₁ whose conjugate steps (f* = indicator of the box [−w, w]) use the box
@@ -131,6 +143,9 @@ class EntropicOrthant(NonNegative):
     def start(self, zeros):
         return zeros + self.start_value
 
+    def check_start(self, name, x):
+        _check_positive_start(name, x, "x·exp(−t·grad) never leaves 0")
+
     def prox_step(self, prev, grad, t):
         return prev * _xp(prev).exp(-t * grad)
 
@@ -157,6 +172,9 @@ class EntropicSimplex(Simplex):
     def start(self, zeros):
         check_axis("axis", self.axis, zeros)
         return zeros + 1.0 / zeros.shape[self.axis]
+
+    def check_start(self, name, x):
+        _check_positive_start(name, x, "u·exp(−t·grad) / Σ u·exp(−t·grad) never leaves 0")
 
     def _softmax(self, prev, a):
         xp = _xp(prev)

@@ -124,6 +124,11 @@ class Function(ABC):
     def start(self, zeros: Array) -> Array:
         return zeros
 
+    def check_start(self, name: str, x: Array) -> None:
+        """Raise naming ``name`` if the steps cannot move from the start ``x`` (nothing to
+        check for Euclidean steps; entropic steps need x > 0)."""
+        return None
+
     def conj_start(self, zeros: Array) -> Array:
         return zeros
 
@@ -572,6 +577,9 @@ class LinearTerm(Function):
         return _xp(grad).sum(grad, axis=0) if self.params.ndim < grad.ndim else grad
 
     # primal steps: the base's step along grad + c (Euclidean or Bregman), ∇_c ⟨v, u⟩ = −t δ
+    def check_start(self, name, x):
+        self.base.check_start(name, x)
+
     def start(self, zeros):
         return self.base.start(zeros)
 

@@ -134,6 +134,10 @@ class _Plan:
         return self.epochs * self.per_epoch
 
 
+#: one update that multiplies ‖K‖ by more than this is divergence (docs: "Reliability")
+DIVERGENCE_FACTOR = 10.0
+
+
 def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn):
     """One update: the minibatch gradient of the mean loss, the optimizer step and ‖K‖ of the
     new operator (warm-started). Returns the new model and the step's records; ``state`` is
@@ -159,6 +163,11 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
     if not math.isfinite(loss) or not math.isfinite(est.value):
         raise FloatingPointError(f"training diverged at step {state.step} (loss {loss}, "
                                  f"‖K‖ {est.value}): lower the learning rate")
+    if est.value > DIVERGENCE_FACTOR * norm:
+        raise FloatingPointError(
+            f"training diverged at step {state.step}: the update at rate {rate:g} multiplied "
+            f"‖K‖ by {est.value / norm:.3g} (from {norm:.4g} to {est.value:.4g}; more than "
+            f"{DIVERGENCE_FACTOR:g} in one step counts as divergence): lower the learning rate")
     return new, params, opt_state, est, loss, grad_norm(grad), rate
 
 

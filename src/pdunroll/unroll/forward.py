@@ -31,7 +31,7 @@ def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
 
     ``"harmonic"``: α_k ∝ 1/k (Brauer & Lorenz, "Ergodic bilevel optimization"); ``"uniform"``: α_k
     = 1/L (the ergodic Chambolle-Pock of Ochs et al. 2016); or an explicit sequence (or 1-D array)
-    of L numbers summing to 1.
+    of L non-negative numbers summing to 1.
     """
     iterations = check_count("iterations", iterations)
     if weights is None:
@@ -55,6 +55,8 @@ def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
                         f"None, got {type(weights).__name__}") from err
     if not all(math.isfinite(a) for a in alphas):
         raise ValueError(f"weights must be finite, got {alphas}")
+    if any(a < 0 for a in alphas):  # x̂ is a convex combination of the iterates
+        raise ValueError(f"weights must be non-negative (an ergodic average), got {alphas}")
     if len(alphas) != iterations:
         raise ValueError(f"weights must have one entry per iteration ({iterations}), "
                          f"got {len(alphas)}")

@@ -6,6 +6,7 @@ by a gradient method of :mod:`.methods`; no automatic differentiation is involve
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -83,6 +84,8 @@ def _checked_loss(loss: Callable) -> Callable[[Array], tuple[float, Array]]:
         except (TypeError, ValueError) as err:
             raise TypeError(f"the value returned by loss must be a real number, got "
                             f"{type(value).__name__}") from err
+        if not math.isfinite(value):
+            raise ValueError(f"the value returned by loss is not finite: {value}")
         _check_cotangent(x_hat, grad, "the loss gradient")
         return value, grad
 
@@ -205,8 +208,8 @@ def gradient(
         Ergodic unrolling: x̂ = x̃ + Σ α_k r^k (Full and Truncated only).
     loss : callable, optional
         ``loss(x_hat) -> (value, gradient)`` replacing the squared loss (then ``x_true`` is
-        unused and may be omitted); the gradient must be finite, with x̂'s shape, dtype and
-        backend.
+        refused: the loss would ignore it); value and gradient must be finite, the gradient
+        with x̂'s shape, dtype and backend.
     omega, steps
         Step sizes as in :func:`~pdunroll.chambolle_pock`.
     """
@@ -220,6 +223,9 @@ def gradient(
         if not callable(loss):
             raise TypeError(f"loss must be callable, loss(x_hat) -> (value, gradient); got "
                             f"{type(loss).__name__}")
+        if x_true is not None:
+            raise ValueError("give x_true (for the squared loss) or loss=callable, not both: "
+                             "loss ignores x_true")
         checked = _check_call(model, x_tilde, iterations, method, weights, omega, steps)
         loss = _checked_loss(loss)
     return gradient_unchecked(model, x_tilde, loss, *checked)

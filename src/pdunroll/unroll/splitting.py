@@ -73,6 +73,11 @@ class SmoothFunction(ABC):
     def param_vjp(self, x: Array, v: Array):
         """(∂_ϑ ∇f(x))ᵀ v summed over the batch, structured like ``params``."""
 
+    def lipschitz(self) -> float | None:
+        """The Lipschitz constant of ∇f (``None``: unknown, not checked), against which
+        the step α < 2/Lip is checked."""
+        return None
+
 
 class LeastSquares(SmoothFunction):
     """f(x) = (λ/2)‖A x − b‖² + (μ/2)‖x‖² with A a :class:`pdunroll.LinearOperator` (ϑ = its
@@ -100,6 +105,7 @@ class LeastSquares(SmoothFunction):
         if not (ridge >= 0 and math.isfinite(ridge)):
             raise ValueError(f"ridge must be a finite number >= 0, got {ridge!r}")
         self.ridge = float(ridge)
+        self._lipschitz = None
 
     @property
     def params(self):
@@ -123,6 +129,12 @@ class LeastSquares(SmoothFunction):
     def hvp(self, x, v):
         h = self.weight * self.operator.adjoint(self.operator.apply(v))
         return h + self.ridge * v if self.ridge else h
+
+    def lipschitz(self) -> float:
+        """λ‖A‖² + μ (‖A‖ by power iteration, once)."""
+        if self._lipschitz is None:
+            self._lipschitz = self.weight * self.operator.norm() ** 2 + self.ridge
+        return self._lipschitz
 
     def param_vjp(self, x, v):
         op = self.operator
@@ -166,7 +178,14 @@ def _check(smooth, g, x0, step, iterations):
                         f"{type(g).__name__}")
     xp = namespace(("x0", x0), *(("smooth parameters", p) for p in tree.flatten(smooth.params)))
     check_finite(xp, x0=x0)
-    return check_positive("step", step), check_count("iterations", iterations)
+    g.check_start("x0", x0)
+    step = check_positive("step", step)
+    lip = smooth.lipschitz()
+    if lip is not None and step * lip >= 2:  # the steps oscillate or diverge
+        raise ValueError(f"step={step:g} is too large for this smooth part: forward-backward "
+                         f"needs step < 2 / Lip = {2 / lip:.4g} (Lip = {lip:.4g}, the Lipschitz "
+                         "constant of its gradient)")
+    return step, check_count("iterations", iterations)
 
 
 # the iteration explodes when its last step ‖x^L − x^{L−1}‖ is this many times the first one
@@ -217,7 +236,10 @@ def forward_backward(smooth: SmoothFunction, g: Function, x0: Array, *, step: fl
                      iterations: int, callback: Callable[[int, Array], object] | None = None
                      ) -> FBResult:
     """L = ``iterations`` steps x ← g.prox_step(x, ∇f(x), α) from x⁰ (an interior point of g's
-    domain for entropic steps). ``callback(k, x^k)`` runs after step k."""
+    domain for entropic steps, checked). ``callback(k, x^k)`` runs after step k. A step
+    α ≥ 2/Lip(∇f) is refused where the smooth part knows its Lipschitz constant
+    (:class:`LeastSquares`: λ‖A‖² + μ); otherwise iterates that explode raise
+    ``FloatingPointError``."""
     step, iterations = _check(smooth, g, x0, step, iterations)
     x, x_prev, _ = _run(smooth, g, x0, step, iterations, 0, callback)
     xp = _xp(x)
@@ -259,6 +281,9 @@ def forward_backward_gradient(
                          "or released_mask: "
                          f"got {method!r}")
     b = method.back_steps(iterations)
+    if loss is not None and x_true is not None:
+        raise ValueError("give x_true (for the squared loss) or loss=callable, not both: loss "
+                         "ignores x_true")
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")
