@@ -139,6 +139,43 @@ CASES = [
     Case("save_operator", 'pu.save_operator("op.npz", K, iterations=5, omega=10.0)', "model"),
     Case("save_operator", 'pu.save_operator("op.npz", own_model, iterations=5, omega=10.0)',
          "MyOperator"),
+    # values that were silently accepted (issue "Trust, round two")
+    Case("chambolle_pock", "pu.chambolle_pock(model, x_tilde, iterations=5, "
+         "weights=[1, 1, 1, 1, -3])", "weights"),
+    Case("chambolle_pock", "pu.chambolle_pock(model, x_tilde.astype(np.float16), iterations=5)",
+         "x_tilde"),
+    Case("gradient", 'pu.gradient(model, x_tilde, iterations=5, loss=lambda x: (float("nan"), x))',
+         "loss"),
+    Case("gradient", "pu.gradient(model, x_tilde, x_true, iterations=5, loss=lambda x: (0.0, x))",
+         "x_true"),
+    Case("train", 'pu.train(model, x_tilde, x_true, resume="yes", checkpoint="ck.npz")', "resume"),
+    Case("Truncated", "pu.Truncated(3, relax_primal=1)", "relax_primal"),
+    Case("Asymptotic", "pu.Asymptotic(10**9)", "b"),
+    Case("Implicit", "pu.Implicit(tol=2.0)", "tol"),
+    Case("step_sizes", "pu.step_sizes(op, omega=True)", "omega"),
+    Case("L2Ball", "pu.L2Ball(True)", "radius"),
+    Case("LinfBall", "pu.LinfBall(1 + 0j)", "radius"),
+    Case("SGD", 'pu.SGD(momentum="0.9")', "momentum"),
+    Case("Adam", "pu.Adam(beta1=1.0)", "beta1"),
+    Case("segmentation_model", 'pu.segmentation_model(np.ones((1, 2, 4, 4)), 0.1, entropic="yes")',
+         "entropic"),
+    Case("DenseOperator", "pu.DenseOperator(K.astype(np.float16))", "matrix"),
+    Case("Gradient2d", "pu.Gradient2d((4, 4), dtype=np.float16)", "dtype"),
+    Case("dct_matrix", "pu.dct_matrix(8, dtype=np.int32)", "dtype"),
+    Case("DenseOperator", "op.with_params(K.astype(np.float32))", "params"),
+    Case("DenseOperator", "op.apply(xps.ones((2, 8), dtype=xps.float64))", "x"),
+    Case("forward_backward", "pu.forward_backward(smooth, pu.NonNegative(), x_true, step=100.0, "
+         "iterations=5)", "step"),
+    Case("forward_backward", "pu.forward_backward(smooth, pu.EntropicOrthant(), 0 * x_true, "
+         "step=0.5, iterations=5)", "x0"),
+    Case("speech_frames", "pu.speech_frames([np.arange(1000) * 10.0], n=64)", "signals[0]"),
+    Case("speech_frames", "pu.speech_frames([np.zeros(1000)], n=64)", "signals[0]"),
+    Case("speech_frames", "pu.speech_frames([np.full(1000, np.inf)], n=64)", "signals[0]"),
+    Case("snr", "pu.snr(x_true, 0 * x_true)", "x_true"),
+    Case("check_gradients", "pu.check_gradients(model, x_tilde, x_true, iterations=3, eps=-1.0)",
+         "eps"),
+    Case("check_gradients", 'pu.check_gradients(model, x_tilde, x_true, iterations=3, '
+         'methods="full")', "methods"),
 ]
 
 
@@ -165,8 +202,11 @@ def namespace() -> dict:
     with contextlib.suppress(KeyboardInterrupt):  # a checkpoint, which is not an operator file
         pu.train(model, x_tilde, x_true, epochs=1, batch_size=2, progress=False,
                  checkpoint="checkpoint.npz", callback=_interrupt)
-    return dict(pu=pu, np=np, K=K, op=op, model=model, x_tilde=x_tilde, x_true=x_true,
-                x_nan=x_nan, own_model=own_model)
+    import array_api_strict as xps
+
+    smooth = pu.LeastSquares(pu.DenseOperator(np.eye(8)), x_true)  # Lipschitz constant 1
+    return dict(pu=pu, np=np, xps=xps, K=K, op=op, model=model, x_tilde=x_tilde,
+                x_true=x_true, x_nan=x_nan, own_model=own_model, smooth=smooth)
 
 
 def _interrupt(info):

@@ -384,3 +384,18 @@ def test_entropic_steps_refuse_a_start_on_the_boundary(g):
         pu.forward_backward_gradient(smooth, g, x0, np.ones((1, 3)), step=0.5, iterations=5)
     moved = pu.forward_backward(smooth, g, np.full((1, 3), 0.2), step=0.5, iterations=5).x
     assert not np.allclose(moved, 0.2)
+
+
+def test_an_operator_refuses_arrays_of_another_backend(torch_backend):
+    """NumPy's ``@`` with a torch tensor returns a torch tensor: without a check a NumPy
+    operator's apply would silently compute on the wrong backend."""
+    import torch
+
+    op = pu.DenseOperator(pu.dct_matrix(8))
+    x = torch.ones((2, 8), dtype=torch.float64)
+    for call in (lambda: op.apply(x), lambda: op.adjoint(x),
+                 lambda: op.param_vjp(x, np.ones((2, 8)))):
+        with pytest.raises(TypeError, match=r"x is a torch array|y is a torch array|a is a "
+                                            r"torch array.*one backend"):
+            call()
+    np.testing.assert_allclose(op.apply(np.ones((2, 8))), np.ones((2, 8)) @ pu.dct_matrix(8).T)

@@ -34,7 +34,8 @@ def namespace(*named: tuple[str, Array]):
     """Return the namespace shared by the named arrays; raise naming the odd one out.
 
     ``named`` are ``(argument name, array)`` pairs, e.g. ``namespace(("x_tilde", x), ("K", K))``.
-    Also checks that every array lives on the same device and has a real floating dtype.
+    Also checks that every array lives on the same device and has a real floating dtype of
+    32 or 64 bits (float16 is refused: its ε ≈ 1e−3 breaks the solvers' tolerances).
     """
     xp = None
     first = None
@@ -60,8 +61,9 @@ def namespace(*named: tuple[str, Array]):
                 f"{array_device(first[1])}: move them to one device"
             )
     for name, a in named:
-        if not xp.isdtype(a.dtype, "real floating"):
-            raise TypeError(f"{name} must have a real floating dtype, got {a.dtype}")
+        if not xp.isdtype(a.dtype, "real floating") or a.dtype not in (xp.float32, xp.float64):
+            raise TypeError(f"{name} must have a real floating dtype (float32 or float64), got "
+                            f"{a.dtype}")
     return xp
 
 

@@ -24,12 +24,12 @@ import math
 from dataclasses import dataclass, field
 
 from . import tree
-from ._array import Array, array_device, xp_of
+from ._array import Array, array_device, check_flag, check_positive, xp_of
 from .model import AnalysisModel, StepSizes, check_model, resolve_steps
 from .unroll.forward import ergodic_weights, forward
 from .unroll.gradient import gradient
 from .unroll.implicit import ConvergenceError
-from .unroll.methods import Asymptotic, Full, GradientMethod, Implicit, Truncated
+from .unroll.methods import Asymptotic, Full, GradientMethod, Implicit, Truncated, as_method
 
 __all__ = ["AuditResult", "AuditRow", "check_gradients"]
 
@@ -266,6 +266,14 @@ def default_methods(iterations: int) -> tuple[GradientMethod, ...]:
     return (*out, Asymptotic(iterations), Implicit())
 
 
+def _methods(methods) -> tuple:
+    """``methods`` as a tuple of gradient methods, else an error naming ``methods``."""
+    if isinstance(methods, str | GradientMethod) or not hasattr(methods, "__iter__"):
+        raise TypeError(f"methods must be a sequence of gradient methods (e.g. [pu.Full(), "
+                        f"pu.Truncated(3)]), got {methods!r}")
+    return tuple(as_method(m) for m in methods)
+
+
 def check_gradients(
     model: AnalysisModel,
     x_tilde: Array,
@@ -287,12 +295,14 @@ def check_gradients(
     (ergodic) applies to Full and Truncated, the others are skipped then; ``autodiff=False``
     leaves out torch and JAX.
     """
-    check_model(model)
+    check_model(model).check_signals(x_tilde=x_tilde, x_true=x_true)
+    eps = check_positive("eps", eps)
+    autodiff = check_flag("autodiff", autodiff)
     if x_tilde.dtype != xp_of(x_tilde).float64:
         raise TypeError(f"check_gradients compares with finite differences: give float64 "
                         f"arrays, x_tilde has {x_tilde.dtype}")
     steps = resolve_steps(model.operator, omega, steps)
-    methods = default_methods(iterations) if methods is None else tuple(methods)
+    methods = default_methods(iterations) if methods is None else _methods(methods)
     alphas = ergodic_weights(weights, iterations)
     full = gradient(model, x_tilde, x_true, iterations=iterations, weights=weights, steps=steps)
     rows = _fd_rows(model, x_tilde, x_true, full, iterations, weights, steps, eps)

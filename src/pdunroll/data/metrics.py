@@ -35,4 +35,7 @@ def snr(x_hat: Array, x_true: Array) -> float:
     xp = _check(x_hat, x_true)
     d = x_hat - x_true
     err = float(xp.sum(d * d))
-    return math.inf if err == 0 else 10 * math.log10(float(xp.sum(x_true * x_true)) / err)
+    energy = float(xp.sum(x_true * x_true))
+    if energy == 0:
+        raise ValueError("x_true is all zeros: its SNR is undefined (no signal energy)")
+    return math.inf if err == 0 else 10 * math.log10(energy / err)

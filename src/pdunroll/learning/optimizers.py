@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from .._array import check_positive
+from .._array import as_float, check_positive
 from .._array import xp_of as _xp
 from ..tree import flatten, unflatten
 
@@ -59,7 +59,8 @@ class LearningRate:
         check_positive("initial learning rate", self.initial)
         if self.schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
-        if self.final is not None and not (0 <= self.final <= self.initial):
+        if self.final is not None and not (
+                0 <= as_float("final", self.final, "a number") <= self.initial):
             raise ValueError(f"final learning rate must lie in [0, initial={self.initial}], "
                              f"got {self.final}")
         check_positive("power", self.power)
@@ -109,15 +110,21 @@ class Optimizer(ABC):
         """The optimizer's settings as JSON values (stored in checkpoints)."""
 
 
+def _in_unit_interval(name: str, value) -> float:
+    """``value`` as a float in [0, 1), else an error naming ``name``."""
+    v = as_float(name, value, "a number in [0, 1)")
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"{name} must lie in [0, 1), got {value}")
+    return v
+
+
 class SGD(Optimizer):
     """Stochastic gradient descent with optional heavy-ball momentum μ ∈ [0, 1)."""
 
     name = "sgd"
 
     def __init__(self, momentum: float = 0.0):
-        if not (0.0 <= float(momentum) < 1.0):
-            raise ValueError(f"momentum must lie in [0, 1), got {momentum}")
-        self.momentum = float(momentum)
+        self.momentum = _in_unit_interval("momentum", momentum)
 
     def init(self, params) -> dict:
         if self.momentum == 0.0:
@@ -146,10 +153,8 @@ class Adam(Optimizer):
     name = "adam"
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8):
-        for label, beta in (("beta1", beta1), ("beta2", beta2)):
-            if not (0.0 <= float(beta) < 1.0):
-                raise ValueError(f"{label} must lie in [0, 1), got {beta}")
-        self.beta1, self.beta2 = float(beta1), float(beta2)
+        self.beta1 = _in_unit_interval("beta1", beta1)
+        self.beta2 = _in_unit_interval("beta2", beta2)
         self.eps = check_positive("eps", eps)
 
     def init(self, params) -> dict:

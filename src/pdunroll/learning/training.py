@@ -294,6 +294,7 @@ def train(
     schedule = lr if isinstance(lr, LearningRate) else \
         LearningRate(check_positive("lr", lr))
     progress = check_flag("progress", progress)
+    resume = check_flag("resume", resume)
     opt = make_optimizer(optimizer)
     if resume and checkpoint is None:
         raise ValueError("resume=True needs checkpoint=path")

@@ -91,20 +91,38 @@ def check_batch(op: LinearOperator, method: str, name: str, x: Array,
                 shape: tuple[int, ...]) -> None:
     """Raise ``ValueError`` naming the operator's ``method`` and its argument ``name`` unless x
     has shape (batch, *shape): a wrong size would otherwise broadcast, or be sliced, into a wrong
-    result without an error."""
+    result without an error; and a ``TypeError`` if x comes from another backend than the
+    operator's arrays (NumPy's ``@`` would return a torch tensor for one; a NumPy x is left to
+    the operator's backend, which converts it or raises)."""
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         raise ValueError(f"{type(op).__name__}.{method}: {name} must have shape "
                          f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
+    ref = op.__dict__.get("_array_type")  # the type of the operator's arrays, found once
+    if ref is None:
+        ref = op.__dict__["_array_type"] = type(op.arrays[0])
+    # another type, e.g. a traced JAX value: compare namespaces (slower, rare). A NumPy x is let
+    # through (JAX promotes it, e.g. the cotangents of jax.test_util.check_grads)
+    if type(x) is not ref and type(x).__module__ != "numpy":
+        namespace((name, x), *((f"{type(op).__name__} parameter", p) for p in op.arrays))
 
 
 def check_params_shape(op: LinearOperator, params: Array) -> None:
-    """``with_params`` keeps the operator's geometry: raise ``ValueError`` unless an array
-    ``params`` has the shape of ``op.params`` (a wrong one would silently change in_shape or
-    out_shape; non-arrays are left to the constructor's type check)."""
+    """``with_params`` keeps the operator's geometry and dtype: raise unless an array
+    ``params`` has the shape and dtype of ``op.params`` (a wrong one would silently change
+    in_shape, out_shape or the dtype; non-arrays are left to the constructor's type check)."""
     shape = getattr(params, "shape", None)
     if shape is not None and tuple(shape) != tuple(op.params.shape):
         raise ValueError(f"{type(op).__name__}.with_params: params must have shape "
                          f"{tuple(op.params.shape)} (the operator's), got {tuple(shape)}")
+    # by name: params of another backend (the audit's autodiff rows) have another dtype object
+    if shape is not None and _dtype_name(getattr(params, "dtype", op.dtype)) != _dtype_name(
+            op.dtype):
+        raise TypeError(f"{type(op).__name__}.with_params: params must have the operator's "
+                        f"dtype {op.dtype}, got {params.dtype}: convert them first")
+
+
+def _dtype_name(dtype) -> str:
+    return str(dtype).rsplit(".", 1)[-1]
 
 
 @dataclass(frozen=True)

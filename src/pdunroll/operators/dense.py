@@ -71,6 +71,7 @@ def dct_matrix(n: int, m: int | None = None, *, xp=None, dtype=None, device=None
     xp = default_namespace(xp)
     if dtype is None:
         dtype = xp.float64
+    namespace(("dtype", xp.zeros((1,), dtype=dtype, device=device)))
     k = xp.reshape(xp.arange(m, dtype=dtype, device=device), (m, 1))
     j = xp.reshape(xp.arange(n, dtype=dtype, device=device), (1, n))
     c = xp.cos(math.pi * (2 * j + 1) * k / (2 * m)) * math.sqrt(2 / m)

@@ -15,7 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .._array import Array, array_device, check_finite, check_positive, namespace, xp_of
+from .._array import (
+    Array,
+    array_device,
+    check_finite,
+    check_flag,
+    check_positive,
+    namespace,
+    xp_of,
+)
 from ..functions.bregman import EntropicSimplex
 from ..functions.euclidean import L21Norm, LinearTerm, Simplex
 from ..model import AnalysisModel
@@ -36,7 +44,7 @@ def segmentation_model(costs: Array, tv_weight: float, *, entropic: bool = True)
         raise ValueError(f"costs need at least 2 labels along axis 1, got {costs.shape[1]}")
     check_finite(xp, costs=costs)
     tv = Gradient2d(tuple(costs.shape[1:]), xp=xp, dtype=costs.dtype, device=array_device(costs))
-    simplex = EntropicSimplex(axis=1) if entropic else Simplex(axis=1)
+    simplex = EntropicSimplex(axis=1) if check_flag("entropic", entropic) else Simplex(axis=1)
     return AnalysisModel(tv, L21Norm(check_positive("tv_weight", tv_weight), group_axis=2),
                          LinearTerm(costs, simplex))
 

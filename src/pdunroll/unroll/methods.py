@@ -111,10 +111,16 @@ class Truncated(GradientMethod):
         return self.b
 
 
+#: the most reverse steps of :class:`Asymptotic` (each costs about one forward step); the limit
+#: b → ∞ is :class:`Implicit`, which stops when the sum has converged
+MAX_ASYMPTOTIC_STEPS = 10**6
+
+
 @dataclass(frozen=True)
 class Asymptotic(GradientMethod):
-    """``b`` reverse steps with the Jacobians, y and x̂ of the final iterate (b may exceed L):
-    nothing is stored. The limit b → ∞ is :class:`Implicit`."""
+    """``b`` reverse steps with the Jacobians, y and x̂ of the final iterate (b may exceed L,
+    up to ``MAX_ASYMPTOTIC_STEPS`` = 10⁶): nothing is stored. The limit b → ∞ is
+    :class:`Implicit`."""
 
     b: int
     name: ClassVar[str] = "asymptotic"
@@ -123,6 +129,10 @@ class Asymptotic(GradientMethod):
     def __post_init__(self):
         super().__post_init__()
         object.__setattr__(self, "b", check_count("b", self.b))
+        if self.b > MAX_ASYMPTOTIC_STEPS:
+            raise ValueError(f"b must be at most {MAX_ASYMPTOTIC_STEPS:,} backward steps (each "
+                             f"costs about one forward step), got {self.b:,}: for the limit "
+                             "b → ∞ use pdunroll.Implicit(), which stops once the sum converges")
 
     def back_steps(self, iterations: int) -> int:
         return self.b
@@ -134,12 +144,12 @@ class Implicit(GradientMethod):
     by solving (I − N) u = (g, 0, 0) per signal.
 
     ``solver``: ``"gmres"`` (restarted GMRES) or ``"neumann"`` (the asymptotic recursion run
-    until it converges); ``tol``: relative residual per signal (default max(1e−10, 1000 ε) of
-    the dtype); ``maxiter``: at most this many iterations (default 1000). If the solve misses
-    ``tol`` (a singular system: nonsmooth F, G, a lower-level solution that is not unique)
-    ``strict=True`` raises :class:`~pdunroll.ConvergenceError`; ``strict=False`` warns with
-    :class:`~pdunroll.ConvergenceWarning` and returns the unconverged gradient with
-    ``info.converged`` False.
+    until it converges); ``tol``: relative residual per signal, in (0, 1) (default
+    max(1e−10, 1000 ε) of the dtype); ``maxiter``: at most this many iterations (default
+    1000). If the solve misses ``tol`` (a singular system: nonsmooth F, G, a lower-level
+    solution that is not unique) ``strict=True`` raises :class:`~pdunroll.ConvergenceError`;
+    ``strict=False`` warns with :class:`~pdunroll.ConvergenceWarning` and returns the
+    unconverged gradient with ``info.converged`` False.
     """
 
     solver: str = "gmres"
@@ -155,6 +165,9 @@ class Implicit(GradientMethod):
             raise ValueError(f"solver must be one of {SOLVERS}, got {self.solver!r}")
         if self.tol is not None:
             object.__setattr__(self, "tol", check_positive("tol", self.tol))
+            if self.tol >= 1:  # a zero solution already has relative residual 1
+                raise ValueError(f"tol must lie in (0, 1) (a relative residual; the zero "
+                                 f"solution already meets tol >= 1), got {self.tol}")
         if self.maxiter is not None:
             object.__setattr__(self, "maxiter", check_count("maxiter", self.maxiter))
         object.__setattr__(self, "strict", check_flag("strict", self.strict))
