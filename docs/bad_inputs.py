@@ -162,7 +162,6 @@ CASES = [
     Case("DenseOperator", "pu.DenseOperator(K.astype(np.float16))", "matrix"),
     Case("Gradient2d", "pu.Gradient2d((4, 4), dtype=np.float16)", "dtype"),
     Case("dct_matrix", "pu.dct_matrix(8, dtype=np.int32)", "dtype"),
-    Case("DenseOperator", "op.with_params(K.astype(np.float32))", "params"),
     Case("DenseOperator", "op.apply(xps.ones((2, 8), dtype=xps.float64))", "x"),
     Case("forward_backward", "pu.forward_backward(smooth, pu.NonNegative(), x_true, step=100.0, "
          "iterations=5)", "step"),

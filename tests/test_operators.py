@@ -77,3 +77,17 @@ def test_norm_estimate_checks_its_start_vector_and_rtol(numpy_backend, torch_bac
     exact = np.linalg.norm(op.matrix, 2)
     assert pu.estimate_norm(op, v0=np.ones((1, 4)), rtol=0.0,
                             iterations=2000).value == pytest.approx(exact, rel=1e-10)
+
+
+def test_with_params_moves_an_operator_to_another_dtype_and_the_solver_then_names_old_signals():
+    """Accepted on purpose (docs, "Reliability"): with_params with float32 parameters gives a
+    float32 operator (how the command line's --dtype converts a model); float64 signals are then
+    refused by name rather than silently promoted, and a wrong shape is still refused."""
+    K = pu.dct_matrix(8)
+    op32 = pu.DenseOperator(K).with_params(K.astype(np.float32))
+    assert op32.dtype == np.float32 and op32.apply(np.ones((1, 8), np.float32)).dtype == np.float32
+    model = pu.AnalysisModel(op32, f=pu.L1Norm(), g=pu.LinfBall(0.1))
+    with pytest.raises(TypeError, match="x_tilde has dtype float64 but the operator has float32"):
+        pu.chambolle_pock(model, np.ones((1, 8)), iterations=3)
+    with pytest.raises(ValueError, match=r"params must have shape \(8, 8\)"):
+        pu.DenseOperator(K).with_params(K[:4])
