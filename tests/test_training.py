@@ -420,3 +420,33 @@ def test_epoch_summaries_on_the_pdunroll_logger_and_short_reprs(numpy_backend, c
     assert text.startswith("TrainResult(epochs=3, steps=9, best_epoch=") and len(text) < 150
     assert repr(pu.Adam()) == "Adam(beta1=0.9, beta2=0.999, eps=1e-08)"
     assert repr(pu.SGD(0.5)) == "SGD(momentum=0.5)"
+
+
+def test_training_runs_with_one_blas_thread_unless_told(numpy_backend):
+    """The thread policy: train (and OperatorLearner) limit BLAS to ``threads`` (default 1)
+    during the call and restore the setting after it, also after an error; threads=None
+    leaves it."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    model, (xt, x), _ = _setup(numpy_backend)
+
+    def blas_threads():
+        return {p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"}
+
+    seen = []
+    record = lambda info: seen.append(blas_threads())  # noqa: E731
+    learner = pu.OperatorLearner(model, callback=record, **OPTIONS)  # scikit-learn's BLAS too
+    with threadpool_limits(2, user_api="blas"):
+        outside = blas_threads()
+        assert max(outside) == 2
+        for threads, inside in ((1, {1}), (None, outside), (2, outside)):
+            seen.clear()
+            pu.train(model, xt, x, callback=record, threads=threads, **OPTIONS)
+            assert seen and all(s == inside for s in seen), (threads, seen)
+            assert blas_threads() == outside
+        seen.clear()
+        learner.fit(xt, x)
+        assert all(s == {1} for s in seen) and blas_threads() == outside
+        with pytest.raises(ValueError, match="threads must be an integer >= 1"):
+            pu.train(model, xt, x, threads=0, **OPTIONS)
+        assert blas_threads() == outside

@@ -257,10 +257,11 @@ def _parser() -> argparse.ArgumentParser:
                          help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
                               "default: the library's default device)")
     for sub in (sp, dn, ev, audit):
-        sub.add_argument("--threads", type=_positive_int, default=1,
-                         help="BLAS threads (default 1: the minibatch products are small, and "
-                              "one thread per process is fastest on a few shared cores); an "
-                              "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS already set wins")
+        sub.add_argument("--threads", type=_positive_int, default=None,
+                         help="BLAS and OpenMP threads (default 1: the minibatch products are "
+                              "small, and one thread per process is fastest on a few shared "
+                              "cores; the Python API's threads= does the same), or what "
+                              "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say when they are set")
         _dask_args(sub)
     return parser, {"speech": sp, "denoise": dn}
 
@@ -277,10 +278,19 @@ def _dask_args(p) -> None:
                        help="start a local Dask cluster of N worker processes (1 thread each)")
 
 
-def _limit_threads(n: int) -> None:
-    """Default BLAS thread counts; effective because numpy is not imported yet."""
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ.setdefault(var, str(n))
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _limit_threads(n: int | None) -> int | None:
+    """The thread count of ``--threads`` (None: the environment's when it sets one, else 1),
+    made the BLAS default before numpy is imported; returns what training is told (None:
+    leave the environment's)."""
+    if n is None and any(var in os.environ for var in THREAD_VARIABLES):
+        return None
+    n = 1 if n is None else n
+    for var in THREAD_VARIABLES:
+        os.environ[var] = str(n)
+    return n
 
 
 def _version() -> str:
@@ -385,7 +395,8 @@ def _train(args) -> int:
                               checkpoint={"every_steps": args.checkpoint_steps,
                                           "every_minutes": args.checkpoint_minutes},
                               record=_record(args), stale=run.stale, progress=not args.quiet,
-                              command=args.argv, started=tic, client=args.client)
+                              command=args.argv, started=tic, threads=args.threads,
+                              client=args.client)
         except KeyboardInterrupt:
             if checkpoint.exists():
                 print(f"\ninterrupted: checkpoint saved to {checkpoint}; continue with "
@@ -518,7 +529,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, tasks = _parser()
     args = parser.parse_args(argv)
-    _limit_threads(args.threads)
+    args.threads = _limit_threads(args.threads)
     try:
         if args.command == "train" and args.resume:
             args = _resume_defaults(args, parser, tasks, argv)

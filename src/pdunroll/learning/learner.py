@@ -21,6 +21,7 @@ from ..data.metrics import mse
 from ..model import AnalysisModel
 from ..tasks.speech import speech_model
 from .evaluation import reconstruct
+from .threads import thread_limit
 from .training import TrainResult, train
 
 try:  # optional: the sklearn extra
@@ -116,6 +117,9 @@ class OperatorLearner(*_Bases):
     pairs. After ``fit``: ``model_`` (best by validation loss), ``result_`` (the
     :class:`TrainResult`) and ``history_``; before it, ``predict`` raises ``NotFittedError``.
 
+    ``threads``: BLAS and OpenMP threads of ``fit`` and ``predict`` (default 1; None: the
+    libraries' own setting; :mod:`pdunroll.learning.threads`).
+
     ``client``: a Dask distributed ``Client``, or a scheduler address (connected for each
     ``fit`` and ``predict``; an address, unlike a ``Client``, survives ``clone``): training and
     prediction run on its workers (:mod:`pdunroll.learning.distributed`).
@@ -127,14 +131,15 @@ class OperatorLearner(*_Bases):
                  patience: int | None = None, seed: int = 0, norm_iterations: int = 30,
                  checkpoint: str | Path | None = None, progress: bool = True,
                  callback: Callable[[dict], object] | None = None,
-                 minibatch_gradient: Callable | None = None, client=None):
+                 minibatch_gradient: Callable | None = None, client=None,
+                 threads: int | None = 1):
         self.model, self.eta = model, eta
         self.iterations, self.method, self.weights, self.omega = iterations, method, weights, omega
         self.optimizer, self.lr, self.epochs, self.batch_size = optimizer, lr, epochs, batch_size
         self.patience, self.seed, self.norm_iterations = patience, seed, norm_iterations
         self.checkpoint, self.progress, self.callback = checkpoint, progress, callback
         self.minibatch_gradient = minibatch_gradient
-        self.client = client
+        self.client, self.threads = client, threads
 
     if BaseEstimator is not None:
         # no argument of fit/predict/score is per-sample metadata for routing: scikit-learn then
@@ -197,7 +202,7 @@ class OperatorLearner(*_Bases):
         model = self._fitted()
         _check_batch("x_tilde", x_tilde)
         model.check_signals(x_tilde=x_tilde)
-        with _connected(self.client) as client:
+        with _connected(self.client) as client, thread_limit(self.threads):
             return reconstruct(model, x_tilde,
                                iterations=self.iterations if iterations is None else iterations,
                                omega=self.omega, weights=self.weights, client=client)

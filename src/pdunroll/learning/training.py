@@ -48,6 +48,7 @@ from .checkpoint import (
 from .evaluation import unrolled_loss_unchecked, validation_snr
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
 from .state import History, TrainState
+from .threads import with_thread_limit
 
 __all__ = ["LocalGradient", "MinibatchGradient", "TrainResult", "epoch_summary", "train"]
 
@@ -203,6 +204,7 @@ def _end_epoch(plan: _Plan, state: TrainState, val: float | None, seconds: float
         state.stopped = plan.patience is not None and state.bad_epochs >= plan.patience
 
 
+@with_thread_limit
 def train(
     model: AnalysisModel,
     x_tilde: Array,
@@ -226,6 +228,7 @@ def train(
     callback: Callable[[dict], object] | None = None,
     minibatch_gradient: Callable[..., MinibatchGradient] | None = None,
     client=None,
+    threads: int | None = 1,
 ) -> TrainResult:
     """Learn the operator parameters of ``model`` from pairs (x̃_i, x†_i).
 
@@ -274,6 +277,10 @@ def train(
         Data-parallel training on its workers (:class:`~pdunroll.learning.distributed.
         DaskGradient`: the pairs scattered once in shards, partial gradients added in shard
         order); the validation loss is computed there too. Same minibatches as without it.
+    threads : int or None
+        BLAS and OpenMP threads during the call (default 1, the fastest for the small
+        minibatch products on shared cores; None: the libraries' own setting), see
+        :mod:`pdunroll.learning.threads`.
 
     Epoch summaries go to the ``pdunroll`` logger at level INFO.
     """
