@@ -9,7 +9,7 @@ from scipy.optimize import minimize
 import pdunroll as pu
 
 FUNCTIONS = [pu.L1Norm(), pu.L1Norm(0.7), pu.LinfBall(0.3), pu.L2Ball(0.9), pu.Zero(),
-             pu.SquaredL2(2.0)]
+             pu.SquaredL2(2.0), pu.NoiseL2Ball(0.3, c=0.8)]
 STEP = 0.6
 
 

@@ -36,6 +36,7 @@ def _parts(backend, dtype):
     vector_ops = [pu.DenseOperator(arr(7, 6)), pu.Conv1dFilterBank(arr(3, 4), 6, "valid"),
                   pu.Stack(pu.DenseOperator(arr(2, 6)), pu.Diagonal(arr(6)))]
     models = [pu.AnalysisModel(op, pu.L1Norm(0.5), pu.L2Ball(2.0)) for op in image_ops]
+    models[0] = pu.AnalysisModel(models[0].operator, models[0].f, pu.NoiseL2Ball(0.1, c=1.2))
     models += [pu.AnalysisModel(op, pu.SquaredL2(1.5), pu.LinfBall(0.25)) for op in vector_ops]
     dense = pu.DenseOperator(arr(6, 6))
     functions = [pu.Zero(), pu.NonNegative(), pu.BoxBregmanL1Norm(0.75),

@@ -67,15 +67,33 @@ def namespace(*named: tuple[str, Array]):
     return xp
 
 
-def default_namespace(xp=None):
-    """``xp``, or NumPy where none is given: the one default of every constructor that makes
-    arrays (:func:`~pdunroll.dct_matrix`, :func:`~pdunroll.dct_filters`,
-    :class:`~pdunroll.Gradient2d`, loaded operators, the toy problem). NumPy >= 2.1 is its own
-    complete array-API namespace (see :func:`_namespace_of`); it is imported here, on first use,
-    not when pdunroll is imported."""
+def default_namespace(xp=None, dtype=None):
+    """``xp``; else the namespace a ``dtype`` given without it belongs to (``torch.float32``:
+    torch's), else NumPy: the one default of every constructor that makes arrays
+    (:func:`~pdunroll.dct_matrix`, :func:`~pdunroll.dct_filters`, :class:`~pdunroll.Gradient2d`,
+    loaded operators, the toy problem). NumPy >= 2.1 is its own complete array-API namespace
+    (see :func:`_namespace_of`); it is imported here, on first use, not when pdunroll is
+    imported."""
+    if xp is None and dtype is not None:
+        xp = _dtype_namespace(dtype)
     if xp is None:
         import numpy as xp
     return xp
+
+
+def _dtype_namespace(dtype):
+    """The namespace of the library a dtype object comes from (already imported: the dtype
+    was made by it), found through a one-element array of that library; None for NumPy's
+    dtypes and anything NumPy understands (names, Python types, JAX's scalar types)."""
+    import sys
+
+    lib = sys.modules.get(type(dtype).__module__.split(".")[0])
+    if lib is None or lib.__name__ in ("numpy", "builtins") or not hasattr(lib, "zeros"):
+        return None
+    try:
+        return _namespace_of(lib.zeros((1,), dtype=dtype))
+    except (TypeError, ValueError):
+        return None
 
 
 def xp_of(x: Array):

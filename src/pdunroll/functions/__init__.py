@@ -9,6 +9,7 @@ from .euclidean import (
     L21Norm,
     LinearTerm,
     LinfBall,
+    NoiseL2Ball,
     NonNegative,
     Simplex,
     SquaredL2,
@@ -16,5 +17,5 @@ from .euclidean import (
 )
 
 __all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex",
-           "Function", "L1Norm", "L21Norm", "L2Ball", "LinearTerm", "LinfBall", "NonNegative",
-           "Simplex", "SquaredL2", "Zero"]
+           "Function", "L1Norm", "L21Norm", "L2Ball", "LinearTerm", "LinfBall", "NoiseL2Ball",
+           "NonNegative", "Simplex", "SquaredL2", "Zero"]

@@ -47,6 +47,7 @@ __all__ = [
     "L2Ball",
     "LinearTerm",
     "LinfBall",
+    "NoiseL2Ball",
     "NonNegative",
     "Simplex",
     "SquaredL2",
@@ -283,29 +284,35 @@ class L2Ball(Function):
     def __init__(self, radius: float):
         self.radius = check_positive("radius", radius)
 
+    def radius_for(self, x) -> float:
+        """The radius ρ for signals of the shape of ``x`` (batch first): ``radius`` here."""
+        return self.radius
+
     def _norms(self, x):
         return _xp(x).linalg.vector_norm(x, axis=_signal_axes(x), keepdims=True)
 
     def value(self, x):
         xp = _xp(x)
-        return _inf_where(xp, xp.reshape(self._norms(x), (-1,)) > self.radius * _slack(x), x)
+        return _inf_where(xp, xp.reshape(self._norms(x), (-1,)) > self.radius_for(x) * _slack(x),
+                          x)
 
     def conj_value(self, y):
         xp = _xp(y)
-        return self.radius * xp.reshape(self._norms(y), (-1,))
+        return self.radius_for(y) * xp.reshape(self._norms(y), (-1,))
 
     def prox_save(self, z, t):
         xp = _xp(z)
+        rho = self.radius_for(z)
         nrm = self._norms(z)
-        outside = nrm > self.radius
-        scale = xp.where(outside, self.radius / xp.where(outside, nrm, xp.ones_like(nrm)),
+        outside = nrm > rho
+        scale = xp.where(outside, rho / xp.where(outside, nrm, xp.ones_like(nrm)),
                          xp.ones_like(nrm))
         return z * scale, (z, nrm, scale)
 
     def prox_vjp(self, saved, v, t):
         xp = _xp(v)
         z, nrm, scale = saved
-        outside = nrm > self.radius
+        outside = nrm > self.radius_for(z)
         safe = xp.where(outside, nrm, xp.ones_like(nrm))
         u = z / safe
         uv = xp.sum(u * v, axis=_signal_axes(v), keepdims=True)
@@ -313,6 +320,28 @@ class L2Ball(Function):
 
     def __repr__(self):
         return f"L2Ball(radius={self.radius})"
+
+
+@saveable
+class NoiseL2Ball(L2Ball):
+    """Indicator of {‖x_i‖₂ ≤ c σ √N} for every signal x_i of N entries: the ℓ2 ball that
+    holds Gaussian noise of level σ (‖noise‖₂ ≈ σ√N), as G of a denoising model
+    (G(x − x̃)). The radius follows the signal's size at every call, so one model applies to
+    images of any size; on N-entry signals it equals ``L2Ball(c * sigma * sqrt(N))``."""
+
+    def __init__(self, sigma: float, c: float = 1.0):
+        self.sigma = check_positive("sigma", sigma)
+        self.c = check_positive("c", c)
+
+    def radius_for(self, x) -> float:
+        return self.radius_of_size(math.prod(x.shape[1:]))
+
+    def radius_of_size(self, n: int) -> float:
+        """c σ √n: the radius for signals of n entries."""
+        return self.c * self.sigma * math.sqrt(n)
+
+    def __repr__(self):
+        return f"NoiseL2Ball(sigma={self.sigma}, c={self.c})"
 
 
 @saveable

@@ -73,6 +73,17 @@ class LinearOperator(ABC):
         """Spectral norm ‖K‖ = largest singular value (power iteration unless overridden)."""
         return estimate_norm(self, iterations=iterations, rtol=rtol).value
 
+    def at_shape(self, shape: tuple[int, ...]) -> LinearOperator:
+        """The same operator (same parameters) for signals of shape ``shape``: itself for its
+        own ``in_shape``. Operators whose parameters do not depend on the signal's size (the
+        filter banks, :class:`~pdunroll.Gradient2d`, and stacks and compositions of them)
+        override this; for the others any other shape is an error."""
+        shape = tuple(shape)
+        if shape == tuple(self.in_shape):
+            return self
+        raise ValueError(f"{type(self).__name__} acts on signals of shape {tuple(self.in_shape)} "
+                         f"only (its parameters are tied to that size), got shape {shape}")
+
     def to_config(self, writer) -> dict:
         """The operator's description for a file (:mod:`pdunroll.registry`): its settings as
         JSON values, its arrays as references of ``writer.array``. Saveable operators (class

@@ -20,6 +20,8 @@ for the stacked copies.
 
 ``norm()`` is exact for periodic boundaries, ‖K‖ = max_ω √(Σ_c |ĥ_c(ω)|²) over the discrete
 frequencies of the signal grid (K is block-circulant), and a power-iteration estimate otherwise.
+The filters do not depend on the signal's size: ``at_shape(shape)`` is the same bank for
+signals of another size (how a bank learned on patches denoises whole images).
 """
 
 from __future__ import annotations
@@ -211,6 +213,10 @@ class Conv2dFilterBank(_FilterBank):
         check_params_shape(self, params)
         return Conv2dFilterBank(params, self.in_shape, self.boundary)
 
+    def at_shape(self, shape: tuple[int, int]) -> Conv2dFilterBank:
+        """The same filters on images of shape ``shape`` = (H, W) (same boundary)."""
+        return Conv2dFilterBank(self.params, tuple(shape), self.boundary)
+
     def to_config(self, writer) -> dict:
         return {"filters": writer.array(self.params), "image_shape": list(self.in_shape),
                 "boundary": self.boundary}
@@ -234,6 +240,13 @@ class Conv1dFilterBank(_FilterBank):
     def with_params(self, params: Array) -> Conv1dFilterBank:
         check_params_shape(self, params)
         return Conv1dFilterBank(params, self.in_shape[0], self.boundary)
+
+    def at_shape(self, shape: tuple[int]) -> Conv1dFilterBank:
+        """The same filters on signals of shape ``shape`` = (n,) (same boundary)."""
+        shape = tuple(shape)
+        if len(shape) != 1:
+            raise ValueError(f"Conv1dFilterBank acts on signals of shape (n,), got {shape}")
+        return Conv1dFilterBank(self.params, shape[0], self.boundary)
 
     def to_config(self, writer) -> dict:
         return {"filters": writer.array(self.params), "length": self.in_shape[0],

@@ -36,7 +36,8 @@ class Gradient2d(LinearOperator):
         (K u)[..., 1, i, j] = u[..., i, j+1] − u[..., i, j]  (0 in the last column).
 
     Kᵀ = −div. ‖K‖ = √(4 sin²(π(H−1)/2H) + 4 sin²(π(W−1)/2W)) (< √8), exact, for any C.
-    ``xp``, ``dtype``, ``device``: where the operator works (NumPy float64 by default).
+    ``xp``, ``dtype``, ``device``: where the operator works (NumPy float64 by default; a dtype
+    of another library given without ``xp``, e.g. ``torch.float32``, chooses that library).
     """
 
     params = ()
@@ -46,7 +47,7 @@ class Gradient2d(LinearOperator):
             raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {image_shape!r}")
         self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
-        xp = default_namespace(xp)
+        xp = default_namespace(xp, dtype)  # torch.float32 without xp: torch
         self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
                                   device=device)
         namespace(("dtype", self._template))
@@ -84,6 +85,10 @@ class Gradient2d(LinearOperator):
         h, w = self.in_shape[-2:]
         return math.sqrt(4 * math.sin(math.pi * (h - 1) / (2 * h)) ** 2
                          + 4 * math.sin(math.pi * (w - 1) / (2 * w)) ** 2)
+
+    def at_shape(self, shape: tuple[int, ...]) -> Gradient2d:
+        """The gradient of images of shape ``shape`` ((H, W) or (C, H, W))."""
+        return Gradient2d(tuple(shape), xp=self.xp, dtype=self.dtype, device=self.device)
 
     def to_config(self, writer) -> dict:
         return {"image_shape": list(self.in_shape), "dtype": str(self.dtype).split(".")[-1]}
@@ -215,6 +220,14 @@ class Composition(LinearOperator):
     def with_params(self, params) -> Composition:
         return Composition(*_with_each(self.operators, params))
 
+    def at_shape(self, shape: tuple[int, ...]) -> Composition:
+        """Each part for the shape the part after it returns (A_n for ``shape``)."""
+        parts = []
+        for op in reversed(self.operators):
+            parts.append(op.at_shape(shape))
+            shape = parts[-1].out_shape
+        return Composition(*reversed(parts))
+
     def to_config(self, writer) -> dict:
         return {"operators": [writer.part(op) for op in self.operators]}
 
@@ -274,6 +287,10 @@ class Stack(LinearOperator):
 
     def with_params(self, params) -> Stack:
         return Stack(*_with_each(self.operators, params))
+
+    def at_shape(self, shape: tuple[int, ...]) -> Stack:
+        """Every part for signals of shape ``shape``."""
+        return Stack(*(op.at_shape(shape) for op in self.operators))
 
     def to_config(self, writer) -> dict:
         return {"operators": [writer.part(op) for op in self.operators]}

@@ -6,11 +6,10 @@ or of a folder of images split by file, with white Gaussian noise of a recorded 
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..functions.euclidean import L1Norm, L2Ball
+from ..functions.euclidean import L1Norm, NoiseL2Ball
 from ..model import AnalysisModel
 from ..operators.convolution import Conv2dFilterBank
 from ..operators.filters import dct_filters
@@ -32,10 +31,11 @@ def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=Non
                   ) -> AnalysisModel:
     """The denoising model for images of ``shape``: ``filters`` (default: the k² − 1 2-D DCT
     filters of ``kernel``×``kernel``) with periodic boundary, F = ‖·‖₁, G = indicator of the
-    ℓ2 ball of radius σ √(H·W) around the noisy image (its expected noise norm)."""
+    ℓ2 ball of radius σ √(H·W) around the noisy image (its expected noise norm;
+    :class:`~pdunroll.NoiseL2Ball`, which follows the size of the image it is applied to)."""
     h = dct_filters(kernel) if filters is None else filters
     return AnalysisModel(Conv2dFilterBank(h, tuple(shape), "periodic"), f=L1Norm(),
-                         g=L2Ball(sigma * math.sqrt(shape[0] * shape[1])))
+                         g=NoiseL2Ball(sigma))
 
 
 def read_images(paths) -> list:
