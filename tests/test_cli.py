@@ -162,7 +162,7 @@ def test_train_denoise_then_evaluate(tmp_path, capsys):
     model, settings = pu.load_operator(out / "operator.npz")
     assert isinstance(model.operator, pu.Conv2dFilterBank)
     assert model.operator.filters.shape == (8, 3, 3) and model.operator.in_shape == (12, 12)
-    assert isinstance(model.g, pu.L2Ball) and model.g.radius == pytest.approx(1.2)
+    assert isinstance(model.g, pu.NoiseL2Ball) and model.g.radius_of_size(144) == pytest.approx(1.2)
     results = json.loads((out / "results.json").read_text())
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
     learned = [ln for ln in capsys.readouterr().out.splitlines()
