@@ -268,8 +268,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _dask_args(p) -> None:
     """``--scheduler`` / ``--workers``: training steps and reconstructions on Dask workers."""
-    g = p.add_argument_group("Dask distributed (pip install torch==2.13.0 && "
-                             "pip install \"pdunroll[distributed]\")")
+    g = p.add_argument_group("Dask distributed (pip install dask distributed)")
     where = g.add_mutually_exclusive_group()
     where.add_argument("--scheduler", metavar="ADDRESS", default=None,
                        help="address of a running Dask scheduler (e.g. tcp://host:8786): "
@@ -502,8 +501,8 @@ def _dask_client(args):
     try:
         from distributed import Client
     except ImportError as err:
-        raise ImportError("--workers needs Dask distributed: pip install torch==2.13.0 && "
-                          "pip install \"pdunroll[distributed]\"") from err
+        raise ImportError("--workers needs Dask distributed: pip install dask distributed "
+                          "(from a checkout also: pip install -e \".[distributed]\")") from err
     with local_cluster(args.workers) as cluster, Client(cluster) as client:
         yield client
 

@@ -19,7 +19,8 @@ def load_images(names=("camera", "coins", "moon", "astronaut")) -> list[np.ndarr
     try:
         from skimage import color, data, util
     except ImportError as err:
-        raise ImportError("image data need scikit-image: pip install 'pdunroll[images]'") from err
+        raise ImportError("image data need scikit-image: pip install scikit-image (from a checkout "
+                          "also: pip install -e '.[images]')") from err
     if isinstance(names, str):
         names = (names,)
     images = []

@@ -18,7 +18,7 @@ Faults: a part whose data was lost with its worker (a killed process, a lost mac
 again from the client's copy and recomputed, up to ``retries`` times; a lost connection to
 the scheduler raises :class:`ConnectionError`, and :func:`~pdunroll.train` saves its
 checkpoint before the error propagates. Dask itself is imported only here, when used
-(``pip install torch==2.13.0 && pip install "pdunroll[distributed]"``).
+(``pip install dask distributed``, or from a checkout ``pip install -e ".[distributed]"``).
 """
 
 from __future__ import annotations
@@ -54,8 +54,8 @@ def _import_distributed(name: str):
     try:
         import distributed
     except ImportError as err:
-        raise ImportError(f"{name}= needs Dask distributed: pip install torch==2.13.0 && "
-                          f"pip install \"pdunroll[distributed]\"") from err
+        raise ImportError(f"{name}= needs Dask distributed: pip install dask distributed "
+                          "(from a checkout also: pip install -e \".[distributed]\")") from err
     return distributed
 
 

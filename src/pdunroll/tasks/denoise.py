@@ -46,7 +46,8 @@ def read_images(paths) -> list:
     try:
         from skimage import color, io, util
     except ImportError as err:
-        raise ImportError("image files need scikit-image: pip install scikit-image") from err
+        raise ImportError("image files need scikit-image: pip install scikit-image (from a "
+                          "checkout also: pip install -e '.[images]')") from err
     out = []
     for path in map(Path, paths):
         try:
