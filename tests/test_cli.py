@@ -348,3 +348,22 @@ def test_a_run_no_epoch_improved_says_so(tmp_path, capsys):
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
     table = capsys.readouterr().out
     assert "start (no epoch improved)" in table and "learned operator" not in table
+
+
+def test_load_model_reproduces_the_table_of_the_run(tmp_path):
+    """A run's operator.npz is the whole learned model: pu.load_model(...).reconstruct with no
+    setting passed (ω = 30 of the command line, L, float32) gives the test MSE of its table."""
+    from pdunroll.tasks.speech import evaluation_set
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    results = json.loads((out / "results.json").read_text())
+    learned = pu.load_model(out / "operator.npz")
+    assert (learned.iterations, learned.omega, str(learned.dtype)) == (4, 30.0, "float32")
+    (x_tilde, x_true), _, _ = evaluation_set("run", learned.metadata, 32)
+    x_hat = learned.reconstruct(x_tilde)
+    assert x_hat.dtype == x_tilde.dtype == np.float64
+    assert pu.mse(x_hat, x_true) == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
+    assert pu.mse(pu.reconstruct(learned.model, x_tilde.astype(np.float32), iterations=4,
+                                 omega=10.0), x_true) != \
+        pytest.approx(results["test"][-1]["mse"], rel=1e-4)  # ω matters: 10 is another model

@@ -1,6 +1,7 @@
 """One training run of a task in its output folder (what ``pdunroll train`` does between
 parsing and printing): the task's data sets, the start (or ``--init``), the backend, the
-training with a checkpoint, and the records: ``operator.npz``, ``curves.png`` and
+training with a checkpoint, and the records: ``operator.npz`` (the
+:class:`~pdunroll.LearnedModel`, read back by :func:`pdunroll.load_model`), ``curves.png`` and
 ``results.json`` with the test table, the data, the settings, the versions and what each epoch
 did. A run in which no epoch improved on the start says so and does not call the start
 "learned"."""
@@ -111,8 +112,9 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint
     versions, epochs, steps, best epoch, whether an epoch improved on the start)."""
     import time
 
-    from .checkpoint import save_operator, write_json
+    from .checkpoint import write_json
     from .evaluation import results_table, validation_snr
+    from .learned import LearnedModel
     from .plotting import plot_learning_curves
 
     images = task == "denoise"
@@ -132,8 +134,8 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint
     improved = res.best_epoch > 0
     meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss, settings=settings,
                 fingerprint=fingerprint, versions=versions(), improved=improved)
-    op_path = save_operator(out / "operator.npz", res.model, iterations=config.iterations,
-                            omega=config.omega, weights=config.weights, metadata=meta)
+    op_path = LearnedModel.from_training(res, config, metadata=meta,
+                                         data=fingerprint).save(out / "operator.npz")
     png = plot_learning_curves(res.history, out / "curves.png",
                                title=f"{task}, L={config.iterations}, {method.name}")
     if not improved:
