@@ -47,7 +47,7 @@ def test_train_on_a_folder_and_evaluate_whole_images(tmp_path, capsys):
     # the run's own test images, whole: the noisy row is the noise level's PSNR
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
     text = capsys.readouterr().out
-    assert f"1 images of {data}" in text and test_file in text
+    assert f"1 image of {data}" in text and test_file in text
     noisy = float([ln for ln in text.splitlines() if ln.strip().startswith(test_file)][0]
                   .split()[1])
     assert noisy == pytest.approx(-20 * np.log10(0.08), abs=0.3)
