@@ -62,8 +62,10 @@ def test_same_gradients_as_pu_gradient_and_autograd_of_the_loop():
         assert relative_error(got.grad, want.grad) <= 1e-10
 
 
-def test_module_trains_an_operator_with_torch_optim():
-    """A dense K learned from a perturbed DCT: the training loss falls by a fifth or more."""
+def test_module_trains_an_operator_with_torch_optim(tmp_path):
+    """A dense K learned from a perturbed DCT: the training loss falls by a fifth or more;
+    ``layer.model`` is then the trained model (before: the start), saved and loaded it
+    reconstructs as the layer."""
     rng = np.random.default_rng(0)
     n, batch = 16, 8
     t = np.linspace(0, 1, n)
@@ -84,11 +86,20 @@ def test_module_trains_an_operator_with_torch_optim():
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.8 * losses[0]
     assert not torch.equal(layer.operator_params[0].detach(), K0)  # the copy trained, not K0
+    trained = layer.model
+    assert torch.equal(trained.operator.matrix, layer.operator_params[0].detach())
+    assert not trained.operator.matrix.requires_grad and trained.g is model.g
+    loaded = pu.load_model(pu.LearnedModel(trained, 20, omega=3.0).save(tmp_path / "k.npz"),
+                           xp=torch)
+    with torch.no_grad():
+        assert relative_error(loaded.reconstruct(x_tilde), layer(x_tilde)) <= 1e-13
 
 
 def test_module_takes_the_parameters_of_g_as_a_tensor():
     K, xt, c = _data(2)
     layer = UnrolledCP(_model(K, torch.zeros_like(c)), iterations=10, omega=1.0)
+    with pytest.raises(ValueError, match=r"L1Norm has no parameters: params must be \(\)"):
+        layer(xt, f=c)  # F = L1Norm() takes none (before: an AttributeError)
     c = c.clone().requires_grad_()
     x_hat = layer(xt, g=c)
     x_hat.sum().backward()

@@ -127,20 +127,30 @@ class UnrolledCP(torch.nn.Module):
                                 f"UnrolledCP, got {type(p).__name__}")
         self.operator_params = torch.nn.ParameterList(
             [torch.nn.Parameter(p.detach().clone()) for p in ops])
-        self.model = model
+        self._start = model
         self.method, self.iterations, _, _ = check_unrolling(method, iterations, weights)
         self.weights, self.omega, self.steps = weights, omega, steps
 
     @property
+    def model(self) -> AnalysisModel:
+        """The model with the module's current operator (after training: the trained one) as
+        detached copies of its parameters, and the given F and G: what to save, e.g.
+        ``pu.LearnedModel(layer.model, layer.iterations, omega=...).save(path)``."""
+        op = self._start.operator
+        params = [p.detach().clone() for p in self.operator_params]
+        op = op.with_params(tree.unflatten(op.params, params)) if params else op
+        return AnalysisModel(op, self._start.f, self._start.g)
+
+    @property
     def operator(self):
-        """The current operator (with the module's parameters)."""
-        op = self.model.operator
+        """The current operator (with the module's parameters, differentiable)."""
+        op = self._start.operator
         params = list(self.operator_params)
         return op.with_params(tree.unflatten(op.params, params)) if params else op
 
     @torch.compiler.disable  # building the model checks its arrays: part of the graph break
     def forward(self, x_tilde: torch.Tensor, f=None, g=None) -> torch.Tensor:
-        model = self.model
+        model = self._start
         fn, gn = model.f, model.g
         if f is not None:
             fn = fn.with_params(f)
@@ -151,5 +161,5 @@ class UnrolledCP(torch.nn.Module):
                         omega=self.omega, steps=self.steps)
 
     def extra_repr(self) -> str:
-        return (f"operator={self.model.operator!r}, iterations={self.iterations}, "
+        return (f"operator={self._start.operator!r}, iterations={self.iterations}, "
                 f"method={self.method!r}")
