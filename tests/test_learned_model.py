@@ -97,7 +97,12 @@ def test_filter_bank_model_applies_to_any_image_size(backend, dtype, tmp_path):
     np.testing.assert_allclose(backend.to_numpy(loaded.reconstruct(image)),
                                backend.to_numpy(expected), rtol=1e-12 if dtype == "float64"
                                else 1e-5, atol=1e-12 if dtype == "float64" else 1e-6)
-    assert tuple(loaded.at_shape((13, 11)).operator.in_shape) == (13, 11)
+    resized = loaded.at_shape((13, 11))
+    assert tuple(resized.operator.in_shape) == (13, 11)
+    # the step rule at the new size: σ τ ‖K‖² < 1 against a power-iteration estimate of ‖K‖
+    steps = resized.step_sizes()
+    est = pu.estimate_norm(resized.operator, iterations=3000, rtol=1e-12).value
+    assert steps.sigma * steps.tau * est ** 2 < 1
 
 
 def test_old_denoising_files_follow_the_image_size(numpy_backend):
@@ -152,3 +157,16 @@ def test_learned_model_checks_its_settings(numpy_backend):
         pu.LearnedModel(model, 3, metadata={"x": object()})
     with pytest.raises(TypeError, match="model must be an AnalysisModel"):
         pu.LearnedModel(np.eye(3), 3)
+
+
+def test_run_records_of_earlier_command_lines_are_read(numpy_backend, tmp_path):
+    """Operator files of pdunroll train before LearnedModel kept the gradient method and the
+    data fingerprint in their metadata: load_model finds them there."""
+    model = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(4)), pu.L1Norm(), pu.LinfBall(0.1))
+    meta = {"task": "speech", "settings": {"method": pu.Truncated(2).settings()},
+            "fingerprint": {"kind": "wav", "files": {"a.wav": "00"}}}
+    path = pu.save_operator(tmp_path / "op.npz", model, iterations=3, omega=30.0, metadata=meta)
+    learned = pu.load_model(path)
+    assert learned.method == pu.Truncated(2)
+    assert learned.data == {"kind": "wav", "files": {"a.wav": "00"}}
+    assert (learned.norm, learned.theta) == ("spectral", 1.0)
