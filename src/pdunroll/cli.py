@@ -1,6 +1,6 @@
 """Command line: ``pdunroll train speech``, ``pdunroll train denoise``, ``pdunroll evaluate``,
-``pdunroll audit``: parsing and printing over the task modules (:mod:`pdunroll.tasks`) and a run
-in its folder (:mod:`pdunroll.learning.run`).
+``pdunroll apply``, ``pdunroll audit``: parsing and printing over the task modules
+(:mod:`pdunroll.tasks`) and a run in its folder (:mod:`pdunroll.learning.run`).
 
 ``pdunroll train speech`` learns an analysis operator for speech dequantization (F = ‖·‖₁,
 G = indicator of {‖x − x̃‖_∞ ≤ η}, K initialised as the DCT) on the built-in synthetic speech or
@@ -15,7 +15,10 @@ settings it was started with), ``train.log``, ``curves.png`` and ``results.json`
 the checkpoint first. A new run (without ``--resume``) refuses a ``--out`` that holds the
 checkpoint of an earlier one.
 
-``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on its test set.
+``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on its test set (or
+on a folder: wav files, or whole images with PSNR and SSIM). ``pdunroll apply MODEL INPUT...
+--out DIR`` reconstructs wav files or images of any length or size with the saved model, as it
+was trained (:func:`pdunroll.apply_files`).
 """
 
 from __future__ import annotations
@@ -233,6 +236,25 @@ def _parser() -> argparse.ArgumentParser:
     _evaluate_data_args(ev)
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
+    ap = commands.add_parser(
+        "apply", help="reconstruct files with a saved model: wav files (speech) or images "
+                      "(denoising), of any length or size")
+    ap.add_argument("model", type=Path, help="operator.npz of pdunroll train (or a file of "
+                                             "LearnedModel.save / save_operator)")
+    ap.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
+                    help="files or folders: .wav for a speech model, .png / .tif / .npy for "
+                         "a denoising model (folders are searched recursively)")
+    ap.add_argument("--out", type=Path, required=True,
+                    help="output folder: each result keeps its file name (a folder's files "
+                         "their path inside it), rate and sample or pixel type")
+    ap.add_argument("--iterations", "-L", type=_positive_int, default=None,
+                    help="Chambolle-Pock steps (default: the model's training L)")
+    ap.add_argument("--batch-size", type=_positive_int, default=None,
+                    help="frames or image channels per solver call (default 2048)")
+    ap.add_argument("--quiet", action="store_true", help="no progress bar")
+    ap.add_argument("--backend", choices=BACKENDS, default="numpy",
+                    help="array library that computes (default numpy)")
+    ap.add_argument("--device", default=None, help="device of --backend torch / jax")
     audit = commands.add_parser(  # the gradient audit: _audit
         "audit", help="check every gradient method against finite differences, autodiff and "
                       "each other on the tutorials' models")
@@ -256,13 +278,14 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--device", default=None,
                          help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
                               "default: the library's default device)")
-    for sub in (sp, dn, ev, audit):
+    for sub in (sp, dn, ev, ap, audit):
         sub.add_argument("--threads", type=_positive_int, default=None,
                          help="BLAS and OpenMP threads (default 1: the minibatch products are "
                               "small, and one thread per process is fastest on a few shared "
                               "cores; the Python API's threads= does the same), or what "
                               "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say when they are set")
-        _dask_args(sub)
+        if sub is not ap:
+            _dask_args(sub)
     return parser, {"speech": sp, "denoise": dn}
 
 
@@ -486,6 +509,32 @@ def _evaluate_images(args, model, meta, iterations, solver) -> int:
     return 0
 
 
+def _apply(args) -> int:
+    """``pdunroll apply``: every input reconstructed by the model as it was trained
+    (:func:`pdunroll.apply_files`), each written under ``--out``."""
+    import time
+    from dataclasses import replace
+
+    from .learning.apply import apply_files
+    from .learning.learned import load_model
+    from .learning.placement import Placement
+    from .learning.threads import thread_limit
+
+    tic = time.perf_counter()
+    learned = load_model(args.model)
+    if args.backend != "numpy" or args.device is not None:
+        dtype = str(learned.dtype).split(".")[-1]
+        moved = Placement(args.backend, dtype, args.device).check().place(learned.model)[0]
+        learned = replace(learned, model=moved)
+    with thread_limit(args.threads):
+        written = apply_files(learned, args.inputs, args.out, iterations=args.iterations,
+                              batch_size=args.batch_size, progress=not args.quiet)
+    L = learned.iterations if args.iterations is None else args.iterations
+    print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} to {args.out} "
+          f"(L = {L}, {time.perf_counter() - tic:.1f} s)")
+    return 0
+
+
 @contextlib.contextmanager
 def _dask_client(args):
     """The Dask client of ``--scheduler`` / ``--workers`` (None without them), closed after."""
@@ -535,6 +584,8 @@ def main(argv=None) -> int:
         args.argv = argv
         if args.command == "audit":
             return _audit(args)
+        if args.command == "apply":
+            return _apply(args)
         if args.command != "train":
             with _dask_client(args) as args.client:
                 return _evaluate(args)
