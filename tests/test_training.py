@@ -450,3 +450,34 @@ def test_training_runs_with_one_blas_thread_unless_told(numpy_backend):
         with pytest.raises(ValueError, match="threads must be an integer >= 1"):
             pu.train(model, xt, x, threads=0, **OPTIONS)
         assert blas_threads() == outside
+
+
+def test_one_configuration_for_train_the_learner_and_a_resume(numpy_backend, tmp_path):
+    """TrainConfig is train's settings as one object: train(**config.options()), the learner
+    made from it and a resume that reads it back from the checkpoint give the same run."""
+    from pdunroll.learning.config import TrainConfig
+
+    model, (xt, x), val = _setup(numpy_backend)
+    config = TrainConfig(iterations=5, omega=12.0, lr=pu.LearningRate(1e-2, "linear"),
+                         epochs=3, batch_size=16, seed=4, method=pu.Truncated(3))
+    ref = pu.train(model, xt, x, validation=val, progress=False, **config.options())
+    learner = pu.OperatorLearner.from_config(config, model, progress=False).fit(
+        xt, x, validation=val)
+    np.testing.assert_array_equal(learner.model_.operator.params, ref.model.operator.params)
+
+    path = tmp_path / "ck.npz"
+
+    def stop(info):
+        if info["step"] == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, xt, x, validation=val, progress=False, checkpoint=path, callback=stop,
+                 **config.options())
+    back = TrainConfig.from_checkpoint(path)
+    assert back.method == config.method and back.lr == config.lr and back.seed == 4
+    res = pu.train(model, xt, x, validation=val, progress=False, checkpoint=path, resume=True,
+                   **back.options())
+    np.testing.assert_array_equal(res.model.operator.params, ref.model.operator.params)
+    with pytest.raises(TypeError, match="config must be a TrainConfig"):
+        pu.OperatorLearner.from_config({"epochs": 2})

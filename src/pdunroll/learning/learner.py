@@ -141,6 +141,18 @@ class OperatorLearner(*_Bases):
         self.minibatch_gradient = minibatch_gradient
         self.client, self.threads = client, threads
 
+    @classmethod
+    def from_config(cls, config, model: AnalysisModel | None = None, **parameters
+                    ) -> OperatorLearner:
+        """A learner with the settings of a :class:`~pdunroll.learning.config.TrainConfig`
+        (e.g. ``TrainConfig.from_checkpoint(path)``: the run a checkpoint was written by) and
+        any other parameters (``eta``, ``checkpoint``, ``client``, ...)."""
+        from .config import TrainConfig
+
+        if not isinstance(config, TrainConfig):
+            raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+        return cls(model, **config.options(), **parameters)
+
     if BaseEstimator is not None:
         # no argument of fit/predict/score is per-sample metadata for routing: scikit-learn then
         # adds no set_fit_request/... methods (x_tilde and x_true are X and y under other names)
