@@ -170,3 +170,16 @@ def test_run_records_of_earlier_command_lines_are_read(numpy_backend, tmp_path):
     assert learned.method == pu.Truncated(2)
     assert learned.data == {"kind": "wav", "files": {"a.wav": "00"}}
     assert (learned.norm, learned.theta) == ("spectral", 1.0)
+
+
+def test_step_sizes_are_made_once_per_shape(numpy_backend, monkeypatch):
+    """Applying a model to many files computes ‖K‖ once per signal shape, not per call."""
+    bank = pu.Conv2dFilterBank(pu.dct_filters(3), (6, 6))
+    learned = pu.LearnedModel(pu.AnalysisModel(bank, pu.L1Norm(), pu.NoiseL2Ball(0.1)), 2)
+    calls = []
+    norm = pu.Conv2dFilterBank.norm
+    monkeypatch.setattr(pu.Conv2dFilterBank, "norm",
+                        lambda self, **kw: calls.append(self.in_shape) or norm(self, **kw))
+    for shape in [(6, 6), (9, 7), (6, 6), (9, 7)]:
+        learned.reconstruct(np.ones(shape))
+    assert calls == [(6, 6), (9, 7)]
