@@ -183,3 +183,30 @@ def test_step_sizes_are_made_once_per_shape(numpy_backend, monkeypatch):
     for shape in [(6, 6), (9, 7), (6, 6), (9, 7)]:
         learned.reconstruct(np.ones(shape))
     assert calls == [(6, 6), (9, 7)]
+
+
+def test_a_checkpoint_loads_as_its_best_model(numpy_backend, tmp_path):
+    """A run stopped after its first epoch: load_model of its checkpoint is the best model so
+    far with the run's L, ω, weights and method."""
+    x_tilde, x_true, eta = _speech()
+    start = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(16)), pu.L1Norm(), pu.LinfBall(eta))
+    path = tmp_path / "checkpoint.npz"
+
+    def stop(info):
+        if info["step"] == 3:  # the first step of epoch 2
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(start, x_tilde[:32], x_true[:32], validation=(x_tilde[32:], x_true[32:]),
+                 iterations=4, omega=20.0, weights="uniform", method=pu.Truncated(2),
+                 epochs=3, batch_size=16, lr=1e-2, progress=False, checkpoint=path,
+                 callback=stop)
+    learned = pu.load_model(path)
+    state, _ = pu.load_checkpoint(path, start.operator.params)
+    np.testing.assert_array_equal(learned.operator.matrix, state.best_params)
+    assert (learned.iterations, learned.omega, learned.weights) == (4, 20.0, "uniform")
+    assert learned.method == pu.Truncated(2)
+    np.testing.assert_array_equal(
+        learned.reconstruct(x_tilde),
+        pu.reconstruct(start.with_params(state.best_params), x_tilde, iterations=4,
+                       omega=20.0, weights="uniform"))

@@ -142,7 +142,7 @@ def _atomic(path: Path, write) -> Path:
     return path
 
 
-def read_npz(path, expected_format: str) -> tuple[dict[str, np.ndarray], dict]:
+def read_npz(path, expected_format: str | tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
     """Arrays and JSON settings of a file written by :func:`write_npz`; clear errors otherwise."""
     path = Path(path)
     if not path.is_file():
@@ -165,8 +165,10 @@ def read_npz(path, expected_format: str) -> tuple[dict[str, np.ndarray], dict]:
         settings = err
     if not isinstance(settings, dict):
         raise ValueError(f"{path} has a broken settings entry: not written by pdunroll")
-    if settings.get("format") != expected_format:
-        raise ValueError(f"{path} holds a {settings.get('format')!r}, expected {expected_format!r}")
+    formats = (expected_format,) if isinstance(expected_format, str) else expected_format
+    if settings.get("format") not in formats:
+        raise ValueError(f"{path} holds a {settings.get('format')!r}, expected "
+                         f"{' or '.join(map(repr, formats))}")
     if settings.get("version", 0) > VERSION:
         raise ValueError(f"{path} was written by a newer pdunroll (format version "
                          f"{settings['version']} > {VERSION})")
@@ -260,12 +262,18 @@ def write_model_file(path, model: AnalysisModel, settings: dict) -> Path:
     return write_npz(path, arrays, document)
 
 
-def read_model_file(path, *, xp=None, device=None) -> tuple[AnalysisModel, dict]:
+def read_model_file(path, *, xp=None, device=None, checkpoints: bool = False
+                    ) -> tuple[AnalysisModel, dict]:
     """The model of an operator file (any format version; arrays in namespace ``xp``, NumPy by
-    default, on ``device``) and the file's settings dict."""
-    arrays, settings = read_npz(path, OPERATOR_FORMAT)
+    default, on ``device``) and the file's settings dict. ``checkpoints=True`` also reads a
+    training checkpoint: its model with the best parameters so far (by validation loss)."""
+    formats = (OPERATOR_FORMAT, CHECKPOINT_FORMAT) if checkpoints else OPERATOR_FORMAT
+    arrays, settings = read_npz(path, formats)
     try:
         model = _read_model(arrays, settings, xp, device)
+        if settings["format"] == CHECKPOINT_FORMAT:
+            op = model.operator
+            model = model.with_params(_take(arrays, "best", op.params, op.xp, op.device))
     except (KeyError, AttributeError) as err:
         raise ValueError(f"{path} has a damaged model description: {err!r}") from err
     return model, settings

@@ -224,26 +224,35 @@ class LearnedModel:
 def load_model(path, *, xp=None, device=None) -> LearnedModel:
     """The :class:`LearnedModel` of an operator file: written by ``LearnedModel.save``,
     :func:`pdunroll.save_operator` or ``pdunroll train`` (``operator.npz`` of a run folder), of
-    any format version. Arrays go to namespace ``xp`` (NumPy by default) on ``device``.
+    any format version; or of a training checkpoint (``checkpoint.npz``, e.g. of a run stopped
+    by Ctrl-C: its best model so far, with the run's L, ω, weights and method). Arrays go to
+    namespace ``xp`` (NumPy by default) on ``device``.
+
     Settings a file lacks take the values it was written under: files of
     :func:`~pdunroll.save_operator` record L, ω and the weights; the norm is then the spectral
     one and θ = 1 (what every pdunroll version used). The G = L2Ball(σ√N) of a denoising
     model written before :class:`~pdunroll.NoiseL2Ball` existed becomes NoiseL2Ball(σ) (the
     same radius at the trained size, and one that follows the size on others)."""
-    model, settings = read_model_file(path, xp=xp, device=device)
-    solver = settings.get("solver", {})
-    meta = settings.get("metadata", {})
+    model, settings = read_model_file(path, xp=xp, device=device, checkpoints=True)
+    if "config" in settings:  # a checkpoint: the run's configuration
+        config = settings["config"]
+        solver = {k: config.get(k) for k in ("iterations", "omega", "weights")}
+        meta, method, data = config.get("run") or {}, config.get("method"), config.get("data")
+    else:
+        solver = settings.get("solver", {})
+        meta = settings.get("metadata", {})
+        method = settings.get("method")
+        if method is None and isinstance(meta.get("settings"), dict):  # pdunroll train's record
+            method = meta["settings"].get("method")
+        data = settings.get("data", meta.get("fingerprint"))
     model = _noise_ball(model, meta)
-    method = settings.get("method")
-    if method is None and isinstance(meta.get("settings"), dict):  # pdunroll train's record
-        method = meta["settings"].get("method")
     try:
         return LearnedModel(
             model, solver["iterations"], omega=solver["omega"],
             norm=solver.get("norm", "spectral"), theta=solver.get("theta", 1.0),
             weights=solver.get("weights"),
             method=None if method is None else method_from_settings(method),
-            metadata=meta, data=settings.get("data", meta.get("fingerprint")))
+            metadata=meta, data=data)
     except (KeyError, TypeError, ValueError) as err:
         raise ValueError(f"{path} has damaged solver settings: {err}") from err
 
