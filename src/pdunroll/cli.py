@@ -36,8 +36,8 @@ from .tasks import denoise, speech
 
 __all__ = ["main"]
 
-SPEECH_LR_HELP = ("at large L, e.g. -L 100, a smaller one such as 2e-4: on speech 1e-3 made the "
-                  "first epoch worse and the run kept its start")
+SPEECH_LR_HELP = ("on the IEEE corpus 1e-3 made a first epoch of 10 000 frames worse in 3 of 3 "
+                  "seeds, 5e-4 better; at large L, e.g. -L 100, a smaller one such as 2e-4")
 # the options a checkpoint keeps so that --resume reads them back (not where or how to run)
 NOT_RECORDED = ("command", "task", "out", "resume", "quiet", "threads", "backend", "device",
                 "scheduler", "workers", "checkpoint_minutes", "checkpoint_steps", "argv",

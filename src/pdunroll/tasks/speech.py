@@ -19,8 +19,9 @@ __all__ = ["N_SYNTHETIC", "N_WAV", "TRAINING", "SpeechOptions", "baselines", "da
 
 N_SYNTHETIC, N_WAV = 128, 320  # frame length: fast synthetic default; the papers' 320 (20 ms)
 # the command line's training defaults: ω = 30 and m = 2n are the best of the runs on the IEEE
-# corpus (docs, Results page)
-TRAINING = {"omega": 30.0, "lr": 1e-3, "warmup": 0.0, "epochs": 8, "batch_size": 32}
+# corpus (docs, Results page); lr 5e-4: one epoch on 10 000 frames improved the validation loss
+# in 3 of 3 seeds (at 1e-3 in none; a warm-up of 10 or 30 % of the steps at 1e-3 in 2 and 1 of 3)
+TRAINING = {"omega": 30.0, "lr": 5e-4, "warmup": 0.0, "epochs": 8, "batch_size": 32}
 
 
 def speech_model(n: int, eta: float, *, m: int | None = None, matrix=None, xp=None,
