@@ -101,7 +101,7 @@ def _evaluate_data_args(p) -> None:
 
 def _image_data_args(p) -> None:
     p.add_argument("--data", type=Path, default=None,
-                   help="folder of images (png, tif, jpg, npy; colour is converted to grey), or "
+                   help="folder of images (png, tif, npy; colour is converted to grey), or "
                         "with train/ and dev/ subfolders (dev/ is the test set); split by file "
                         "70/15/15 (train/ 85/15); default: --images and --test-images")
     p.add_argument("--images", nargs="+", default=list(denoise.TRAIN_IMAGES),
