@@ -213,7 +213,7 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, dict]:
     parser = argparse.ArgumentParser(
         prog="pdunroll", description="Learn analysis operators by bilevel optimization through "
                                      "an unrolled Chambolle-Pock algorithm.")
