@@ -109,6 +109,12 @@ class Function(ABC):
     def prox(self, z: Array, t: float) -> Array:
         return self.prox_save(z, t)[0]
 
+    def take(self, indices: Array) -> Function:
+        """The function for the signals ``indices`` (an integer array) of the batch it was made
+        for, as a training minibatch needs: itself, unless its parameters hold one entry per
+        signal (the measurements of :class:`~pdunroll.Translated`)."""
+        return self
+
     def _check_params(self, name: str, signal_shape: tuple[int, ...], batch: int) -> None:
         """Raise if ``params`` do not fit signals of shape (batch, *signal_shape); ``name`` is
         "f" or "g". Nothing to check by default."""
@@ -346,15 +352,17 @@ class NoiseL2Ball(L2Ball):
 
 @saveable
 class Zero(Function):
-    """f = 0. prox: identity; f* is the indicator of {0}, prox of s f*: 0."""
+    """f = 0. prox: identity; f* is the indicator of {0} (values within 100 ε of 0 count as 0),
+    prox of s f*: 0."""
 
     def value(self, x):
         xp = _xp(x)
         return xp.zeros((x.shape[0],), dtype=x.dtype, device=_device(x))
 
     def conj_value(self, y):
+        # {0} up to the rounding of iterates of order 1 (e.g. y − c of a LinearTerm)
         xp = _xp(y)
-        return _inf_where(xp, xp.max(xp.abs(y), axis=_signal_axes(y)) > 0, y)
+        return _inf_where(xp, xp.max(xp.abs(y), axis=_signal_axes(y)) > _slack(y) - 1, y)
 
     def prox_save(self, z, t):
         return z, None
@@ -521,15 +529,16 @@ class Simplex(Function):
 @saveable
 class NonNegative(Function):
     """Indicator of {x ≥ 0}. prox: max(z, 0) (any step), derivative 1 on z ≥ 0 (the boundary
-    counts as inside, as for the clips); f* = indicator of {y ≤ 0}, prox of s f*: min(z, 0)."""
+    counts as inside, as for the clips); f* = indicator of {y ≤ 0}, prox of s f*: min(z, 0).
+    Both indicators accept 100 ε of rounding (e.g. of y − c in a :class:`LinearTerm`)."""
 
     def value(self, x):
         xp = _xp(x)
-        return _inf_where(xp, xp.min(x, axis=_signal_axes(x)) < 0, x)
+        return _inf_where(xp, xp.min(x, axis=_signal_axes(x)) < 1 - _slack(x), x)
 
     def conj_value(self, y):
         xp = _xp(y)
-        return _inf_where(xp, xp.max(y, axis=_signal_axes(y)) > 0, y)
+        return _inf_where(xp, xp.max(y, axis=_signal_axes(y)) > _slack(y) - 1, y)
 
     def prox_save(self, z, t):
         xp = _xp(z)
