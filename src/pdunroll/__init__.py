@@ -8,6 +8,7 @@ imports none of torch, cupy or jax.
 from . import tree
 from .audit import AuditResult, AuditRow, check_gradients
 from .functions import (
+    BlockSeparable,
     BoxBregmanL1Norm,
     BoxBregmanLinfBall,
     EntropicOrthant,
@@ -22,6 +23,7 @@ from .functions import (
     NonNegative,
     Simplex,
     SquaredL2,
+    Translated,
     Zero,
 )
 from .model import AnalysisModel, StepSizes, step_sizes
@@ -45,6 +47,7 @@ from .operators import (
     gaussian_kernel,
 )
 from .problems import toy
+from .problems.inverse import inverse_problem
 from .problems.segmentation import segmentation_loss, segmentation_model
 from .registry import saveable
 from .unroll.forward import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap
@@ -66,6 +69,7 @@ __version__ = "0.1.0"
 # training, data and I/O (pdunroll.learning, pdunroll.data) import numpy, scipy or tqdm: loaded
 # on first use (PEP 562)
 _LAZY = {
+    "checks": ("CheckError", "CheckReport", "check_function", "check_operator"),
     "learning.checkpoint": ("CheckpointFile", "load_checkpoint", "load_operator",
                             "save_checkpoint", "save_operator"),
     "learning.state": ("History", "TrainState"),
@@ -106,6 +110,10 @@ __all__ = [
     "AuditResult",
     "AuditRow",
     "check_gradients",
+    "check_function",
+    "check_operator",
+    "CheckError",
+    "CheckReport",
     "Cotangents",
     "Full",
     "GradientMethod",
@@ -118,6 +126,7 @@ __all__ = [
     "add_noise",
     "apply_files",
     "AnalysisModel",
+    "BlockSeparable",
     "Blur",
     "BoxBregmanL1Norm",
     "BoxBregmanLinfBall",
@@ -151,6 +160,7 @@ __all__ = [
     "GradientResult",
     "History",
     "image_patches",
+    "inverse_problem",
     "L1Norm",
     "L21Norm",
     "L2Ball",
@@ -203,6 +213,7 @@ __all__ = [
     "train",
     "TrainResult",
     "TrainState",
+    "Translated",
     "unrolled_loss",
     "write_audio",
     "write_image",

@@ -1,6 +1,8 @@
 """The nonsmooth convex functions F and G of a model: Euclidean proximal steps
-(:mod:`.euclidean`) and Bregman proximal steps (:mod:`.bregman`)."""
+(:mod:`.euclidean`), Bregman proximal steps (:mod:`.bregman`), and functions of stacked outputs
+and of measurements (:mod:`.blocks`)."""
 
+from .blocks import BlockSeparable, Translated
 from .bregman import BoxBregmanL1Norm, BoxBregmanLinfBall, EntropicOrthant, EntropicSimplex
 from .euclidean import (
     Function,
@@ -16,6 +18,6 @@ from .euclidean import (
     Zero,
 )
 
-__all__ = ["BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant", "EntropicSimplex",
-           "Function", "L1Norm", "L21Norm", "L2Ball", "LinearTerm", "LinfBall", "NoiseL2Ball",
-           "NonNegative", "Simplex", "SquaredL2", "Zero"]
+__all__ = ["BlockSeparable", "BoxBregmanL1Norm", "BoxBregmanLinfBall", "EntropicOrthant",
+           "EntropicSimplex", "Function", "L1Norm", "L21Norm", "L2Ball", "LinearTerm", "LinfBall",
+           "NoiseL2Ball", "NonNegative", "Simplex", "SquaredL2", "Translated", "Zero"]
