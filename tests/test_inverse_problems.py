@@ -167,3 +167,139 @@ def test_asymptotic_gradient_is_b_reverse_steps_at_the_final_iterate():
         total_k, total_f = total_k + gk, total_f + gf
     np.testing.assert_allclose(res.operator[0], total_k.numpy(), rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(res.f[1], total_f.numpy(), rtol=1e-7, atol=1e-10)
+
+
+def test_block_functions_pass_check_function(backend, dtype):
+    data = backend.asarray(np.random.default_rng(0).standard_normal((3, 2, 3)), dtype)
+    example = backend.asarray(np.zeros((3, 4 + 6)), dtype)
+    for h in (pu.SquaredL2(2.0), pu.L1Norm(0.5), pu.L2Ball(1.5), pu.LinfBall(0.3)):
+        dual = pu.BlockSeparable((pu.L1Norm(0.7), pu.Translated(h, data)), ((4,), (2, 3)))
+        assert pu.check_function(dual, example).ok
+    assert pu.check_function(pu.Translated(pu.L2Ball(1.0), data),
+                             backend.asarray(np.zeros((3, 2, 3)), dtype)).ok
+
+
+def test_solution_satisfies_the_optimality_condition():
+    """F = L1Norm(λ) on K x, H = ½‖A x − f‖², G = 0: Aᵀ(A x̂ − f) + Kᵀ y₁ = 0 with
+    y₁ ∈ λ ∂‖·‖₁(K x̂), i.e. |y₁| ≤ λ and y₁ = λ sign(K x̂) where K x̂ ≠ 0."""
+    x_true, h, data, filters = _problem(4)
+    model = _model(filters, h, data)
+    K, A = model.operator.operators
+    sol = pu.chambolle_pock(model, A.adjoint(data), iterations=4000, omega=2.0)
+    m1 = int(np.prod(K.out_shape))
+    y1 = sol.y[:, :m1].reshape(2, *K.out_shape)
+    stationarity = A.adjoint(A.apply(sol.x) - data) + K.adjoint(y1)
+    assert np.abs(stationarity).max() < 1e-8
+    kx = K.apply(sol.x)
+    assert np.abs(y1).max() <= LAM * (1 + 1e-12)
+    on = np.abs(kx) > 1e-8
+    np.testing.assert_allclose(y1[on], LAM * np.sign(kx[on]), atol=1e-8)
+    np.testing.assert_allclose(sol.y[:, m1:].reshape(data.shape), A.apply(sol.x) - data,
+                               atol=1e-8)  # y₂ = ∇H(A x̂ − f)
+
+
+def _deblurring(n=6, shape=(10, 10), seed=0):
+    rng = np.random.default_rng(seed)
+    # piecewise constant images: what TV-like filters reconstruct well
+    x_true = np.zeros((n, *shape))
+    for i in range(n):
+        r, c = rng.integers(2, 7, size=2)
+        x_true[i, r:, :] += rng.standard_normal()
+        x_true[i, :, c:] += rng.standard_normal()
+    h = pu.gaussian_kernel(1.0, 5)
+    data = pu.Blur(h, shape, "zero").apply(x_true) + 0.01 * rng.standard_normal((n, *shape))
+    filters = 0.5 * rng.standard_normal((4, 3, 3))
+    return x_true, h, data, filters
+
+
+def test_train_learns_a_deblurring_operator_and_takes_a_custom_loss():
+    x_true, h, data, filters = _deblurring()
+    shape = x_true.shape[1:]
+    K = pu.Conv2dFilterBank(filters, shape, "zero")
+    A = pu.Blur(h, shape, "zero")
+    model = pu.inverse_problem(K, A, data, f=pu.L1Norm(0.05))
+    x0 = A.adjoint(data)
+    kw = dict(iterations=15, omega=1.0, optimizer="sgd", lr=0.02, epochs=6, batch_size=3,
+              progress=False)
+    res = pu.train(model, x0, x_true, **kw)
+    losses = res.history.step_loss
+    assert losses[-1] < 0.8 * losses[0]
+    # the measurements stay with their signals: the learned model reconstructs them better
+    before = pu.chambolle_pock(model, x0, iterations=15, omega=1.0).x
+    after = pu.chambolle_pock(res.final_model, x0, iterations=15, omega=1.0).x
+    assert np.sum((after - x_true) ** 2) < np.sum((before - x_true) ** 2)
+
+    def sum_squares(x_hat, target):  # the default loss, written as a custom one
+        d = x_hat - target
+        return 0.5 * float(np.sum(d * d)), d
+
+    custom = pu.train(model, x0, x_true, loss=sum_squares, **kw)
+    np.testing.assert_allclose(custom.history.step_loss, losses, rtol=1e-12)
+
+    def weighted(x_hat, target):  # a different loss changes the steps
+        d = x_hat - target
+        return float(np.sum(np.abs(d) ** 3)) / 3, np.abs(d) * d
+
+    other = pu.train(model, x0, x_true, loss=weighted, **kw)
+    assert other.history.step_loss[-1] < other.history.step_loss[0]
+    assert not np.allclose(other.final_model.operator.params[0],
+                           res.final_model.operator.params[0])
+
+
+def test_train_refuses_validation_for_per_signal_measurements_and_a_bad_loss():
+    x_true, h, data, filters = _deblurring(n=4)
+    shape = x_true.shape[1:]
+    model = pu.inverse_problem(pu.Conv2dFilterBank(filters, shape, "zero"),
+                               pu.Blur(h, shape, "zero"), data)
+    x0 = np.zeros_like(x_true)
+    with pytest.raises(ValueError, match="validation cannot be used"):
+        pu.train(model, x0, x_true, validation=(x0, x_true), progress=False)
+    with pytest.raises(TypeError, match="loss must be callable"):
+        pu.train(model, x0, x_true, loss="l1", progress=False)
+    with pytest.raises(ValueError, match="the data of f block 1 must have shape"):
+        pu.chambolle_pock(model, x0[:2], iterations=3)
+
+
+def test_torch_layer_trains_a_deblurring_model_like_pu_train():
+    """UnrolledCP with the measurements passed as F's parameters for each minibatch, full
+    batch SGD: the same steps as pu.train with SGD at the same step sizes."""
+    from pdunroll.torch import UnrolledCP
+
+    x_true, h, data, filters = _deblurring(n=4)
+    shape = x_true.shape[1:]
+    t = lambda a: torch.tensor(a, dtype=torch.float64)  # noqa: E731
+    A = pu.Blur(t(h), shape, "zero")
+    model = pu.inverse_problem(pu.Conv2dFilterBank(t(filters), shape, "zero"), A, t(data),
+                               f=pu.L1Norm(0.05))
+    x0 = A.adjoint(t(data))
+    norm = float(model.operator.norm())
+    steps = pu.step_sizes(model.operator, omega=1.0, op_norm=2 * norm)  # fixed for both
+    layer = UnrolledCP(model, iterations=12, steps=steps)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.05)
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        x_hat = layer(x0, f=((), t(data)))
+        loss = 0.5 * ((x_hat - t(x_true)) ** 2).sum() / 4
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.8 * losses[0]
+    # the same steps by hand with pu.gradient (what pu.train does at these step sizes)
+    m = pu.inverse_problem(pu.Conv2dFilterBank(filters, shape, "zero"), pu.Blur(h, shape, "zero"),
+                           data, f=pu.L1Norm(0.05))
+    ref_steps = pu.StepSizes(steps.sigma, steps.tau, steps.theta, steps.op_norm)
+    params = filters
+    for i in range(8):
+        res = pu.gradient(m.with_params((params, ())), np.asarray(x0), x_true, iterations=12,
+                          steps=ref_steps)
+        assert res.loss / 4 == pytest.approx(losses[i], rel=1e-10)
+        params = params - 0.05 * res.operator[0] / 4
+    np.testing.assert_allclose(layer.operator_params[0].detach().numpy(), params, rtol=1e-9)
+    # the gradient reaches the measurements through the layer (e.g. from a network that makes f)
+    f_leaf = t(data).requires_grad_(True)
+    x_hat = layer(x0, f=((), f_leaf))
+    (0.5 * ((x_hat - t(x_true)) ** 2).sum()).backward()
+    res = pu.gradient(m.with_params((params, ())), np.asarray(x0), x_true, iterations=12,
+                      steps=ref_steps)
+    np.testing.assert_allclose(f_leaf.grad.numpy(), res.f[1], rtol=1e-9, atol=1e-12)

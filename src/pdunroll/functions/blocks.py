@@ -48,6 +48,8 @@ class Translated(Function):
         check_finite(xp, data=data)
         self.base, self.params = base, data
 
+    per_signal = True
+
     @property
     def data(self) -> Array:
         return self.params
@@ -122,6 +124,10 @@ class BlockSeparable(Function):
                              f"({len(self.parts)})")
         return BlockSeparable([fn.with_params(p) if tree.flatten(p) else fn
                                for fn, p in zip(self.parts, params, strict=True)], self.shapes)
+
+    @property
+    def per_signal(self) -> bool:
+        return any(fn.per_signal for fn in self.parts)
 
     def take(self, indices: Array) -> BlockSeparable:
         return BlockSeparable([fn.take(indices) for fn in self.parts], self.shapes)

@@ -109,6 +109,9 @@ class Function(ABC):
     def prox(self, z: Array, t: float) -> Array:
         return self.prox_save(z, t)[0]
 
+    #: whether ``params`` hold one entry per signal (then :meth:`take` selects them)
+    per_signal = False
+
     def take(self, indices: Array) -> Function:
         """The function for the signals ``indices`` (an integer array) of the batch it was made
         for, as a training minibatch needs: itself, unless its parameters hold one entry per

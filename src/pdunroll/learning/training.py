@@ -35,7 +35,7 @@ from .._array import Array, check_count, check_flag, check_positive
 from ..data.fingerprint import fingerprint_difference
 from ..model import AnalysisModel, StepSizes
 from ..operators.base import estimate_norm
-from ..unroll.gradient import check_unrolling, gradient_unchecked, squared_loss
+from ..unroll.gradient import _checked_loss, check_unrolling, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
 from .checkpoint import (
     CheckpointFile,
@@ -45,7 +45,7 @@ from .checkpoint import (
     save_checkpoint,
     saved_model_settings,
 )
-from .evaluation import unrolled_loss_unchecked, validation_snr
+from .evaluation import reconstruct, unrolled_loss_unchecked, validation_snr
 from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
 from .state import History, TrainState
 from .threads import with_thread_limit
@@ -103,14 +103,19 @@ class LocalGradient:
     iterations: int
     method: GradientMethod
     alphas: tuple | None
+    loss: Callable | None = None  # loss(x_hat, x_true) -> (value, gradient); None: squared
 
     def __call__(self, model, indices, steps):
         xp = model.operator.xp
         idx = xp.asarray(indices, device=model.operator.device)
         xb, tb = xp.take(self.x_tilde, idx, axis=0), xp.take(self.x_true, idx, axis=0)
+        # per-signal parameters of F and G (the measurements of an inverse problem) follow
+        model = AnalysisModel(model.operator, model.f.take(idx), model.g.take(idx))
+        ell = squared_loss(tb) if self.loss is None else \
+            _checked_loss(lambda x_hat: self.loss(x_hat, tb))
         b = self.method.back_steps(self.iterations)
-        res = gradient_unchecked(model, xb, squared_loss(tb), self.method, self.iterations, b,
-                        self.alphas, steps)
+        res = gradient_unchecked(model, xb, ell, self.method, self.iterations, b, self.alphas,
+                                 steps)
         return res.loss, res.operator
 
 
@@ -229,6 +234,7 @@ def train(
     minibatch_gradient: Callable[..., MinibatchGradient] | None = None,
     client=None,
     threads: int | None = 1,
+    loss: Callable[[Array, Array], tuple[float, Array]] | None = None,
 ) -> TrainResult:
     """Learn the operator parameters of ``model`` from pairs (x̃_i, x†_i).
 
@@ -281,6 +287,16 @@ def train(
         BLAS and OpenMP threads during the call (default 1, the fastest for the small
         minibatch products on shared cores; None: the libraries' own setting), see
         :mod:`pdunroll.learning.threads`.
+    loss : callable, optional
+        ``loss(x_hat, x_true) -> (value, gradient)``: the loss summed over a minibatch and its
+        gradient w.r.t. x̂ (finite, of x̂'s shape, dtype and backend), replacing ½ Σ ‖x̂ − x†‖²
+        in the training steps and the validation loss (both divided by the number of signals).
+        Computed in this process (not with ``client`` or ``minibatch_gradient``).
+
+    Parameters of F and G with one entry per signal (the measurements f of
+    :func:`~pdunroll.inverse_problem`) are taken for each minibatch's signals
+    (:meth:`~pdunroll.Function.take`); such a model has measurements for the training signals
+    only, so ``validation`` is refused for it.
 
     Epoch summaries go to the ``pdunroll`` logger at level INFO.
     """
@@ -288,6 +304,11 @@ def train(
     if validation is not None:
         if not isinstance(validation, tuple | list) or len(validation) != 2:
             raise TypeError("validation must be a pair (x_tilde, x_true)")
+        if model.f.per_signal or model.g.per_signal:
+            raise ValueError("validation cannot be used with a model whose F or G holds "
+                             "per-signal data (the measurements of an inverse problem are "
+                             "those of the training signals): evaluate held-out signals with "
+                             "their own model after training")
         model.check_signals(validation_x_tilde=validation[0], validation_x_true=validation[1])
     method, iterations, _, alphas = check_unrolling(method, iterations, weights)
     epochs = check_count("epochs", epochs)
@@ -311,6 +332,13 @@ def train(
         raise TypeError(f"callback must be callable, callback(info); got "
                         f"{type(callback).__name__}")
 
+    if loss is not None:
+        if not callable(loss):
+            raise TypeError("loss must be callable, loss(x_hat, x_true) -> (value, gradient); "
+                            f"got {type(loss).__name__}")
+        if client is not None or minibatch_gradient is not None:
+            raise ValueError("loss= is computed in this process: give it without client and "
+                             "minibatch_gradient")
     if client is not None:
         if minibatch_gradient is not None:
             raise ValueError("give client or minibatch_gradient, not both")
@@ -321,7 +349,9 @@ def train(
     batch_size = min(batch_size, n_train)
     plan = _Plan(iterations, alphas, weights, omega, opt, schedule, epochs, batch_size,
                  math.ceil(n_train / batch_size), patience, norm_iterations)
-    grad_fn = (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method, alphas)
+    grad_fn = (LocalGradient(x_tilde, x_true, iterations, method, alphas, loss) if loss
+               else (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method,
+                                                          alphas))
     config = _config(iterations=iterations, method=method.settings(), weights=weights,
                      omega=omega, lr=schedule.settings(), epochs=epochs, batch_size=batch_size,
                      patience=patience, seed=int(seed), norm_iterations=norm_iterations,
@@ -331,9 +361,16 @@ def train(
     if ck is not None and ck.run is not None:
         config["run"] = _config(**ck.run)
 
+    if loss is not None:
+        config["loss"] = getattr(loss, "__qualname__", type(loss).__name__)
+
     def val_loss(m, norm):
         if validation is None:
             return None
+        if loss is not None:
+            x_hat = reconstruct(m, validation[0], iterations=iterations, omega=omega,
+                                weights=weights, op_norm=norm)
+            return _checked_loss(lambda x: loss(x, validation[1]))(x_hat)[0] / x_hat.shape[0]
         return unrolled_loss_unchecked(m, *validation, iterations=iterations, omega=omega,
                               alphas=alphas, op_norm=norm, client=client)
 
