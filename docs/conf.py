@@ -71,8 +71,8 @@ html_title = f"pdunroll {release}"
 MODULE_ORDER = [
     "model",
     "operators.base", "operators.dense", "operators.convolution", "operators.filters",
-    "operators.linops",
-    "functions.euclidean", "functions.bregman",
+    "operators.linops", "operators.imaging",
+    "functions.euclidean", "functions.bregman", "functions.blocks",
     "unroll.methods", "unroll.forward", "unroll.gradient", "unroll.implicit", "unroll.krylov",
     "unroll.splitting",
     "tree",
