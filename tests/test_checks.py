@@ -34,10 +34,19 @@ def _operators(backend, dtype):
     ]
 
 
-def test_check_operator_passes_every_builtin_operator(backend, dtype):
-    for op in _operators(backend, dtype):
+def test_check_operator_passes_every_builtin_operator(numpy_backend, dtype):
+    for op in _operators(numpy_backend, dtype):
         report = pu.check_operator(op)
         assert report.ok and len(report.rows) >= 4, str(report)
+
+
+def test_check_operator_on_every_backend(backend, dtype):
+    """A learnable, a fixed and a composite operator: the checks run on the operator's own
+    backend, dtype and device (eager JAX makes the whole list slow)."""
+    ops = _operators(backend, dtype)
+    for op in (ops[0], ops[-1], ops[-4], ops[-2]):  # dense, tomography, blur, composition
+        report = pu.check_operator(op)
+        assert report.ok, str(report)
 
 
 def _functions(backend, dtype):
@@ -49,11 +58,19 @@ def _functions(backend, dtype):
     return [(f, (3, 6)) for f in flat] + [(f, (3, 2, 4, 3)) for f in grouped]
 
 
-def test_check_function_passes_every_builtin_function(backend, dtype):
-    for f, shape in _functions(backend, dtype):
-        example = backend.asarray(np.zeros(shape), dtype)
+def test_check_function_passes_every_builtin_function(numpy_backend, dtype):
+    for f, shape in _functions(numpy_backend, dtype):
+        example = numpy_backend.asarray(np.zeros(shape), dtype)
         report = pu.check_function(f, example)
         assert report.ok and len(report.rows) >= 9, str(report)
+
+
+def test_check_function_on_every_backend(backend, dtype):
+    """Functions with and without parameters on the backend (the differences and the
+    minimisation run on float64 NumPy copies)."""
+    for f, shape in [_functions(backend, dtype)[i] for i in (0, 6, 11)]:
+        report = pu.check_function(f, backend.asarray(np.zeros(shape), dtype))
+        assert report.ok, str(report)
 
 
 class _WrongAdjoint(pu.DenseOperator):

@@ -46,6 +46,17 @@ def _parts(backend, dtype):
     models.append(pu.AnalysisModel(grad3, pu.L21Norm(0.5, group_axis=2),
                                    pu.LinearTerm(arr(2, 4, 5), pu.EntropicSimplex(axis=1))))
     models.append(pu.AnalysisModel(grad3, pu.L1Norm(), pu.Simplex(axis=1)))
+    # inverse problems: Stack(K, A) with BlockSeparable(F, Translated(H, f)), each forward A
+    kw = {"xp": backend.xp, "dtype": backend.dtype(dtype), "device": backend.device}
+    mask = backend.asarray((rng.random((4, 5)) < 0.5).astype(float), dtype)
+    forward = [pu.Blur(arr(3, 2), (4, 5), "valid"), pu.Mask(mask),
+               pu.Composition(pu.Subsample((4, 5), 2, **kw), pu.Blur(arr(2, 2), (4, 5), "zero"))]
+    for A in forward:
+        models.append(pu.inverse_problem(image_ops[0], A, arr(2, *A.out_shape),
+                                         h=pu.L2Ball(1.0)))
+    beam = pu.ParallelBeam(4, 3, **kw)
+    models.append(pu.inverse_problem(pu.Conv2dFilterBank(arr(2, 3, 3), (4, 4), "zero"), beam,
+                                     arr(2, *beam.out_shape)))
     return models
 
 
@@ -57,8 +68,10 @@ def test_every_built_in_type_is_covered(numpy_backend):
         seen.add(type(part).__name__)
         for sub in getattr(part, "operators", ()):
             walk(sub)
-        if isinstance(part, pu.LinearTerm):
+        if isinstance(part, pu.LinearTerm | pu.Translated):
             walk(part.base)
+        for sub in getattr(part, "parts", ()):
+            walk(sub)
 
     for model in _parts(numpy_backend, "float64"):
         for part in (model.operator, model.f, model.g):

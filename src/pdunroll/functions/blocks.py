@@ -21,6 +21,7 @@ import math
 from .. import tree
 from .._array import Array, check_finite, namespace
 from .._array import xp_of as _xp
+from ..registry import saveable
 from .euclidean import Function
 
 __all__ = ["BlockSeparable", "Translated"]
@@ -32,6 +33,7 @@ def _no_params(name: str, fn: Function) -> Function:
     return fn
 
 
+@saveable
 class Translated(Function):
     """H_f(u) = H(u − f) for measurements f of shape (batch, *signal_shape), one per signal
     (``params`` = f). ``base`` = H, a function without parameters whose Euclidean prox is used.
@@ -56,6 +58,13 @@ class Translated(Function):
 
     def with_params(self, data: Array) -> Translated:
         return Translated(self.base, data)
+
+    def to_config(self, writer) -> dict:
+        return {"base": writer.part(self.base), "data": writer.array(self.params)}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Translated:
+        return cls(reader.part(config["base"]), reader.array(config["data"]))
 
     def take(self, indices: Array) -> Translated:
         return Translated(self.base, _xp(self.params).take(self.params, indices, axis=0))
@@ -101,6 +110,7 @@ class Translated(Function):
         return f"Translated({self.base!r}, data of shape {tuple(self.params.shape)})"
 
 
+@saveable
 class BlockSeparable(Function):
     """Σ_i F_i(u_i) over the blocks u_i of a flat array (batch, Σ_i m_i) (a
     :class:`~pdunroll.Stack`'s output): block i holds m_i = prod(shapes[i]) numbers and is
@@ -124,6 +134,15 @@ class BlockSeparable(Function):
                              f"({len(self.parts)})")
         return BlockSeparable([fn.with_params(p) if tree.flatten(p) else fn
                                for fn, p in zip(self.parts, params, strict=True)], self.shapes)
+
+    def to_config(self, writer) -> dict:
+        return {"parts": [writer.part(fn) for fn in self.parts],
+                "shapes": [list(s) for s in self.shapes]}
+
+    @classmethod
+    def from_config(cls, config, reader) -> BlockSeparable:
+        return cls([reader.part(fn) for fn in config["parts"]],
+                   [tuple(s) for s in config["shapes"]])
 
     @property
     def per_signal(self) -> bool:

@@ -22,6 +22,7 @@ from .._array import (
     namespace,
     xp_of,
 )
+from ..registry import saveable
 from .base import LinearOperator, check_batch
 from .convolution import BOUNDARIES, Conv2dFilterBank
 
@@ -68,6 +69,7 @@ def gaussian_kernel(sigma: float, size: int | None = None, *, xp=None, dtype=Non
     return h / xp.sum(h)
 
 
+@saveable
 class Blur(_Fixed):
     """A x = h ⋆ x: correlation of images (batch, H, W) with one kernel h (k₁, k₂), with the
     boundaries of :class:`Conv2dFilterBank` (``"periodic"``, ``"zero"``: output (H, W);
@@ -111,11 +113,21 @@ class Blur(_Fixed):
         grid = (h + k1 - 1, w + k2 - 1) if self.boundary == "zero" else (h, w)
         return Conv2dFilterBank(self._bank.params, grid, "periodic").norm()
 
+    def to_config(self, writer) -> dict:
+        return {"kernel": writer.array(self.kernel), "image_shape": list(self.in_shape),
+                "boundary": self.boundary}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Blur:
+        return cls(reader.array(config["kernel"]), tuple(config["image_shape"]),
+                   config["boundary"])
+
     def __repr__(self) -> str:
         return (f"Blur(kernel={'x'.join(map(str, self.kernel.shape))}, shape={self.in_shape}, "
                 f"boundary={self.boundary!r}, dtype={self.dtype})")
 
 
+@saveable
 class Mask(_Fixed):
     """A x = m ⊙ x for a 0/1 mask m of one image's shape (1: observed pixel): inpainting. The
     output keeps the image's shape (missing pixels are 0), Aᵀ = A, ‖A‖ = max m (exact)."""
@@ -145,10 +157,18 @@ class Mask(_Fixed):
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
         return float(self.xp.max(self.mask))
 
+    def to_config(self, writer) -> dict:
+        return {"mask": writer.array(self.mask)}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Mask:
+        return cls(reader.array(config["mask"]))
+
     def __repr__(self) -> str:
         return f"Mask(shape={self.in_shape}, observed={int(self.xp.sum(self.mask))})"
 
 
+@saveable
 class Subsample(_Fixed):
     """A x = x[:, ::s, ::s]: every s-th pixel of every s-th row, images (batch, H, W) ↦
     (batch, ⌈H/s⌉, ⌈W/s⌉); Aᵀ puts the samples back among zeros. ‖A‖ = 1 (exact). For
@@ -188,10 +208,20 @@ class Subsample(_Fixed):
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
         return 1.0
 
+    def to_config(self, writer) -> dict:
+        return {"image_shape": list(self.in_shape), "factor": self.factor,
+                "dtype": str(self.dtype).split(".")[-1]}
+
+    @classmethod
+    def from_config(cls, config, reader) -> Subsample:
+        return cls(tuple(config["image_shape"]), config["factor"], xp=reader.xp,
+                   dtype=reader.dtype(config["dtype"]), device=reader.device)
+
     def __repr__(self) -> str:
         return f"Subsample(shape={self.in_shape}, factor={self.factor}, dtype={self.dtype})"
 
 
+@saveable
 class ParallelBeam(_Fixed):
     """Parallel-beam tomography: images (batch, N, N) ↦ sinograms (batch, n_angles, D), D =
     ⌈√2 N⌉ + 1 detector bins of pixel width centred on the image centre, as one dense matrix
@@ -261,6 +291,13 @@ class ParallelBeam(_Fixed):
         if self._norm is None:
             self._norm = float(self.xp.linalg.matrix_norm(self.matrix, ord=2))
         return self._norm
+
+    def to_config(self, writer) -> dict:
+        return {"size": self.in_shape[0], "angles": writer.array(self.angles)}
+
+    @classmethod
+    def from_config(cls, config, reader) -> ParallelBeam:
+        return cls(config["size"], reader.array(config["angles"]))
 
     def __repr__(self) -> str:
         return (f"ParallelBeam(size={self.in_shape[0]}, angles={self.out_shape[0]}, "
