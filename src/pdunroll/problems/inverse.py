@@ -38,7 +38,9 @@ def inverse_problem(analysis: LinearOperator, forward: LinearOperator, data: Arr
     ``Zero()``: then x̃ is only the starting point, e.g. ``A.adjoint(data)``). Solve it with
     ``chambolle_pock(model, x_tilde, ...)`` for a starting guess x_tilde of shape
     (batch, *K.in_shape); ``model.f.take(indices)`` selects the measurements of a minibatch
-    (:func:`pdunroll.train` does this itself).
+    (:func:`pdunroll.train` does this itself). In the torch layer the measurements of a call
+    are F's parameters, ``UnrolledCP(model, ...)(x_tilde, f=((), measurements))``, and get
+    their gradient from it.
     """
     for name, op in (("analysis", analysis), ("forward", forward)):
         if not isinstance(op, LinearOperator):
