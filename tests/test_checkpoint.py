@@ -119,3 +119,76 @@ def test_saved_files_follow_the_umask(numpy_backend, tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def _dead_pid() -> int:
+    """The id of a process that has exited (a child that was waited for)."""
+    import subprocess
+    import sys
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                           capture_output=True, text=True, check=True)
+    return int(child.stdout)
+
+
+def test_leftovers_of_a_killed_write_are_removed_on_the_next_save(numpy_backend, tmp_path):
+    """A SIGKILL during a write leaves .<name>.<pid>.*.tmp behind (os.replace never ran); the
+    next write of the same file removes those of dead processes and of older versions (no
+    process id), and keeps those of a live writer and of other files."""
+    from pdunroll.learning.checkpoint import write_npz
+
+    path = tmp_path / "checkpoint.npz"
+    dead = tmp_path / f".checkpoint.npz.{_dead_pid()}.abc123.tmp"
+    old = tmp_path / ".checkpoint.npz.k2j4h1x.tmp"  # written before temporary names had a pid
+    live = tmp_path / f".checkpoint.npz.{os.getppid()}.q9.tmp"
+    other = tmp_path / f".op.npz.{_dead_pid()}.zz.tmp"
+    for p in (dead, old, live, other):
+        p.write_bytes(b"x" * 1000)
+    write_npz(path, {"a": np.ones(3)}, {"format": "test"})
+    assert path.exists() and not dead.exists() and not old.exists()
+    assert live.exists() and other.exists()
+
+
+def test_a_typo_in_a_path_creates_no_chain_of_folders(numpy_backend, tmp_path):
+    """The file's own folder is created when its parent exists; a deeper missing chain is
+    refused naming the path (it used to be created up to the file system's root)."""
+    model = _model(numpy_backend, "float64")
+    deep = tmp_path / "no" / "such" / "op.npz"
+    with pytest.raises(FileNotFoundError, match=f"neither its folder {deep.parent} .*{deep}"):
+        pu.save_operator(deep, model, iterations=3, omega=1.0)
+    assert not (tmp_path / "no").exists()
+    x = np.zeros((2, 5))
+    with pytest.raises(FileNotFoundError, match="cannot write .*c.npz: neither its folder"):
+        pu.train(model, x, x, epochs=1, progress=False, checkpoint=tmp_path / "a" / "b" / "c.npz")
+    assert not (tmp_path / "a").exists()
+    assert pu.save_operator(tmp_path / "new" / "op.npz", model, iterations=3, omega=1.0).exists()
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, s: pu.load_operator(3), TypeError, "path must be a file path"),
+    (lambda m, s: pu.save_operator(3, m, iterations=3, omega=1.0), TypeError, "path must be"),
+    (lambda m, s: pu.save_operator("", m, iterations=3, omega=1.0), TypeError, "path must be"),
+    (lambda m, s: pu.load_checkpoint(s, pu.dct_matrix(6)), ValueError,
+     r"holds operator parameters of shapes \[\(6, 5\)\], but like .* \[\(6, 6\)\]"),
+    (lambda m, s: pu.load_checkpoint(s, ()), TypeError, "like must be the operator parameters"),
+    (lambda m, s: pu.save_checkpoint(
+        "x.npz", pu.load_checkpoint(s, m.operator.params)[0], config={}, optimizer={},
+        model=pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(5)), m.f, m.g)),
+     ValueError, r"the state's parameters have shapes \[\(6, 5\)\] but the model's operator"),
+    (lambda m, s: pu.save_checkpoint("x.npz", 3, model=m, config={}, optimizer={}), TypeError,
+     "state must be a TrainState"),
+])
+def test_files_and_models_that_do_not_fit_are_named(numpy_backend, tmp_path, monkeypatch,
+                                                    call, error, match):
+    monkeypatch.chdir(tmp_path)
+    model = _model(numpy_backend, "float64")
+    x = np.zeros((2, 5))
+
+    def stop(info):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pu.train(model, x, x, epochs=1, batch_size=1, progress=False, checkpoint="ck.npz",
+                 callback=stop)
+    with pytest.raises(error, match=match):
+        call(model, tmp_path / "ck.npz")

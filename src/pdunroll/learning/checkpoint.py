@@ -19,7 +19,9 @@ fsync, ``os.replace``), so an interrupted write never leaves a broken file behin
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import json
 import os
 import tempfile
@@ -77,15 +79,34 @@ def _named(err: OSError, path) -> OSError:
         if err.errno else OSError(f"{err} (writing {path})")
 
 
+def as_path(path, name: str = "path") -> Path:
+    """``path`` as a :class:`~pathlib.Path`, else a ``TypeError`` naming ``name``."""
+    if not isinstance(path, str | os.PathLike) or (isinstance(path, str) and not path):
+        raise TypeError(f"{name} must be a file path (a non-empty str or os.PathLike), got "
+                        f"{path!r}")
+    return Path(path)
+
+
+def _make_folder(path: Path) -> None:
+    """Create the folder of ``path`` if only that one folder is missing: a typo in a path
+    should not create a chain of folders up to the file system's root."""
+    folder = path.parent
+    if not folder.exists() and not folder.parent.exists():
+        raise FileNotFoundError(errno.ENOENT, f"neither its folder {folder} nor {folder.parent} "
+                                "exists (only the file's own folder is created)", str(path))
+    folder.mkdir(exist_ok=True)
+
+
 def check_writable(path) -> Path:
     """Check before any work that a file can be written atomically at ``path``: not a folder,
-    its folder exists (or is created) and a file can be made in it. Errors name the path."""
-    path = Path(path)
+    its folder exists (or is created, if its parent exists) and a file can be made in it.
+    Errors name the path."""
+    path = as_path(path)
     if path.is_dir():
         raise IsADirectoryError(f"{path} is a folder: expected the path of a .npz file in it, "
                                 f"e.g. {path / 'checkpoint.npz'}")
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        _make_folder(path)
         fd, probe = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".probe")
         os.close(fd)
         os.unlink(probe)
@@ -98,7 +119,7 @@ def check_writable(path) -> Path:
 def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
     """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path.
     I/O errors name the path."""
-    path = Path(path)
+    path = as_path(path)
     try:
         return _write_npz(path, arrays, settings)
     except OSError as err:
@@ -108,7 +129,7 @@ def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
 def write_json(path, document: dict) -> Path:
     """Write ``document`` as indented JSON to ``path`` atomically (e.g. ``results.json``);
     I/O errors name the path."""
-    path = Path(path)
+    path = as_path(path)
     try:
         return _atomic(path, lambda fh: fh.write(json.dumps(document, indent=2).encode()))
     except OSError as err:
@@ -125,8 +146,9 @@ def _atomic(path: Path, write) -> Path:
     """``write(binary file)`` into a temporary file in the same folder, fsync, rename."""
     if path.is_dir():
         raise IsADirectoryError(errno.EISDIR, "is a folder, expected a file path", str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _make_folder(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                               suffix=".tmp")
     try:
         # mkstemp makes the file private (0600): give it the mode of any other new file
         os.chmod(tmp, 0o666 & ~_umask())
@@ -139,12 +161,38 @@ def _atomic(path: Path, write) -> Path:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    remove_leftovers(path)
     return path
+
+
+def remove_leftovers(path: Path) -> list[Path]:
+    """Remove the temporary files ``.<name>.<pid>.*.tmp`` that a writer of ``path`` killed
+    mid-write (e.g. by SIGKILL) left behind: those of processes that are gone, and of older
+    versions without a process id. Runs after every write; returns what it removed."""
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if pid.isdigit() and _alive(int(pid)):  # still writing (this process included)
+            continue
+        with contextlib.suppress(FileNotFoundError):  # another process removed it first
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def read_npz(path, expected_format: str | tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
     """Arrays and JSON settings of a file written by :func:`write_npz`; clear errors otherwise."""
-    path = Path(path)
+    path = as_path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     try:
@@ -178,6 +226,17 @@ def read_npz(path, expected_format: str | tuple[str, ...]) -> tuple[dict[str, np
 def _put(arrays: dict, prefix: str, tree) -> None:
     for i, a in enumerate(flatten(tree)):
         arrays[f"{prefix}.{i}"] = to_numpy(a)
+
+
+def _check_fits(path, arrays: dict, prefix: str, like, what: str) -> None:
+    """Raise naming ``path`` unless the stored ``prefix.i`` arrays have the shapes of the
+    leaves of ``like`` (``what`` names it in the message)."""
+    stored = [tuple(arrays[f"{prefix}.{i}"].shape) for i in range(
+        sum(1 for k in arrays if k.rsplit(".", 1)[0] == prefix))]
+    wanted = [tuple(a.shape) for a in flatten(like)]
+    if stored != wanted:
+        raise ValueError(f"{path} holds operator parameters of shapes {stored}, but {what} has "
+                         f"{wanted}: it was written for another model")
 
 
 def _take(arrays: dict, prefix: str, like, xp, device):
@@ -355,6 +414,15 @@ def run_record(path) -> dict | None:
 def save_checkpoint(path, state: TrainState, *, model: AnalysisModel, config: dict,
                     optimizer: dict) -> Path:
     """Write ``state`` with the model, training configuration and optimizer settings."""
+    if not isinstance(state, TrainState):
+        raise TypeError(f"state must be a TrainState, got {type(state).__name__}")
+    if not isinstance(model, AnalysisModel):
+        raise TypeError(f"model must be a pdunroll AnalysisModel, got {type(model).__name__}")
+    shapes = [[tuple(a.shape) for a in flatten(p)] for p in (state.params,
+                                                              model.operator.params)]
+    if shapes[0] != shapes[1]:
+        raise ValueError(f"the state's parameters have shapes {shapes[0]} but the model's "
+                         f"operator has {shapes[1]}: pass the model the state belongs to")
     arrays: dict = {}
     _put(arrays, "params", state.params)
     _put(arrays, "best", state.best_params)
@@ -381,6 +449,10 @@ def load_checkpoint(path, like) -> tuple[TrainState, dict]:
     """Read a checkpoint; arrays go to the namespace and device of ``like`` (the parameters of
     the model being trained). Returns the state and the settings dict (``config``, ...)."""
     arrays, settings = read_npz(path, CHECKPOINT_FORMAT)
+    if not flatten(like):
+        raise TypeError(f"like must be the operator parameters (an array or a tuple of arrays) "
+                        f"of the model being trained, got {like!r}")
+    _check_fits(path, arrays, "params", like, "like (the model being trained)")
     first = flatten(like)[0]
     xp = xp_of(first)
     dev = _device(first)

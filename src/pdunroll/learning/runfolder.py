@@ -220,7 +220,8 @@ class RunFolder:
                 break
             missing.append(p)
         try:
-            check_writable(self.out / "checkpoint.npz")  # creates the folder
+            self.out.mkdir(parents=True, exist_ok=True)  # --out a/b/run: the whole chain
+            check_writable(self.out / "checkpoint.npz")
         except OSError as err:
             self._remove(missing)
             raise OSError(err.errno, f"--out {self.out}: {err.strerror}", str(self.out)) from err
