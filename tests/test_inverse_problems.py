@@ -348,3 +348,27 @@ def test_training_an_inverse_problem_resumes_from_its_checkpoint(tmp_path):
     resumed = pu.train(model, x0, x_true, epochs=2, checkpoint=ck, resume=True, **kw)
     np.testing.assert_array_equal(resumed.final_model.operator.params[0],
                                   whole.final_model.operator.params[0])
+
+
+def test_jax_layer_gives_the_same_gradients_of_k_and_the_measurements():
+    jax = pytest.importorskip("jax")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+
+    from pdunroll.jax import unrolled
+
+    x_true, h, data, filters = _problem(6, shape=(5, 4))
+    filters = filters[:2]
+    model = _model(filters, h, data, shape=(5, 4))
+    x0 = np.zeros_like(x_true)
+    res = pu.gradient(model, x0, x_true, iterations=6, omega=1.0)
+
+    def loss(fl, d):
+        m = pu.inverse_problem(pu.Conv2dFilterBank(fl, (5, 4), "zero"),
+                               pu.Blur(jnp.asarray(h), (5, 4), "zero"), d, f=pu.L1Norm(LAM))
+        x_hat = unrolled(m, jnp.asarray(x0), iterations=6, steps=res.steps)
+        return 0.5 * jnp.sum((x_hat - x_true) ** 2)
+
+    gk, gf = jax.grad(loss, argnums=(0, 1))(jnp.asarray(filters), jnp.asarray(data))
+    np.testing.assert_allclose(np.asarray(gk), res.operator[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(np.asarray(gf), res.f[1], rtol=1e-12, atol=1e-14)
