@@ -153,6 +153,7 @@ CASES = [
     Case("Asymptotic", "pu.Asymptotic(10**9)", "b"),
     Case("Implicit", "pu.Implicit(tol=2.0)", "tol"),
     Case("step_sizes", "pu.step_sizes(op, omega=True)", "omega"),
+    Case("step_sizes", "pu.step_sizes(op, sigma=0.5, tau=0.5, omega=3.0)", "omega"),
     Case("L2Ball", "pu.L2Ball(True)", "radius"),
     Case("LinfBall", "pu.LinfBall(1 + 0j)", "radius"),
     Case("SGD", 'pu.SGD(momentum="0.9")', "momentum"),

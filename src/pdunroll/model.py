@@ -129,14 +129,15 @@ class StepSizes:
 def step_sizes(
     operator: LinearOperator,
     *,
-    omega: float = 1.0,
+    omega: float | None = None,
     sigma: float | None = None,
     tau: float | None = None,
     theta: float = 1.0,
     op_norm: float | None = None,
     norm: str = "spectral",
 ) -> StepSizes:
-    """σ = ω·0.99/‖K‖ and τ = 0.99/(ω‖K‖), or given σ, τ (checked against σ τ ‖K‖² < 1).
+    """σ = ω·0.99/‖K‖ and τ = 0.99/(ω‖K‖) (ω = 1 by default), or given σ, τ (checked against
+    σ τ ‖K‖² < 1; ω is then refused, since it would be ignored).
 
     ``op_norm`` skips the norm computation (e.g. a warm-started estimate during training); it
     is refused when it lies below ‖K v‖/‖v‖ for a fixed v, a lower bound of ‖K‖ (too small a
@@ -153,7 +154,10 @@ def step_sizes(
     """
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
-    omega = check_positive("omega", omega)
+    if omega is not None and (sigma is not None or tau is not None):
+        raise ValueError("give omega or sigma and tau, not both: sigma and tau fix the steps, "
+                         "omega would be ignored")
+    omega = check_positive("omega", 1.0 if omega is None else omega)
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
     if op_norm is None:
