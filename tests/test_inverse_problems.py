@@ -248,14 +248,40 @@ def test_train_learns_a_deblurring_operator_and_takes_a_custom_loss():
                            res.final_model.operator.params[0])
 
 
+def test_train_validates_with_the_held_out_signals_measurements():
+    """validation=(x̃, x†, model of the held-out signals): the validation loss is that of the
+    held-out measurements with the operator being trained, at every epoch."""
+    x_true, h, data, filters = _deblurring(n=8)
+    shape = x_true.shape[1:]
+    A = pu.Blur(h, shape, "zero")
+    K = pu.Conv2dFilterBank(filters, shape, "zero")
+    train_m = pu.inverse_problem(K, A, data[:5], f=pu.L1Norm(0.05))
+    val_m = pu.inverse_problem(K, A, data[5:], f=pu.L1Norm(0.05))
+    x0 = A.adjoint(data)
+    res = pu.train(train_m, x0[:5], x_true[:5], validation=(x0[5:], x_true[5:], val_m),
+                   iterations=8, omega=1.0, optimizer="sgd", lr=0.02, epochs=3, batch_size=5,
+                   progress=False)
+    assert len(res.history.epoch_val_loss) == 3
+    # the last epoch's validation loss is the held-out loss of the final operator (up to the
+    # warm-started ‖M‖ of the training loop's step sizes)
+    final = pu.inverse_problem(res.final_model.operator.operators[0], A, data[5:],
+                               f=pu.L1Norm(0.05))
+    steps = pu.step_sizes(final.operator, omega=1.0)
+    x_hat = pu.chambolle_pock(final, x0[5:], iterations=8, steps=steps).x
+    want = 0.5 * float(np.sum((x_hat - x_true[5:]) ** 2)) / 3
+    assert res.history.epoch_val_loss[-1] == pytest.approx(want, rel=1e-3)
+
+
 def test_train_refuses_validation_for_per_signal_measurements_and_a_bad_loss():
     x_true, h, data, filters = _deblurring(n=4)
     shape = x_true.shape[1:]
     model = pu.inverse_problem(pu.Conv2dFilterBank(filters, shape, "zero"),
                                pu.Blur(h, shape, "zero"), data)
     x0 = np.zeros_like(x_true)
-    with pytest.raises(ValueError, match="validation cannot be used"):
+    with pytest.raises(ValueError, match="needs the model of the validation signals"):
         pu.train(model, x0, x_true, validation=(x0, x_true), progress=False)
+    with pytest.raises(TypeError, match="third entry of validation must be the AnalysisModel"):
+        pu.train(model, x0, x_true, validation=(x0, x_true, "model"), progress=False)
     with pytest.raises(TypeError, match="loss must be callable"):
         pu.train(model, x0, x_true, loss="l1", progress=False)
     with pytest.raises(ValueError, match="the data of f block 1 must have shape"):

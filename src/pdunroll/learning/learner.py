@@ -117,6 +117,9 @@ class OperatorLearner(*_Bases):
     pairs. After ``fit``: ``model_`` (best by validation loss), ``result_`` (the
     :class:`TrainResult`) and ``history_``; before it, ``predict`` raises ``NotFittedError``.
 
+    ``loss``: ``loss(x_hat, x_true) -> (value, gradient)`` replacing the squared loss in
+    training (as in :func:`train`); ``score`` stays the negative mean squared error.
+
     ``threads``: BLAS and OpenMP threads of ``fit`` and ``predict`` (default 1; None: the
     libraries' own setting; :mod:`pdunroll.learning.threads`).
 
@@ -132,14 +135,14 @@ class OperatorLearner(*_Bases):
                  checkpoint: str | Path | None = None, progress: bool = True,
                  callback: Callable[[dict], object] | None = None,
                  minibatch_gradient: Callable | None = None, client=None,
-                 threads: int | None = 1):
+                 threads: int | None = 1, loss: Callable | None = None):
         self.model, self.eta = model, eta
         self.iterations, self.method, self.weights, self.omega = iterations, method, weights, omega
         self.optimizer, self.lr, self.epochs, self.batch_size = optimizer, lr, epochs, batch_size
         self.patience, self.seed, self.norm_iterations = patience, seed, norm_iterations
         self.checkpoint, self.progress, self.callback = checkpoint, progress, callback
         self.minibatch_gradient = minibatch_gradient
-        self.client, self.threads = client, threads
+        self.client, self.threads, self.loss = client, threads, loss
 
     @classmethod
     def from_config(cls, config, model: AnalysisModel | None = None, **parameters

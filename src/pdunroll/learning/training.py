@@ -244,8 +244,11 @@ def train(
         Starting model (e.g. K = DCT); its F and G stay fixed.
     x_tilde, x_true : arrays (N, *in_shape)
         Degraded and clean training signals (any array-API backend, same device as K).
-    validation : (x_tilde, x_true), optional
-        Held-out pairs: validation loss per epoch, best operator kept, early stopping.
+    validation : (x_tilde, x_true) or (x_tilde, x_true, model), optional
+        Held-out pairs: validation loss per epoch, best operator kept, early stopping. A third
+        entry gives the F and G of the held-out signals (with the operator being trained), as
+        a model whose F or G holds per-signal data needs: e.g.
+        ``pu.inverse_problem(K, A, validation_measurements)``.
     iterations, method, weights, omega
         Unrolling and gradient method (:class:`~pdunroll.Full`, :class:`~pdunroll.Truncated`,
         ...) as in :func:`pdunroll.gradient`; validation uses the same L and weights.
@@ -295,21 +298,31 @@ def train(
 
     Parameters of F and G with one entry per signal (the measurements f of
     :func:`~pdunroll.inverse_problem`) are taken for each minibatch's signals
-    (:meth:`~pdunroll.Function.take`); such a model has measurements for the training signals
-    only, so ``validation`` is refused for it.
+    (:meth:`~pdunroll.Function.take`); such a model holds the measurements of the training
+    signals only, so its ``validation`` is a triple with the held-out signals' model.
 
     Epoch summaries go to the ``pdunroll`` logger at level INFO.
     """
     model.check_signals(x_tilde=x_tilde, x_true=x_true)
+    val_fg = None  # F and G of the validation signals (per-signal data), else the model's
     if validation is not None:
-        if not isinstance(validation, tuple | list) or len(validation) != 2:
-            raise TypeError("validation must be a pair (x_tilde, x_true)")
-        if model.f.per_signal or model.g.per_signal:
-            raise ValueError("validation cannot be used with a model whose F or G holds "
-                             "per-signal data (the measurements of an inverse problem are "
-                             "those of the training signals): evaluate held-out signals with "
-                             "their own model after training")
-        model.check_signals(validation_x_tilde=validation[0], validation_x_true=validation[1])
+        if not isinstance(validation, tuple | list) or len(validation) not in (2, 3):
+            raise TypeError("validation must be a pair (x_tilde, x_true) or a triple (x_tilde, "
+                            "x_true, model of the validation signals)")
+        if len(validation) == 3:
+            if not isinstance(validation[2], AnalysisModel):
+                raise TypeError("the third entry of validation must be the AnalysisModel of the "
+                                f"validation signals, got {type(validation[2]).__name__}")
+            val_fg = (validation[2].f, validation[2].g)
+            validation = tuple(validation[:2])
+        elif model.f.per_signal or model.g.per_signal:
+            raise ValueError("validation of a model whose F or G holds per-signal data (the "
+                             "measurements of an inverse problem) needs the model of the "
+                             "validation signals: validation=(x_tilde, x_true, model), e.g. "
+                             "pu.inverse_problem(K, A, validation_measurements)")
+        val_model = model if val_fg is None else AnalysisModel(model.operator, *val_fg)
+        val_model.check_signals(validation_x_tilde=validation[0],
+                                validation_x_true=validation[1])
     method, iterations, _, alphas = check_unrolling(method, iterations, weights)
     epochs = check_count("epochs", epochs)
     norm_iterations = check_count("norm_iterations", norm_iterations)
@@ -367,6 +380,8 @@ def train(
     def val_loss(m, norm):
         if validation is None:
             return None
+        if val_fg is not None:
+            m = AnalysisModel(m.operator, *val_fg)
         if loss is not None:
             x_hat = reconstruct(m, validation[0], iterations=iterations, omega=omega,
                                 weights=weights, op_norm=norm)
