@@ -15,6 +15,7 @@ from pdunroll.data.speech import synthetic_speech
 
 TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4",
         "--epochs", "2", "--batch-size", "16", "--quiet"]
+WAV_TINY = TINY[4:]  # --signals and --seconds describe the synthetic speech only
 
 
 def _learned_row(results):
@@ -116,7 +117,7 @@ def _wav_folder(tmp_path):
 def test_train_speech_on_a_wav_folder(tmp_path, capsys):
     data = _wav_folder(tmp_path)
     out = tmp_path / "run"
-    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
+    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *WAV_TINY]) == 0
     assert "files split 70/15/15)" in capsys.readouterr().out
     assert (out / "operator.npz").exists()
 
@@ -124,7 +125,7 @@ def test_train_speech_on_a_wav_folder(tmp_path, capsys):
 def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     code = cli.main(["train", "speech", "--data", str(tmp_path / "empty"),
-                     "--out", str(tmp_path / "run"), *TINY])
+                     "--out", str(tmp_path / "run"), *WAV_TINY])
     assert code == 2
     assert "is empty" in capsys.readouterr().err
 
@@ -203,7 +204,7 @@ def test_evaluate_defaults_to_the_training_data(tmp_path, capsys):
 
     data = _wav_folder(tmp_path)
     out = tmp_path / "wav-run"
-    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *TINY]) == 0
+    assert cli.main(["train", "speech", "--data", str(data), "--out", str(out), *WAV_TINY]) == 0
     results = json.loads((out / "results.json").read_text())
     capsys.readouterr()
     assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
@@ -367,3 +368,54 @@ def test_load_model_reproduces_the_table_of_the_run(tmp_path):
     assert pu.mse(pu.reconstruct(learned.model, x_tilde.astype(np.float32), iterations=4,
                                  omega=10.0), x_true) != \
         pytest.approx(results["test"][-1]["mse"], rel=1e-4)  # ω matters: 10 is another model
+
+
+def test_arguments_a_run_would_ignore_are_refused(tmp_path, capsys, monkeypatch):
+    """Each used to be accepted silently (docs, "Reliability"): --out '' (the current folder),
+    --signals/--seconds with --data, --init with --resume, --m changed on resume, the same
+    image for training and test, --relax-primal with --method implicit (a singular system: a
+    raw ConvergenceError after training started) and too few synthetic signals."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit):
+        cli.main(["train", "speech", "--out", "", *TINY])
+    assert "--out: must name a folder" in capsys.readouterr().err
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i, s in enumerate(synthetic_speech(4, seconds=0.25, seed=1)):
+        wavfile.write(wavs / f"s{i}.wav", 16000, (s * 20000).astype(np.int16))
+    cases = [
+        (["--data", str(wavs)], "--seconds and --signals describe the synthetic speech"),
+        (["--relax-primal", "--method", "implicit"], "--relax-primal does not go with --method "
+                                                     "implicit"),
+        (["--signals", "2"], "--signals must be at least 3"),
+    ]
+    for extra, message in cases:
+        assert cli.main(["train", "speech", "--out", str(out), *TINY, *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+        assert not out.exists()
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert cli.main(["train", "speech", "--out", str(out), "--resume", "--init",
+                     str(out / "operator.npz"), *TINY]) == 2
+    assert "--init is not used with --resume" in capsys.readouterr().err
+    assert cli.main(["train", "speech", "--out", str(out), "--resume", "--m", "64", *TINY]) == 2
+    assert "--m 64: the run in" in capsys.readouterr().err
+    assert cli.main(["train", "denoise", "--images", "camera", "--test-images", "camera",
+                     "--out", str(tmp_path / "d")]) == 2
+    assert "--images and --test-images share camera" in capsys.readouterr().err
+
+
+def test_a_device_the_machine_lacks_is_one_line(tmp_path, capsys):
+    """torch without CUDA (or without that GPU) raised an AssertionError or dumped its
+    dispatcher table; now one line names --device, before any training."""
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.device_count() > 5:
+        pytest.skip("this machine has a GPU cuda:5")
+    assert cli.main(["train", "speech", "--out", str(tmp_path / "r"), *TINY, "--backend",
+                     "torch", "--device", "cuda:5"]) == 2
+    err = capsys.readouterr().err
+    assert "--backend torch --device cuda:5: this machine cannot run there" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "r").exists()

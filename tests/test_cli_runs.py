@@ -439,3 +439,33 @@ def test_folder_lock_and_numbered_folders(tmp_path):
     (base.with_name("speech-2") / "checkpoint.npz").write_bytes(b"")
     assert numbered_folder(base) == base.with_name("speech-3")
     assert latest_folder(base) == base.with_name("speech-2")
+
+
+def test_resume_refuses_a_changed_test_set(tmp_path, capsys, monkeypatch):
+    """The checkpoint's fingerprint covers the test files too: a test file deleted between the
+    interruption and the resume is named, not silently scored on fewer frames."""
+    import pdunroll.learning.training as training
+
+    data = _wavs(tmp_path / "wavs", count=8)
+    real = training.train
+
+    def interrupted(*args, **kwargs):
+        def stop(info):
+            if info["step"] == 2:
+                raise KeyboardInterrupt
+        return real(*args, callback=stop, **kwargs)
+
+    monkeypatch.setattr(training, "train", interrupted)
+    assert _train(tmp_path, data) == 130
+    monkeypatch.setattr(training, "train", real)
+    test_files = json.loads(_settings(tmp_path / "run" / "checkpoint.npz"))["config"]["data"][
+        "test_files"]
+    name = sorted(test_files)[0]
+    kept = (data / name).read_bytes()
+    (data / name).unlink()
+    capsys.readouterr()
+    assert _train(tmp_path, data, "--resume") == 2
+    err = capsys.readouterr().err
+    assert f"1 file(s) of the test set missing now: {name}" in err and "Traceback" not in err
+    (data / name).write_bytes(kept)
+    assert _train(tmp_path, data, "--resume") == 0

@@ -121,7 +121,7 @@ def _image_data_args(p) -> None:
 
 def _train_args(p, *, out: str, omega: float, lr: float, warmup: float, epochs: int,
                 batch_size: int, lr_help: str) -> None:
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=_out_path, default=None,
                    help=f"output folder (default runs/{out}, or runs/{out}-2, -3, ... when it "
                         "holds an earlier run, which is kept; with --resume: the newest of "
                         "them)")
@@ -203,6 +203,14 @@ def _fraction(text: str) -> float:
     return value
 
 
+def _out_path(text: str) -> Path:
+    """A folder argument: an empty one (``--out ''``) would mean the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must name a folder, got an empty string (for the "
+                                         "current folder, give --out .)")
+    return Path(text)
+
+
 def _positive_float(text: str) -> float:
     try:
         value = float(text)
@@ -244,7 +252,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     ap.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                     help="files or folders: .wav for a speech model, .png / .tif / .npy for "
                          "a denoising model (folders are searched recursively)")
-    ap.add_argument("--out", type=Path, required=True,
+    ap.add_argument("--out", type=_out_path, required=True,
                     help="output folder: each result keeps its file name (a folder's files "
                          "their path inside it), rate and sample or pixel type")
     ap.add_argument("--iterations", "-L", type=_positive_int, default=None,
@@ -338,6 +346,10 @@ def _method(args):
     if not needs_b and args.b is not None:
         raise ValueError(f"--b is only used by --method truncated / asymptotic, not "
                          f"{args.method}")
+    if args.method == "implicit" and args.relax_primal:
+        raise ValueError("--relax-primal does not go with --method implicit: with the primal "
+                         "prox Jacobian replaced by the identity the fixed-point system is "
+                         "singular (its solve cannot converge); use --method asymptotic --b B")
     if needs_b:
         if args.b < 1 or (args.method == "truncated" and args.b > args.iterations):
             top = f" and at most --iterations ({args.iterations})" \
@@ -392,7 +404,27 @@ def _resume_defaults(args, parser, tasks, argv):
     tasks[args.task].set_defaults(**record["options"])
     again = parser.parse_args(argv)
     again.out = out
+    typed = {a.split("=", 1)[0] for a in argv}
+    now = _task_options(again)  # the data and model options, defaults filled in
+    before = _task_options(argparse.Namespace(**{**vars(again), **record["options"]}))
+    for f in fields(now):
+        flag = f"--{f.name.replace('_', '-')}"
+        if flag in typed and str(getattr(now, f.name)) != str(getattr(before, f.name)):
+            raise ValueError(f"{flag} {getattr(now, f.name)}: the run in {out} was started with "
+                             f"{flag} {getattr(before, f.name)}; a resumed run keeps its data and "
+                             f"model options (leave {flag} out, or start a new run)")
     return again
+
+
+def _refuse_ignored(args) -> None:
+    """Options typed on the command line that this run would ignore are refused, naming them."""
+    given = {a.split("=", 1)[0] for a in args.argv if a.startswith("--")}
+    if args.resume and "--init" in given:
+        raise ValueError("--init is not used with --resume: the checkpoint holds the operator "
+                         "to continue from; leave --init out")
+    if args.task == "speech" and args.data is not None and given & {"--signals", "--seconds"}:
+        raise ValueError(f"{' and '.join(sorted(given & {'--signals', '--seconds'}))} describe "
+                         "the synthetic speech, which --data replaces: leave them out")
 
 
 def _train(args) -> int:
@@ -403,6 +435,7 @@ def _train(args) -> int:
     from .learning.runfolder import RunFolder, output_folder, say
 
     tic = time.perf_counter()
+    _refuse_ignored(args)
     config = _train_config(args)
     placement = Placement(args.backend, args.dtype, args.device).check()
     opts = _task_options(args)
@@ -573,6 +606,7 @@ def _audit(args) -> int:
 
 def main(argv=None) -> int:
     from .learning.runfolder import FolderInUse, StopSignals
+    from .unroll.implicit import ConvergenceError
 
     argv = list(sys.argv[1:] if argv is None else argv)
     parser, tasks = _parser()
@@ -593,7 +627,8 @@ def main(argv=None) -> int:
             code = _train(args)
         return 128 + stop.received if code == 130 and stop.received else code
     # OSError: e.g. disk full, no permission; FloatingPointError: training diverged
-    except (ValueError, OSError, ImportError, FloatingPointError, FolderInUse) as err:
+    except (ValueError, OSError, ImportError, FloatingPointError, FolderInUse,
+            ConvergenceError) as err:
         print(f"pdunroll: error: {err}", file=sys.stderr)
         return 2
 

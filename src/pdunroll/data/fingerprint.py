@@ -39,22 +39,25 @@ def _names(names, limit=3) -> str:
 
 def fingerprint_difference(saved: dict | None, now: dict | None) -> list[str]:
     """What differs between two fingerprints, one phrase per difference (empty: the same data).
-    ``files`` entries (name → digest) are compared file by file."""
+    ``files`` and ``test_files`` entries (name → digest) are compared file by file; a saved
+    fingerprint without ``test_files`` (an older pdunroll's) does not compare the test set."""
     saved, now = saved or {}, now or {}
     out = []
     for key in sorted(set(saved) | set(now)):
         a, b = saved.get(key), now.get(key)
-        if a == b:
+        if a == b or (key == "test_files" and a is None):
             continue
-        if key == "files" and isinstance(a, dict) and isinstance(b, dict):
+        if key in ("files", "test_files") and isinstance(a, dict) and isinstance(b, dict):
+            what = "test set" if key == "test_files" else "saved data"
             gone, new = set(a) - set(b), set(b) - set(a)
             changed = {k for k in set(a) & set(b) if a[k] != b[k]}
             if gone:
-                out.append(f"{len(gone)} file(s) of the saved data missing now: {_names(gone)}")
+                out.append(f"{len(gone)} file(s) of the {what} missing now: {_names(gone)}")
             if new:
-                out.append(f"{len(new)} file(s) not in the saved data: {_names(new)}")
+                out.append(f"{len(new)} file(s) not in the {what}: {_names(new)}")
             if changed:
-                out.append(f"{len(changed)} file(s) with other contents (SHA-256): "
+                of = " of the test set" if key == "test_files" else ""
+                out.append(f"{len(changed)} file(s){of} with other contents (SHA-256): "
                            f"{_names(changed)}")
         else:
             out.append(f"{key}: saved {a!r}, now {b!r}")

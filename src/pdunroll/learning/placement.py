@@ -42,6 +42,7 @@ class Placement:
                 import torch
 
                 dev = torch.device(device) if device else None
+                torch.empty(0, device=dev)  # a device torch cannot reach fails here, not later
 
                 def move(a):
                     return torch.asarray(np.asarray(a, dtype=dtype), device=dev)
@@ -65,8 +66,12 @@ class Placement:
         except ImportError as err:
             raise ImportError(f"--backend {name} needs the {name} package (pip install "
                               f"{name}): {err}") from err
-        except (RuntimeError, ValueError, TypeError) as err:
-            raise ValueError(f"--backend {name} --device {device}: {err}") from err
+        # torch without CUDA raises AssertionError; a missing device may dump its dispatcher
+        # table: the first line says it
+        except (RuntimeError, ValueError, TypeError, AssertionError) as err:
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise ValueError(f"--backend {name} --device {device}: this machine cannot run "
+                             f"there ({first})") from err
         return move
 
     def place(self, model, sets=()):

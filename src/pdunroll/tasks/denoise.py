@@ -108,6 +108,15 @@ class DenoiseOptions:
             raise ValueError(f"--kernel {self.kernel} is larger than --patch {self.patch}")
         if self.data is not None and not Path(self.data).is_dir():
             raise ValueError(f"--data {self.data} is not a folder")
+        if self.data is None:
+            def key(name):  # a file by where it is, a scikit-image image by its name
+                return str(Path(name).resolve()) if Path(name).is_file() else str(name)
+
+            both = sorted(set(self.test_images) & {*self.images} | {
+                t for t in self.test_images if key(t) in {key(i) for i in self.images}})
+            if both:
+                raise ValueError(f"--images and --test-images share {', '.join(both)}: the "
+                                 "test would score the training data; choose other test images")
         return self
 
     def record(self) -> dict:
@@ -177,6 +186,7 @@ def datasets(opts: DenoiseOptions) -> TaskData:
         meta["test_set"] = {"kind": "image files", "folder": str(split.root),
                             "files": split.digests[2]}
         fingerprint = {"kind": "image files", "files": {**split.digests[0], **split.digests[1]},
+                       "test_files": split.digests[2],
                        **{k: v for k, v in meta.items()
                           if k in ("sigma", "patch", "max_patches", "kernel", "seed")}}
         source = f"{opts.data} ({sum(counts.values())} images, {split.how})"

@@ -78,6 +78,9 @@ class SpeechOptions:
                 raise ValueError(f"--data {self.data} is not a folder")
         elif self.rate is not None:
             raise ValueError("--rate resamples wav files: it needs --data")
+        elif self.signals < 3:
+            raise ValueError(f"--signals must be at least 3 (split by signal into training, "
+                             f"validation and test), got {self.signals}")
         return replace(self, n=n, m=m)
 
     def record(self) -> dict:
@@ -130,7 +133,7 @@ def datasets(opts: SpeechOptions) -> TaskData:
                 "files": dict(zip(("train", "validation", "test"), map(len, split.parts),
                                   strict=True))}
         fingerprint = {"kind": "wav", "files": {**split.digests[0], **split.digests[1]},
-                       "sample_rate": rate, **framing}
+                       "test_files": split.digests[2], "sample_rate": rate, **framing}
         test = {"kind": "wav", "folder": str(split.root), "files": split.digests[2],
                 "sample_rate": rate, "resampled_to": opts.rate}
         text = (f"{folder} ({sum(map(len, split.parts))} wav files at {rate} Hz"
