@@ -9,7 +9,7 @@ L_inference (the fixed point: 10⁴ and 10⁵ steps on test subsets). Convention
 * ``exact``: the papers' formulas, pdunroll's defaults: σ = ω·0.99/‖K‖₂, τ = 0.99/(ω‖K‖₂) and
   the exact Jacobian of the ℓ∞ clip;
 * ``released``: the authors' released code: steps from the Frobenius norm
-  (``pdunroll.step_sizes(op, norm="frobenius")``, its ``tf.linalg.norm(K, ord=2)``), and its
+  (``pdunroll.StepRule(norm="frobenius")``, its ``tf.linalg.norm(K, ord=2)``), and its
   primal mask 1{|z_P − x̃| ≤ 1} (``released_mask=1.0``); trained and evaluated with its steps.
 
 Writes ``fig3.csv`` (one row per run, rewritten after each; a rerun skips the runs already in
@@ -25,7 +25,6 @@ import argparse
 import math
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from _common import (
@@ -41,8 +40,6 @@ from _common import (
     sweep,
     write_csv,
 )
-
-from pdunroll.learning.training import LocalGradient
 
 PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], b=30,
              lr=1e-5, final_lr=1e-8, epochs=20, batch_size=32, l_inf=10_000, l_inf2=100_000,
@@ -78,27 +75,14 @@ def with_convention(method: pu.GradientMethod, convention: str,
     return type(method)(**settings_)
 
 
+def rule_for(convention: str) -> pu.StepRule:
+    """The step rule of a convention: ‖K‖₂ (exact) or the released code's ‖K‖_F, recomputed
+    after every training update as the released code does."""
+    return pu.StepRule(omega=OMEGA, norm="spectral" if convention == "exact" else "frobenius")
+
+
 def steps_for(model, convention: str) -> pu.StepSizes:
-    return pu.step_sizes(model.operator, omega=OMEGA,
-                         norm="spectral" if convention == "exact" else "frobenius")
-
-
-@dataclass(frozen=True)
-class ReleasedSteps:
-    """The training step's gradient with the released code's step sizes (from ‖K‖_F, recomputed
-    after every update as the released code does); :func:`pdunroll.train` passes its spectral
-    ones, which this replaces."""
-
-    x_tilde: object
-    x_true: object
-    iterations: int
-    method: pu.GradientMethod
-    alphas: object
-
-    def __call__(self, model, indices, steps):
-        local = LocalGradient(self.x_tilde, self.x_true, self.iterations, self.method,
-                              self.alphas)
-        return local(model, indices, steps_for(model, "released"))
+    return rule_for(convention).sizes(model.operator)
 
 
 def test_mse(model, x_tilde, x_true, iterations, convention):
@@ -189,12 +173,11 @@ def run(job, *, data, cfg, seed, progress):
     L, name, convention = job
     start, (xt, xs), (tt, ts), sub = data["start"], data["train"], data["test"], data["sub"]
     method = with_convention(variants(cfg["b"])[name], convention, L)
-    grad = None if convention == "exact" else ReleasedSteps
     tic = time.perf_counter()
-    res = pu.train(start, xt, xs, iterations=L, omega=OMEGA,
+    res = pu.train(start, xt, xs, iterations=L, steps=rule_for(convention),
                    lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
                    epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
-                   progress=progress, method=method, minibatch_gradient=grad)
+                   progress=progress, method=method)
     seconds = time.perf_counter() - tic
     m = res.final_model
     row = {"L_train": L, "variant": name, "convention": convention, "lr": cfg["lr"],

@@ -121,7 +121,7 @@ def test_step_sizes_breaking_the_convergence_condition(setup):
         pu.chambolle_pock(model, xt, iterations=3, omega=2.0, steps=good)
     with pytest.raises(ValueError, match="give omega or steps, not both"):
         pu.gradient(model, xt, xd, iterations=3, omega=2.0, steps=good)
-    with pytest.raises(TypeError, match="steps must be a pdunroll.StepSizes"):
+    with pytest.raises(TypeError, match="steps must be a pdunroll.StepRule or pdunroll.StepSizes"):
         pu.chambolle_pock(model, xt, iterations=3, steps=(0.1, 0.1))
 
 

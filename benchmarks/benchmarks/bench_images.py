@@ -54,7 +54,9 @@ def image_problem(seed: int = 0):
 
 
 def _steps(norm: float, omega: float = 10.0):
-    return omega * 0.99 / norm, 0.99 / (omega * norm)
+    """σ, τ of pdunroll's step rule for a known ‖K‖ (for the loops written out here)."""
+    steps = pu.StepRule(omega=omega).for_norm(norm)
+    return steps.sigma, steps.tau
 
 
 class FilterBankGradient(_LibraryGradient):
@@ -69,8 +71,7 @@ class FilterBankGradient(_LibraryGradient):
         h, noisy, clean, radius = image_problem()
         op = pu.Conv2dFilterBank(self.be.asarray(h, dtype), (SIZE, SIZE))
         norm = op.norm()
-        sigma, tau = _steps(norm)
-        steps = pu.step_sizes(op, sigma=sigma, tau=tau, op_norm=norm)
+        steps = pu.StepRule(omega=10.0).sizes(op, op_norm=norm)
         self.model = pu.AnalysisModel(op, pu.L1Norm(), pu.L2Ball(radius))
         self.xt, self.x = self.be.asarray(noisy, dtype), self.be.asarray(clean, dtype)
         method = pu.Full() if mode == "full" else pu.Asymptotic(30)

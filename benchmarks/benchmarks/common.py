@@ -174,8 +174,9 @@ def speech_problem(batch: int = 32, n: int = 320, bitrate: int = 4, omega: float
     x = x / np.max(np.abs(x), axis=1, keepdims=True) * rng.uniform(0.2, 1.0, (batch, 1))
     K = pu.dct_matrix(n) + 0.01 * rng.standard_normal((n, n))
     norm = float(np.linalg.norm(K, 2))
-    sigma, tau = omega * 0.99 / norm, 0.99 / (omega * norm)
-    return SpeechProblem(K, pu.quantize(x, bitrate), x, sigma, tau, 1.0, 1.0 / 2**bitrate, norm)
+    steps = pu.StepRule(omega=omega).for_norm(norm)
+    return SpeechProblem(K, pu.quantize(x, bitrate), x, steps.sigma, steps.tau, 1.0,
+                         1.0 / 2**bitrate, norm)
 
 
 # --------------------------------------------------------------------------- memory

@@ -26,7 +26,7 @@ from .functions import (
     Translated,
     Zero,
 )
-from .model import AnalysisModel, StepSizes, step_sizes
+from .model import DEFAULT_OMEGA, AnalysisModel, StepRule, StepSizes, step_sizes
 from .operators import (
     Blur,
     Composition,
@@ -138,6 +138,7 @@ __all__ = [
     "ConvergenceWarning",
     "CPResult",
     "dct_filters",
+    "DEFAULT_OMEGA",
     "dct_matrix",
     "DenseOperator",
     "Diagonal",
@@ -207,6 +208,7 @@ __all__ = [
     "Stack",
     "Subsample",
     "step_sizes",
+    "StepRule",
     "StepSizes",
     "synthetic_speech",
     "toy",

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 
 from . import tree
 from ._array import Array, array_device, check_flag, check_positive, xp_of
-from .model import AnalysisModel, StepSizes, check_model, resolve_steps
+from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps
 from .unroll.forward import ergodic_weights, forward
 from .unroll.gradient import gradient
 from .unroll.implicit import ConvergenceError
@@ -283,7 +283,7 @@ def check_gradients(
     methods=None,
     weights=None,
     omega: float | None = None,
-    steps: StepSizes | None = None,
+    steps: StepRule | StepSizes | None = None,
     eps: float = 1e-6,
     autodiff: bool = True,
 ) -> AuditResult:

@@ -13,61 +13,43 @@ runs eagerly only. Importing this module imports jax; ``import pdunroll`` does n
 
 from __future__ import annotations
 
-import math
+import numbers
 from collections import deque
-from dataclasses import dataclass
 
 import jax
 
 from . import tree
-from .model import AnalysisModel, StepSizes, check_model, resolve_steps
-from .operators.base import LinearOperator
+from ._array import check_count
+from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
+from .operators.base import LinearOperator, power_steps, start_vector
 from .unroll.forward import ForwardState, forward
 from .unroll.gradient import check_unrolling
 from .unroll.methods import GradientMethod
 from .unroll.reverse import forward_plan, reverse
 
-__all__ = ["TracedStepSizes", "step_sizes", "unrolled"]
+__all__ = ["step_sizes", "unrolled"]
 
 
-@dataclass(frozen=True)
-class TracedStepSizes:
-    """σ, τ (0-d arrays, possibly traced), θ (a number) and the ‖K‖ estimate they come from:
-    the step sizes :func:`step_sizes` computes without leaving the device. Constants for
-    differentiation, like :class:`~pdunroll.StepSizes`."""
-
-    sigma: object
-    tau: object
-    theta: float
-    op_norm: object
-
-
-def step_sizes(operator: LinearOperator, *, omega: float = 1.0, theta: float = 1.0,
-               iterations: int = 100) -> TracedStepSizes:
-    """σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) with ‖K‖ from ``iterations`` power iterations on KᵀK
-    (a fixed count: no convergence test, hence no host round trip; usable under ``jax.jit``).
-    The estimate approaches ‖K‖ from below (the 0.99 is the margin); the gradient is stopped
-    (the steps are constants for differentiation)."""
+def step_sizes(operator: LinearOperator, *, omega: float | None = None,
+               steps: StepRule | None = None, iterations: int = 100) -> StepSizes:
+    """The :class:`~pdunroll.StepRule` ``steps`` (``omega=w`` is shorthand for
+    ``StepRule(omega=w)``) with ‖K‖ from ``iterations`` power iterations on KᵀK: a fixed
+    count, no convergence test, hence no host round trip; usable under ``jax.jit``. σ, τ and
+    ‖K‖ are 0-d arrays; the estimate approaches ‖K‖ from below (the rule's margin covers that);
+    the gradient is stopped (the steps are constants for differentiation)."""
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
-    if not (isinstance(omega, int | float) and omega > 0 and math.isfinite(omega)):
-        raise ValueError(f"omega must be a positive finite number, got {omega!r}")
-    if not 0.0 <= theta <= 1.0:
-        raise ValueError(f"theta must lie in [0, 1], got {theta!r}")
-    if not (isinstance(iterations, int) and iterations >= 1):
-        raise ValueError(f"iterations must be an integer >= 1, got {iterations!r}")
-    xp = operator.xp
-    n = math.prod(operator.in_shape)
-    v = xp.reshape(xp.sin(xp.arange(n, dtype=operator.dtype) * 1.2345 + 0.5),
-                   (1, *operator.in_shape))
-    v = v / xp.linalg.vector_norm(v)
-    nrm = None
-    for _ in range(iterations):
-        w = operator.adjoint(operator.apply(v))
-        nrm = xp.linalg.vector_norm(w)
-        v = w / nrm
-    norm = jax.lax.stop_gradient(xp.sqrt(nrm))
-    return TracedStepSizes(omega * 0.99 / norm, 0.99 / (omega * norm), float(theta), norm)
+    rule = step_rule(omega, steps)
+    if not isinstance(rule, StepRule):
+        raise TypeError("steps must be a pdunroll.StepRule here (fixed StepSizes need no "
+                        "power iteration)")
+    if rule.norm != "spectral":
+        raise ValueError("pdunroll.jax.step_sizes estimates the spectral norm: give a rule "
+                         "with norm='spectral', or StepSizes computed outside the jitted "
+                         "function")
+    iterations = check_count("iterations", iterations)
+    norm, _ = power_steps(operator, start_vector(operator), iterations)
+    return rule.for_norm(jax.lax.stop_gradient(norm))
 
 
 def _split(state: ForwardState):
@@ -91,16 +73,20 @@ def _join(arrays, how) -> ForwardState:
                         list(starts))
 
 
+def _traced(steps: StepSizes) -> bool:
+    """σ, τ are arrays (from :func:`step_sizes`, possibly traced), not numbers."""
+    return not isinstance(steps.sigma, numbers.Real)
+
+
 def _resolve(model: AnalysisModel, omega, steps):
     """The step sizes; under jax.jit only given ones (their ‖K‖ bound check needs values)."""
-    if isinstance(steps, TracedStepSizes):
-        if omega is not None:
-            raise ValueError("give omega or steps, not both (steps already fix sigma and tau)")
+    if isinstance(steps, StepSizes) and _traced(steps):
+        step_rule(omega, steps)  # omega and steps both given is refused
         return steps
     try:
         return resolve_steps(model.operator, omega, steps)
     except jax.errors.ConcretizationTypeError as err:
-        if steps is None:
+        if not isinstance(steps, StepSizes):
             raise ValueError(
                 "under jax.jit the step sizes cannot come from a power iteration with host "
                 "round trips: give steps=pdunroll.step_sizes(...) computed outside the jitted "
@@ -116,7 +102,7 @@ def unrolled(
     method: GradientMethod | str = "full",
     weights=None,
     omega: float | None = None,
-    steps: StepSizes | TracedStepSizes | None = None,
+    steps: StepRule | StepSizes | None = None,
 ):
     """x̂ = A_L(K, x̃) for a model whose parameters are JAX arrays, differentiable (reverse mode:
     ``jax.grad``, ``jax.vjp``) w.r.t. x̃ and the parameters of the operator, F and G; the VJP
@@ -134,11 +120,11 @@ def unrolled(
     held = {}
     # traced σ, τ enter as arguments (a custom_vjp function may not close over tracers); their
     # cotangents are zero: step sizes are constants for differentiation
-    traced = isinstance(steps, TracedStepSizes)
+    traced = _traced(steps)
     st_args = (steps.sigma, steps.tau, steps.op_norm) if traced else ()
 
     def steps_of(st):
-        return TracedStepSizes(st[0], st[1], steps.theta, st[2]) if traced else steps
+        return StepSizes._on_device(st[0], st[1], steps.theta, st[2]) if traced else steps
 
     def run(x_tilde, leaves, st):
         state = forward(model.with_leaves(leaves, counts), x_tilde, steps_of(st), iterations,

@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import tree
-from .model import AnalysisModel, StepSizes, check_model, resolve_steps
+from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
 from .unroll.gradient import check_unrolling, vjp_unchecked
 from .unroll.methods import GradientMethod
 
@@ -82,15 +82,16 @@ def unrolled(
     method: GradientMethod | str = "full",
     weights=None,
     omega: float | None = None,
-    steps: StepSizes | None = None,
+    steps: StepRule | StepSizes | None = None,
 ) -> torch.Tensor:
     """x̂ = A_L(K, x̃) for a model whose parameters are torch tensors, differentiable w.r.t.
     x̃ and every parameter (of the operator, F and G) that requires grad; the backward is the
     pullback of :func:`pdunroll.vjp` with ``method``.
 
-    Arguments as in :func:`pdunroll.vjp`. The step sizes (``omega`` or ``steps``) are constants
-    for differentiation; with neither, σ = τ = 0.99/‖K‖ from a power iteration (host
-    synchronisations, run without grad).
+    Arguments as in :func:`pdunroll.vjp`. The step sizes (``steps``, a
+    :class:`~pdunroll.StepRule` or fixed :class:`~pdunroll.StepSizes`; ``omega=w`` for
+    ``StepRule(omega=w)``; default ``StepRule()``) are constants for differentiation; a rule
+    computes ‖K‖ by a power iteration (run without grad).
     """
     check_model(model)
     method, iterations, b, alphas = check_unrolling(method, iterations, weights)
@@ -111,13 +112,13 @@ class UnrolledCP(torch.nn.Module):
     model, whose G is ``LinearTerm(c, ...)``).
 
     ``model`` gives the initial operator (its parameters are copied), F and G; ``iterations``,
-    ``method``, ``weights``, ``omega``, ``steps`` as in :func:`unrolled`. With ``steps=None``
-    the step sizes follow ‖K‖ at each call (the operator changes while it trains).
-    """
+    ``method``, ``weights``, ``omega``, ``steps`` as in :func:`unrolled`. With a
+    :class:`~pdunroll.StepRule` (the default) the step sizes follow ‖K‖ at each call (the
+    operator changes while it trains)."""
 
     def __init__(self, model: AnalysisModel, *, iterations: int,
                  method: GradientMethod | str = "full", weights=None,
-                 omega: float | None = None, steps: StepSizes | None = None):
+                 omega: float | None = None, steps: StepRule | StepSizes | None = None):
         super().__init__()
         check_model(model)
         ops = tree.flatten(model.operator.params)
@@ -129,7 +130,7 @@ class UnrolledCP(torch.nn.Module):
             [torch.nn.Parameter(p.detach().clone()) for p in ops])
         self._start = model
         self.method, self.iterations, _, _ = check_unrolling(method, iterations, weights)
-        self.weights, self.omega, self.steps = weights, omega, steps
+        self.weights, self.steps = weights, step_rule(omega, steps)
 
     @property
     def model(self) -> AnalysisModel:
@@ -158,7 +159,7 @@ class UnrolledCP(torch.nn.Module):
             gn = gn.with_params(g)
         return unrolled(AnalysisModel(self.operator, fn, gn), x_tilde,
                         iterations=self.iterations, method=self.method, weights=self.weights,
-                        omega=self.omega, steps=self.steps)
+                        steps=self.steps)
 
     def extra_repr(self) -> str:
         return (f"operator={self._start.operator!r}, iterations={self.iterations}, "

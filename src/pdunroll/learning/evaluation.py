@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 
 from .._array import Array, check_count
-from ..model import AnalysisModel, StepSizes, step_sizes
+from ..model import AnalysisModel, StepRule, StepSizes, resolve_steps, step_rule
 from ..unroll.forward import ergodic_weights, solve
 
 __all__ = ["image_table", "reconstruct", "results_table", "unrolled_loss",
@@ -16,14 +16,17 @@ __all__ = ["image_table", "reconstruct", "results_table", "unrolled_loss",
 _EVAL_CHUNK = 2048  # signals per Chambolle-Pock call when evaluating
 
 
-def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int, omega: float = 10.0,
+def reconstruct(model: AnalysisModel, x_tilde: Array, *, iterations: int,
+                omega: float | None = None, steps: StepRule | StepSizes | None = None,
                 weights=None, op_norm: float | None = None, client=None) -> Array:
-    """x̂ = A_L(K, x̃) for many signals, in chunks (Chambolle-Pock with σ, τ from ω and ‖K‖;
-    ``op_norm`` skips the norm computation). ``client``: a Dask distributed ``Client`` runs
-    the chunks on its workers (:mod:`pdunroll.learning.distributed`)."""
+    """x̂ = A_L(K, x̃) for many signals, in chunks (Chambolle-Pock with the step sizes of
+    ``steps``, a :class:`~pdunroll.StepRule` or fixed :class:`~pdunroll.StepSizes`; ``omega=w``
+    is shorthand for ``steps=StepRule(omega=w)``; ``op_norm`` gives a rule the norm ‖K‖ instead
+    of computing it). ``client``: a Dask distributed ``Client`` runs the chunks on its workers
+    (:mod:`pdunroll.learning.distributed`)."""
     model.check_signals(x_tilde=x_tilde)
     iterations = check_count("iterations", iterations)
-    steps = step_sizes(model.operator, omega=omega, op_norm=op_norm)
+    steps = _sizes(model, omega, steps, op_norm)
     return _reconstruct(model, x_tilde, iterations, steps, ergodic_weights(weights, iterations),
                         client)
 
@@ -41,24 +44,33 @@ def _reconstruct(model, x_tilde, iterations, steps, alphas, client=None) -> Arra
     return parts[0] if len(parts) == 1 else model.operator.xp.concat(parts)
 
 
+def _sizes(model, omega, steps, op_norm) -> StepSizes:
+    """The step sizes of a public call: a rule's for the model's operator (``op_norm`` as its
+    ‖K‖ where given, checked against a lower bound) or fixed ones as given."""
+    rule = step_rule(omega, steps)
+    if isinstance(rule, StepSizes):
+        if op_norm is not None:
+            raise ValueError("give op_norm with a step rule, not with fixed steps (StepSizes "
+                             "already hold their op_norm)")
+        return resolve_steps(model.operator, None, rule)
+    return rule.sizes(model.operator, op_norm)
+
+
 def unrolled_loss(model: AnalysisModel, x_tilde: Array, x_true: Array, *, iterations: int,
-                  omega: float = 10.0, weights=None, op_norm: float | None = None,
-                  client=None) -> float:
-    """J = mean over signals of ½‖A_L(K, x̃) − x†‖² (``client``: on Dask workers, in
-    chunks)."""
+                  omega: float | None = None, steps: StepRule | StepSizes | None = None,
+                  weights=None, op_norm: float | None = None, client=None) -> float:
+    """J = mean over signals of ½‖A_L(K, x̃) − x†‖² (step sizes as in :func:`reconstruct`;
+    ``client``: on Dask workers, in chunks)."""
     model.check_signals(x_tilde=x_tilde, x_true=x_true)
     iterations = check_count("iterations", iterations)
-    # ‖K‖ computed when op_norm is None, a given op_norm checked (as reconstruct does)
-    norm = step_sizes(model.operator, omega=omega, op_norm=op_norm).op_norm
-    return unrolled_loss_unchecked(model, x_tilde, x_true, iterations=iterations, omega=omega,
-                          alphas=ergodic_weights(weights, iterations), op_norm=norm,
-                          client=client)
+    return unrolled_loss_unchecked(model, x_tilde, x_true, iterations=iterations,
+                                   alphas=ergodic_weights(weights, iterations),
+                                   steps=_sizes(model, omega, steps, op_norm), client=client)
 
 
-def unrolled_loss_unchecked(model, x_tilde, x_true, *, iterations, omega, alphas, op_norm,
-                   client=None) -> float:
-    """:func:`unrolled_loss` on checked inputs, ``op_norm`` known (validation passes)."""
-    steps = StepSizes(omega * 0.99 / op_norm, 0.99 / (omega * op_norm), 1.0, op_norm)
+def unrolled_loss_unchecked(model, x_tilde, x_true, *, iterations, alphas, steps,
+                            client=None) -> float:
+    """:func:`unrolled_loss` on checked inputs with known step sizes (validation passes)."""
     if client is not None:
         from .distributed import loss_sum_parts
 

@@ -129,8 +129,8 @@ class OperatorLearner(*_Bases):
     """
 
     def __init__(self, model: AnalysisModel | None = None, *, eta: float | None = None,
-                 iterations: int = 10, method="full", weights=None, omega: float = 10.0,
-                 optimizer="adam", lr=1e-3, epochs: int = 10, batch_size: int = 32,
+                 iterations: int = 10, method="full", weights=None, omega: float | None = None,
+                 steps=None, optimizer="adam", lr=1e-3, epochs: int = 10, batch_size: int = 32,
                  patience: int | None = None, seed: int = 0, norm_iterations: int = 30,
                  checkpoint: str | Path | None = None, progress: bool = True,
                  callback: Callable[[dict], object] | None = None,
@@ -138,6 +138,7 @@ class OperatorLearner(*_Bases):
                  threads: int | None = 1, loss: Callable | None = None):
         self.model, self.eta = model, eta
         self.iterations, self.method, self.weights, self.omega = iterations, method, weights, omega
+        self.steps = steps
         self.optimizer, self.lr, self.epochs, self.batch_size = optimizer, lr, epochs, batch_size
         self.patience, self.seed, self.norm_iterations = patience, seed, norm_iterations
         self.checkpoint, self.progress, self.callback = checkpoint, progress, callback
@@ -220,7 +221,8 @@ class OperatorLearner(*_Bases):
         with _connected(self.client) as client, thread_limit(self.threads):
             return reconstruct(model, x_tilde,
                                iterations=self.iterations if iterations is None else iterations,
-                               omega=self.omega, weights=self.weights, client=client)
+                               omega=self.omega, steps=self.steps, weights=self.weights,
+                               client=client)
 
     def score(self, x_tilde: Array, x_true: Array) -> float:
         """Negative mean squared error of the reconstructions (higher is better)."""

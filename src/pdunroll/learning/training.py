@@ -4,8 +4,9 @@
 
 with ∇_K J from :func:`pdunroll.gradient` with any gradient method (full, truncated,
 asymptotic, implicit; ergodic weights; relaxed primal Jacobian). After every update the step
-sizes σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) follow the new K: ‖K‖ is re-estimated by power iteration
-warm-started from the previous singular vector.
+sizes of the :class:`~pdunroll.StepRule` follow the new K: ‖K‖ is re-estimated by power
+iteration warm-started from the previous singular vector (fixed :class:`~pdunroll.StepSizes`
+stay as given).
 
 A step is the minibatch gradient (a replaceable :class:`MinibatchGradient`), the optimizer's
 update and the new ‖K‖; an epoch ends with the validation loss (L Chambolle-Pock steps on the
@@ -33,8 +34,7 @@ import numpy as np
 from .. import tree
 from .._array import Array, check_count, check_flag, check_positive
 from ..data.fingerprint import fingerprint_difference
-from ..model import AnalysisModel, StepSizes
-from ..operators.base import estimate_norm
+from ..model import AnalysisModel, StepRule, StepSizes, resolve_steps, step_rule
 from ..unroll.gradient import _checked_loss, check_unrolling, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
 from .checkpoint import (
@@ -126,7 +126,7 @@ class _Plan:
     iterations: int
     alphas: tuple | None
     weights: object
-    omega: float
+    steps: StepRule | StepSizes
     optimizer: Optimizer
     schedule: LearningRate
     epochs: int
@@ -139,6 +139,15 @@ class _Plan:
     def total(self) -> int:
         return self.epochs * self.per_epoch
 
+    @property
+    def rule(self) -> StepRule:
+        """The rule whose ‖K‖ the run follows (the default rule's for fixed steps: recorded)."""
+        return self.steps if isinstance(self.steps, StepRule) else StepRule()
+
+    def sizes(self, op_norm) -> StepSizes:
+        """The step sizes for the current ‖K‖: the rule's, or the fixed ones."""
+        return self.steps if isinstance(self.steps, StepSizes) else self.steps.for_norm(op_norm)
+
 
 #: one update that multiplies ‖K‖ by more than this is divergence (docs: "Reliability")
 DIVERGENCE_FACTOR = 10.0
@@ -149,7 +158,7 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
     new operator (warm-started). Returns the new model and the step's records; ``state`` is
     not changed (so an interruption leaves it consistent)."""
     norm = state.norm
-    steps = StepSizes(plan.omega * 0.99 / norm, 0.99 / (plan.omega * norm), 1.0, norm)
+    steps = plan.sizes(norm)
     loss_sum, grad_sum = grad_fn(model, indices, steps)
     n = len(indices)
     grad = tree.scale(1.0 / n, grad_sum)
@@ -164,7 +173,7 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
         raise FloatingPointError(f"training diverged at step {state.step}: the update at rate "
                                  f"{rate:g} made the parameters non-finite: lower the learning "
                                  f"rate") from None
-    est = estimate_norm(new.operator, v0=state.norm_vector, iterations=plan.norm_iterations)
+    est = plan.rule.refresh(new.operator, state.norm_vector, plan.norm_iterations)
     loss = loss_sum / n
     if not math.isfinite(loss) or not math.isfinite(est.value):
         raise FloatingPointError(f"training diverged at step {state.step} (loss {loss}, "
@@ -219,7 +228,8 @@ def train(
     iterations: int = 10,
     method: GradientMethod | str = "full",
     weights=None,
-    omega: float = 10.0,
+    omega: float | None = None,
+    steps: StepRule | StepSizes | None = None,
     optimizer="adam",
     lr: float | LearningRate = 1e-3,
     epochs: int = 10,
@@ -249,9 +259,13 @@ def train(
         entry gives the F and G of the held-out signals (with the operator being trained), as
         a model whose F or G holds per-signal data needs: e.g.
         ``pu.inverse_problem(K, A, validation_measurements)``.
-    iterations, method, weights, omega
+    iterations, method, weights
         Unrolling and gradient method (:class:`~pdunroll.Full`, :class:`~pdunroll.Truncated`,
         ...) as in :func:`pdunroll.gradient`; validation uses the same L and weights.
+    steps, omega
+        A :class:`~pdunroll.StepRule` (default ``StepRule()``; its step sizes follow K after
+        every update) or fixed :class:`~pdunroll.StepSizes`; ``omega=w`` is shorthand for
+        ``steps=StepRule(omega=w)``.
     optimizer : "adam", "sgd", an :class:`Optimizer` or a settings dict
     lr : float or LearningRate
         A float is a constant learning rate; a :class:`LearningRate` gives a schedule over all
@@ -331,7 +345,9 @@ def train(
         patience = check_count("patience", patience)
     if isinstance(seed, bool) or not isinstance(seed, int | np.integer) or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-    omega = check_positive("omega", omega)
+    rule = step_rule(omega, steps)
+    if isinstance(rule, StepSizes):
+        resolve_steps(model.operator, None, rule)
     schedule = lr if isinstance(lr, LearningRate) else \
         LearningRate(check_positive("lr", lr))
     progress = check_flag("progress", progress)
@@ -360,13 +376,14 @@ def train(
         minibatch_gradient = dask_gradient(client)
     n_train = x_tilde.shape[0]
     batch_size = min(batch_size, n_train)
-    plan = _Plan(iterations, alphas, weights, omega, opt, schedule, epochs, batch_size,
+    plan = _Plan(iterations, alphas, weights, rule, opt, schedule, epochs, batch_size,
                  math.ceil(n_train / batch_size), patience, norm_iterations)
     grad_fn = (LocalGradient(x_tilde, x_true, iterations, method, alphas, loss) if loss
                else (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method,
                                                           alphas))
     config = _config(iterations=iterations, method=method.settings(), weights=weights,
-                     omega=omega, lr=schedule.settings(), epochs=epochs, batch_size=batch_size,
+                     steps=_steps_settings(rule), lr=schedule.settings(), epochs=epochs,
+                     batch_size=batch_size,
                      patience=patience, seed=int(seed), norm_iterations=norm_iterations,
                      dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
                      n_val=None if validation is None else validation[0].shape[0],
@@ -383,11 +400,11 @@ def train(
         if val_fg is not None:
             m = AnalysisModel(m.operator, *val_fg)
         if loss is not None:
-            x_hat = reconstruct(m, validation[0], iterations=iterations, omega=omega,
-                                weights=weights, op_norm=norm)
+            x_hat = reconstruct(m, validation[0], iterations=iterations, weights=weights,
+                                steps=plan.sizes(norm))
             return _checked_loss(lambda x: loss(x, validation[1]))(x_hat)[0] / x_hat.shape[0]
-        return unrolled_loss_unchecked(m, *validation, iterations=iterations, omega=omega,
-                              alphas=alphas, op_norm=norm, client=client)
+        return unrolled_loss_unchecked(m, *validation, iterations=iterations, alphas=alphas,
+                                       steps=plan.sizes(norm), client=client)
 
     # a model the checkpoint cannot describe, or a path it cannot be written to, fails here,
     # not at the end of the first epoch
@@ -400,7 +417,7 @@ def train(
         state, saved = load_checkpoint(ck.path, model.operator.params)
         _check_same(saved, config, opt.settings(), described)
     else:
-        state = _start(model, opt, seed, val_loss)
+        state = _start(model, opt, seed, val_loss, plan.rule)
     current = model.with_params(state.params)
 
     def save():
@@ -468,6 +485,14 @@ def train(
                        epochs=state.epoch, steps=state.step)
 
 
+def _steps_settings(steps: StepRule | StepSizes) -> dict:
+    """The step sizes of a run as JSON values: a rule's settings, or the fixed numbers."""
+    if isinstance(steps, StepRule):
+        return steps.settings()
+    return {"sigma": steps.sigma, "tau": steps.tau, "theta": steps.theta,
+            "op_norm": steps.op_norm}
+
+
 def epoch_summary(history: History, epoch: int, epochs: int, *, n_val=None,
                   val_energy=None) -> str:
     """One line on epoch ``epoch`` (1-based): training loss, validation loss and SNR, the
@@ -485,9 +510,10 @@ def epoch_summary(history: History, epoch: int, epochs: int, *, n_val=None,
     return text + f", {history.epoch_seconds[i]:.1f} s"
 
 
-def _start(model: AnalysisModel, opt: Optimizer, seed: int, val_loss) -> TrainState:
+def _start(model: AnalysisModel, opt: Optimizer, seed: int, val_loss, rule: StepRule
+           ) -> TrainState:
     """The state before the first step: ‖K‖ to convergence, the starting validation loss."""
-    est = estimate_norm(model.operator)
+    est = rule.initial_norm(model.operator)
     params = model.operator.params
     first_val = val_loss(model, est.value)
     return TrainState(params=params, opt_state=opt.init(params), norm=est.value,

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from .._array import Array, array_device, check_count, namespace
 from ..tree import flatten
 
-__all__ = ["LinearOperator", "NormEstimate", "check_batch", "check_params_shape", "estimate_norm"]
+__all__ = ["LinearOperator", "NormEstimate", "check_batch", "check_params_shape", "estimate_norm",
+           "power_steps", "start_vector"]
 
 
 class LinearOperator(ABC):
@@ -131,6 +132,28 @@ def check_params_shape(op: LinearOperator, params: Array) -> None:
                          f"{tuple(op.params.shape)} (the operator's), got {tuple(shape)}")
 
 
+def start_vector(op: LinearOperator) -> Array:
+    """The power iteration's deterministic, generic start: v_i = sin(1.2345 i + 0.5) of shape
+    (1, *in_shape) (the array API has no random numbers), not normalised."""
+    xp, n = op.xp, math.prod(op.in_shape)
+    v = xp.sin(xp.arange(n, dtype=op.dtype, device=op.device) * 1.2345 + 0.5)
+    return xp.reshape(v, (1, *op.in_shape))
+
+
+def power_steps(op: LinearOperator, v: Array, iterations: int) -> tuple[Array, Array]:
+    """``iterations`` power iterations on KᵀK from v (shape (1, *in_shape)): v ← KᵀK v /
+    ‖KᵀK v‖, returning (√‖KᵀK v‖, v) with the estimate a 0-d array. A fixed count, no
+    convergence test: no host round trip (the training loop's and the layers' refresh of ‖K‖,
+    also under ``jax.jit``). The estimate approaches ‖K‖ from below."""
+    xp = op.xp
+    v = v / xp.linalg.vector_norm(v)
+    nrm = None
+    for _ in range(iterations):
+        w = op.adjoint(op.apply(v))
+        nrm = xp.linalg.vector_norm(w)
+        v = w / nrm
+    return xp.sqrt(nrm), v
+
 
 @dataclass(frozen=True)
 class NormEstimate:
@@ -160,9 +183,7 @@ def estimate_norm(
     xp = op.xp
     shape, n = (1, *op.in_shape), math.prod(op.in_shape)
     if v0 is None:
-        # deterministic, generic start vector (the array API has no random numbers)
-        v = xp.sin(xp.arange(n, dtype=op.dtype, device=op.device) * 1.2345 + 0.5)
-        v = xp.reshape(v, shape)
+        v = start_vector(op)
     else:
         namespace(("v0", v0), *(("operator parameter", p) for p in op.arrays))
         if v0.dtype != op.dtype:

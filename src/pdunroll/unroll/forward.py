@@ -21,7 +21,7 @@ from collections.abc import Callable, Container, Sequence
 from dataclasses import dataclass, field
 
 from .._array import Array, check_count
-from ..model import AnalysisModel, StepSizes, check_model, resolve_steps
+from ..model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps
 
 __all__ = ["CPResult", "chambolle_pock", "ergodic_weights"]
 
@@ -172,16 +172,17 @@ def chambolle_pock(
     *,
     iterations: int,
     omega: float | None = None,
-    steps: StepSizes | None = None,
+    steps: StepRule | StepSizes | None = None,
     weights=None,
     callback: Callable[[int, Array, Array], object] | None = None,
 ) -> CPResult:
     """Solve min_x F(Kx) + G(x − x̃) for a batch x̃ of shape (batch, *in_shape) with
     ``iterations`` Chambolle-Pock steps.
 
-    Step sizes: σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) with ω = ``omega`` (default 1), or
-    ``steps`` as given (a :class:`~pdunroll.StepSizes`, e.g. from
-    :func:`~pdunroll.step_sizes` with explicit σ, τ, θ, or a result's ``steps``). ``weights``
+    Step sizes: ``steps`` a :class:`~pdunroll.StepRule` (default ``StepRule()``: σ =
+    ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) with ω = :data:`~pdunroll.DEFAULT_OMEGA`) or fixed
+    :class:`~pdunroll.StepSizes` (e.g. a result's ``steps``); ``omega=w`` is shorthand for
+    ``steps=StepRule(omega=w)``. ``weights
     ("harmonic", "uniform" or L numbers summing to 1) returns the ergodic average
     Σ α_k (r^k, y^k). ``callback(k, x^k, y^k)`` runs after step k.
     """

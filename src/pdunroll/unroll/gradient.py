@@ -11,7 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .._array import Array, check_count, check_finite, namespace, xp_of
-from ..model import AnalysisModel, StepSizes, check_model, resolve_steps
+from ..model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps
 from .forward import ergodic_weights, forward
 from .krylov import SolveInfo
 from .methods import GradientMethod, as_method
@@ -131,7 +131,7 @@ def vjp(
     method: GradientMethod | str = "full",
     weights=None,
     omega: float | None = None,
-    steps: StepSizes | None = None,
+    steps: StepRule | StepSizes | None = None,
 ) -> tuple[Array, Callable[[Array], Cotangents]]:
     """x̂ = A_L(K, x̃) and its pullback: ``pullback(v)`` returns the :class:`Cotangents`
     (∂x̂/∂·)ᵀ v of the operator's parameters, x̃ and the parameters of F and G for a cotangent
@@ -189,7 +189,7 @@ def gradient(
     weights=None,
     loss: Callable[[Array], tuple[float, Array]] | None = None,
     omega: float | None = None,
-    steps: StepSizes | None = None,
+    steps: StepRule | StepSizes | None = None,
 ) -> GradientResult:
     """Loss and gradients of ℓ(A_L(K, x̃)) w.r.t. the operator's parameters, x̃ and the
     parameters of F and G: ℓ at x̂ of :func:`vjp`, then its pullback of ∂ℓ/∂x̂.
