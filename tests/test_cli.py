@@ -235,12 +235,10 @@ def test_a_new_run_does_not_overwrite_an_earlier_one(tmp_path, capsys):
 
 
 def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, capsys, monkeypatch):
-    import pdunroll.learning.training as training
-
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "estimate_norm", interrupted)
+    monkeypatch.setattr(pu.StepRule, "initial_norm", interrupted)  # ‖K‖ of the start
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 130
     err = capsys.readouterr().err

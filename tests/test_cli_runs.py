@@ -170,12 +170,10 @@ def test_arguments_are_checked_before_any_work(tmp_path, capsys):
 
 
 def test_a_run_that_fails_before_its_first_step_leaves_nothing(tmp_path, capsys, monkeypatch):
-    import pdunroll.learning.training as training
-
     def broken(*args, **kwargs):
         raise ValueError("broken before the first step")
 
-    monkeypatch.setattr(training, "estimate_norm", broken)
+    monkeypatch.setattr(pu.StepRule, "initial_norm", broken)  # ‖K‖ of the start
     data = _wavs(tmp_path / "wavs")
     assert _train(tmp_path, data, out="a/b/run") == 2
     assert "broken before the first step" in capsys.readouterr().err
