@@ -66,7 +66,7 @@ def test_minibatch_gradient_matches_in_process(client, method, iterations):
     dist = DaskGradient(client, *args, shards=3)
     assert dist.shards == 3
     d_loss, d_grad = dist(model, idx, steps)
-    assert d_loss == pytest.approx(loss, rel=1e-13)
+    assert float(d_loss) == pytest.approx(float(loss), rel=1e-13)  # 0-d arrays: no sync
     np.testing.assert_allclose(d_grad, grad, rtol=1e-12, atol=1e-14 * np.abs(grad).max())
     # a minibatch inside one shard: one part, the same numbers
     one = np.array([2, 0, 5])
@@ -84,7 +84,7 @@ def test_workers_compute_with_the_backend_of_the_data(client, backend):
     d_loss, d_grad = DaskGradient(client, *t, 5, pu.Full(), None)(model, idx, steps)
     loss, grad = LocalGradient(*t, 5, pu.Full(), None)(model, idx, steps)
     assert type(d_grad) is type(grad)  # e.g. a torch.Tensor back from the workers
-    assert d_loss == pytest.approx(loss, rel=1e-13)
+    assert float(d_loss) == pytest.approx(float(loss), rel=1e-13)  # 0-d arrays: no sync
     np.testing.assert_allclose(backend.to_numpy(d_grad), backend.to_numpy(grad), rtol=1e-12,
                                atol=1e-15)
 
@@ -123,7 +123,8 @@ def test_sharded_reconstruction_and_loss_match_in_process(cluster, client):
 
     steps = pu.step_sizes(model.operator, omega=10.0)
     np.testing.assert_allclose(reconstruct_parts(client, model, xt, 6, steps, None, chunk=7),
-                               pu.reconstruct(model, xt, iterations=6), rtol=1e-13, atol=1e-15)
+                               pu.reconstruct(model, xt, iterations=6, steps=steps), rtol=1e-13,
+                               atol=1e-15)
     with pytest.raises(ValueError, match="chunk must be a positive integer"):
         reconstruct_parts(client, model, xt, 6, steps, None, chunk=0)
 
@@ -135,7 +136,7 @@ def test_the_learner_trains_and_predicts_on_a_client_or_an_address(cluster, clie
     there = pu.OperatorLearner(**options, client=client).fit(xt, x)
     np.testing.assert_allclose(there.history_.step_loss, here.history_.step_loss, rtol=1e-12)
     np.testing.assert_allclose(there.predict(xt), pu.reconstruct(
-        there.model_, xt, iterations=4, omega=10.0), rtol=1e-13, atol=1e-15)
+        there.model_, xt, iterations=4), rtol=1e-13, atol=1e-15)
     # an address (connected for each call) survives scikit-learn's clone, a Client does not
     by_address = pu.OperatorLearner(**options, client=cluster.scheduler_address)
     sklearn = pytest.importorskip("sklearn", reason="scikit-learn not installed")
@@ -174,8 +175,8 @@ def test_a_killed_worker_is_survived_with_the_same_result(client, tmp_path):
     os.kill(client.run(os.getpid)[victim], signal.SIGKILL)
     model, idx = _model(eta), np.arange(36)
     steps = pu.step_sizes(model.operator, omega=10.0)
-    assert grad(model, idx, steps)[0] == pytest.approx(
-        LocalGradient(xt, x, 5, pu.Full(), None)(model, idx, steps)[0], rel=1e-13)
+    assert float(grad(model, idx, steps)[0]) == pytest.approx(
+        float(LocalGradient(xt, x, 5, pu.Full(), None)(model, idx, steps)[0]), rel=1e-13)
     holders = client.who_has(grad._parts.futures)
     assert len({h[0] for h in holders.values()}) == 2
 

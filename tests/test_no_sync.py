@@ -52,3 +52,94 @@ def test_forward_and_reverse_never_synchronise(method, bregman, request):
     with pytest.raises(AssertionError, match="host synchronisation"):
         bool(x_hat[0, 0] > 0)  # the guard is active
     np.testing.assert_allclose(np.asarray(got.operator), np.asarray(want.operator), rtol=1e-12)
+
+
+class _Syncs:
+    """Counts the host round trips of array_api_strict arrays (every conversion to Python or
+    NumPy), or of torch tensors."""
+
+    NAMES = ("__bool__", "__float__", "__int__", "__index__", "__complex__", "item",
+             "__array__", "__dlpack__", "tolist", "numpy")
+
+    def __init__(self, monkeypatch, array_type):
+        self.count = 0
+        for name in self.NAMES:
+            original = getattr(array_type, name, None)
+            if original is not None:
+                monkeypatch.setattr(array_type, name, self._counting(original))
+
+    def _counting(self, original):
+        def method(*args, **kwargs):
+            self.count += 1
+            return original(*args, **kwargs)
+
+        return method
+
+
+def _train_syncs(monkeypatch, **kw):
+    model, xt, x = _model(False)
+    xt, x = xps.concat([xt, xt * 0.5, xt * 0.25]), xps.concat([x, x * 0.5, x * 0.25])
+    syncs = _Syncs(monkeypatch, type(xt))
+    at = []
+    pu.train(model, xt, x, iterations=8, epochs=1, batch_size=4, progress=False,
+             callback=lambda info: at.append(syncs.count), **kw)
+    return [b - a for a, b in zip(at, at[1:], strict=False)]
+
+
+@pytest.mark.parametrize("kw", [{}, {"steps": pu.StepRule(norm="frobenius")},
+                                {"optimizer": "sgd", "norm_iterations": 30}],
+                         ids=["adam", "frobenius", "sgd"])
+def test_a_training_step_makes_one_host_round_trip(monkeypatch, kw):
+    """Per step one combined transfer of (loss, gradient norm, ‖K‖) for logging; the ‖K‖
+    refresh stays on the device and the new operator's values are not re-checked."""
+    per_step = _train_syncs(monkeypatch, **kw)
+    assert len(per_step) == 2 and per_step == [1, 1]
+
+
+def test_a_dask_workers_step_makes_no_host_round_trip(monkeypatch):
+    from pdunroll.learning.distributed import _part_gradient
+
+    model, xt, x = _model(False)
+    steps = pu.step_sizes(model.operator, omega=2.0)
+    syncs = _Syncs(monkeypatch, type(xt))
+    loss, grad = _part_gradient((xt, x), model, np.array([0, 2, 3]), steps, 8, pu.Full(),
+                                None)
+    assert syncs.count == 0
+    want = pu.gradient(model, xps.take(xt, xps.asarray([0, 2, 3]), axis=0),
+                       xps.take(x, xps.asarray([0, 2, 3]), axis=0), iterations=8, steps=steps)
+    assert float(loss) == pytest.approx(want.loss, rel=1e-12)
+
+
+def test_the_torch_layer_makes_no_host_round_trip_after_its_first_call(monkeypatch):
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    from pdunroll.torch import UnrolledCP
+
+    rng = np.random.default_rng(1)
+    K = torch.tensor(np.eye(6) + 0.2 * rng.standard_normal((6, 6)))
+    layer = UnrolledCP(pu.AnalysisModel(pu.DenseOperator(K), pu.L1Norm(), pu.LinfBall(0.2)),
+                       iterations=8)
+    xt = torch.tensor(rng.uniform(-0.5, 0.5, (4, 6)))
+    layer(xt).sum().backward()  # the first call estimates ‖K‖ to convergence
+    syncs = _Syncs(monkeypatch, torch.Tensor)
+    for _ in range(3):
+        layer(xt).sum().backward()
+    assert syncs.count == 0
+
+
+@pytest.mark.parametrize("solver", ["gmres", "neumann"])
+def test_krylov_solvers_check_convergence_every_tenth_step(monkeypatch, solver):
+    """A convergence test reads a residual on the host: every 10th step, not every step."""
+    rng = np.random.default_rng(2)
+    mats = xps.asarray((0.1 * rng.standard_normal((3, 40, 40))).tolist())
+    b = (xps.asarray(rng.standard_normal((3, 40)).tolist()),)
+
+    def apply_n(u):
+        return (xps.sum(mats * u[0][:, None, :], axis=2),)
+
+    syncs = _Syncs(monkeypatch, type(b[0]))
+    if solver == "gmres":
+        _, info = pu.gmres(apply_n, b, tol=1e-300, maxiter=60, restart=30)
+    else:
+        _, info = pu.neumann(apply_n, b, tol=1e-300, maxiter=60)
+    assert info.iterations == 60 and info.status == "maxiter"
+    assert syncs.count <= 10  # 60 steps

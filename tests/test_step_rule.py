@@ -99,6 +99,7 @@ def test_train_follows_the_rule_step_by_step():
         K = K - lr * ref.operator / n
         norm = res.history.step_op_norm[k]
         assert norm == pytest.approx(np.linalg.norm(K, 2), rel=1e-6)
+        assert norm / 0.99 >= np.linalg.norm(K, 2)  # the margin covers the estimate
     np.testing.assert_allclose(res.final_model.operator.params, K, rtol=1e-12, atol=1e-14)
 
 
@@ -126,3 +127,25 @@ def test_frobenius_rule_in_training_follows_the_frobenius_norm():
         assert res.history.step_loss[k] == pytest.approx(ref.loss / n, rel=1e-12)
         K = K - lr * ref.operator / n
         assert res.history.step_op_norm[k] == pytest.approx(np.linalg.norm(K), rel=1e-12)
+
+
+@pytest.mark.parametrize("iterations", [10, 30])
+def test_warm_started_refresh_stays_within_the_margin(backend, iterations):
+    """‖K‖ refreshed by the layer's (10) and the training loop's (30) number of warm-started
+    power iterations after each change of K: estimate / margin ≥ σ_max of an exact SVD, so
+    σ τ σ_max² ≤ 1. The changes (each entry ± 0.005, ‖K‖ changing by up to 4 % a step) are
+    larger than training steps make; a DCT plus noise has clustered singular values, the
+    slow case of a power iteration."""
+    rng = np.random.default_rng(3)
+    K = pu.dct_matrix(32) + 0.05 * rng.standard_normal((32, 32))
+    rule = pu.StepRule()
+    est = rule.initial_norm(pu.DenseOperator(backend.asarray(K)))
+    vector = est.vector
+    for _ in range(30):
+        K = K + 0.005 * rng.standard_normal(K.shape)
+        norm, vector = rule.refresh(pu.DenseOperator(backend.asarray(K)), vector, iterations)
+        exact = np.linalg.norm(K, 2)
+        assert float(norm) <= exact * (1 + 1e-12)
+        assert float(norm) / rule.margin >= exact
+        steps = rule.for_norm(norm)
+        assert float(steps.sigma) * float(steps.tau) * exact ** 2 <= 1

@@ -7,8 +7,12 @@ imports torch, cupy or jax: array-api-compat recognises their arrays without imp
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import importlib
 import math
 import numbers
+import sys
 from typing import Any
 
 import array_api_compat
@@ -23,7 +27,12 @@ __all__ = [
     "check_finite",
     "check_flag",
     "check_positive",
+    "default_namespace",
+    "is_host_device",
     "namespace",
+    "to_host",
+    "to_numpy",
+    "trusted_values",
     "xp_of",
 ]
 
@@ -68,16 +77,24 @@ def namespace(*named: tuple[str, Array]):
 
 
 def default_namespace(xp=None, dtype=None):
-    """``xp``; else the namespace a ``dtype`` given without it belongs to (``torch.float32``:
-    torch's), else NumPy: the one default of every constructor that makes arrays
-    (:func:`~pdunroll.dct_matrix`, :func:`~pdunroll.dct_filters`, :class:`~pdunroll.Gradient2d`,
-    loaded operators, the toy problem). NumPy >= 2.1 is its own complete array-API namespace
-    (see :func:`_namespace_of`); it is imported here, on first use, not when pdunroll is
-    imported."""
+    """The namespace a constructor that makes arrays creates them with
+    (:func:`~pdunroll.dct_matrix`, :func:`~pdunroll.dct_filters`,
+    :class:`~pdunroll.Gradient2d`, loaded operators, the toy problem): ``xp``; else the
+    namespace a ``dtype`` given without it belongs to (``torch.float32``: torch's), else NumPy.
+    A library's own module given as ``xp`` (``torch``, ``cupy``, ``dask.array``, whose creation
+    functions do not all follow the standard, e.g. CuPy's take no ``device=``) becomes its
+    array-api-compat namespace, the one :func:`namespace` finds for its arrays. NumPy >= 2.1 is
+    its own complete array-API namespace (see :func:`_namespace_of`); it is imported here, on
+    first use, not when pdunroll is imported."""
     if xp is None and dtype is not None:
         xp = _dtype_namespace(dtype)
     if xp is None:
         import numpy as xp
+    for is_it, compat in ((array_api_compat.is_torch_namespace, "torch"),
+                          (array_api_compat.is_cupy_namespace, "cupy"),
+                          (array_api_compat.is_dask_namespace, "dask.array")):
+        if is_it(xp):
+            return importlib.import_module(f"array_api_compat.{compat}")
     return xp
 
 
@@ -85,8 +102,6 @@ def _dtype_namespace(dtype):
     """The namespace of the library a dtype object comes from (already imported: the dtype
     was made by it), found through a one-element array of that library; None for NumPy's
     dtypes and anything NumPy understands (names, Python types, JAX's scalar types)."""
-    import sys
-
     lib = sys.modules.get(type(dtype).__module__.split(".")[0])
     if lib is None or lib.__name__ in ("numpy", "builtins") or not hasattr(lib, "zeros"):
         return None
@@ -96,39 +111,110 @@ def _dtype_namespace(dtype):
         return None
 
 
+def is_host_device(device) -> bool:
+    """True for a CPU: NumPy's ``"cpu"``, torch's ``cpu``, JAX's CPU devices, array_api_strict's
+    default device (and a traced JAX value's unknown device, ``None``)."""
+    if device is None:
+        return True
+    kind = getattr(device, "type", None) or getattr(device, "platform", None)
+    if isinstance(kind, str):
+        return kind == "cpu"
+    return "cpu" in str(device).lower()
+
+
 def xp_of(x: Array):
     """The namespace of one array (inputs were already checked by :func:`namespace`)."""
     return _namespace_of(x)
 
 
 def _namespace_of(a: Array):
-    """The array's own standard namespace where it declares one (``__array_namespace__``:
-    NumPy, array_api_strict, JAX), else array-api-compat's wrapper (torch, CuPy).
+    """NumPy itself for NumPy arrays, else array-api-compat's namespace of the array (its
+    wrapper for torch, CuPy and Dask; the array's own ``__array_namespace__`` for
+    array_api_strict, JAX and other standard arrays). The fast path is NumPy's only: were
+    CuPy's arrays to declare a namespace of their own, they would still get the wrapper.
 
     The one namespace policy: NumPy arrays use NumPy itself, which is why pyproject requires
     NumPy >= 2.1 (the first release whose own namespace has everything pdunroll calls, e.g.
     ``cumulative_sum``; tests check every ``xp.<name>`` of the package against it). Going
     through array-api-compat's NumPy wrapper instead measured 7-9 % slower forward passes at
     the speech size (batch 32, n = 320, float32) and 1-2 % slower full gradients."""
-    own = getattr(a, "__array_namespace__", None)
-    if own is not None:
-        return own()
+    if type(a).__module__ == "numpy":  # ndarray and NumPy scalars, not subclasses elsewhere
+        return sys.modules["numpy"]
     return array_api_compat.array_namespace(a)
+
+
+_TRUSTED = contextvars.ContextVar("pdunroll_trusted_values", default=False)
+
+
+@contextlib.contextmanager
+def trusted_values():
+    """Within this context :func:`check_finite` checks nothing: for the steps of a loop whose
+    inputs were checked once at its public entry point (the training loop's new parameters, the
+    torch layer's calls), where reading values would be a host round trip per step."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def _all_finite(xp, a: Array) -> bool | None:
+    """Whether ``a`` is finite, or None where its values cannot be read now: a lazy array
+    (array-api-compat's ``is_lazy_array``: Dask, ...), a JAX value inside ``jax.jit``,
+    ``jax.grad`` or ``jax.vmap``. array-api-compat calls every JAX array lazy; an eager one is
+    read (inside a trace even a concrete array's reduction is traced, and reading it raises
+    JAX's ``TypeError``)."""
+    if array_api_compat.is_jax_array(a):
+        if isinstance(a, sys.modules["jax"].core.Tracer):
+            return None
+        try:
+            return bool(xp.all(xp.isfinite(a)))
+        except TypeError:  # jax.errors.ConcretizationTypeError: under a trace
+            return None
+    if array_api_compat.is_lazy_array(a):
+        return None
+    return bool(xp.all(xp.isfinite(a)))
 
 
 def check_finite(xp, **arrays: Array) -> None:
     """Raise ``ValueError`` naming the first argument that holds NaN or infinity.
 
-    Under ``jax.jit`` an array's values are not known while the function is traced: ``bool``
-    of a traced value raises a ``TypeError``, and the check is skipped for that array (so that
-    operators and functions can be built from traced parameters inside a jitted function)."""
+    Arrays whose values cannot be read (traced under ``jax.jit``, lazy) are skipped, so that
+    operators and functions can be built from traced parameters inside a jitted function;
+    within :func:`trusted_values` nothing is checked."""
+    if _TRUSTED.get():
+        return
     for name, a in arrays.items():
-        try:
-            finite = bool(xp.all(xp.isfinite(a)))
-        except TypeError:  # a traced value (jax.errors.ConcretizationTypeError is a TypeError)
-            continue
-        if not finite:
+        if _all_finite(xp, a) is False:
             raise ValueError(f"{name} contains non-finite values (NaN or inf)")
+
+
+def to_host(xp, *scalars: Array) -> tuple[float, ...]:
+    """The 0-d arrays ``scalars`` as Python floats in one transfer (one host round trip for
+    all: the training loop's loss, gradient norm and ‖K‖ per step)."""
+    import numpy as np
+
+    values = np.asarray(to_numpy(xp.stack([xp.reshape(s, ()) for s in scalars])))
+    return tuple(float(v) for v in values)
+
+
+def to_numpy(a: Array):
+    """A NumPy array with the values of ``a`` (any backend and device, not copied where it
+    can be shared): host arrays by DLPack; device arrays moved to the host first (JAX by its
+    ``__array__``, which reads any device; torch and CuPy by array-api-compat's
+    ``to_device(a, "cpu")``, for CuPy its ``.get()``)."""
+    import numpy as np
+
+    if isinstance(a, np.ndarray):
+        return a
+    try:
+        return np.from_dlpack(a)
+    except (TypeError, RuntimeError, BufferError, ValueError, AttributeError):
+        pass  # not on the host
+    if array_api_compat.is_jax_array(a):
+        return np.asarray(a)
+    host = array_api_compat.to_device(a, "cpu")
+    return host if isinstance(host, np.ndarray) else np.from_dlpack(host)
 
 
 def as_float(name: str, value, expected: str) -> float:

@@ -8,7 +8,13 @@ from dataclasses import dataclass
 
 from ._array import Array, as_float, check_finite, check_positive, namespace
 from .functions.euclidean import Function
-from .operators.base import LinearOperator, NormEstimate, estimate_norm, start_vector
+from .operators.base import (
+    LinearOperator,
+    NormEstimate,
+    estimate_norm,
+    power_steps,
+    start_vector,
+)
 from .tree import flatten, unflatten
 
 __all__ = ["DEFAULT_OMEGA", "NORMS", "AnalysisModel", "StepRule", "StepSizes", "frobenius_norm",
@@ -211,19 +217,27 @@ class StepRule:
         return StepSizes._on_device(sigma, tau, self.theta, op_norm)
 
     def initial_norm(self, operator: LinearOperator) -> NormEstimate:
-        """‖K‖ of a starting operator (to convergence) and the vector that warm-starts
-        :meth:`refresh`."""
+        """‖K‖ of a starting operator (as :meth:`sizes` computes it: the operator's own
+        ``norm()``, exact where it has one) and the vector that warm-starts :meth:`refresh`
+        (a power iteration to convergence)."""
         if self.norm == "spectral":
-            return estimate_norm(operator)
+            est = estimate_norm(operator)
+            if type(operator).norm is LinearOperator.norm:
+                return est
+            return NormEstimate(float(operator.norm()), est.vector, est.iterations)
         return NormEstimate(float(frobenius_norm(operator)), start_vector(operator), 0)
 
     def refresh(self, operator: LinearOperator, vector: Array, iterations: int
-                ) -> NormEstimate:
-        """‖K‖ of an operator that changed a little (a training step): ``iterations`` power
-        iterations warm-started from ``vector`` (the spectral norm), or ‖K‖_F."""
+                ) -> tuple[Array, Array]:
+        """(‖K‖, vector) of an operator that changed a little since ``vector`` was made (a
+        training step, a layer's call): ``iterations`` power iterations warm-started from
+        ``vector`` (the spectral norm), or ‖K‖_F. ‖K‖ is a 0-d array on the operator's device,
+        made without a host round trip. The spectral estimate approaches ‖K‖ from below; the
+        margin covers that: with est ≥ margin·‖K‖₂, σ τ ‖K‖₂² ≤ 1 (tested against an SVD after
+        training steps)."""
         if self.norm == "spectral":
-            return estimate_norm(operator, v0=vector, iterations=iterations)
-        return NormEstimate(float(frobenius_norm(operator)), vector, 0)
+            return power_steps(operator, vector, iterations)
+        return _frobenius(operator), vector
 
     def settings(self) -> dict:
         """The rule as JSON values (:meth:`from_settings` makes it again)."""
@@ -287,20 +301,26 @@ NORMS = ("spectral", "frobenius")
 def frobenius_norm(operator: LinearOperator) -> float:
     """‖K‖_F = (Σ_j ‖K e_j‖²)^½ over the unit vectors e_j of the input space (the matrix's
     entries for a :class:`~pdunroll.DenseOperator`; applied in chunks of 1024 otherwise)."""
+    return float(_frobenius(operator))
+
+
+def _frobenius(operator: LinearOperator) -> Array:
+    """:func:`frobenius_norm` as a 0-d array of the operator's namespace (no host round
+    trip)."""
     xp = operator.xp
     matrix = getattr(operator, "matrix", None)
     if matrix is not None:
-        return float(xp.linalg.vector_norm(matrix))
+        return xp.linalg.vector_norm(matrix)
     n = math.prod(operator.in_shape)
-    total = 0.0
+    total = None
     for lo in range(0, n, 1024):
         hi = min(n, lo + 1024)
         cols = xp.reshape(xp.arange(lo, hi, device=operator.device), (hi - lo, 1))
         basis = xp.astype(cols == xp.reshape(xp.arange(n, device=operator.device), (1, n)),
                           operator.dtype)
-        total += float(xp.sum(operator.apply(xp.reshape(basis, (hi - lo, *operator.in_shape)))
-                              ** 2))
-    return math.sqrt(total)
+        part = xp.sum(operator.apply(xp.reshape(basis, (hi - lo, *operator.in_shape))) ** 2)
+        total = part if total is None else total + part
+    return xp.sqrt(total)
 
 
 def _check_norm_bound(operator: LinearOperator, norm: float) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from . import tree
+from ._array import check_count, trusted_values
 from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
 from .unroll.gradient import check_unrolling, vjp_unchecked
 from .unroll.methods import GradientMethod
@@ -114,11 +115,16 @@ class UnrolledCP(torch.nn.Module):
     ``model`` gives the initial operator (its parameters are copied), F and G; ``iterations``,
     ``method``, ``weights``, ``omega``, ``steps`` as in :func:`unrolled`. With a
     :class:`~pdunroll.StepRule` (the default) the step sizes follow ‖K‖ at each call (the
-    operator changes while it trains)."""
+    operator changes while it trains): the first call estimates ‖K‖ to convergence, every
+    later one runs ``norm_iterations`` power iterations warm-started from the last singular
+    vector (the buffer ``norm_vector``), on the device. A call checks the shapes, dtypes and
+    devices of its inputs but reads no values: after the first call, forward and backward make
+    no host round trip (a non-finite input gives a non-finite output, not an error)."""
 
     def __init__(self, model: AnalysisModel, *, iterations: int,
                  method: GradientMethod | str = "full", weights=None,
-                 omega: float | None = None, steps: StepRule | StepSizes | None = None):
+                 omega: float | None = None, steps: StepRule | StepSizes | None = None,
+                 norm_iterations: int = 10):
         super().__init__()
         check_model(model)
         ops = tree.flatten(model.operator.params)
@@ -129,8 +135,13 @@ class UnrolledCP(torch.nn.Module):
         self.operator_params = torch.nn.ParameterList(
             [torch.nn.Parameter(p.detach().clone()) for p in ops])
         self._start = model
-        self.method, self.iterations, _, _ = check_unrolling(method, iterations, weights)
+        self.method, self.iterations, self._b, self._alphas = check_unrolling(
+            method, iterations, weights)
         self.weights, self.steps = weights, step_rule(omega, steps)
+        if isinstance(self.steps, StepSizes):
+            resolve_steps(model.operator, None, self.steps)  # ‖K‖ checked once, here
+        self.norm_iterations = check_count("norm_iterations", norm_iterations)
+        self.register_buffer("norm_vector", None, persistent=False)
 
     @property
     def model(self) -> AnalysisModel:
@@ -149,17 +160,36 @@ class UnrolledCP(torch.nn.Module):
         params = list(self.operator_params)
         return op.with_params(tree.unflatten(op.params, params)) if params else op
 
+    def _sizes(self, operator) -> StepSizes:
+        """The step sizes of this call: fixed ones, or the rule's for ‖K‖ warm-started from the
+        last call's singular vector (no gradient, no host round trip after the first call)."""
+        if isinstance(self.steps, StepSizes):
+            return self.steps
+        with torch.no_grad():
+            if self.norm_vector is None:
+                est = self.steps.initial_norm(operator)
+                norm, vector = est.value, est.vector
+            else:
+                norm, vector = self.steps.refresh(operator, self.norm_vector,
+                                                  self.norm_iterations)
+        self.norm_vector = vector.detach()
+        return self.steps.for_norm(norm)
+
     @torch.compiler.disable  # building the model checks its arrays: part of the graph break
     def forward(self, x_tilde: torch.Tensor, f=None, g=None) -> torch.Tensor:
         model = self._start
-        fn, gn = model.f, model.g
-        if f is not None:
-            fn = fn.with_params(f)
-        if g is not None:
-            gn = gn.with_params(g)
-        return unrolled(AnalysisModel(self.operator, fn, gn), x_tilde,
-                        iterations=self.iterations, method=self.method, weights=self.weights,
-                        steps=self.steps)
+        with trusted_values():  # shapes, dtypes, devices checked; values not read
+            fn, gn = model.f, model.g
+            if f is not None:
+                fn = fn.with_params(f)
+            if g is not None:
+                gn = gn.with_params(g)
+            model = AnalysisModel(self.operator, fn, gn)
+            model.check_signals(x_tilde=x_tilde)
+        ops, fs, gs = model.leaves()
+        spec = _Spec(model, self.iterations, self.method, self._b, self._alphas,
+                     self._sizes(model.operator), (len(ops), len(fs)))
+        return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
     def extra_repr(self) -> str:
         return (f"operator={self._start.operator!r}, iterations={self.iterations}, "

@@ -197,14 +197,15 @@ def _check_dtypes(got, expected) -> None:
 
 
 def _part_gradient(shard, model, local, steps, iterations, method, alphas):
-    """Loss and gradient sums of the pairs ``local`` of one shard (runs on a worker)."""
+    """Loss and gradient sums of the pairs ``local`` of one shard (runs on a worker; the loss
+    a 0-d array)."""
     x_tilde, x_true = shard
     xp = model.operator.xp
     idx = xp.asarray(local, device=model.operator.device)
     xb, tb = xp.take(x_tilde, idx, axis=0), xp.take(x_true, idx, axis=0)
-    res = gradient_unchecked(model, xb, squared_loss(tb), method, iterations,
+    res = gradient_unchecked(model, xb, squared_loss(tb, on_device=True), method, iterations,
                              method.back_steps(iterations), alphas, steps)
-    return res.loss, res.operator
+    return res.loss, res.operator  # the loss a 0-d array: no host round trip on the worker
 
 
 class DaskGradient:

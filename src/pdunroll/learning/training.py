@@ -32,9 +32,10 @@ from typing import Protocol
 import numpy as np
 
 from .. import tree
-from .._array import Array, check_count, check_flag, check_positive
+from .._array import Array, check_count, check_flag, check_positive, to_host, trusted_values
 from ..data.fingerprint import fingerprint_difference
 from ..model import AnalysisModel, StepRule, StepSizes, resolve_steps, step_rule
+from ..operators.base import NormEstimate
 from ..unroll.gradient import _checked_loss, check_unrolling, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
 from .checkpoint import (
@@ -46,7 +47,7 @@ from .checkpoint import (
     saved_model_settings,
 )
 from .evaluation import reconstruct, unrolled_loss_unchecked, validation_snr
-from .optimizers import LearningRate, Optimizer, grad_norm, make_optimizer
+from .optimizers import LearningRate, Optimizer, make_optimizer
 from .state import History, TrainState
 from .threads import with_thread_limit
 
@@ -84,7 +85,8 @@ def _config(**kw) -> dict:
 
 
 class MinibatchGradient(Protocol):
-    """The replaceable piece of a training step: the summed loss and the summed gradient w.r.t.
+    """The replaceable piece of a training step: the summed loss (a number, or a 0-d array
+    that stays on the device until the step's one transfer) and the summed gradient w.r.t.
     the operator's parameters over the training pairs ``indices`` (NumPy integers into the
     training set), for ``model`` with step sizes ``steps``. :class:`LocalGradient` computes it
     in this process; a distributed one computes parts on workers and reduces them."""
@@ -109,9 +111,11 @@ class LocalGradient:
         xp = model.operator.xp
         idx = xp.asarray(indices, device=model.operator.device)
         xb, tb = xp.take(self.x_tilde, idx, axis=0), xp.take(self.x_true, idx, axis=0)
-        # per-signal parameters of F and G (the measurements of an inverse problem) follow
-        model = AnalysisModel(model.operator, model.f.take(idx), model.g.take(idx))
-        ell = squared_loss(tb) if self.loss is None else \
+        # per-signal parameters of F and G (the measurements of an inverse problem) follow;
+        # their values were checked by train
+        with trusted_values():
+            model = AnalysisModel(model.operator, model.f.take(idx), model.g.take(idx))
+        ell = squared_loss(tb, on_device=True) if self.loss is None else \
             _checked_loss(lambda x_hat: self.loss(x_hat, tb))
         b = self.method.back_steps(self.iterations)
         res = gradient_unchecked(model, xb, ell, self.method, self.iterations, b, self.alphas,
@@ -164,26 +168,37 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
     grad = tree.scale(1.0 / n, grad_sum)
     rate = plan.schedule(state.step, plan.total)
     params, opt_state = plan.optimizer.update(state.params, grad, state.opt_state, rate)
-    try:
+    with trusted_values():  # checked below, with the step's one host transfer
         new = model.with_params(params)
-    except ValueError:  # the operator refuses non-finite parameters: a float32 overflow, ...
-        xp = model.operator.xp
-        if all(bool(xp.all(xp.isfinite(p))) for p in tree.flatten(params)):
-            raise
-        raise FloatingPointError(f"training diverged at step {state.step}: the update at rate "
-                                 f"{rate:g} made the parameters non-finite: lower the learning "
-                                 f"rate") from None
-    est = plan.rule.refresh(new.operator, state.norm_vector, plan.norm_iterations)
-    loss = loss_sum / n
-    if not math.isfinite(loss) or not math.isfinite(est.value):
+    new_norm, vector = plan.rule.refresh(new.operator, state.norm_vector, plan.norm_iterations)
+    op = model.operator
+    xp = op.xp
+    loss, gnorm, new_norm = to_host(
+        xp, xp.asarray(loss_sum, dtype=op.dtype, device=op.device) / n, _grad_norm(xp, grad),
+        new_norm)
+    if not all(map(math.isfinite, (loss, gnorm, new_norm))):
+        if not all(bool(xp.all(xp.isfinite(p))) for p in tree.flatten(params)):
+            raise FloatingPointError(f"training diverged at step {state.step}: the update at "
+                                     f"rate {rate:g} made the parameters non-finite: lower the "
+                                     "learning rate")
         raise FloatingPointError(f"training diverged at step {state.step} (loss {loss}, "
-                                 f"‖K‖ {est.value}): lower the learning rate")
-    if est.value > DIVERGENCE_FACTOR * norm:
+                                 f"‖K‖ {new_norm}): lower the learning rate")
+    if new_norm > DIVERGENCE_FACTOR * norm:
         raise FloatingPointError(
             f"training diverged at step {state.step}: the update at rate {rate:g} multiplied "
-            f"‖K‖ by {est.value / norm:.3g} (from {norm:.4g} to {est.value:.4g}; more than "
+            f"‖K‖ by {new_norm / norm:.3g} (from {norm:.4g} to {new_norm:.4g}; more than "
             f"{DIVERGENCE_FACTOR:g} in one step counts as divergence): lower the learning rate")
-    return new, params, opt_state, est, loss, grad_norm(grad), rate
+    est = NormEstimate(new_norm, vector, plan.norm_iterations)
+    return new, params, opt_state, est, loss, gnorm, rate
+
+
+def _grad_norm(xp, grad) -> Array:
+    """The Euclidean norm over all leaves of ``grad``, a 0-d array (no host round trip)."""
+    leaves = tree.flatten(grad)
+    total = xp.sum(leaves[0] * leaves[0])
+    for g in leaves[1:]:
+        total = total + xp.sum(g * g)
+    return xp.sqrt(total)
 
 
 def _commit(state: TrainState, record, batch: int) -> None:

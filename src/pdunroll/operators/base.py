@@ -59,8 +59,20 @@ class LinearOperator(ABC):
 
     @property
     def xp(self):
-        """The array namespace of the operator's parameters."""
-        return namespace(*(("operator parameter", p) for p in self.arrays))
+        """The array namespace of the operator's parameters (looked up once per operator:
+        operators are immutable)."""
+        xp = self.__dict__.get("_namespace")
+        if xp is None:
+            xp = namespace(*(("operator parameter", p) for p in self.arrays))
+            self.__dict__["_namespace"] = xp
+        return xp
+
+    def __getstate__(self):
+        """Pickled (Dask sends operators to its workers) without the looked-up namespace, a
+        module."""
+        state = dict(self.__dict__)
+        state.pop("_namespace", None)
+        return state
 
     @property
     def dtype(self):

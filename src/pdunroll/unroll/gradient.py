@@ -56,12 +56,15 @@ class GradientResult:
     info: SolveInfo | None = None
 
 
-def squared_loss(x_true: Array) -> Callable[[Array], tuple[float, Array]]:
-    """ℓ(x̂) = ½ Σ_batch ‖x̂ − x†‖², returning (value, gradient x̂ − x†)."""
+def squared_loss(x_true: Array, *, on_device: bool = False
+                 ) -> Callable[[Array], tuple[float, Array]]:
+    """ℓ(x̂) = ½ Σ_batch ‖x̂ − x†‖², returning (value, gradient x̂ − x†); the value is a float,
+    or with ``on_device`` a 0-d array (no host round trip: the training loop's steps)."""
 
     def loss(x_hat):
         diff = x_hat - x_true
-        return 0.5 * float(xp_of(diff).sum(diff * diff)), diff
+        value = 0.5 * xp_of(diff).sum(diff * diff)
+        return (value if on_device else float(value)), diff
 
     return loss
 

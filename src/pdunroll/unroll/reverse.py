@@ -46,7 +46,7 @@ import math
 from dataclasses import dataclass, field
 
 from .. import tree
-from .._array import Array, array_size, xp_of
+from .._array import Array, array_size, is_host_device, xp_of
 from ..functions.euclidean import Function
 from ..model import AnalysisModel
 from .forward import ForwardState, forward
@@ -60,6 +60,13 @@ __all__ = ["forward_plan", "reverse"]
 # peak stays within ~3 % of the tape at L = 1000 at the speed of larger products; one step of a
 # 48-filter bank on a 256×256 image)
 _NUMBERS_PER_PRODUCT = 2**18
+
+
+def _numbers_per_product(op) -> float:
+    """How many numbers :class:`_ParamGrad` gathers before one product: 2**18 on a CPU (the
+    measurement above), no limit on an accelerator (one large product per call: a GPU is
+    fastest with it, and its memory holds the tape anyway)."""
+    return _NUMBERS_PER_PRODUCT if is_host_device(op.device) else math.inf
 
 
 def forward_plan(method: GradientMethod, iterations: int, b: int) -> tuple[int, range | tuple]:
@@ -152,12 +159,13 @@ class _ParamGrad:
 
     def __init__(self, op):
         self.op, self.a, self.b, self.numbers, self.total = op, [], [], 0, None
+        self.limit = _numbers_per_product(op)
 
     def add(self, a: Array, b: Array) -> None:
         self.a.append(a)
         self.b.append(b)
         self.numbers += array_size(a) + array_size(b)
-        if self.numbers >= _NUMBERS_PER_PRODUCT:
+        if self.numbers >= self.limit:
             self.flush()
 
     def flush(self):
