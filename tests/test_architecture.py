@@ -75,3 +75,14 @@ def test_no_import_cycles():
 
     for m in GRAPH:
         visit(m, [])
+
+
+def test_only_the_step_rule_makes_step_sizes():
+    """σ = ω·margin/‖K‖ and τ = margin/(ω‖K‖) are written in model.py (StepRule) only: no
+    other module types the rule's constant or divides by ω itself."""
+    import re
+
+    rule = re.compile(r"0\.99\s*/\s*\(?\s*[A-Za-z_]|[A-Za-z_)]\s*\*\s*0\.99|/\s*\(\s*omega\s*\*")
+    offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
+                 if p.name != "model.py" and rule.search(p.read_text())]
+    assert not offenders, f"step sizes computed outside StepRule: {offenders}"

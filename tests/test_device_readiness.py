@@ -85,3 +85,21 @@ def test_operators_look_up_their_namespace_once_and_still_pickle():
     assert op.xp is np and op.__dict__["_namespace"] is np
     again = pickle.loads(pickle.dumps(op))
     np.testing.assert_array_equal(again.apply(np.ones((1, 3))), np.ones((1, 3)))
+
+
+def test_checkpoint_copies_jax_arrays_that_dlpack_cannot_share(monkeypatch):
+    """A JAX array on a GPU does not share its memory with NumPy; array-api-compat's
+    to_device(a, "cpu") refuses the string "cpu" for JAX, so the copy goes through JAX's own
+    host transfer (simulated on a CPU: NumPy's from_dlpack refuses the array)."""
+    pytest.importorskip("jax", reason="jax is not installed")
+    import jax.numpy as jnp
+
+    from pdunroll.learning.checkpoint import to_numpy
+
+    def refuse(a, *args, **kwargs):
+        raise BufferError("not on the host")
+
+    monkeypatch.setattr(np, "from_dlpack", refuse)
+    out = to_numpy(jnp.arange(4.0))
+    assert isinstance(out, np.ndarray)
+    np.testing.assert_array_equal(out, np.arange(4.0))

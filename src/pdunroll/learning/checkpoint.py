@@ -33,6 +33,7 @@ import numpy as np
 
 from .._array import Array, check_count, check_positive, default_namespace, xp_of
 from .._array import array_device as _device
+from .._array import to_numpy as _host
 from ..model import AnalysisModel
 from ..registry import Reader, Writer
 from ..tree import flatten, unflatten
@@ -53,13 +54,9 @@ VERSION = 2  # 2: each part describes itself (pdunroll.registry); 1: three opera
 
 
 def to_numpy(a: Array) -> np.ndarray:
-    """A NumPy copy of an array of any backend and device (host transfer for GPU arrays)."""
-    try:
-        return np.array(np.from_dlpack(a), copy=True)
-    except (TypeError, RuntimeError, BufferError, ValueError, AttributeError):
-        import array_api_compat
-
-        return np.array(array_api_compat.to_device(a, "cpu"), copy=True)
+    """A NumPy copy of an array of any backend and device (host transfer for GPU arrays:
+    :func:`pdunroll._array.to_numpy`)."""
+    return np.array(_host(a), copy=True)
 
 
 def from_numpy(a: np.ndarray, xp, device) -> Array:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
+from ..model import DEFAULT_OMEGA
 from ..unroll.methods import GradientMethod, method_from_settings
 from .optimizers import LearningRate
 
@@ -24,7 +25,7 @@ class TrainConfig:
     iterations: int = 10
     method: GradientMethod | str = "full"
     weights: str | None = None
-    omega: float = 10.0
+    omega: float = DEFAULT_OMEGA
     optimizer: object = "adam"
     lr: float | LearningRate = 1e-3
     epochs: int = 10

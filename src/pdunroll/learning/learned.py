@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .._array import Array, as_float, check_count, check_flag, check_positive, namespace
 from ..functions.euclidean import L2Ball, NoiseL2Ball
-from ..model import NORMS, AnalysisModel, StepSizes, step_sizes
+from ..model import DEFAULT_OMEGA, NORMS, AnalysisModel, StepSizes, step_sizes
 from ..unroll.forward import ergodic_weights, solve
 from ..unroll.methods import GradientMethod, method_from_settings
 from .checkpoint import read_model_file, write_model_file
@@ -53,7 +53,7 @@ class LearnedModel:
 
     model: AnalysisModel
     iterations: int
-    omega: float = 10.0
+    omega: float = DEFAULT_OMEGA
     norm: str = "spectral"
     theta: float = 1.0
     weights: object = None

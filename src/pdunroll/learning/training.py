@@ -397,7 +397,7 @@ def train(
                else (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method,
                                                           alphas))
     config = _config(iterations=iterations, method=method.settings(), weights=weights,
-                     steps=_steps_settings(rule), lr=schedule.settings(), epochs=epochs,
+                     **_steps_config(rule), lr=schedule.settings(), epochs=epochs,
                      batch_size=batch_size,
                      patience=patience, seed=int(seed), norm_iterations=norm_iterations,
                      dtype=str(model.operator.dtype).split(".")[-1], n_train=n_train,
@@ -500,12 +500,16 @@ def train(
                        epochs=state.epoch, steps=state.step)
 
 
-def _steps_settings(steps: StepRule | StepSizes) -> dict:
-    """The step sizes of a run as JSON values: a rule's settings, or the fixed numbers."""
+def _steps_config(steps: StepRule | StepSizes) -> dict:
+    """The step sizes of a run as configuration entries: ``omega``, and under ``steps`` the
+    rule's settings where they differ from ``StepRule(omega)`` in more than ω, or the fixed
+    numbers (a run with ``omega=`` alone keeps the entries of earlier checkpoints)."""
     if isinstance(steps, StepRule):
-        return steps.settings()
-    return {"sigma": steps.sigma, "tau": steps.tau, "theta": steps.theta,
-            "op_norm": steps.op_norm}
+        if steps == StepRule(omega=steps.omega):
+            return {"omega": steps.omega}
+        return {"omega": steps.omega, "steps": steps.settings()}
+    return {"omega": None, "steps": {"sigma": steps.sigma, "tau": steps.tau,
+                                     "theta": steps.theta, "op_norm": steps.op_norm}}
 
 
 def epoch_summary(history: History, epoch: int, epochs: int, *, n_val=None,
