@@ -182,7 +182,7 @@ def test_bad_omega_is_named(setup, kw, error, match):
 
 
 @pytest.mark.parametrize("kw,error,match", [
-    ({"omega": "1"}, TypeError, "omega must be a positive number"),  # None: the default ω = 1
+    ({"omega": "1"}, TypeError, "omega must be a positive number"),  # None: pu.DEFAULT_OMEGA
     ({"theta": None}, TypeError, r"theta must be a number in \[0, 1\]"),
     ({"theta": "x"}, TypeError, r"theta must be a number in \[0, 1\]"),
     ({"theta": float("nan")}, ValueError, r"theta must lie in \[0, 1\]"),
