@@ -15,7 +15,8 @@ TV, the starting scale of the filters) is chosen on validation crops; the filter
 :func:`pdunroll.train` (Adam, full backpropagation) on crops of train400 (the last 20 images held
 out for validation) and tested on Set12. PSNR and SSIM (scikit-image, data range 1) on the image
 without a border of 6 pixels. Writes OUT/inverse_problems.csv, a row per problem and model as
-each is finished (a rerun skips the rows already there and reuses OUT/filters_<problem>.npy).
+each is finished (a rerun skips the rows already there and reuses OUT/filters_<problem>.npy),
+and the learned filters as OUT/filters_<problem>.png.
 
     python experiments/inverse_problems.py --out runs/inverse
 """
@@ -28,7 +29,7 @@ import os
 import time
 from pathlib import Path
 
-from _common import ROOT, np, pu, write_csv
+from _common import ROOT, np, pu, pyplot, write_csv
 from skimage import io
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -239,11 +240,32 @@ def main(argv=None) -> int:
             train_seconds = round(time.perf_counter() - tic, 1)
             learned, n_steps = res.final_model.operator.params[0], res.steps
             np.save(saved, learned)
+        filters_figure(args.out / f"filters_{name}.png", learned, name)
         test("learned filters", "dct", 1.0, learned, validate("dct", 1.0, learned),
              train_steps=n_steps or args.steps, train_seconds=train_seconds, patch=args.patch,
              batch_size=args.batch_size)
     print(f"wrote {path}")
     return 0
+
+
+def filters_figure(path, filters, name):
+    """The learned filters on a grid, each scaled to its own range (a gray PNG)."""
+    filters = np.asarray(filters, dtype=np.float64)
+    count, k = filters.shape[0], filters.shape[1]
+    cols = 8
+    rows = -(-count // cols)
+    grid = np.ones((rows * (k + 1) + 1, cols * (k + 1) + 1))
+    for i, h in enumerate(filters):
+        span = np.ptp(h) or 1.0
+        r, c = divmod(i, cols)
+        grid[1 + r * (k + 1):1 + r * (k + 1) + k, 1 + c * (k + 1):1 + c * (k + 1) + k] = \
+            (h - h.min()) / span
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(cols, rows))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set(title=f"{count} learned {k}×{k} filters ({name})", xticks=[], yticks=[])
+    fig.savefig(path, dpi=80, bbox_inches="tight")
+    plt.close(fig)
 
 
 def _write(path, rows):

@@ -47,6 +47,7 @@ def test_inverse_problems_quick_and_resume(tmp_path):
         assert float(by[p, "TV"]["psnr_mean"]) > float(by[p, "start x̃"]["psnr_mean"])
         assert by[p, "learned filters"]["train_steps"] == "3"
     filters = (tmp_path / "filters_deblur.npy").read_bytes()
+    assert (tmp_path / "filters_inpaint.png").read_bytes()[:4] == b"\x89PNG"
     assert script.main(argv) == 0  # everything done: nothing is recomputed or changed
     assert _rows(tmp_path / "inverse_problems.csv") == rows
     assert (tmp_path / "filters_deblur.npy").read_bytes() == filters
