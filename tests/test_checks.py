@@ -56,7 +56,8 @@ def test_check_operator_on_every_backend(backend, dtype):
 
 def _functions(backend, dtype):
     c = backend.asarray(np.linspace(-1, 1, 6), dtype)
-    flat = [pu.L1Norm(0.7), pu.LinfBall(0.5), pu.L2Ball(1.3), pu.SquaredL2(2.0), pu.Zero(),
+    flat = [pu.L1Norm(0.7), pu.LinfBall(0.5), pu.L2Ball(1.3), pu.NoiseL2Ball(0.2, 1.1),
+            pu.SquaredL2(2.0), pu.Zero(),
             pu.NonNegative(), pu.LinearTerm(c), pu.LinearTerm(c, pu.NonNegative()),
             pu.BoxBregmanL1Norm(0.8), pu.BoxBregmanLinfBall(0.5), pu.EntropicOrthant()]
     grouped = [pu.L21Norm(0.8), pu.Simplex(axis=1), pu.EntropicSimplex(axis=1)]
@@ -73,7 +74,7 @@ def test_check_function_passes_every_builtin_function(numpy_backend, dtype):
 def test_check_function_on_every_backend(backend, dtype):
     """Functions with and without parameters on the backend (the differences and the
     minimisation run on float64 NumPy copies)."""
-    for f, shape in [_functions(backend, dtype)[i] for i in (0, 6, 11)]:
+    for f, shape in [_functions(backend, dtype)[i] for i in (0, 7, 12)]:
         report = pu.check_function(f, backend.asarray(np.zeros(shape), dtype))
         assert report.ok, str(report)
 
@@ -137,3 +138,21 @@ def test_checks_refuse_other_objects():
         pu.check_operator(np.eye(3))
     with pytest.raises(TypeError, match="f must be a pdunroll Function"):
         pu.check_function(abs, np.zeros((1, 3)))
+
+
+def test_the_lists_above_hold_every_registered_type(numpy_backend):
+    """Every saveable operator and function of pdunroll is checked above (BlockSeparable and
+    Translated in tests/test_inverse_problems.py)."""
+    from pdunroll.registry import registered
+
+    seen = {"BlockSeparable", "Translated"}
+
+    def walk(op):
+        seen.add(type(op).__name__)
+        for sub in getattr(op, "operators", ()):
+            walk(sub)
+
+    for op in _operators(numpy_backend, "float64"):
+        walk(op)
+    seen |= {type(f).__name__ for f, _ in _functions(numpy_backend, "float64")}
+    assert set(registered()) <= seen, set(registered()) - seen
