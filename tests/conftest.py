@@ -18,6 +18,26 @@ SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SPEECH_DIR = Path(os.environ.get("PDUNROLL_SPEECH_DIR", SHARED / "data" / "ieee_speech"))
 
 
+@pytest.fixture(scope="session")
+def speech_dir(tmp_path_factory) -> Path:
+    """The IEEE speech corpus where it is (``PDUNROLL_SPEECH_DIR``), else a small synthetic
+    corpus of the same layout, generated once per session: train/ 12 and dev/ 4 mono 16-bit
+    16 kHz wav files of 1 s of synthetic speech, so that the corpus tests run everywhere."""
+    if (SPEECH_DIR / "train").is_dir() and (SPEECH_DIR / "dev").is_dir():
+        return SPEECH_DIR
+    from scipy.io import wavfile
+
+    from pdunroll.data.speech import synthetic_speech
+
+    root = tmp_path_factory.mktemp("synthetic_speech_corpus")
+    for part, count, seed in (("train", 12, 1), ("dev", 4, 2)):
+        (root / part).mkdir()
+        for i, s in enumerate(synthetic_speech(count, seconds=1.0, seed=seed)):
+            wavfile.write(root / part / f"S_{part}_{i:02d}_16k.wav", 16000,
+                          (s * 30000).astype(np.int16))
+    return root
+
+
 @dataclass
 class Backend:
     """One array backend: its namespace ``xp``, the device to create arrays on, converters."""

@@ -10,7 +10,8 @@ def torch_unrolled(K, x_tilde, x_true, *, iterations, sigma, tau, theta, f, g, r
                    weights=None, window=None):
     """ℓ = ½‖x̂ − x†‖² after L plain CP steps written directly in torch (no pdunroll code), and its
     autograd gradients w.r.t. K and x̃. ``f`` in {"l1"}, ``g`` in {"linf", "l2ball",
-    "squared"}; ``window=b`` detaches the state before the last b steps (truncated BP);
+    "squared", "linf_identity_jacobian"} (the last: the ℓ∞-ball clip whose Jacobian autograd
+    sees as the identity); ``window=b`` detaches the state before the last b steps (truncated BP);
     ``weights`` are the ergodic α_k (x̂ = x̃ + Σ α_k r^k)."""
     import torch
 
@@ -31,6 +32,8 @@ def torch_unrolled(K, x_tilde, x_true, *, iterations, sigma, tau, theta, f, g, r
         z_p = r - tau * y @ K
         if g == "linf":
             r_new = torch.clamp(z_p, -radius, radius)
+        elif g == "linf_identity_jacobian":  # the clip forward, the identity backward
+            r_new = z_p + (torch.clamp(z_p, -radius, radius) - z_p).detach()
         elif g == "l2ball":
             nrm = torch.linalg.vector_norm(z_p, dim=1, keepdim=True)
             r_new = torch.where(nrm > radius, z_p * radius / nrm, z_p)

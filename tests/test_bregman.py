@@ -1,4 +1,4 @@
-"""Bregman proximal steps (DESIGN §7): the step maps and their two-cotangent VJPs, the
+"""Bregman proximal steps (docs, Mathematics §7): the step maps and their two-cotangent VJPs, the
 Chambolle-Pock solver and every gradient method with Bregman steps against central finite
 differences (float64), torch.autograd of a plain torch loop and of
 pdunroll.unroll.forward.forward run on torch tensors, and the optimum of the Bregman solver

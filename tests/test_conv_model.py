@@ -1,6 +1,7 @@
-"""The image-denoising model of seed 003: F = ‖·‖₁ of filter-bank responses, G = indicator of
-the ℓ2 ball ‖r‖ ≤ s·√(#pixels). Exact gradient checks of every method on small images (finite
-differences, torch.autograd) and the published size (48 filters 7×7, 256×256) end to end."""
+"""The image-denoising model of the Brauer & Lorenz poster (docs, Mathematics §1): F = ‖·‖₁ of
+filter-bank responses, G = indicator of the ℓ2 ball ‖r‖ ≤ s·√(#pixels). Exact gradient checks of
+every method on small images (finite differences, torch.autograd) and the published size (48
+filters 7×7, 256×256) end to end."""
 
 import numpy as np
 import pytest

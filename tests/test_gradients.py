@@ -1,5 +1,6 @@
 """Every gradient method against finite differences (float64, every backend), torch.autograd of a
-plain torch unrolled loop (≤ 1e-10), and the identities between methods (DESIGN §3–§5)."""
+plain torch unrolled loop (≤ 1e-10), and the identities between methods (docs,
+Mathematics §3–§5)."""
 
 import numpy as np
 import pytest
@@ -96,8 +97,9 @@ def test_truncated_differs_from_full_for_small_b(numpy_backend):
 @pytest.mark.parametrize("g_kind,lengths,b,reached", [("squared", (20, 50, 200), 500, 1e-9),
                                                      ("linf", (200, 800, 3200), 4000, 1e-4)])
 def test_full_gradient_approaches_asymptotic_gradient(numpy_backend, g_kind, lengths, b, reached):
-    """Limit theorem (DESIGN §4): once the prox derivatives settle, the full gradient for growing
-    L approaches the asymptotic gradient (b backward steps at the final iterate, b large)."""
+    """Limit theorem (docs, Mathematics §4): once the prox derivatives settle, the full gradient
+    for growing L approaches the asymptotic gradient (b backward steps at the final iterate, b
+    large)."""
     problem = speech_like(g_kind)
     errors = []
     for iterations in lengths:
@@ -110,7 +112,7 @@ def test_full_gradient_approaches_asymptotic_gradient(numpy_backend, g_kind, len
 
 def test_asymptotic_with_one_step_is_the_b1_formula(numpy_backend):
     """b = 1: ∇_K = σ δ_D x̂ᵀ − τ y^L δ_Pᵀ with δ_P = J_Pᵀ g, δ_D = −τ J_Dᵀ K δ_P at the final
-    iterate (seed 000: one step already trains)."""
+    iterate: one backward step already gives a training direction."""
     problem = speech_like("linf")
     res = _run(numpy_backend, problem, pu.Asymptotic(1), None)
     steps = res.steps
@@ -132,7 +134,8 @@ def test_asymptotic_with_one_step_is_the_b1_formula(numpy_backend):
 
 
 def test_theorem2_early_adjoints_vanish_into_kernel(numpy_backend):
-    """Theorem 2 (seed 002): with 0/1 prox derivatives that settle, δ_D^{k0} → ker Kᵀ as L → ∞.
+    """Theorem 2 (Brauer & Lorenz, "Ergodic bilevel optimization"): with 0/1 prox derivatives
+    that settle, δ_D^{k0} → ker Kᵀ as L → ∞.
     Observable: the early steps' share of ∇_x̃, σ Kᵀ Σ_{k≤k0} δ_D^k = ∇_x̃(full) − ∇_x̃(truncated,
     b = L − k0), vanishes, here for a tall K whose ker Kᵀ is not {0}."""
     problem = speech_like("linf", n=12, m=20)
@@ -148,13 +151,21 @@ def test_theorem2_early_adjoints_vanish_into_kernel(numpy_backend):
 
 
 def test_relax_primal_treats_primal_prox_as_identity(numpy_backend):
-    """relax_primal=True equals the exact gradient of a problem whose G has identity Jacobian
-    along the run (the released code's eta_backward = 1), and differs from the exact masks."""
+    """relax_primal=True is autograd of the unrolled loop whose primal clip keeps its forward
+    value but has the identity as Jacobian (a straight-through clip, written in torch), and
+    differs from the exact gradient, whose masks the clip does switch off."""
+    pytest.importorskip("torch")
     problem = speech_like("linf")
     exact = _run(numpy_backend, problem, pu.Full(), None)
     relaxed = _run(numpy_backend, problem, pu.Full(relax_primal=True), None)
-    assert relative_error(relaxed.operator, exact.operator) > 1e-3
-    assert relaxed.loss == exact.loss
+    steps = relaxed.steps
+    loss, gK, gx = torch_unrolled(problem.K, problem.x_tilde, problem.x_true, iterations=L,
+                                  sigma=steps.sigma, tau=steps.tau, theta=steps.theta, f="l1",
+                                  g="linf_identity_jacobian", radius=problem.radius)
+    assert relaxed.loss == pytest.approx(loss, rel=1e-12)
+    assert relative_error(relaxed.operator, gK) <= 1e-10
+    assert relative_error(relaxed.x_tilde, gx) <= 1e-10
+    assert relative_error(relaxed.operator, exact.operator) > 1e-3  # the clip was active
 
 
 def test_custom_loss_gradient(backend):

@@ -1,4 +1,4 @@
-"""pu.Implicit() (DESIGN §6): on problems whose prox derivatives settle and whose fixed-point
+"""pu.Implicit() (Mathematics §6): on problems whose prox derivatives settle and whose fixed-point
 system is nonsingular it equals the full gradient for large L, torch.autograd of a long unrolled
 loop, the asymptotic gradient for large b (exactly: b Neumann terms are b asymptotic steps) and
 finite differences of the converged solution map; a singular system raises or warns."""
@@ -72,7 +72,8 @@ def test_implicit_equals_asymptotic_with_large_b(numpy_backend, g_kind):
 @pytest.mark.parametrize("g_kind,relax_primal", [("l2ball", False), ("linf", False),
                                                  ("linf", True)])
 def test_neumann_with_b_terms_is_asymptotic_with_b_steps(backend, g_kind, relax_primal):
-    """The identity behind DESIGN §6: b Neumann terms at the fixed point are the b backward steps
+    """The identity behind Mathematics §6 of the docs: b Neumann terms at the fixed point are the
+    b backward steps
     of Asymptotic(b). An unconverged solve with strict=False warns and says so in info."""
     problem = speech_like(g_kind)
     b = 7

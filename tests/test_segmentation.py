@@ -1,4 +1,4 @@
-"""The per-label TV segmentation model (seed 004 §8): its value, the gradient w.r.t. the costs c
+"""The per-label TV segmentation model (Ochs et al., §8): its value, the gradient w.r.t. the costs c
 (ergodic entropic primal-dual) against torch.autograd of pdunroll.unroll.forward.forward and against
 finite differences, the cross-entropy loss, and the CNN pipeline of experiments/segmentation.py
 (one training step lowers the loss; a tiny run writes its outputs)."""

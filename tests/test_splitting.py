@@ -1,4 +1,4 @@
-"""Forward-backward splitting with Euclidean and Bregman steps (seed 004 Algorithm 2): the
+"""Forward-backward splitting with Euclidean and Bregman steps (Ochs et al. 2016, Algorithm 2): the
 forward pass against NNLS solutions, every gradient method against torch.autograd of the same
 loop, central finite differences (float64) and the implicit-function-theorem derivative."""
 

@@ -1,5 +1,6 @@
-"""The exact 1-D benchmark of seed 004 §7 (DESIGN §8): every unrolled and fixed-point method
-converges to the analytic derivative at ϑ = 0.3 and stays in the subdifferential at ϑ = 0."""
+"""The exact 1-D benchmark of Ochs et al. (2016), §7 (docs, Mathematics §8): every unrolled and
+fixed-point method converges to the analytic derivative at ϑ = 0.3 and stays in the
+subdifferential at ϑ = 0."""
 
 from __future__ import annotations
 
@@ -86,7 +87,7 @@ def test_energies_decrease_to_the_optimum():
     assert tr["Proj.GD"][-1] < 1e-15 and tr["Bregman-FB"][-1] < 1e-15
     assert tr["Smoothed-impl"][-1] < 1e-5  # the barrier problem's optimum is off by O(μ)
     tr0 = toy.energies(0.0, 200)
-    assert tr0["Proj.GD"][0] == 0.0  # one step at ϑ = 0 (seed 004 Fig. 4)
+    assert tr0["Proj.GD"][0] == 0.0  # one step at ϑ = 0 (Ochs et al. 2016, Fig. 4)
     assert 0 < tr0["Bregman-FB"][-1] < tr0["Bregman-FB"][10]  # sublinear at the kink
 
 

@@ -37,12 +37,21 @@ def test_training_lowers_the_loss_on_every_backend(backend, dtype):
     before = pu.unrolled_loss(model, xt, x, iterations=5, omega=10.0)
     res = pu.train(model, xt, x, validation=val, **{**OPTIONS, "epochs": 6})
     after = pu.unrolled_loss(res.final_model, xt, x, iterations=5, omega=10.0)
-    assert after < 0.93 * before  # 0.915 in float64
+    assert after < before
     h = res.history
     assert len(h.step_loss) == len(h.step_grad_norm) == len(h.step_lr) == res.steps == 12
     assert len(h.epoch_train_loss) == len(h.epoch_val_loss) == 6
     assert h.step_lr[0] == pytest.approx(1e-2) and h.step_lr[-1] == pytest.approx(1e-5)
-    assert all(g > 0 for g in h.step_grad_norm)
+    # the first step's records are the starting model's loss and gradient on the first
+    # minibatch: the first 16 of the seeded permutation (seed 0) of the 32 pairs
+    first = np.random.Generator(np.random.PCG64(0)).permutation(32)[:16]
+    idx = backend.asarray(first, "int64")
+    xb, xbt = backend.xp.take(xt, idx, axis=0), backend.xp.take(x, idx, axis=0)
+    rtol = 1e-9 if dtype == "float64" else 1e-4
+    assert h.step_loss[0] == pytest.approx(
+        pu.unrolled_loss(model, xb, xbt, iterations=5, omega=10.0), rel=rtol)
+    g = backend.to_numpy(pu.gradient(model, xb, xbt, iterations=5, omega=10.0).operator) / 16
+    assert h.step_grad_norm[0] == pytest.approx(float(np.linalg.norm(g)), rel=100 * rtol)
     # step sizes follow K: the recorded norm is the spectral norm of the updated operator
     K = backend.to_numpy(res.final_model.operator.matrix)
     assert h.step_op_norm[-1] == pytest.approx(np.linalg.norm(K, 2), rel=1e-5)

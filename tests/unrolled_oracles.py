@@ -1,38 +1,47 @@
-"""torch.autograd oracles for models with any pdunroll operator and functions: the unrolled loop
-(pdunroll.unroll.forward.forward, or the same steps with the state detached before the last b steps)
-differentiated by autograd, and the asymptotic gradient as b autograd VJPs of one CP step at the
-final iterate (docs, Mathematics: "Truncated and asymptotic gradients"). Callers build the model
-from torch leaves with requires_grad."""
+"""torch.autograd oracles for models with any pdunroll operator and functions: the unrolled
+Chambolle-Pock loop written out here from the docs' Mathematics page ("The unrolled solver"),
+not the library's forward pass, differentiated by autograd (also with the state detached before
+the last b steps), and the asymptotic gradient as b autograd VJPs of one CP step at the final
+iterate (docs, Mathematics: "Truncated and asymptotic gradients"). Callers build the model from
+torch leaves with requires_grad. Only the functions' own step maps (prox, conjugate prox and
+their Bregman variants, tested on their own) are shared with the library."""
 
 from __future__ import annotations
 
-from pdunroll.unroll.forward import forward
+
+def iterate(model, x_tilde, steps, iterations, *, alphas=None, window=None):
+    """L steps from r⁰ = r̄⁰ = 0 (the functions' interior start for Bregman steps), y⁰ = 0:
+
+        y^k = argmin_y σF*(y) − σ⟨K(x̃ + r̄^{k−1}), y⟩ + D(y, y^{k−1})   (prox_{σF*} for D = ½‖·‖²)
+        r^k = argmin_r τG(r) + τ⟨Kᵀy^k, r⟩ + D(r, r^{k−1})             (prox_{τG})
+        r̄^k = r^k + θ(r^k − r^{k−1})
+
+    Returns (r^L, r^{L−1}, y^L, Σ α_k r^k or None); ``window=b`` detaches the state and the
+    ergodic sum before the last b steps."""
+    op, f, g = model.operator, model.f, model.g
+    sigma, tau, theta = steps.sigma, steps.tau, steps.theta
+    r = g.start(x_tilde * 0)
+    r_bar, r_prev = r, r
+    y = f.conj_start(op.apply(x_tilde) * 0)
+    r_sum = None
+    for k in range(1, iterations + 1):
+        if window is not None and k == iterations - window + 1:
+            r, r_bar, y = r.detach(), r_bar.detach(), y.detach()
+            r_sum = None if r_sum is None else r_sum.detach()
+        y = f.conj_prox_step(y, op.apply(x_tilde + r_bar), sigma)
+        r_prev, r = r, g.prox_step(r, op.adjoint(y), tau)
+        r_bar = r + theta * (r - r_prev)
+        if alphas is not None:
+            r_sum = alphas[k - 1] * r if r_sum is None else r_sum + alphas[k - 1] * r
+    return r, r_prev, y, r_sum
 
 
 def unrolled_loss(model, x_tilde, x_true, steps, iterations, *, alphas=None, window=None):
-    """ℓ = ½‖x̂ − x†‖² after L CP steps; ``window=b`` detaches the state (and the ergodic sum)
-    before the last b steps, so autograd gives the truncated gradient."""
-    if window is None:
-        state = forward(model, x_tilde, steps, iterations, alphas=alphas)
-        r_out = state.r if alphas is None else state.r_avg
-    else:
-        op, f, g = model.operator, model.f, model.g
-        r = g.start(x_tilde * 0)
-        r_bar = r
-        y = f.conj_start(op.apply(x_tilde) * 0)
-        r_out = None
-        for k in range(1, iterations + 1):
-            if k == iterations - window + 1:
-                r, r_bar, y = r.detach(), r_bar.detach(), y.detach()
-                r_out = None if r_out is None else r_out.detach()
-            y = f.conj_prox(y + steps.sigma * op.apply(x_tilde + r_bar), steps.sigma)
-            r_new = g.prox(r - steps.tau * op.adjoint(y), steps.tau)
-            r_bar = r_new + steps.theta * (r_new - r)
-            r = r_new
-            if alphas is not None:
-                r_out = alphas[k - 1] * r if r_out is None else r_out + alphas[k - 1] * r
-        r_out = r if alphas is None else r_out
-    diff = x_tilde + r_out - x_true
+    """ℓ = ½‖x̂ − x†‖² with x̂ = x̃ + r^L (x̃ + Σ α_k r^k for ergodic weights) after L steps of
+    :func:`iterate`; ``window=b`` detaches the state before the last b steps, so autograd gives
+    the truncated gradient."""
+    r, _, _, r_sum = iterate(model, x_tilde, steps, iterations, alphas=alphas, window=window)
+    diff = x_tilde + (r if alphas is None else r_sum) - x_true
     return 0.5 * (diff * diff).sum()
 
 
@@ -46,11 +55,9 @@ def asymptotic_grads(model, x_tilde, x_true, steps, iterations, b, leaves, detac
 
     sigma, tau, theta = steps.sigma, steps.tau, steps.theta
     with torch.no_grad():
-        state = forward(model, x_tilde, steps, iterations - 1)
-        r0, y0 = state.r, state.y
-        rbar0 = r0 + theta * (r0 - state.r_prev) if iterations > 1 else r0
-        last = forward(model, x_tilde, steps, iterations)
-        x_hat = x_tilde + last.r
+        r0, r0_prev, y0, _ = iterate(model, x_tilde, steps, iterations - 1)
+        rbar0 = r0 + theta * (r0 - r0_prev) if iterations > 1 else r0
+        x_hat = x_tilde + iterate(model, x_tilde, steps, iterations)[0]
     r_in, rbar_in, y_in = (t.detach().clone().requires_grad_(True) for t in (r0, rbar0, y0))
     xt = x_tilde.detach().clone().requires_grad_(True)
     op, op_det = model.operator, detached_operator
