@@ -176,6 +176,18 @@ CASES = [
          "eps"),
     Case("check_gradients", 'pu.check_gradients(model, x_tilde, x_true, iterations=3, '
          'methods="full")', "methods"),
+    # found by tools/fuzz_inputs.py
+    Case("check_gradients", "pu.check_gradients(model, x_tilde, x_true, iterations=3, eps=1e300)",
+         "eps"),
+    Case("mse", "pu.mse(x_tilde, x_nan)", "x_true"),
+    Case("DenseOperator", "op.apply(x_tilde.tolist())", "x"),
+    Case("LinearTerm", "pu.LinearTerm(x_tilde[:0])", "c"),
+    Case("forward_backward", "pu.forward_backward(smooth, pu.NonNegative(), x_true[:, :5], "
+         "step=0.5, iterations=5)", "x0"),
+    Case("EntropicOrthant", "pu.EntropicOrthant(start_value=True)", "start_value"),
+    Case("synthetic_speech", "pu.synthetic_speech(2, seconds=1e300)", "seconds"),
+    Case("synthetic_speech", 'pu.synthetic_speech(2, seconds="3")', "seconds"),
+    Case("estimate_norm", "pu.estimate_norm(op, rtol=None)", "rtol"),
 ]
 
 

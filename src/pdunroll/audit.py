@@ -297,6 +297,9 @@ def check_gradients(
     """
     check_model(model).check_signals(x_tilde=x_tilde, x_true=x_true)
     eps = check_positive("eps", eps)
+    if eps >= 1e-2:
+        raise ValueError(f"eps must be a small finite-difference step (below 1e-2, e.g. 1e-6), "
+                         f"got {eps:g}")
     autodiff = check_flag("autodiff", autodiff)
     if x_tilde.dtype != xp_of(x_tilde).float64:
         raise TypeError(f"check_gradients compares with finite differences: give float64 "

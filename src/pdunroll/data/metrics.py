@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from .._array import Array, array_size, namespace
+from .._array import Array, array_size, check_finite, namespace
 
 __all__ = ["mse", "snr"]
 
@@ -20,6 +20,7 @@ def _check(x_hat: Array, x_true: Array):
     if x_hat.shape != x_true.shape:
         raise ValueError(f"x_hat has shape {tuple(x_hat.shape)} but x_true has "
                          f"{tuple(x_true.shape)}")
+    check_finite(xp, x_hat=x_hat, x_true=x_true)
     return xp
 
 

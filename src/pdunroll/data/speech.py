@@ -22,13 +22,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._array import Array, check_count, check_finite, namespace
+from .._array import Array, check_count, check_finite, check_positive, namespace
 
 __all__ = ["SpeechFrames", "frame_signals", "quantization_radius", "quantize", "read_wav_files",
            "read_wav_folder",
            "speech_frames", "split_signals", "synthetic_speech"]
 
 MAX_BITRATE = 24
+MAX_SECONDS = 3600  # per synthetic signal
 
 
 def _check_bitrate(bitrate) -> int:
@@ -273,8 +274,10 @@ def synthetic_speech(n_signals: int = 8, *, seconds: float = 1.0, sample_rate: i
 
     n_signals = check_count("n_signals", n_signals)
     sample_rate = check_count("sample_rate", sample_rate, minimum=8000)
-    if not seconds > 0:
-        raise ValueError(f"seconds must be positive, got {seconds}")
+    seconds = check_positive("seconds", seconds)
+    if seconds > MAX_SECONDS:
+        raise ValueError(f"seconds must be at most {MAX_SECONDS} (an hour) per signal, got "
+                         f"{seconds:g}")
     rng = np.random.default_rng(check_count("seed", seed, minimum=0))
     length = int(round(seconds * sample_rate))
     hop = sample_rate // 100

@@ -35,9 +35,8 @@ c enter through :class:`pdunroll.LinearTerm` (its steps are the base's along gra
 from __future__ import annotations
 
 import math
-import numbers
 
-from .._array import Array
+from .._array import Array, check_positive
 from .._array import xp_of as _xp
 from ..registry import saveable
 from .euclidean import L1Norm, LinfBall, NonNegative, Simplex, check_axis
@@ -135,10 +134,7 @@ class EntropicOrthant(NonNegative):
     ``LinearTerm(c, EntropicOrthant())`` (steps along grad + c, gradient w.r.t. c)."""
 
     def __init__(self, *, start_value: float = 1.0):
-        if not (isinstance(start_value, numbers.Real) and start_value > 0
-                and math.isfinite(start_value)):
-            raise ValueError(f"start_value must be a positive finite number, got {start_value!r}")
-        self.start_value = float(start_value)
+        self.start_value = check_positive("start_value", start_value)
 
     def start(self, zeros):
         return zeros + self.start_value

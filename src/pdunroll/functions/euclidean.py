@@ -569,6 +569,9 @@ class LinearTerm(Function):
 
     def __init__(self, c: Array, base: Function | None = None):
         xp = namespace(("c", c))
+        if 0 in tuple(c.shape) or c.ndim == 0:
+            raise ValueError(f"c must hold the costs of one signal or of a batch, got shape "
+                             f"{tuple(c.shape)}")
         check_finite(xp, c=c)
         base = Zero() if base is None else base
         if not isinstance(base, Function):

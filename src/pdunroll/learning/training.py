@@ -180,14 +180,14 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
         if not all(bool(xp.all(xp.isfinite(p))) for p in tree.flatten(params)):
             raise FloatingPointError(f"training diverged at step {state.step}: the update at "
                                      f"rate {rate:g} made the parameters non-finite: lower the "
-                                     "learning rate")
+                                     "learning rate lr")
         raise FloatingPointError(f"training diverged at step {state.step} (loss {loss}, "
-                                 f"‖K‖ {new_norm}): lower the learning rate")
+                                 f"‖K‖ {new_norm}, rate {rate:g}): lower the learning rate lr")
     if new_norm > DIVERGENCE_FACTOR * norm:
         raise FloatingPointError(
             f"training diverged at step {state.step}: the update at rate {rate:g} multiplied "
             f"‖K‖ by {new_norm / norm:.3g} (from {norm:.4g} to {new_norm:.4g}; more than "
-            f"{DIVERGENCE_FACTOR:g} in one step counts as divergence): lower the learning rate")
+            f"{DIVERGENCE_FACTOR:g} in one step counts as divergence): lower the learning rate lr")
     est = NormEstimate(new_norm, vector, plan.norm_iterations)
     return new, params, opt_state, est, loss, gnorm, rate
 

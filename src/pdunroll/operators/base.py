@@ -17,7 +17,7 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from .._array import Array, array_device, check_count, namespace
+from .._array import Array, array_device, as_float, check_count, namespace
 from ..tree import flatten
 
 __all__ = ["LinearOperator", "NormEstimate", "check_batch", "check_params_shape", "estimate_norm",
@@ -119,6 +119,9 @@ def check_batch(op: LinearOperator, method: str, name: str, x: Array,
     result without an error; and a ``TypeError`` if x comes from another backend than the
     operator's arrays (NumPy's ``@`` would return a torch tensor for one; a NumPy x is left to
     the operator's backend, which converts it or raises)."""
+    if not hasattr(x, "ndim") or not hasattr(x, "dtype"):
+        raise TypeError(f"{type(op).__name__}.{method}: {name} must be an array of the "
+                        f"operator's backend, got {type(x).__name__}")
     if x.ndim != len(shape) + 1 or tuple(x.shape[1:]) != tuple(shape):
         raise ValueError(f"{type(op).__name__}.{method}: {name} must have shape "
                          f"(batch, {', '.join(map(str, shape))}), got {tuple(x.shape)}")
@@ -190,7 +193,7 @@ def estimate_norm(
         raise TypeError(f"op must be a LinearOperator (e.g. pdunroll.DenseOperator(K)), got "
                         f"{type(op).__name__}")
     iterations = check_count("iterations", iterations)
-    if not 0 <= float(rtol) < math.inf:
+    if not 0 <= as_float("rtol", rtol, "a finite number >= 0") < math.inf:
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol!r}")
     xp = op.xp
     shape, n = (1, *op.in_shape), math.prod(op.in_shape)

@@ -73,7 +73,8 @@ class _FilterBank(LinearOperator):
         kernel = tuple(int(k) for k in filters.shape[1:])
         for n, k in zip(shape, kernel, strict=True):
             if k > n:
-                raise ValueError(f"filters of size {kernel} do not fit signals of shape {shape}")
+                raise ValueError(f"filters of size {kernel} do not fit signals of shape {shape} "
+                                 "(image_shape / length)")
         self.params = filters
         self.boundary = boundary
         self.kernel_shape = kernel

@@ -178,6 +178,14 @@ def _check(smooth, g, x0, step, iterations):
                         f"{type(g).__name__}")
     xp = namespace(("x0", x0), *(("smooth parameters", p) for p in tree.flatten(smooth.params)))
     check_finite(xp, x0=x0)
+    if x0.ndim == 0 or x0.shape[0] == 0:
+        raise ValueError(f"x0 must hold a batch of at least one signal, got shape "
+                         f"{tuple(x0.shape)}")
+    try:
+        smooth.value(x0)
+    except ValueError as err:
+        raise ValueError(f"x0 of shape {tuple(x0.shape)} does not fit the smooth part: "
+                         f"{err}") from err
     g.check_start("x0", x0)
     step = check_positive("step", step)
     lip = smooth.lipschitz()
