@@ -126,7 +126,10 @@ def forward(
         else:
             y = f.conj_prox_step(y_prev, op.apply(x_bar), sigma)
             r = g.prox_step(r_prev, op.adjoint(y), tau)
-        r_bar = r + theta * (r - r_prev) if theta else r
+        if theta == 1:  # the default θ = 1: r̄ = 2r − r_prev in two passes, not three
+            r_bar = (r + r) - r_prev
+        else:
+            r_bar = r + theta * (r - r_prev) if theta else r
         if alphas is not None:
             a = alphas[k - 1]
             r_avg = a * r if r_avg is None else r_avg + a * r

@@ -96,7 +96,8 @@ def reverse(method: GradientMethod, model, x_tilde: Array, steps, state: Forward
         return _backward_implicit(model, steps, state, x_hat, g_out, method)
     assert isinstance(method, Full | Truncated)
     window = alphas[iterations - b:] if alphas is not None else None
-    adj = _Adjoint(g_out if alphas is None else None, _ParamGrad(model.operator))
+    adj = _Adjoint(g_out if alphas is None else None,
+                   _ParamGrad(model.operator, steps.sigma, steps.tau))
     if method.segments:
         _backward_segmented(model, x_tilde, steps, state.starts, iterations, g_out, window,
                             relax, adj)
@@ -155,25 +156,32 @@ class _ReleasedMaskG(Function):
 
 
 class _ParamGrad:
-    """Accumulates ∇_params Σ ⟨a, K b⟩ over many (a, b) pairs in few large products."""
+    """Accumulates ∇_params (σ Σ ⟨a, K b⟩ over the dual terms − τ Σ ⟨a, K b⟩ over the primal
+    terms) over many (a, b) pairs in few large products. σ and −τ scale each product (arrays of
+    the parameters' size), once per product, not every a (∇K scaled after the product)."""
 
-    def __init__(self, op):
-        self.op, self.a, self.b, self.numbers, self.total = op, [], [], 0, None
+    def __init__(self, op, sigma, tau):
+        self.op, self.scales, self.terms = op, (sigma, -tau), (([], []), ([], []))
+        self.numbers, self.total = 0, None
         self.limit = _numbers_per_product(op)
 
-    def add(self, a: Array, b: Array) -> None:
-        self.a.append(a)
-        self.b.append(b)
+    def add(self, term: int, a: Array, b: Array) -> None:
+        """Add the pair (a, b) to term 0 (dual, scaled by σ) or 1 (primal, scaled by −τ)."""
+        self.terms[term][0].append(a)
+        self.terms[term][1].append(b)
         self.numbers += array_size(a) + array_size(b)
         if self.numbers >= self.limit:
             self.flush()
 
     def flush(self):
-        if self.a:
-            xp = self.op.xp
-            part = self.op.param_vjp(xp.concat(self.a), xp.concat(self.b))
-            self.total = part if self.total is None else tree.add(self.total, part)
-            self.a, self.b, self.numbers = [], [], 0
+        xp = self.op.xp
+        for scale, (a, b) in zip(self.scales, self.terms, strict=True):
+            if a:
+                part = tree.scale(scale, self.op.param_vjp(xp.concat(a), xp.concat(b)))
+                self.total = part if self.total is None else tree.add(self.total, part)
+                a.clear()
+                b.clear()
+        self.numbers = 0
         return self.total
 
 
@@ -193,7 +201,7 @@ def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, gra
     if d_d is None:  # δ_D^{k+1} = 0
         d_dbar = (1 + theta) * d_d_new
     else:
-        d_dbar = d_d_new + theta * (d_d_new - d_d)
+        d_dbar = (d_d_new + d_d_new) - d_d if theta == 1 else d_d_new + theta * (d_d_new - d_d)
     return e_p, d_p, e_d_new, d_d_new, d_dbar
 
 
@@ -216,7 +224,7 @@ def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal, adj):
     """The recursion over the stored steps (popped as it goes, freeing the tape), continuing from
     the adjoint state ``adj`` of the step after the tape and leaving in it the state after the
     tape's first step."""
-    op, sigma, tau = model.operator, steps.sigma, steps.tau
+    op, sigma = model.operator, steps.sigma
     acc, grad_fg = adj.grad, adj.grad_fg
     e_p, e_d, d_d, d_dbar, sum_d = adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d
     k = len(tape)
@@ -231,8 +239,8 @@ def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal, adj):
         e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
                                                    relax_primal, grad_fg)
         sum_d = d_d if sum_d is None else sum_d + d_d
-        acc.add(sigma * d_d, x_bar)
-        acc.add(-tau * y, d_p)
+        acc.add(0, d_d, x_bar)
+        acc.add(1, y, d_p)
     adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d = e_p, e_d, d_d, d_dbar, sum_d
 
 
@@ -271,9 +279,9 @@ def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
 def _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y):
     """∇_K = σ (Σ δ_D) x̂ᵀ − τ y (Σ δ_P)ᵀ: every backward step at the final iterate, so one
     product pair for all of them."""
-    acc = _ParamGrad(op)
-    acc.add(steps.sigma * sum_d, x_hat)
-    acc.add(-steps.tau * y, sum_p)
+    acc = _ParamGrad(op, steps.sigma, steps.tau)
+    acc.add(0, sum_d, x_hat)
+    acc.add(1, y, sum_p)
     return acc.flush()
 
 
