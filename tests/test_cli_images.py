@@ -88,3 +88,34 @@ def test_train_and_dev_subfolders_and_image_files(tmp_path, capsys):
                      str(tmp_path / "bad"), *SMALL]) == 2
     err = capsys.readouterr().err
     assert "unknown image 'my.png': neither an image file nor one of scikit-image's" in err
+
+
+def test_radius_factor_and_the_tv_row(tmp_path, capsys):
+    """``--radius-factor c`` is the data term's c (kept in the model file); ``evaluate`` adds a
+    TV row with the same ball, equal to total variation solved here by hand."""
+    from pdunroll.tasks import denoise
+
+    data, out = _pngs(tmp_path / "imgs", 6), tmp_path / "run"
+    assert cli.main(["train", "denoise", "--data", str(data), "--out", str(out), "--sigma",
+                     "0.1", "--radius-factor", "0.8", *SMALL]) == 0
+    capsys.readouterr()
+    learned = pu.load_model(out / "operator.npz")
+    assert (learned.model.g.sigma, learned.model.g.c) == (0.1, 0.8)
+    other = _pngs(tmp_path / "set", 2, offset=7)
+    assert cli.main(["evaluate", str(out / "operator.npz"), "--data", str(other)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    header = next(ln for ln in lines if ln.strip().startswith("image"))
+    assert header.split()[1:5] == ["noisy", "input", "TV", "DCT"]
+    printed = {ln.split()[0]: float(ln.split()[4]) for ln in lines
+               if ln.startswith(("  im0", "  im1"))}  # the TV column's PSNR
+    images, sigma, _ = denoise.evaluation_images(str(out / "operator.npz"), learned.metadata,
+                                                 data=other)
+    from skimage.metrics import peak_signal_noise_ratio
+
+    for name, noisy, clean in images:
+        tv = pu.AnalysisModel(pu.Gradient2d(noisy.shape), pu.L21Norm(group_axis=1),
+                              pu.L2Ball(0.8 * 0.1 * np.sqrt(noisy.size)))
+        x = pu.chambolle_pock(tv, noisy[None], iterations=3, omega=10.0).x[0]
+        assert np.linalg.norm(x - noisy) <= 0.8 * 0.1 * np.sqrt(noisy.size) * (1 + 1e-9)
+        assert printed[name] == pytest.approx(
+            peak_signal_noise_ratio(clean, x, data_range=1.0), abs=0.006)

@@ -236,6 +236,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     _image_data_args(dn)
     dn.add_argument("--kernel", type=_positive_int, default=5,
                     help="filter size k: k²−1 DCT filters of k×k to start (default 5)")
+    dn.add_argument("--radius-factor", type=_positive_float, default=1.0,
+                    help="c of the data term: the reconstruction stays within c σ √#pixels of "
+                         "the noisy image (default 1, the expected noise norm; on natural "
+                         "images a c a little below 1 is often better)")
     _train_args(dn, out="denoise", **denoise.TRAINING,
                 lr_help="a smaller one if the epoch lines show the validation loss rising")
     ev = commands.add_parser("evaluate", help="apply a saved operator to its test set or a "

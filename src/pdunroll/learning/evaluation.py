@@ -116,8 +116,9 @@ def image_table(images: list, rows: list, *, iterations: int, omega: float, weig
     """PSNR and SSIM (``skimage.metrics``, data range 1) of whole images: one entry per image
     and a last one with the means, each ``{"image", method: {"psnr_db", "ssim"}}`` for the
     noisy input and every model. ``images``: (name, noisy, clean) NumPy arrays; ``rows``:
-    (name, factory) with ``factory(shape)`` the model for one image of that shape; ``move``:
-    a function moving NumPy arrays to the backend that computes (default: NumPy)."""
+    (name, factory) with ``factory(x)`` the model for x, the noisy image as a batch of one on
+    the computing backend; ``move``: a function moving NumPy arrays to that backend (default:
+    NumPy)."""
     import numpy as np
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -131,10 +132,9 @@ def image_table(images: list, rows: list, *, iterations: int, omega: float, weig
     table = []
     for name, noisy, clean in images:
         entry = {"image": name, "noisy input": quality(noisy, clean)}
+        x = move(noisy[None])
         for method, factory in rows:
-            model = factory(noisy.shape)
-            model = model.with_params(move(model.operator.params))
-            x_hat = reconstruct(model, move(noisy[None]), iterations=iterations, omega=omega,
+            x_hat = reconstruct(factory(x), x, iterations=iterations, omega=omega,
                                 weights=weights)
             entry[method] = quality(to_numpy(x_hat)[0].astype(np.float64), clean)
         table.append(entry)

@@ -9,15 +9,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from ..functions.euclidean import L1Norm, NoiseL2Ball
+from .._array import array_device, xp_of
+from ..functions.euclidean import L1Norm, L21Norm, NoiseL2Ball
 from ..model import AnalysisModel
 from ..operators.convolution import Conv2dFilterBank
 from ..operators.filters import dct_filters
+from ..operators.linops import Gradient2d
 from .base import TaskData, learned_name, split_files
 
 __all__ = ["TEST_IMAGES", "TRAINING", "TRAIN_IMAGES", "DenoiseOptions",
            "datasets", "denoise_model", "evaluation_images", "evaluation_rows", "evaluation_set",
-           "image_files", "image_rows", "read_images"]
+           "image_files", "image_rows", "read_images", "tv_model"]
 
 TRAIN_IMAGES = ("camera", "coins", "moon", "astronaut", "brick", "grass")
 TEST_IMAGES = ("page", "clock")
@@ -27,15 +29,32 @@ TEST_PATCHES = 200
 TRAINING = {"omega": 10.0, "lr": 1e-2, "warmup": 0.0, "epochs": 3, "batch_size": 8}
 
 
-def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=None
+def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=None, *,
+                  radius_factor: float = 1.0, xp=None, dtype=None, device=None
                   ) -> AnalysisModel:
     """The denoising model for images of ``shape``: ``filters`` (default: the k² − 1 2-D DCT
     filters of ``kernel``×``kernel``) with periodic boundary, F = ‖·‖₁, G = indicator of the
-    ℓ2 ball of radius σ √(H·W) around the noisy image (its expected noise norm;
-    :class:`~pdunroll.NoiseL2Ball`, which follows the size of the image it is applied to)."""
-    h = dct_filters(kernel) if filters is None else filters
+    ℓ2 ball of radius c σ √(H·W) around the noisy image (c = ``radius_factor``; c = 1: the
+    expected noise norm; :class:`~pdunroll.NoiseL2Ball`, which follows the size of the image
+    it is applied to). ``xp``, ``dtype``, ``device``: where the filters are made (default:
+    NumPy float64, or where ``filters`` are)."""
+    if filters is None:
+        h = dct_filters(kernel, xp=xp, dtype=dtype, device=device)
+    else:
+        h = filters if xp is None else xp.asarray(filters, dtype=dtype, device=device)
     return AnalysisModel(Conv2dFilterBank(h, tuple(shape), "periodic"), f=L1Norm(),
-                         g=NoiseL2Ball(sigma))
+                         g=NoiseL2Ball(sigma, radius_factor))
+
+
+def tv_model(shape: tuple[int, int], sigma: float, *, radius_factor: float = 1.0, xp=None,
+             dtype=None, device=None) -> AnalysisModel:
+    """Total variation with the same data term: K = the forward differences
+    (:class:`~pdunroll.Gradient2d`), F = ‖·‖_{2,1} over the two directions (isotropic TV),
+    G = the ℓ2 ball of radius c σ √(H·W). With a ball as G the weight of F does not change the
+    minimiser, so c is TV's only setting."""
+    return AnalysisModel(Gradient2d(tuple(shape), xp=xp, dtype=dtype, device=device),
+                         f=L21Norm(group_axis=1),
+                         g=NoiseL2Ball(sigma, radius_factor))
 
 
 def read_images(paths) -> list:
@@ -92,7 +111,8 @@ class DenoiseOptions:
     training and test images by scikit-image name or file (``images``, ``test_images``), or a
     folder ``data`` of image files split by file; noise ``sigma`` on [0, 1] intensities;
     ``patch``×``patch`` patches, at most ``max_patches`` for training and validation;
-    ``kernel``: the filters' size; ``seed`` of noise, patches, split and shuffling."""
+    ``kernel``: the filters' size; ``radius_factor``: c of the data term's ball radius
+    c σ √#pixels; ``seed`` of noise, patches, split and shuffling."""
 
     images: tuple = TRAIN_IMAGES
     test_images: tuple = TEST_IMAGES
@@ -101,6 +121,7 @@ class DenoiseOptions:
     patch: int = 32
     max_patches: int = 470
     kernel: int = 5
+    radius_factor: float = 1.0
     seed: int = 0
 
     def resolved(self) -> DenoiseOptions:
@@ -188,10 +209,11 @@ def datasets(opts: DenoiseOptions) -> TaskData:
         fingerprint = {"kind": "image files", "files": {**split.digests[0], **split.digests[1]},
                        "test_files": split.digests[2],
                        **{k: v for k, v in meta.items()
-                          if k in ("sigma", "patch", "max_patches", "kernel", "seed")}}
+                          if k in ("sigma", "patch", "max_patches", "kernel", "radius_factor",
+                                   "seed")}}
         source = f"{opts.data} ({sum(counts.values())} images, {split.how})"
         test_source = f"its {counts['test']} test images"
-    start = denoise_model(opts.kernel, shape, opts.sigma)
+    start = denoise_model(opts.kernel, shape, opts.sigma, radius_factor=opts.radius_factor)
     text = (f"patches {opts.patch}×{opts.patch} of {source} with noise σ = {opts.sigma:g}: "
             f"{len(sets[0][0])} training, {len(sets[1][0])} validation; test "
             f"{len(sets[2][0])} patches of {test_source}; {start.operator.out_shape[0]} "
@@ -214,7 +236,8 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     """The test patches of a denoising run read again and the rows of ``pdunroll evaluate``'s
     table: the DCT filter start and the learned filters. Returns (test pair, rows, title)."""
     test, title = evaluation_set(meta)
-    start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"])
+    start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"],
+                          radius_factor=meta.get("radius_factor", 1.0))
     return test, [("DCT start", start), (learned_name(meta), model)], title
 
 
@@ -264,8 +287,17 @@ def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
 
 def image_rows(model: AnalysisModel, meta: dict, sigma: float) -> list:
     """The models ``pdunroll evaluate`` compares on whole images, as (name, factory) with
-    ``factory(shape)`` the model for an image of that shape: the DCT filter start and the
-    learned filters, each with the ℓ2 ball of the image's size."""
+    ``factory(x)`` the model for a batch x of one image, made with x's backend, dtype and
+    device: total variation, the DCT filter start and the learned filters, each with the ℓ2
+    ball of the image's size and the run's radius factor c."""
     filters, kernel = model.operator.params, meta["kernel"]
-    return [("DCT start", lambda shape: denoise_model(kernel, shape, sigma)),
-            (learned_name(meta), lambda shape: denoise_model(kernel, shape, sigma, filters))]
+    c = meta.get("radius_factor", 1.0)  # runs before the option existed used c = 1
+
+    def where(x) -> dict:
+        return {"xp": xp_of(x), "dtype": x.dtype, "device": array_device(x)}
+
+    return [("TV", lambda x: tv_model(x.shape[1:], sigma, radius_factor=c, **where(x))),
+            ("DCT start", lambda x: denoise_model(kernel, x.shape[1:], sigma, radius_factor=c,
+                                                  **where(x))),
+            (learned_name(meta), lambda x: denoise_model(kernel, x.shape[1:], sigma, filters,
+                                                         radius_factor=c, **where(x)))]
