@@ -210,3 +210,19 @@ def test_a_checkpoint_loads_as_its_best_model(numpy_backend, tmp_path):
         learned.reconstruct(x_tilde),
         pu.reconstruct(start.with_params(state.best_params), x_tilde, iterations=4,
                        omega=20.0, weights="uniform"))
+
+
+def test_the_step_rule_is_kept(numpy_backend, tmp_path):
+    """A model of the released code's conventions (Frobenius norm, θ = 0.5, margin 0.9) saves,
+    loads and reconstructs with that rule, as chambolle_pock with the same StepRule."""
+    model = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(8, 12)), pu.L1Norm(),
+                             pu.LinfBall(0.1))
+    rule = pu.StepRule(omega=3.0, norm="frobenius", theta=0.5, margin=0.9)
+    learned = pu.LearnedModel(model, 5, omega=3.0, norm="frobenius", theta=0.5, margin=0.9)
+    loaded = pu.load_model(learned.save(tmp_path / "m.npz"))
+    assert loaded.steps == rule and loaded.settings["solver"]["margin"] == 0.9
+    x = np.sin(np.arange(24.0)).reshape(3, 8)
+    np.testing.assert_array_equal(loaded.reconstruct(x),
+                                  pu.chambolle_pock(model, x, iterations=5, steps=rule).x)
+    with pytest.raises(ValueError, match="margin must lie in"):
+        pu.LearnedModel(model, 5, margin=1.0)

@@ -15,9 +15,9 @@ import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from .._array import Array, as_float, check_count, check_flag, check_positive, namespace
+from .._array import Array, check_count, check_flag, namespace
 from ..functions.euclidean import L2Ball, NoiseL2Ball
-from ..model import DEFAULT_OMEGA, NORMS, AnalysisModel, StepSizes, step_sizes
+from ..model import DEFAULT_OMEGA, AnalysisModel, StepRule, StepSizes
 from ..unroll.forward import ergodic_weights, solve
 from ..unroll.methods import GradientMethod, method_from_settings
 from .checkpoint import read_model_file, write_model_file
@@ -43,12 +43,13 @@ def _json(name: str, value):
 class LearnedModel:
     """A trained :class:`~pdunroll.AnalysisModel` with what its reconstructions depend on.
 
-    ``iterations``: L; ``omega``, ``norm``, ``theta``: the step rule σ = ω·0.99/‖K‖,
-    τ = 0.99/(ω‖K‖) with ‖K‖ the ``"spectral"`` or ``"frobenius"`` norm and extrapolation θ
-    (:func:`pdunroll.step_sizes`); ``weights``: the ergodic output weights (None: the last
-    iterate); ``method``: the gradient method of training (a record; reconstruction does not use
-    it); ``metadata``: what the task records (e.g. speech n, m, bitrate; denoising σ, patch
-    size); ``data``: the training data's fingerprint. The dtype is the operator's.
+    ``iterations``: L; ``omega``, ``norm``, ``theta``, ``margin``: the step rule
+    (:class:`~pdunroll.StepRule`, ``.steps``) σ = ω·margin/‖K‖, τ = margin/(ω‖K‖) with ‖K‖
+    the ``"spectral"`` or ``"frobenius"`` norm and extrapolation θ; ``weights``: the ergodic
+    output weights (None: the last iterate); ``method``: the gradient method of training (a
+    record; reconstruction does not use it); ``metadata``: what the task records (e.g. speech
+    n, m, bitrate; denoising σ, patch size); ``data``: the training data's fingerprint. The
+    dtype is the operator's.
     """
 
     model: AnalysisModel
@@ -56,6 +57,7 @@ class LearnedModel:
     omega: float = DEFAULT_OMEGA
     norm: str = "spectral"
     theta: float = 1.0
+    margin: float = 0.99
     weights: object = None
     method: GradientMethod | None = None
     metadata: dict = field(default_factory=dict)
@@ -68,13 +70,9 @@ class LearnedModel:
             raise TypeError(f"model must be an AnalysisModel(operator, f, g), got "
                             f"{type(self.model).__name__}")
         object.__setattr__(self, "iterations", check_count("iterations", self.iterations))
-        object.__setattr__(self, "omega", check_positive("omega", self.omega))
-        if self.norm not in NORMS:
-            raise ValueError(f"norm must be one of {NORMS}, got {self.norm!r}")
-        theta = as_float("theta", self.theta, "a number in [0, 1]")
-        if not 0.0 <= theta <= 1.0:
-            raise ValueError(f"theta must lie in [0, 1], got {self.theta!r}")
-        object.__setattr__(self, "theta", theta)
+        rule = StepRule(self.omega, self.norm, self.theta, self.margin)  # checks each
+        for name in ("omega", "theta", "margin"):
+            object.__setattr__(self, name, getattr(rule, name))
         weights = self.weights
         if weights is not None and not isinstance(weights, str):
             weights = [float(w) for w in weights]
@@ -94,16 +92,22 @@ class LearnedModel:
         return self.model.operator
 
     @property
+    def steps(self) -> StepRule:
+        """The step rule: ``StepRule(omega, norm, theta, margin)``."""
+        return StepRule(self.omega, self.norm, self.theta, self.margin)
+
+    @property
     def dtype(self):
         """The dtype it computes in (the operator's)."""
         return self.model.operator.dtype
 
     @property
     def settings(self) -> dict:
-        """Everything but the arrays, as JSON values: ``solver`` (iterations, omega, norm,
-        theta, weights), ``method``, ``metadata``, ``data``, ``dtype``, ``in_shape``."""
-        return {"solver": {"iterations": self.iterations, "omega": self.omega,
-                           "norm": self.norm, "theta": self.theta, "weights": self.weights},
+        """Everything but the arrays, as JSON values: ``solver`` (iterations, the step rule's
+        omega, norm, theta and margin, weights), ``method``, ``metadata``, ``data``, ``dtype``,
+        ``in_shape``."""
+        return {"solver": {"iterations": self.iterations, **self.steps.settings(),
+                           "weights": self.weights},
                 "method": None if self.method is None else self.method.settings(),
                 "metadata": self.metadata, "data": self.data,
                 "dtype": str(self.dtype).split(".")[-1],
@@ -174,8 +178,7 @@ class LearnedModel:
         shape = tuple(self.operator.in_shape) if shape is None else tuple(shape)
         if shape not in self._steps:
             op = self.at_shape(shape).operator
-            self._steps[shape] = step_sizes(op, omega=self.omega, theta=self.theta,
-                                            norm=self.norm)
+            self._steps[shape] = self.steps.sizes(op)
         return self._steps[shape]
 
     def reconstruct(self, x_tilde: Array, *, iterations: int | None = None,
@@ -236,7 +239,12 @@ def load_model(path, *, xp=None, device=None) -> LearnedModel:
     model, settings = read_model_file(path, xp=xp, device=device, checkpoints=True)
     if "config" in settings:  # a checkpoint: the run's configuration
         config = settings["config"]
-        solver = {k: config.get(k) for k in ("iterations", "omega", "weights")}
+        rule = config.get("steps") or {}  # the rule where it is not StepRule(omega)
+        if config.get("omega") is None:
+            raise ValueError(f"{path} is a checkpoint of a run with fixed step sizes: its "
+                             "model has no step rule to reconstruct with")
+        solver = {"iterations": config.get("iterations"), "omega": config["omega"],
+                  "weights": config.get("weights"), **rule}
         meta, method, data = config.get("run") or {}, config.get("method"), config.get("data")
     else:
         solver = settings.get("solver", {})
@@ -250,7 +258,7 @@ def load_model(path, *, xp=None, device=None) -> LearnedModel:
         return LearnedModel(
             model, solver["iterations"], omega=solver["omega"],
             norm=solver.get("norm", "spectral"), theta=solver.get("theta", 1.0),
-            weights=solver.get("weights"),
+            margin=solver.get("margin", 0.99), weights=solver.get("weights"),
             method=None if method is None else method_from_settings(method),
             metadata=meta, data=data)
     except (KeyError, TypeError, ValueError) as err:
