@@ -226,3 +226,12 @@ def test_the_step_rule_is_kept(numpy_backend, tmp_path):
                                   pu.chambolle_pock(model, x, iterations=5, steps=rule).x)
     with pytest.raises(ValueError, match="margin must lie in"):
         pu.LearnedModel(model, 5, margin=1.0)
+
+
+def test_a_checkpoint_keeps_the_runs_step_rule(numpy_backend, tmp_path):
+    x_tilde, x_true, eta = _speech(frames=16)
+    start = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(16)), pu.L1Norm(), pu.LinfBall(eta))
+    rule = pu.StepRule(omega=5.0, norm="frobenius", theta=0.5)
+    pu.train(start, x_tilde, x_true, iterations=3, steps=rule, epochs=1, batch_size=8,
+             progress=False, checkpoint=tmp_path / "checkpoint.npz")
+    assert pu.load_model(tmp_path / "checkpoint.npz").steps == rule
