@@ -114,7 +114,7 @@ class Translated(Function):
 class BlockSeparable(Function):
     """Σ_i F_i(u_i) over the blocks u_i of a flat array (batch, Σ_i m_i) (a
     :class:`~pdunroll.Stack`'s output): block i holds m_i = prod(shapes[i]) numbers and is
-    reshaped to (batch, *shapes[i]) for F_i. ``params`` = (F_1.params, …); every map and VJP is
+    reshaped to ``(batch, *shapes[i])`` for F_i. ``params`` = (F_1.params, …); every map and VJP is
     the blocks' own, concatenated (Bregman steps of a block included)."""
 
     def __init__(self, parts, shapes):

@@ -325,6 +325,8 @@ def train(
         in the training steps and the validation loss (both divided by the number of signals).
         Computed in this process (not with ``client`` or ``minibatch_gradient``).
 
+    Notes
+    -----
     Parameters of F and G with one entry per signal (the measurements f of
     :func:`~pdunroll.inverse_problem`) are taken for each minibatch's signals
     (:meth:`~pdunroll.Function.take`); such a model holds the measurements of the training
