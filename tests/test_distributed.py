@@ -248,7 +248,9 @@ def test_cli_trains_and_evaluates_on_a_scheduler_as_in_process(cluster, tmp_path
     assert cli.main(["train", "speech", "--out", str(tmp_path / "there"), *TINY,
                      "--scheduler", cluster.scheduler_address]) == 0
     there = json.loads((tmp_path / "there" / "results.json").read_text())["test"]
-    assert [r["mse"] for r in there] == pytest.approx([r["mse"] for r in here], rel=1e-9)
+    # the same training; the test set is reconstructed in other chunks on the workers, which
+    # float32 products (the speech default) round differently: float32's precision
+    assert [r["mse"] for r in there] == pytest.approx([r["mse"] for r in here], rel=1e-6)
     capsys.readouterr()
     op = str(tmp_path / "there" / "operator.npz")
     assert cli.main(["evaluate", op, "--workers", "2"]) == 0
