@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# The long runs behind the Results page's targets, one after another, each resumable: a finished
+# step is skipped (its results.json or CSV row exists), an interrupted one continues from its
+# checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
+# Steps: speech_L10 speech_L100 speech_fixed_point denoise fig3 ergodic (default: all).
+set -u
+D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
+IMAGES=${PDUNROLL_IMAGES_DIR:-../shared/data/images}
+export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
+SPEECH="--data $D --backend torch --dtype float32 --quiet"
+
+train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted one
+  task=$1 out=$2; shift 2
+  if [ -e "$out/results.json" ]; then return; fi
+  if [ -e "$out/checkpoint.npz" ]; then pdunroll train "$task" --resume --out "$out" --quiet
+  else pdunroll train "$task" --out "$out" "$@"; fi
+}
+
+speech_L10() {  # the L = 10 target: 32 epochs at the default rate
+  train speech runs/speech_L10_e32 $SPEECH --epochs 32
+}
+speech_L100() {  # L = 100, fine-tuned from the L = 10 operator at a small rate
+  train speech runs/speech_L100_ft $SPEECH --init docs/_static/results/speech/operator_L10.npz \
+    -L 100 --lr 1e-4 --epochs 6
+  [ -e runs/speech_L100_ft/eval_1e4.txt ] || pdunroll evaluate runs/speech_L100_ft/operator.npz \
+    -L 10000 --dtype float32 > runs/speech_L100_ft/eval_1e4.txt
+}
+speech_fixed_point() {  # the fixed point: L = 300 with the asymptotic gradient, then 10⁴ steps
+  train speech runs/speech_fp_ft $SPEECH --init docs/_static/results/speech/operator_L10.npz \
+    -L 300 --method asymptotic --b 100 --lr 1e-4 --epochs 4
+  [ -e runs/speech_fp_ft/eval_1e4.txt ] || pdunroll evaluate runs/speech_fp_ft/operator.npz \
+    -L 10000 --dtype float32 > runs/speech_fp_ft/eval_1e4.txt
+}
+denoise() {  # train400 -> set12, 48 filters 7×7; c chosen for TV on held-out train400 images
+  mkdir -p runs/denoise_data
+  ln -sfn "$(realpath "$IMAGES/train400")" runs/denoise_data/train
+  ln -sfn "$(realpath "$IMAGES/set12")" runs/denoise_data/dev
+  for s in "25 0.0980392 0.9" "15 0.0588235 0.85"; do
+    set -- $s
+    out=runs/denoise_s$1
+    train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 30 \
+      --epochs 3 --backend torch --dtype float32 --quiet --sigma "$2" --radius-factor "$3"
+    for L in 30 100; do
+      [ -e $out/eval_set12_L$L.txt ] || pdunroll evaluate $out/operator.npz -L $L \
+        --backend torch --dtype float32 > $out/eval_set12_L$L.txt
+    done
+  done
+}
+fig3() {  # EUSIPCO Fig. 3, exact convention, the paper's 20 epochs at 1e-5 -> 1e-8
+  python experiments/eusipco_fig3.py --data "$D" --conventions exact --L 10 100 20 40 200 \
+    --l-inf2 0 --quiet --out runs/fig3_paper_exact
+}
+ergodic() {  # ergodic Fig. 1-2, 10 epochs over 32 000 frames, three seeds
+  for s in 0 1 2; do
+    python experiments/ergodic_fig12.py --data "$D" --epochs 10 --max-train 32000 --seed $s \
+      --quiet --out runs/ergodic_fig12_long_seed$s
+  done
+}
+
+for step in "${@:-speech_L10 speech_L100 speech_fixed_point denoise fig3 ergodic}"; do
+  for s in $step; do $s; done
+done
