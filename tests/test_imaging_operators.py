@@ -138,3 +138,14 @@ def test_tomography_takes_an_array_of_angles(backend):
 def test_bad_inputs(bad, match):
     with pytest.raises((ValueError, TypeError), match=match):
         bad()
+
+
+def test_a_torch_dtype_without_xp_picks_torch():
+    """Fixed operators share one constructor of their placement (FixedOperator): a dtype of
+    another library given without ``xp`` chooses that library, for Subsample as for
+    Gradient2d."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    for op in (pu.Subsample((6, 5), 2, dtype=torch.float32), pu.Gradient2d((6, 5),
+                                                                           dtype=torch.float32)):
+        assert op.dtype == torch.float32
+        assert isinstance(op.apply(torch.ones((1, 6, 5))), torch.Tensor)

@@ -17,11 +17,18 @@ import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from .._array import Array, array_device, as_float, check_count, namespace
+from .._array import (
+    Array,
+    array_device,
+    as_float,
+    check_count,
+    default_namespace,
+    namespace,
+)
 from ..tree import flatten
 
-__all__ = ["LinearOperator", "NormEstimate", "check_batch", "check_params_shape", "estimate_norm",
-           "power_steps", "start_vector"]
+__all__ = ["FixedOperator", "LinearOperator", "NormEstimate", "check_batch", "check_params_shape",
+           "estimate_norm", "power_steps", "start_vector"]
 
 
 class LinearOperator(ABC):
@@ -110,6 +117,25 @@ class LinearOperator(ABC):
         """The operator a :meth:`to_config` dict describes, arrays from ``reader``."""
         raise TypeError(f"{cls.__qualname__} cannot be rebuilt from a file: give it a "
                         "classmethod from_config(cls, config, reader)")
+
+
+class FixedOperator(LinearOperator):
+    """Base of operators without parameters (``params = ()``). ``_place(xp, dtype, device)``
+    makes a one-entry array that fixes their namespace, dtype and device (a dtype such as
+    ``torch.float32`` given without ``xp`` picks its library; default NumPy float64);
+    operators that hold arrays of their own (a kernel, a mask) return those as ``arrays``."""
+
+    params = ()
+
+    def _place(self, xp, dtype, device) -> None:
+        xp = default_namespace(xp, dtype)
+        self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
+                                  device=device)
+        namespace(("dtype", self._template))
+
+    @property
+    def arrays(self) -> tuple:
+        return (self._template,)
 
 
 def check_batch(op: LinearOperator, method: str, name: str, x: Array,

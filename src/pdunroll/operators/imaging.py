@@ -23,7 +23,7 @@ from .._array import (
     xp_of,
 )
 from ..registry import saveable
-from .base import LinearOperator, check_batch
+from .base import FixedOperator, check_batch
 from .convolution import BOUNDARIES, Conv2dFilterBank
 
 __all__ = ["Blur", "Mask", "ParallelBeam", "Subsample", "gaussian_kernel"]
@@ -35,10 +35,8 @@ def _image_shape(image_shape) -> tuple[int, int]:
     return tuple(check_count("image_shape entries", n) for n in image_shape)
 
 
-class _Fixed(LinearOperator):
+class _Fixed(FixedOperator):
     """A forward operator without parameters."""
-
-    params = ()
 
     def param_vjp(self, a: Array, b: Array) -> tuple:
         check_batch(self, "param_vjp", "a", a, self.out_shape)
@@ -179,14 +177,7 @@ class Subsample(_Fixed):
         self.in_shape = _image_shape(image_shape)
         self.factor = check_count("factor", factor)
         self.out_shape = tuple(math.ceil(n / self.factor) for n in self.in_shape)
-        xp = default_namespace(xp)
-        self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
-                                  device=device)
-        namespace(("dtype", self._template))
-
-    @property
-    def arrays(self) -> tuple:
-        return (self._template,)
+        self._place(xp, dtype, device)
 
     def apply(self, x: Array) -> Array:
         check_batch(self, "apply", "x", x, self.in_shape)

@@ -16,18 +16,17 @@ from .._array import (
     array_device,
     check_count,
     check_finite,
-    default_namespace,
     namespace,
     xp_of,
 )
 from ..registry import saveable
-from .base import LinearOperator, check_batch, check_params_shape
+from .base import FixedOperator, LinearOperator, check_batch, check_params_shape
 
 __all__ = ["Composition", "Diagonal", "Gradient2d", "Stack"]
 
 
 @saveable
-class Gradient2d(LinearOperator):
+class Gradient2d(FixedOperator):
     """Forward differences with Neumann boundary on images (batch, H, W) ↦ (batch, 2, H, W), or
     channel by channel on stacks (batch, C, H, W) ↦ (batch, C, 2, H, W) (``image_shape`` =
     (C, H, W), e.g. per-label TV: ``L21Norm(λ, group_axis=2)`` is λ Σ_c ‖D u_c‖_{2,1}):
@@ -40,21 +39,12 @@ class Gradient2d(LinearOperator):
     of another library given without ``xp``, e.g. ``torch.float32``, chooses that library).
     """
 
-    params = ()
-
     def __init__(self, image_shape: tuple[int, ...], *, xp=None, dtype=None, device=None):
         if not hasattr(image_shape, "__len__") or len(image_shape) not in (2, 3):
             raise ValueError(f"image_shape must be (H, W) or (C, H, W), got {image_shape!r}")
         self.in_shape = tuple(check_count("image_shape entries", n) for n in image_shape)
         self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
-        xp = default_namespace(xp, dtype)  # torch.float32 without xp: torch
-        self._template = xp.zeros((1,), dtype=xp.float64 if dtype is None else dtype,
-                                  device=device)
-        namespace(("dtype", self._template))
-
-    @property
-    def arrays(self) -> tuple:
-        return (self._template,)
+        self._place(xp, dtype, device)
 
     def apply(self, x: Array) -> Array:
         check_batch(self, "apply", "x", x, self.in_shape)
