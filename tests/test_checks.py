@@ -155,4 +155,6 @@ def test_the_lists_above_hold_every_registered_type(numpy_backend):
     for op in _operators(numpy_backend, "float64"):
         walk(op)
     seen |= {type(f).__name__ for f, _ in _functions(numpy_backend, "float64")}
-    assert set(registered()) <= seen, set(registered()) - seen
+    # pdunroll's own types (other tests register user classes of their own)
+    own = {name for name, cls in registered().items() if cls.__module__.startswith("pdunroll.")}
+    assert own <= seen, own - seen
