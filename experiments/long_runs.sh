@@ -12,7 +12,12 @@ SPEECH="--data $D --backend torch --dtype float32 --quiet"
 train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted one
   task=$1 out=$2; shift 2
   if [ -e "$out/results.json" ]; then return; fi
-  if [ -e "$out/checkpoint.npz" ]; then pdunroll train "$task" --resume --out "$out" --quiet
+  if [ -e "$out/checkpoint.npz" ]; then  # the options again (a checkpoint written before
+    local kept=() skip=0                    # run records were kept has none), less --init
+    for a in "$@"; do
+      if [ $skip = 1 ]; then skip=0; elif [ "$a" = --init ]; then skip=1; else kept+=("$a"); fi
+    done
+    pdunroll train "$task" --resume --out "$out" "${kept[@]}"
   else pdunroll train "$task" --out "$out" "$@"; fi
 }
 
