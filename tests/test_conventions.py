@@ -135,16 +135,9 @@ def _released_truncated_bp(K, x_tilde, x, eta, steps, L, b):
 def test_released_convention_caps_the_asymptotic_steps_at_L(L):
     """At L < b the released gradient walks L steps back, not b (EUSIPCO Fig. 3's released
     rows at L_training < 30); at L ≥ b it walks b."""
-    import importlib
-    import sys
-    from pathlib import Path
+    from experiment_scripts import experiment
 
-    experiments = Path(__file__).resolve().parents[1] / "experiments"
-    sys.path.insert(0, str(experiments))
-    try:
-        fig3 = importlib.import_module("eusipco_fig3")
-    finally:
-        sys.path.remove(str(experiments))
+    fig3 = experiment("eusipco_fig3")
     model, xt, x, eta = _problem(n=12, batch=4)
     steps = pu.step_sizes(model.operator, omega=2.0, norm="frobenius")
     method = fig3.with_convention(pu.Asymptotic(30), "released", L)

@@ -1,25 +1,16 @@
 """experiments/denoise_filters.py end to end with tiny settings (scikit-image's bundled images,
 no data files needed)."""
 
-import csv
-import importlib
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from experiment_scripts import csv_rows, experiment
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 pytest.importorskip("skimage")
 
 
 @pytest.fixture
 def script():
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        return importlib.import_module("denoise_filters")
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
+    return experiment("denoise_filters")
 
 
 def test_denoise_filters_tiny(script, tmp_path, monkeypatch):
@@ -28,8 +19,7 @@ def test_denoise_filters_tiny(script, tmp_path, monkeypatch):
     argv = ["--sigma", "25", "--steps", "2", "--L", "3", "--patch", "16", "--val-patches", "2",
             "--out", str(tmp_path), "--quiet"]
     assert script.main(argv) == 0
-    with open(tmp_path / "denoise.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = csv_rows(tmp_path / "denoise.csv")
     assert [r["model"] for r in rows] == ["noisy input", "TV", "DCT filters", "learned filters"]
     noisy = float(rows[0]["psnr_mean"])
     assert noisy == pytest.approx(20.2, abs=0.3)  # σ = 25/255 on [0, 1]: 20.17 dB
@@ -48,8 +38,7 @@ def test_denoise_filters_valid_boundary_whole_validation_images(script, tmp_path
     argv = ["--sigma", "25", "--steps", "2", "--L", "3", "--patch", "16", "--val-patches", "0",
             "--boundary", "valid", "--out", str(tmp_path), "--quiet"]
     assert script.main(argv) == 0
-    with open(tmp_path / "denoise.csv") as fh:
-        rows = list(csv.DictReader(fh))
+    rows = csv_rows(tmp_path / "denoise.csv")
     assert {(r["boundary"], r["validation"]) for r in rows} == {("valid", "images")}
     assert all(float(r["psnr_mean"]) > float(rows[0]["psnr_mean"]) for r in rows[1:])
     # the boundary reaches the solver: zero extension and valid responses denoise differently

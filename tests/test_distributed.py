@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("distributed", reason="Dask distributed not installed (pdunroll[distributed])")
 
 from distributed import Client  # noqa: E402
+from experiment_scripts import csv_rows, experiment  # noqa: E402
 from problems import sparse_quantized  # noqa: E402
 
 import pdunroll as pu  # noqa: E402
@@ -229,6 +230,16 @@ def test_a_missing_dask_is_named_with_its_install_command(client, monkeypatch):
         _run(xt, x, eta, None, client=client)
 
 
+def test_a_missing_dask_is_named_by_the_command_line(tmp_path, monkeypatch, capsys):
+    from pdunroll import cli
+
+    monkeypatch.setitem(sys.modules, "distributed", None)
+    assert cli.main(["evaluate", str(tmp_path / "operator.npz"), "--workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "--workers needs Dask distributed: pip install dask distributed (from a checkout " \
+           "also: pip install -e" in err, err
+
+
 TINY = ["--signals", "6", "--seconds", "0.25", "--n", "32", "--iterations", "4", "--epochs", "2",
         "--batch-size", "16", "--quiet"]
 
@@ -267,25 +278,9 @@ def test_importing_pdunroll_and_training_does_not_import_dask():
     assert out.strip() == "[]"
 
 
-def _experiment(name):
-    import importlib
-    from pathlib import Path
-
-    folder = str(Path(__file__).resolve().parents[1] / "experiments")
-    sys.path.insert(0, folder)
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(folder)
-
-
 def _csv(path):
-    import csv
-
-    with open(path) as fh:
-        # timings (train_seconds, Linf1_seconds, ...) differ from run to run
-        return [{k: v for k, v in r.items() if not k.endswith("_seconds")}
-                for r in csv.DictReader(fh)]
+    # timings (train_seconds, Linf1_seconds, ...) differ from run to run
+    return [{k: v for k, v in r.items() if not k.endswith("_seconds")} for r in csv_rows(path)]
 
 
 def _same_rows(a, b):
@@ -307,7 +302,7 @@ def _same_rows(a, b):
 def test_experiment_sweeps_on_a_scheduler_write_the_same_csv(cluster, tmp_path, script, argv,
                                                              csv, speech_dir):
     """On the IEEE corpus, or on the synthetic corpus of the ``speech_dir`` fixture."""
-    module, data = _experiment(script), speech_dir
+    module, data = experiment(script), speech_dir
     common = ["--quick", "--data", str(data), "--epochs", "1", "--max-train", "64",
               "--max-test", "16", "--quiet", *argv]
     assert module.main([*common, "--out", str(tmp_path / "here")]) == 0

@@ -1,35 +1,17 @@
 """The published speech experiments run end to end on the IEEE corpus, or without it on the
 synthetic corpus of the ``speech_dir`` fixture (tiny settings)."""
 
-import csv
-import importlib
-import sys
-from pathlib import Path
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
-
-def _script(name):
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-
-
-def _rows(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
+from experiment_scripts import csv_rows, experiment
 
 
 def test_eusipco_fig3_tiny(tmp_path, speech_dir):
-    fig3 = _script("eusipco_fig3")
+    fig3 = experiment("eusipco_fig3")
     argv = ["--quick", "--data", str(speech_dir), "--out", str(tmp_path), "--L", "2", "4",
             "--epochs", "1", "--max-train", "64", "--max-test", "16", "--l-inf", "8",
             "--l-inf2", "12", "--inf2-frames", "4", "--variants", "full", "asymptotic",
             "--quiet"]
     assert fig3.main(argv) == 0
-    rows = _rows(tmp_path / "fig3.csv")
+    rows = csv_rows(tmp_path / "fig3.csv")
     assert [(r["L_train"], r["convention"], r["variant"]) for r in rows] == [
         (L, c, v) for L in ("2", "4") for c in ("exact", "released")
         for v in ("full", "asymptotic")]
@@ -44,10 +26,10 @@ def test_eusipco_fig3_tiny(tmp_path, speech_dir):
     assert fig3.main(argv) == 0
     assert (tmp_path / "fig3.csv").read_text() == before
     # the very large L_inference of the saved operators (here 20 steps on 3 frames)
-    linf = _script("eusipco_linf")
+    linf = experiment("eusipco_linf")
     assert linf.main([str(tmp_path), "--data", str(speech_dir), "--l-inf", "20",
                       "--frames", "3", "--n", "128"]) == 0
-    got = _rows(tmp_path / "linf.csv")
+    got = csv_rows(tmp_path / "linf.csv")
     assert len(got) == 2 + 8 and all(float(r["test_mse"]) > 0 for r in got)
     assert {r["convention"] for r in got} == {"exact", "released"}
     # the released operators are evaluated with the released step sizes, like the DCT rows
@@ -55,7 +37,7 @@ def test_eusipco_fig3_tiny(tmp_path, speech_dir):
     assert by_name["DCT_exact"] != by_name["DCT_released"]
     # the Results page lists them by convention, its DCT first, then by L_training and gradient
     order = [r["operator"].rpartition("/")[2]
-             for r in sorted(got, key=_script("results_tables")._linf_order)]
+             for r in sorted(got, key=experiment("results_tables")._linf_order)]
     assert order == ["DCT_exact"] + [f"K_L{L}_{v}_exact" for L in (2, 4)
                                      for v in ("asymptotic", "full")] + [
         "DCT_released"] + [f"K_L{L}_{v}_released" for L in (2, 4) for v in ("asymptotic", "full")]
@@ -63,7 +45,7 @@ def test_eusipco_fig3_tiny(tmp_path, speech_dir):
     only = ["DCT_released", f"{tmp_path.name}/K_L2_full_exact"]
     assert linf.main([str(tmp_path), "--data", str(speech_dir), "--l-inf", "20", "--frames", "0",
                       "--n", "128", "--out", str(tmp_path / "all.csv"), "--only", *only]) == 0
-    got = _rows(tmp_path / "all.csv")
+    got = csv_rows(tmp_path / "all.csv")
     assert [r["operator"] for r in got] == only
     from pdunroll import read_wav_folder
 
@@ -73,23 +55,23 @@ def test_eusipco_fig3_tiny(tmp_path, speech_dir):
 
 
 def test_ergodic_fig12_tiny(tmp_path, speech_dir):
-    fig12 = _script("ergodic_fig12")
+    fig12 = experiment("ergodic_fig12")
     argv = ["--quick", "--data", str(speech_dir), "--out", str(tmp_path), "--d", "1", "2",
             "--epochs", "1", "--max-train", "64", "--max-test", "16", "--quiet"]
     assert fig12.main(argv) == 0
-    runs = _rows(tmp_path / "fig12.csv")
+    runs = csv_rows(tmp_path / "fig12.csv")
     assert [(r["d"], r["weighting"]) for r in runs] == [
         ("1", "plain"), ("1", "ergodic"), ("2", "plain"), ("2", "ergodic")]
     # d = 1: α₁ = 1, plain and ergodic are the same run
     assert runs[0]["final_train_loss"] == runs[1]["final_train_loss"]
     assert runs[2]["final_train_loss"] != runs[3]["final_train_loss"]
-    assert len(_rows(tmp_path / "fig12_steps.csv")) == 4 * 2
+    assert len(csv_rows(tmp_path / "fig12_steps.csv")) == 4 * 2
     assert (tmp_path / "fig12.png").stat().st_size > 0
     # resumed with one more d: the four runs are kept as they are, only d = 3 is added
     before = (tmp_path / "fig12_steps.csv").read_text().splitlines()
     d = argv.index("--d")
     assert fig12.main([*argv[:d + 3], "3", *argv[d + 3:]]) == 0
-    runs = _rows(tmp_path / "fig12.csv")
+    runs = csv_rows(tmp_path / "fig12.csv")
     assert [(r["d"], r["weighting"]) for r in runs][4:] == [("3", "plain"), ("3", "ergodic")]
     after = (tmp_path / "fig12_steps.csv").read_text().splitlines()
     assert after[:len(before)] == before and len(after) == len(before) + 2 * 2

@@ -1,16 +1,13 @@
 """experiments/inverse_problems.py runs end to end on train400 and Set12 (the --quick setting)
 and resumes: a second run keeps the rows and the learned filters of the first."""
 
-import csv
-import importlib
 import os
-import sys
 from pathlib import Path
 
 import pytest
 from conftest import SHARED
+from experiment_scripts import csv_rows, experiment
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
 IMAGES = Path(os.environ.get("PDUNROLL_IMAGES_DIR", SHARED / "data" / "images"))
 
 pytestmark = pytest.mark.skipif(
@@ -18,24 +15,11 @@ pytestmark = pytest.mark.skipif(
     reason=f"train400/set12 images not found at {IMAGES} (set PDUNROLL_IMAGES_DIR)")
 
 
-def _script(name):
-    sys.path.insert(0, str(EXPERIMENTS))
-    try:
-        return importlib.import_module(name)
-    finally:
-        sys.path.remove(str(EXPERIMENTS))
-
-
-def _rows(path):
-    with open(path) as fh:
-        return list(csv.DictReader(fh))
-
-
 def test_inverse_problems_quick_and_resume(tmp_path):
-    script = _script("inverse_problems")
+    script = experiment("inverse_problems")
     argv = ["--quick", "--images", str(IMAGES), "--out", str(tmp_path), "--quiet"]
     assert script.main(argv) == 0
-    rows = _rows(tmp_path / "inverse_problems.csv")
+    rows = csv_rows(tmp_path / "inverse_problems.csv")
     models = ["start x̃", "TV", "DCT filters", "learned filters"]
     assert [(r["problem"], r["model"]) for r in rows] == [
         (p, m) for p in ("deblur", "inpaint") for m in models]
@@ -49,5 +33,5 @@ def test_inverse_problems_quick_and_resume(tmp_path):
     filters = (tmp_path / "filters_deblur.npy").read_bytes()
     assert (tmp_path / "filters_inpaint.png").read_bytes()[:4] == b"\x89PNG"
     assert script.main(argv) == 0  # everything done: nothing is recomputed or changed
-    assert _rows(tmp_path / "inverse_problems.csv") == rows
+    assert csv_rows(tmp_path / "inverse_problems.csv") == rows
     assert (tmp_path / "filters_deblur.npy").read_bytes() == filters

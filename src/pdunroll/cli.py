@@ -578,18 +578,14 @@ def _dask_client(args):
     if args.scheduler is None and args.workers is None:
         yield None
         return
-    from .learning.distributed import connected, local_cluster
+    from .learning.distributed import connected, import_distributed, local_cluster
 
     if args.scheduler is not None:
         with connected(args.scheduler, "--scheduler") as client:
             yield client
         return
-    try:
-        from distributed import Client
-    except ImportError as err:
-        raise ImportError("--workers needs Dask distributed: pip install dask distributed "
-                          "(from a checkout also: pip install -e \".[distributed]\")") from err
-    with local_cluster(args.workers) as cluster, Client(cluster) as client:
+    distributed = import_distributed("--workers")
+    with local_cluster(args.workers) as cluster, distributed.Client(cluster) as client:
         yield client
 
 

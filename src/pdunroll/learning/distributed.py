@@ -35,8 +35,8 @@ from ..model import StepSizes
 from ..unroll.forward import solve
 from ..unroll.gradient import gradient_unchecked, squared_loss
 
-__all__ = ["DaskGradient", "check_client", "connected", "dask_gradient", "local_cluster",
-           "loss_sum_parts", "reconstruct_parts"]
+__all__ = ["DaskGradient", "check_client", "connected", "dask_gradient", "import_distributed",
+           "local_cluster", "loss_sum_parts", "reconstruct_parts"]
 
 #: Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (the Dask distributed docs,
 #: "Worker Memory Management"), which also fixes glibc's mmap threshold at 128 kB: every
@@ -50,18 +50,22 @@ _TIMEOUTS = (TimeoutError, asyncio.TimeoutError)  # distinct classes before Pyth
 _DIRECT_BYTES = 8 * 2**20  # up to this size (model × tasks) the model travels with the tasks
 
 
-def _import_distributed(name: str):
+def import_distributed(name: str):
+    """The ``distributed`` package; without it an ImportError saying that the argument
+    ``name`` (a keyword such as ``client``, or an option such as ``--workers``) needs it and
+    how to install it."""
     try:
         import distributed
     except ImportError as err:
-        raise ImportError(f"{name}= needs Dask distributed: pip install dask distributed "
+        what = name if name.startswith("-") else f"{name}="
+        raise ImportError(f"{what} needs Dask distributed: pip install dask distributed "
                           "(from a checkout also: pip install -e \".[distributed]\")") from err
     return distributed
 
 
 def check_client(client, name: str = "client"):
     """``client`` if it is a running ``distributed.Client``; a clear error otherwise."""
-    distributed = _import_distributed(name)
+    distributed = import_distributed(name)
     if not isinstance(client, distributed.Client):
         raise TypeError(f"{name} must be a dask.distributed Client, got "
                         f"{type(client).__name__}")
@@ -74,7 +78,7 @@ def check_client(client, name: str = "client"):
 def connected(client, name: str = "client"):
     """``client`` itself if it is a ``distributed.Client``; for a scheduler address (str), a
     Client connected to it for the ``with`` block and closed after."""
-    distributed = _import_distributed(name)
+    distributed = import_distributed(name)
     if not isinstance(client, str):
         if not isinstance(client, distributed.Client):
             raise TypeError(f"{name} must be a dask.distributed Client or a scheduler address, "

@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..data.fingerprint import file_digests
+from ..data.fingerprint import file_digests, fingerprint_difference
 from ..model import AnalysisModel
 
-__all__ = ["NOT_IMPROVED", "FileSplit", "TaskData", "learned_name", "split_files"]
+__all__ = ["NOT_IMPROVED", "FileSplit", "TaskData", "learned_name", "recorded_files",
+           "split_files"]
 
 NOT_IMPROVED = "start (no epoch improved)"  # the table's name of a result that is its start
 
@@ -75,3 +76,22 @@ def split_files(folder: Path, read, *, seed: int) -> FileSplit:
     root = folder.resolve()
     digests = tuple(file_digests([p for _, p in part], root) for part in parts)
     return FileSplit(root, parts, how, digests, infos)
+
+
+def recorded_files(source: str, test: dict, what: str, again: str) -> list[Path]:
+    """The paths of the test files a run recorded (``test["folder"]`` and the SHA-256 digests
+    ``test["files"]`` ``{name: digest}``), checked: a missing file or one whose digest differs
+    is an error naming ``source`` (the operator file) and ``what`` the files are (e.g. "test
+    images"); ``again`` says how to go on (e.g. "give a folder with --data")."""
+    root = Path(test["folder"])
+    paths = [root / name for name in test["files"]]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"the {what} of {source} are gone: {', '.join(missing[:3])}"
+                         f"{', ...' if len(missing) > 3 else ''} ({again})")
+    diff = fingerprint_difference({"files": test["files"]},
+                                  {"files": file_digests(paths, root)})
+    if diff:
+        raise ValueError(f"the {what} of {source} in {root} have changed since training: "
+                         f"{'; '.join(diff)}")
+    return paths

@@ -15,7 +15,7 @@ from ..model import AnalysisModel
 from ..operators.convolution import Conv2dFilterBank
 from ..operators.filters import dct_filters
 from ..operators.linops import Gradient2d
-from .base import TaskData, learned_name, split_files
+from .base import TaskData, learned_name, recorded_files, split_files
 
 __all__ = ["TEST_IMAGES", "TRAINING", "TRAIN_IMAGES", "DenoiseOptions",
            "datasets", "denoise_model", "evaluation_images", "evaluation_rows", "evaluation_set",
@@ -249,8 +249,6 @@ def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
     of (name, noisy, clean), σ and a title; ``source`` names the operator file in errors."""
     import numpy as np
 
-    from ..data.fingerprint import file_digests, fingerprint_difference
-
     sigma = meta["sigma"] if sigma is None else sigma
     if data is not None:
         if not data.is_dir():
@@ -262,17 +260,8 @@ def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
         if not isinstance(test, dict):
             raise ValueError(f"{source} was trained on scikit-image's images or given files: "
                              "give a folder of test images with --data")
+        paths = recorded_files(source, test, "test images", "give a folder with --data")
         root = Path(test["folder"])
-        paths = [root / name for name in test["files"]]
-        missing = [str(p) for p in paths if not p.is_file()]
-        if missing:
-            raise ValueError(f"the test images of {source} are gone: {', '.join(missing[:3])}"
-                             f"{', ...' if len(missing) > 3 else ''} (give a folder with --data)")
-        diff = fingerprint_difference({"files": test["files"]},
-                                      {"files": file_digests(paths, root)})
-        if diff:
-            raise ValueError(f"the test images of {source} in {root} have changed since "
-                             f"training: {'; '.join(diff)}")
         where = (f"the test set of {source}: {len(paths)} image{'s' if len(paths) > 1 else ''} "
                  f"of {root}")
     rng = np.random.default_rng(meta["seed"] + 11)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..functions.euclidean import L1Norm, LinfBall
 from ..model import AnalysisModel
 from ..operators.dense import DenseOperator, dct_matrix
-from .base import SPLIT, TaskData, learned_name, split_files
+from .base import SPLIT, TaskData, learned_name, recorded_files, split_files
 
 __all__ = ["N_SYNTHETIC", "N_WAV", "TRAINING", "SpeechOptions", "baselines", "datasets",
            "evaluation_rows", "evaluation_set", "speech_model"]
@@ -160,7 +160,6 @@ def evaluation_set(source: str, meta: dict, n: int, *, data: Path | None = None,
     against their digests, or the synthetic generator's signals); ``source`` names the operator
     file in errors. Returns the (quantized, clean) pair, η and a title."""
     from ..data import speech as ds
-    from ..data.fingerprint import file_digests, fingerprint_difference
 
     bitrate = meta["bitrate"] if bitrate is None else bitrate
     if data is not None:
@@ -184,18 +183,8 @@ def evaluation_set(source: str, meta: dict, n: int, *, data: Path | None = None,
             where = (f"synthetic speech ({test['signals']} × {test['seconds']:g} s, seed "
                      f"{test['seed']}), its test part: {len(signals)} signals")
         else:
+            paths = recorded_files(source, test, "test files", "give the test folder with --data")
             root = Path(test["folder"])
-            paths = [root / name for name in test["files"]]
-            missing = [str(p) for p in paths if not p.is_file()]
-            if missing:
-                raise ValueError(f"the test files of {source} are gone: "
-                                 f"{', '.join(missing[:3])}{', ...' if len(missing) > 3 else ''}"
-                                 " (give the test folder with --data)")
-            diff = fingerprint_difference({"files": test["files"]},
-                                          {"files": file_digests(paths, root)})
-            if diff:
-                raise ValueError(f"the test files of {source} in {root} have changed since "
-                                 f"training: {'; '.join(diff)}")
             rate = rate if rate is not None else test.get("resampled_to")
             signals, paths, _ = ds.read_wav_files(paths, rate=rate, min_samples=n, where=root)
             where = f"the test set of {source}: {len(paths)} wav files of {root}"
