@@ -7,8 +7,8 @@ from pathlib import Path
 PKG = Path(__file__).resolve().parents[1] / "src" / "pdunroll"
 # bottom to top; a part may import the parts of lower layers only (and its own modules)
 LAYERS = {"_array": 0, "tree": 1, "registry": 1, "operators": 2, "functions": 2, "data": 2,
-          "model": 3, "unroll": 4, "tasks": 5, "torch": 5, "jax": 5, "audit": 5, "checks": 5,
-          "learning": 6, "problems": 6, "cli": 7, "__init__": 8}
+          "model": 3, "unroll": 4, "inverse": 4, "tasks": 5, "torch": 5, "jax": 5, "audit": 5,
+          "checks": 5, "learning": 6, "problems": 6, "cli": 7, "__init__": 8}
 
 
 MODULES = {".".join(p.relative_to(PKG).with_suffix("").parts) for p in PKG.rglob("*.py")}

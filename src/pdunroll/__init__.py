@@ -26,6 +26,7 @@ from .functions import (
     Translated,
     Zero,
 )
+from .inverse import inverse_problem
 from .model import DEFAULT_OMEGA, AnalysisModel, StepRule, StepSizes, step_sizes
 from .operators import (
     Blur,
@@ -47,7 +48,6 @@ from .operators import (
     gaussian_kernel,
 )
 from .problems import toy
-from .problems.inverse import inverse_problem
 from .problems.segmentation import segmentation_loss, segmentation_model
 from .registry import saveable
 from .unroll.forward import CPResult, chambolle_pock, ergodic_weights, primal_dual_gap

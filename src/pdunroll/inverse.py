@@ -15,12 +15,12 @@ the measurements f is in ``GradientResult.f[1]``.
 
 from __future__ import annotations
 
-from .._array import Array
-from ..functions.blocks import BlockSeparable, Translated
-from ..functions.euclidean import Function, L1Norm, SquaredL2, Zero
-from ..model import AnalysisModel
-from ..operators.base import LinearOperator
-from ..operators.linops import Stack
+from ._array import Array
+from .functions.blocks import BlockSeparable, Translated
+from .functions.euclidean import Function, L1Norm, SquaredL2, Zero
+from .model import AnalysisModel
+from .operators.base import LinearOperator
+from .operators.linops import Stack
 
 __all__ = ["inverse_problem"]
 
