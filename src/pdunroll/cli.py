@@ -40,6 +40,7 @@ SPEECH_LR_HELP = ("on the IEEE corpus 1e-3 made a first epoch of 10 000 frames w
                   "seeds, 5e-4 better; at large L, e.g. -L 100, a smaller one such as 2e-4")
 # the options a checkpoint keeps so that --resume reads them back (not where or how to run)
 NOT_RECORDED = ("command", "task", "out", "resume", "quiet", "threads", "backend", "device",
+                "compile",
                 "scheduler", "workers", "checkpoint_minutes", "checkpoint_steps", "argv",
                 "client")
 
@@ -290,6 +291,13 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
         sub.add_argument("--device", default=None,
                          help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
                               "default: the library's default device)")
+    for sub in (sp, dn):
+        sub.add_argument("--compile", action="store_true",
+                         help="with --backend torch: run each training step (forward loop, "
+                              "loss, hand-written reverse pass) as a torch.compile program "
+                              "(inductor; needs a C++ compiler on a CPU; CUDA graphs on a GPU), "
+                              "compiled once per minibatch shape at the first step: faster "
+                              "steps after seconds of compiling; see the docs' Layers page")
     for sub in (sp, dn, ev, ap, audit):
         sub.add_argument("--threads", type=_positive_int, default=None,
                          help="BLAS and OpenMP threads (default 1: the minibatch products are "
@@ -423,6 +431,9 @@ def _resume_defaults(args, parser, tasks, argv):
 def _refuse_ignored(args) -> None:
     """Options typed on the command line that this run would ignore are refused, naming them."""
     given = {a.split("=", 1)[0] for a in args.argv if a.startswith("--")}
+    if args.compile and args.backend != "torch":
+        raise ValueError(f"--compile compiles the steps with torch.compile: it needs --backend "
+                         f"torch, got --backend {args.backend}")
     if args.resume and "--init" in given:
         raise ValueError("--init is not used with --resume: the checkpoint holds the operator "
                          "to continue from; leave --init out")
@@ -455,6 +466,7 @@ def _train(args) -> int:
                                           "every_minutes": args.checkpoint_minutes},
                               record=_record(args), stale=run.stale, progress=not args.quiet,
                               command=args.argv, started=tic, threads=args.threads,
+                              compile=args.compile,
                               client=args.client)
         except KeyboardInterrupt:
             if checkpoint.exists():

@@ -9,37 +9,160 @@ operator's parameters as ``nn.Parameter`` and taking x̃ and, optionally, F's an
 
 The backward is first order (double backward raises); a second ``backward`` through the same
 graph (``retain_graph=True``, e.g. ``torch.autograd.gradcheck``) reruns the forward pass.
-Under ``torch.compile`` the layer is one graph break: it runs eagerly between compiled graphs.
-Importing this module imports torch; ``import pdunroll`` does not.
+Under a user's ``torch.compile`` the layer is one graph break. With ``compile=True`` the layer
+compiles pdunroll's own forward loop and its hand-written reverse recursion with
+``torch.compile`` (inductor; no autograd is involved), once per shape, dtype, L, method and model
+structure (docs, "Layers": "The compiled path"). Importing this module imports torch;
+``import pdunroll`` does not.
 """
 
 from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Mapping
 
 import torch
 
 from . import tree
 from ._array import check_count, trusted_values
 from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
-from .unroll.gradient import check_unrolling, vjp_unchecked
+from .unroll.gradient import GradientResult, check_unrolling, gradient_unchecked, vjp_unchecked
 from .unroll.methods import GradientMethod
 
-__all__ = ["UnrolledCP", "unrolled"]
+__all__ = ["UnrolledCP", "check_compile", "compiled_gradient", "unrolled"]
+
+# ------------------------------------------------------------------ the compiled path
+
+#: the keywords of ``torch.compile`` that ``compile={...}`` may set (``dynamic`` is always False:
+#: one compiled program per shape, as the products and fused loops are specialised to it)
+COMPILE_KEYWORDS = ("backend", "mode", "options", "fullgraph")
+
+
+def check_compile(compile) -> bool | dict:
+    """``compile`` as given to the layers and :func:`pdunroll.train`: ``False`` (eager),
+    ``True`` (inductor; CUDA graphs for a whole training step on a GPU) or a mapping of
+    ``torch.compile`` keywords among :data:`COMPILE_KEYWORDS`."""
+    if isinstance(compile, bool):
+        return compile
+    if isinstance(compile, Mapping):
+        unknown = sorted(set(compile) - set(COMPILE_KEYWORDS))
+        if unknown:
+            raise ValueError(f"compile: unknown torch.compile keyword(s) {unknown}; expected "
+                             f"some of {list(COMPILE_KEYWORDS)} (dynamic is always False)")
+        return dict(compile)
+    raise TypeError("compile must be True, False or a dict of torch.compile keywords "
+                    f"{list(COMPILE_KEYWORDS)}, got {type(compile).__name__}")
+
+
+def _options(compile: bool | dict, device: torch.device, *, one_graph: bool) -> dict | None:
+    """The ``torch.compile`` keywords of ``compile`` on ``device``, None for eager. ``True``:
+    inductor (C++/OpenMP code on a CPU, Triton on a GPU); on CUDA a call that is one whole
+    graph (a training step: forward, loss and reverse pass) also runs as a CUDA graph
+    (``mode="reduce-overhead"``). The layer's forward and backward are two calls whose tape
+    must outlive the next graph launch, which CUDA graphs would overwrite: no CUDA graphs."""
+    if compile is False:
+        return None
+    if compile is True:
+        mode = "reduce-overhead" if one_graph and device.type == "cuda" else None
+        return {"backend": "inductor", "mode": mode}
+    return dict(compile)
+
+
+# own code objects, so that their compiled programs (and Dynamo's recompile limit,
+# torch._dynamo.config.recompile_limit per function) are the layers' alone
+def _vjp_kernel(model, x_tilde, iterations, method, b, alphas, steps):
+    return vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps)
+
+
+def _pull_kernel(pullback, v):
+    return pullback(v)
+
+
+def _gradient_kernel(model, x_tilde, loss, method, iterations, b, alphas, steps):
+    return gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps)
+
+
+_KERNELS = {"vjp": _vjp_kernel, "pullback": _pull_kernel, "gradient": _gradient_kernel}
+_COMPILED: dict = {}  # (kernel, options) -> the torch.compile'd kernel
+_UNAVAILABLE: list[str] = []  # why compiling failed in this process (then: eager, warned once)
+
+
+def _compiled(kind: str, options: dict) -> Callable:
+    key = (kind, *sorted((k, repr(v)) for k, v in options.items()))
+    if key not in _COMPILED:
+        _COMPILED[key] = torch.compile(_KERNELS[kind], dynamic=False, **options)
+    return _COMPILED[key]
+
+
+def _run(kind: str, options: dict | None, *args):
+    """Kernel ``kind`` compiled with ``options`` (eager for None). Where the compiler fails
+    (e.g. inductor finds no C++ compiler) the failure is reported once, with its cause, and
+    this process runs every kernel eagerly from then on."""
+    if options is None or _UNAVAILABLE:
+        return _KERNELS[kind](*args)
+    try:
+        with warnings.catch_warnings():  # array-api-compat's cached type tests, traced through
+            warnings.filterwarnings("ignore", "Dynamo detected a call to a `functools.lru_cache`",
+                                    UserWarning)
+            return _compiled(kind, options)(*args)
+    except torch._dynamo.exc.BackendCompilerFailed as err:
+        inner = getattr(err, "inner_exception", None) or err
+        cause = f"{type(inner).__name__}: {str(inner).strip().splitlines()[0]}"
+        _UNAVAILABLE.append(cause)
+        warnings.warn(
+            f"pdunroll.torch: torch.compile could not compile the unrolled solver ({cause}); "
+            "it runs eagerly for the rest of this process. Inductor's CPU backend needs a "
+            "working C++ compiler (torch._inductor.config.cpp.cxx, the CXX variable); "
+            "compile=False (command line: no --compile) runs eagerly without this warning",
+            RuntimeWarning, stacklevel=2)
+        return _KERNELS[kind](*args)
+
+
+def _tensor_steps(steps: StepSizes, dtype, device) -> StepSizes:
+    """σ, τ, ‖K‖ as 0-d tensors of the operator's dtype and device: a compiled program takes
+    them as inputs (numbers would be its constants, recompiled whenever ‖K‖ moves)."""
+    def tensor(v):
+        return v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=dtype, device=device)
+
+    return StepSizes._on_device(tensor(steps.sigma), tensor(steps.tau), steps.theta,
+                                tensor(steps.op_norm))
+
+
+def compiled_gradient(compile: bool | dict, device) -> Callable[..., GradientResult]:
+    """:func:`~pdunroll.unroll.gradient.gradient_unchecked` (same arguments) as one compiled
+    program per shape, dtype, L and method: the forward loop, the loss and the hand-written
+    reverse pass of a training step (:func:`pdunroll.train` with ``compile=``)."""
+    options = _options(check_compile(compile), torch.device(device), one_graph=True)
+
+    def gradient(model, x_tilde, loss, method, iterations, b, alphas, steps):
+        if options is not None:
+            steps = _tensor_steps(steps, x_tilde.dtype, x_tilde.device)
+        return _run("gradient", options, model, x_tilde, loss, method, iterations, b, alphas,
+                    steps)
+
+    return gradient
 
 
 class _Spec:
     """The non-tensor inputs of one call, and the pullback its forward pass leaves."""
 
-    def __init__(self, model, iterations, method, b, alphas, steps, counts):
+    def __init__(self, model, iterations, method, b, alphas, steps, counts, compile):
         self.model, self.iterations, self.method = model, iterations, method
         self.b, self.alphas, self.steps, self.counts = b, alphas, steps, counts
+        self.options = _options(compile, model.operator.device, one_graph=False)
+        if self.options is not None:
+            self.steps = _tensor_steps(steps, model.operator.dtype, model.operator.device)
         self.pullback = None
 
     def run(self, x_tilde, leaves):
         own = [leaf for part in self.model.leaves() for leaf in part]
         same = len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves, strict=True))
         model = self.model if same else self.model.with_leaves(leaves, self.counts)
-        return vjp_unchecked(model, x_tilde, self.iterations, self.method, self.b, self.alphas,
-                             self.steps)
+        return _run("vjp", self.options, model, x_tilde, self.iterations, self.method, self.b,
+                    self.alphas, self.steps)
+
+    def pull(self, pullback, v):
+        return _run("pullback", self.options, pullback, v)
 
 
 class _Unrolled(torch.autograd.Function):
@@ -68,7 +191,7 @@ class _Unrolled(torch.autograd.Function):
         if pull is None:  # a second backward through a retained graph: rerun the forward pass
             x_tilde, *leaves = ctx.saved_tensors
             _, pull = spec.run(x_tilde, leaves)
-        c = pull(v.contiguous())
+        c = spec.pull(pull, v.contiguous())
         grads = [c.x_tilde, *tree.flatten(c.operator), *tree.flatten(c.f), *tree.flatten(c.g)]
         needed = ctx.needs_input_grad[1:]
         return (None, *(gr if need else None for gr, need in zip(grads, needed, strict=True)))
@@ -84,6 +207,7 @@ def unrolled(
     weights=None,
     omega: float | None = None,
     steps: StepRule | StepSizes | None = None,
+    compile: bool | dict = False,
 ) -> torch.Tensor:
     """x̂ = A_L(K, x̃) for a model whose parameters are torch tensors, differentiable w.r.t.
     x̃ and every parameter (of the operator, F and G) that requires grad; the backward is the
@@ -92,15 +216,20 @@ def unrolled(
     Arguments as in :func:`pdunroll.vjp`. The step sizes (``steps``, a
     :class:`~pdunroll.StepRule` or fixed :class:`~pdunroll.StepSizes`; ``omega=w`` for
     ``StepRule(omega=w)``; default ``StepRule()``) are constants for differentiation; a rule
-    computes ‖K‖ by a power iteration (run without grad).
+    computes ‖K‖ by a power iteration (run without grad). ``compile=True`` runs the forward
+    loop and the reverse recursion as ``torch.compile`` programs (inductor), compiled on the
+    first call of each shape, dtype, L and method and reused after; a dict gives
+    ``torch.compile``'s ``backend``, ``mode``, ``options``, ``fullgraph`` instead (docs,
+    "Layers": "The compiled path").
     """
+    compile = check_compile(compile)
     check_model(model)
     method, iterations, b, alphas = check_unrolling(method, iterations, weights)
     with torch.no_grad():
         model.check_signals(x_tilde=x_tilde)
         steps = resolve_steps(model.operator, omega, steps)
     ops, fs, gs = model.leaves()
-    spec = _Spec(model, iterations, method, b, alphas, steps, (len(ops), len(fs)))
+    spec = _Spec(model, iterations, method, b, alphas, steps, (len(ops), len(fs)), compile)
     return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
 
@@ -119,13 +248,15 @@ class UnrolledCP(torch.nn.Module):
     later one runs ``norm_iterations`` power iterations warm-started from the last singular
     vector (the buffer ``norm_vector``), on the device. A call checks the shapes, dtypes and
     devices of its inputs but reads no values: after the first call, forward and backward make
-    no host round trip (a non-finite input gives a non-finite output, not an error)."""
+    no host round trip (a non-finite input gives a non-finite output, not an error).
+    ``compile`` as in :func:`unrolled`."""
 
     def __init__(self, model: AnalysisModel, *, iterations: int,
                  method: GradientMethod | str = "full", weights=None,
                  omega: float | None = None, steps: StepRule | StepSizes | None = None,
-                 norm_iterations: int = 10):
+                 norm_iterations: int = 10, compile: bool | dict = False):
         super().__init__()
+        self.compile = check_compile(compile)
         check_model(model)
         ops = tree.flatten(model.operator.params)
         for p in ops:
@@ -188,9 +319,9 @@ class UnrolledCP(torch.nn.Module):
             model.check_signals(x_tilde=x_tilde)
         ops, fs, gs = model.leaves()
         spec = _Spec(model, self.iterations, self.method, self._b, self._alphas,
-                     self._sizes(model.operator), (len(ops), len(fs)))
+                     self._sizes(model.operator), (len(ops), len(fs)), self.compile)
         return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
     def extra_repr(self) -> str:
         return (f"operator={self._start.operator!r}, iterations={self.iterations}, "
-                f"method={self.method!r}")
+                f"method={self.method!r}" + (f", compile={self.compile!r}" if self.compile else ""))

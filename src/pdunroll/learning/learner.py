@@ -123,6 +123,9 @@ class OperatorLearner(*_Bases):
     ``threads``: BLAS and OpenMP threads of ``fit`` and ``predict`` (default 1; None: the
     libraries' own setting; :mod:`pdunroll.learning.threads`).
 
+    ``compile``: torch tensors only, the training steps as a ``torch.compile`` program (as in
+    :func:`train`).
+
     ``client``: a Dask distributed ``Client``, or a scheduler address (connected for each
     ``fit`` and ``predict``; an address, unlike a ``Client``, survives ``clone``): training and
     prediction run on its workers (:mod:`pdunroll.learning.distributed`).
@@ -135,7 +138,8 @@ class OperatorLearner(*_Bases):
                  checkpoint: str | Path | None = None, progress: bool = True,
                  callback: Callable[[dict], object] | None = None,
                  minibatch_gradient: Callable | None = None, client=None,
-                 threads: int | None = 1, loss: Callable | None = None):
+                 threads: int | None = 1, loss: Callable | None = None,
+                 compile: bool | dict = False):
         self.model, self.eta = model, eta
         self.iterations, self.method, self.weights, self.omega = iterations, method, weights, omega
         self.steps = steps
@@ -144,6 +148,7 @@ class OperatorLearner(*_Bases):
         self.checkpoint, self.progress, self.callback = checkpoint, progress, callback
         self.minibatch_gradient = minibatch_gradient
         self.client, self.threads, self.loss = client, threads, loss
+        self.compile = compile
 
     @classmethod
     def from_config(cls, config, model: AnalysisModel | None = None, **parameters

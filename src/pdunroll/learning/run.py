@@ -72,13 +72,14 @@ def init_params(path: Path | None, shape: tuple, given: str):
 def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out: Path,
              resume: bool, init, checkpoint: dict, record: dict, stale: str | None,
              progress: bool, command: list, started: float, threads: int | None = 1,
-             client=None) -> RunReport:
+             client=None, compile: bool = False) -> RunReport:
     """Train ``task`` ("speech" or "denoise") with its resolved options ``opts`` and
     ``config`` on ``placement``, writing into ``out`` (a locked :class:`RunFolder`); ``init``:
     the result of :func:`init_params`; ``checkpoint``: ``every_steps`` and ``every_minutes``;
     ``record``: what the checkpoint keeps to resume without restating the settings;
     ``command``: the command line recorded; ``started``: ``time.perf_counter()`` at the start
-    (for the wall time); ``threads``: BLAS threads of the training. Raises KeyboardInterrupt
+    (for the wall time); ``threads``: BLAS threads of the training; ``compile``: the steps as a
+    ``torch.compile`` program (:func:`~pdunroll.train`'s ``compile``). Raises KeyboardInterrupt
     (the checkpoint saved) when interrupted."""
     from . import training
     from .checkpoint import CheckpointFile
@@ -101,7 +102,7 @@ def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out:
         start, *tr, validation=va, **config.options(),
         checkpoint=CheckpointFile(out / "checkpoint.npz", data=data.fingerprint, run=record,
                                   **checkpoint),
-        resume=resume, progress=progress, client=client, threads=threads)
+        resume=resume, progress=progress, client=client, threads=threads, compile=compile)
     return _finish(task, config, res, baselines, va, te, meta, data.fingerprint, out, client,
                    command, started)
 

@@ -106,6 +106,7 @@ class LocalGradient:
     method: GradientMethod
     alphas: tuple | None
     loss: Callable | None = None  # loss(x_hat, x_true) -> (value, gradient); None: squared
+    kernel: Callable = gradient_unchecked  # or its compiled program (train's compile=)
 
     def __call__(self, model, indices, steps):
         xp = model.operator.xp
@@ -118,8 +119,7 @@ class LocalGradient:
         ell = squared_loss(tb, on_device=True) if self.loss is None else \
             _checked_loss(lambda x_hat: self.loss(x_hat, tb))
         b = self.method.back_steps(self.iterations)
-        res = gradient_unchecked(model, xb, ell, self.method, self.iterations, b, self.alphas,
-                                 steps)
+        res = self.kernel(model, xb, ell, self.method, self.iterations, b, self.alphas, steps)
         return res.loss, res.operator
 
 
@@ -260,6 +260,7 @@ def train(
     client=None,
     threads: int | None = 1,
     loss: Callable[[Array, Array], tuple[float, Array]] | None = None,
+    compile: bool | dict = False,
 ) -> TrainResult:
     """Learn the operator parameters of ``model`` from pairs (x̃_i, x†_i).
 
@@ -324,6 +325,13 @@ def train(
         gradient w.r.t. x̂ (finite, of x̂'s shape, dtype and backend), replacing ½ Σ ‖x̂ − x†‖²
         in the training steps and the validation loss (both divided by the number of signals).
         Computed in this process (not with ``client`` or ``minibatch_gradient``).
+    compile : bool or dict
+        For torch tensors: ``True`` runs each training step (forward loop, loss and the
+        hand-written reverse pass) as one ``torch.compile`` program (inductor; on CUDA also a
+        CUDA graph), compiled at the first step of each minibatch shape (seconds) and reused
+        after; a dict gives ``torch.compile``'s ``backend``, ``mode``, ``options``,
+        ``fullgraph``. Where no compiler works, one warning and eager steps. The validation
+        loss runs eagerly. Docs, "Layers": "The compiled path".
 
     Notes
     -----
@@ -385,6 +393,7 @@ def train(
         if client is not None or minibatch_gradient is not None:
             raise ValueError("loss= is computed in this process: give it without client and "
                              "minibatch_gradient")
+    kernel = _compiled_kernel(compile, model, x_tilde, client, minibatch_gradient)
     if client is not None:
         if minibatch_gradient is not None:
             raise ValueError("give client or minibatch_gradient, not both")
@@ -395,7 +404,8 @@ def train(
     batch_size = min(batch_size, n_train)
     plan = _Plan(iterations, alphas, weights, rule, opt, schedule, epochs, batch_size,
                  math.ceil(n_train / batch_size), patience, norm_iterations)
-    grad_fn = (LocalGradient(x_tilde, x_true, iterations, method, alphas, loss) if loss
+    grad_fn = (LocalGradient(x_tilde, x_true, iterations, method, alphas, loss, kernel)
+               if loss or kernel is not gradient_unchecked
                else (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method,
                                                           alphas))
     config = _config(iterations=iterations, method=method.settings(), weights=weights,
@@ -500,6 +510,26 @@ def train(
                        history=state.history, best_epoch=state.best_epoch,
                        best_val_loss=state.best_val, stopped_early=state.stopped,
                        epochs=state.epoch, steps=state.step)
+
+
+def _compiled_kernel(compile, model: AnalysisModel, x_tilde, client, minibatch_gradient
+                     ) -> Callable:
+    """The gradient of a training step: :func:`gradient_unchecked`, or with ``compile`` its
+    ``torch.compile`` program (:func:`pdunroll.torch.compiled_gradient`)."""
+    if compile is False:
+        return gradient_unchecked
+    if client is not None or minibatch_gradient is not None:
+        raise ValueError("compile= compiles the steps computed in this process: give it "
+                         "without client and minibatch_gradient")
+    from array_api_compat import is_torch_namespace
+
+    op = model.operator
+    if not is_torch_namespace(op.xp):
+        raise ValueError("compile= needs the model and data as torch tensors (torch.compile), "
+                         f"got {type(x_tilde).__name__}")
+    from ..torch import compiled_gradient
+
+    return compiled_gradient(compile, op.device)  # checks compile
 
 
 def _steps_config(steps: StepRule | StepSizes) -> dict:
