@@ -72,11 +72,15 @@ def main() -> None:
         names = args.only or IMPLEMENTATIONS
         if args.old_only:
             names = []
+        load = os.getloadavg()[0]
         for name in names:
+            tic = time.perf_counter()
             try:
                 fns[name] = build(name, L)
             except SkipNotImplemented as err:
                 print(f"skipped {name}: {err}")
+            else:  # compiled implementations compile here
+                print(f"built {name} in {time.perf_counter() - tic:.1f} s", flush=True)
         if args.old:
             old = _load_old(args.old)
             import numpy as np
@@ -106,8 +110,10 @@ def main() -> None:
                 fn()
                 times[name].append(time.process_time() - t0)
         med = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
-        ref = {k: med[k] for k in ("TF graph", "torch.autograd", "numpy gradient") if k in med}
-        print(f"\n## L = {L} (median of {args.rounds} rounds, process CPU ms)\n")
+        ref = {k: med[k] for k in ("TF graph", "torch.autograd", "numpy gradient",
+                                   "torch gradient") if k in med}
+        print(f"\n## L = {L} (median of {args.rounds} rounds, process CPU ms; load average "
+              f"{load:.1f} before building, {os.getloadavg()[0]:.1f} after timing)\n")
         cols = " | ".join(f"/ {k}" for k in ref)
         print(f"| implementation | ms | {cols} |")
         print("|---|---|" + "---|" * len(ref))

@@ -19,9 +19,9 @@ import numpy as np
 from .common import SkipNotImplemented, pu, speech_problem
 
 SPEECH = speech_problem()
-IMPLEMENTATIONS = ["numpy gradient", "torch gradient", "torch layer", "torch.autograd",
-                   "torch.compile core", "numpy core", "jax.jit core", "jax.jit layer",
-                   "jax.grad scan", "TF graph"]
+IMPLEMENTATIONS = ["numpy gradient", "torch gradient", "torch layer", "torch layer compiled",
+                   "torch train step compiled", "torch.autograd", "torch.compile core",
+                   "numpy core", "jax.jit core", "jax.jit layer", "jax.grad scan", "TF graph"]
 
 
 def _steps(p):
@@ -68,18 +68,33 @@ def build(name: str, iterations: int, p=SPEECH, dtype: str = "float32"):
         if name == "torch gradient":
             return lambda: pu.gradient(model_of(tK), txt, ttrue, iterations=iterations,
                                        steps=steps)
-        if name == "torch layer":
+        if name in ("torch layer", "torch layer compiled"):
             from pdunroll.torch import unrolled
 
             leaf = tK.clone().requires_grad_()
             xl = txt.clone().requires_grad_()
+            compile = name.endswith("compiled")
 
             def layer():
-                x_hat = unrolled(model_of(leaf), xl, iterations=iterations, steps=steps)
+                x_hat = unrolled(model_of(leaf), xl, iterations=iterations, steps=steps,
+                                 compile=compile)
                 loss = 0.5 * ((x_hat - ttrue) ** 2).sum()
                 return torch.autograd.grad(loss, (leaf, xl))
 
+            layer()  # compiles (once per shape)
             return layer
+        if name == "torch train step compiled":
+            # the minibatch gradient of one step of pu.train(..., compile=True): the batch taken
+            # from the training set, the model built, one compiled program (forward, loss, reverse)
+            from pdunroll.learning.training import LocalGradient
+            from pdunroll.torch import compiled_gradient
+
+            grad = LocalGradient(txt, ttrue, iterations, pu.Full(), None, None,
+                                 compiled_gradient(True, "cpu"))
+            indices = np.arange(txt.shape[0])
+            model = model_of(tK)
+            grad(model, indices, steps)
+            return lambda: grad(model, indices, steps)
         if name == "torch.autograd":
             from .baselines import torch_autograd_gradient
 

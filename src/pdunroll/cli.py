@@ -297,7 +297,8 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                               "loss, hand-written reverse pass) as a torch.compile program "
                               "(inductor; needs a C++ compiler on a CPU; CUDA graphs on a GPU), "
                               "compiled once per minibatch shape at the first step: faster "
-                              "steps after seconds of compiling; see the docs' Layers page")
+                              "steps after seconds to minutes of compiling (docs: \"pdunroll "
+                              "inside torch and JAX\", \"The compiled path\")")
     for sub in (sp, dn, ev, ap, audit):
         sub.add_argument("--threads", type=_positive_int, default=None,
                          help="BLAS and OpenMP threads (default 1: the minibatch products are "

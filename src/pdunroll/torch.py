@@ -11,9 +11,9 @@ The backward is first order (double backward raises); a second ``backward`` thro
 graph (``retain_graph=True``, e.g. ``torch.autograd.gradcheck``) reruns the forward pass.
 Under a user's ``torch.compile`` the layer is one graph break. With ``compile=True`` the layer
 compiles pdunroll's own forward loop and its hand-written reverse recursion with
-``torch.compile`` (inductor; no autograd is involved), once per shape, dtype, L, method and model
-structure (docs, "Layers": "The compiled path"). Importing this module imports torch;
-``import pdunroll`` does not.
+``torch.compile`` (inductor; no autograd is involved), once per shape, dtype, L, method and
+model structure (docs, "pdunroll inside torch and JAX": "The compiled path"). Importing this
+module imports torch; ``import pdunroll`` does not.
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ def unrolled(
     loop and the reverse recursion as ``torch.compile`` programs (inductor), compiled on the
     first call of each shape, dtype, L and method and reused after; a dict gives
     ``torch.compile``'s ``backend``, ``mode``, ``options``, ``fullgraph`` instead (docs,
-    "Layers": "The compiled path").
+    "pdunroll inside torch and JAX": "The compiled path").
     """
     compile = check_compile(compile)
     check_model(model)

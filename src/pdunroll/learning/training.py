@@ -331,7 +331,7 @@ def train(
         CUDA graph), compiled at the first step of each minibatch shape (seconds) and reused
         after; a dict gives ``torch.compile``'s ``backend``, ``mode``, ``options``,
         ``fullgraph``. Where no compiler works, one warning and eager steps. The validation
-        loss runs eagerly. Docs, "Layers": "The compiled path".
+        loss runs eagerly. Docs, "pdunroll inside torch and JAX": "The compiled path".
 
     Notes
     -----
