@@ -119,7 +119,9 @@ def test_without_a_compiler_one_warning_then_eager(fresh, monkeypatch):
     """A missing C++ compiler (inductor's CPU backend) is reported once, naming the cause and
     the switch; the layer then runs eagerly with the eager values."""
     monkeypatch.setattr("torch._inductor.config.cpp.cxx", ("/nonexistent/c++",))
-    monkeypatch.setattr("torch._inductor.config.fx_graph_cache", False)  # compile, don't load
+    # compile, don't load what an earlier test compiled
+    monkeypatch.setattr("torch._inductor.config.fx_graph_cache", False)
+    monkeypatch.setattr("torch._functorch.config.enable_autograd_cache", False)
     K, xt, c = _data()
     x_true = torch.zeros(B, N, dtype=K.dtype)
     want = _layer_gradients(False, K, xt, c, x_true)
