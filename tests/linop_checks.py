@@ -21,10 +21,15 @@ def dot_test(backend, op, dtype, seed=0):
 
 
 def dense_matrix(op) -> np.ndarray:
-    """K as an (m, n) NumPy matrix: K applied to the identity basis (a NumPy-backed operator)."""
+    """K as an (m, n) NumPy matrix: K applied to the identity basis (a NumPy-backed operator),
+    128 basis vectors at a time (a convolution's shifted copies of the whole basis at once take
+    k₁k₂ times its memory)."""
     n = math.prod(op.in_shape)
-    basis = np.eye(n).reshape((n, *op.in_shape))
-    return np.asarray(op.apply(basis)).reshape(n, -1).T
+    columns = []
+    for start in range(0, n, 128):
+        basis = np.eye(n)[start:start + 128].reshape((-1, *op.in_shape))
+        columns.append(np.asarray(op.apply(basis)).reshape(basis.shape[0], -1))
+    return np.concatenate(columns).T
 
 
 def param_fd(make, params, a, b, direction, eps=0.5):
