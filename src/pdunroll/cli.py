@@ -32,7 +32,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .learning.placement import BACKENDS
-from .tasks import denoise, speech
+from .tasks import denoise, inverse, speech
 
 __all__ = ["main"]
 
@@ -90,7 +90,8 @@ def _evaluate_data_args(p) -> None:
                         "and SSIM) of this folder (default: the training run's test set, read "
                         "again and checked against its SHA-256 digests)")
     p.add_argument("--sigma", type=_positive_float, default=None,
-                   help="denoising: noise level added to the test images (default: as in "
+                   help="images: the noise level σ of the test data (denoising: added to the "
+                        "images; deblurring, inpainting: to the measurements; default: as in "
                         "training)")
     p.add_argument("--bitrate", type=_positive_int, default=None,
                    help="quantizer bits (default: as in training)")
@@ -100,7 +101,9 @@ def _evaluate_data_args(p) -> None:
                    help="skip the DCT row (it costs as much as the learned operator's)")
 
 
-def _image_data_args(p) -> None:
+def _image_data_args(p, *, noise: str = "--sigma", default: float = 0.1) -> None:
+    """Data options of ``train denoise``, ``deblur`` and ``inpaint`` (the noise level is
+    ``noise``)."""
     p.add_argument("--data", type=Path, default=None,
                    help="folder of images (png, tif, npy; colour is converted to grey), or "
                         "with train/ and dev/ subfolders (dev/ is the test set); split by file "
@@ -111,8 +114,8 @@ def _image_data_args(p) -> None:
     p.add_argument("--test-images", nargs="+", default=list(denoise.TEST_IMAGES),
                    help=f"test images: names or files (default "
                         f"{' '.join(denoise.TEST_IMAGES)})")
-    p.add_argument("--sigma", type=_positive_float, default=0.1,
-                   help="noise level (default 0.1)")
+    p.add_argument(noise, type=_positive_float, default=default,
+                   help=f"noise level σ on [0, 1] intensities (default {default:g})")
     p.add_argument("--patch", type=_positive_int, default=32, help="patch size (default 32)")
     p.add_argument("--max-patches", type=_positive_int, default=470,
                    help="training + validation patches (default 470)")
@@ -243,6 +246,28 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                          "images a c a little below 1 is often better)")
     _train_args(dn, out="denoise", **denoise.TRAINING,
                 lr_help="a smaller one if the epoch lines show the validation loss rising")
+    defaults = inverse.InverseOptions()
+    db = tasks.add_parser("deblur", help="deblurring (Gaussian blur plus noise) with a filter "
+                                         "bank: ‖K x‖₁ + ½‖A x − f‖²")
+    ip = tasks.add_parser("inpaint", help="inpainting (missing pixels plus noise) with a "
+                                          "filter bank: ‖K x‖₁ + ½‖A x − f‖²")
+    db.add_argument("--blur-sigma", type=_positive_float, default=defaults.blur_sigma,
+                    help=f"σ of the Gaussian blur in pixels (default {defaults.blur_sigma:g}; "
+                         "a kernel of 2⌈3σ⌉ + 1 pixels)")
+    ip.add_argument("--missing", type=_fraction, default=defaults.missing,
+                    help=f"probability of a pixel to be missing (default {defaults.missing:g};"
+                         " one mask for a run's patches, one per image in evaluate)")
+    for sub, name in ((db, "deblur"), (ip, "inpaint")):
+        _image_data_args(sub, noise="--noise", default=defaults.noise)
+        sub.add_argument("--kernel", type=_positive_int, default=defaults.kernel,
+                         help=f"filter size k: k²−1 DCT filters of k×k to start (default "
+                              f"{defaults.kernel})")
+        sub.add_argument("--weight", type=_positive_float, default=None,
+                         help="λ of λ‖K x‖₁ + ½‖A x − f‖²: the DCT start's scale and TV's "
+                              "weight in evaluate (default 100 σ², 0.01 at --noise 0.01); "
+                              "scale --lr with it")
+        _train_args(sub, out=name, **inverse.TRAINING,
+                    lr_help="a smaller one if the epoch lines show the validation loss rising")
     ev = commands.add_parser("evaluate", help="apply a saved operator to its test set or a "
                                               "folder")
     ev.add_argument("operator", type=Path, help="operator .npz written by pdunroll train")
@@ -251,7 +276,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                     help="Chambolle-Pock steps (default: the training L)")
     ap = commands.add_parser(
         "apply", help="reconstruct files with a saved model: wav files (speech) or images "
-                      "(denoising), of any length or size")
+                      "(denoising, deblurring, inpainting with --mask), of any length or size")
     ap.add_argument("model", type=Path, help="operator.npz of pdunroll train (or a file of "
                                              "LearnedModel.save / save_operator)")
     ap.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
@@ -262,6 +287,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                          "their path inside it), rate and sample or pixel type")
     ap.add_argument("--iterations", "-L", type=_positive_int, default=None,
                     help="Chambolle-Pock steps (default: the model's training L)")
+    ap.add_argument("--mask", type=Path, default=None, metavar="FILE",
+                    help="inpainting models: an image of the inputs' size marking the observed "
+                         "pixels white (nonzero) and the missing ones black")
     ap.add_argument("--batch-size", type=_positive_int, default=None,
                     help="frames or image channels per solver call (default 2048)")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -277,7 +305,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                        help="unrolled steps L (default 20)")
     audit.add_argument("--no-autodiff", action="store_true",
                        help="leave out torch.autograd and jax.grad")
-    for sub in (sp, dn, ev):
+    for sub in (sp, dn, db, ip, ev):
         # array backend, dtype and device of the computation (data are read as NumPy float64)
         sub.add_argument("--backend", choices=BACKENDS, default="numpy",
                          help="array library that runs the solver and the gradients (default "
@@ -291,7 +319,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
         sub.add_argument("--device", default=None,
                          help="device of --backend torch / jax (e.g. cuda, cuda:1, gpu; "
                               "default: the library's default device)")
-    for sub in (sp, dn):
+    for sub in (sp, dn, db, ip):
         sub.add_argument("--compile", action="store_true",
                          help="with --backend torch: run each training step (forward loop, "
                               "loss, hand-written reverse pass) as a torch.compile program "
@@ -299,7 +327,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                               "compiled once per minibatch shape at the first step: faster "
                               "steps after seconds to minutes of compiling (docs: \"pdunroll "
                               "inside torch and JAX\", \"The compiled path\")")
-    for sub in (sp, dn, ev, ap, audit):
+    for sub in (sp, dn, db, ip, ev, ap, audit):
         sub.add_argument("--threads", type=_positive_int, default=None,
                          help="BLAS and OpenMP threads (default 1: the minibatch products are "
                               "small, and one thread per process is fastest on a few shared "
@@ -307,7 +335,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                               "OMP_NUM_THREADS / OPENBLAS_NUM_THREADS say when they are set")
         if sub is not ap:
             _dask_args(sub)
-    return parser, {"speech": sp, "denoise": dn}
+    return parser, {"speech": sp, "denoise": dn, "deblur": db, "inpaint": ip}
 
 
 def _dask_args(p) -> None:
@@ -390,10 +418,13 @@ def _train_config(args):
 def _task_options(args):
     """The task's options (:class:`~pdunroll.tasks.speech.SpeechOptions` or
     :class:`~pdunroll.tasks.denoise.DenoiseOptions`) from the parsed arguments, resolved."""
-    cls = speech.SpeechOptions if args.task == "speech" else denoise.DenoiseOptions
-    values = {f.name: getattr(args, f.name) for f in fields(cls)}
-    if args.task == "denoise":
+    cls = {"speech": speech.SpeechOptions, "denoise": denoise.DenoiseOptions}.get(
+        args.task, inverse.InverseOptions)
+    values = {f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)}
+    if args.task != "speech":
         values.update(images=tuple(args.images), test_images=tuple(args.test_images))
+    if cls is inverse.InverseOptions:
+        values["problem"] = args.task
     return cls(**values).resolved()
 
 
@@ -503,6 +534,10 @@ def _evaluate(args) -> int:
     meta, solver = settings["metadata"], settings["solver"]
     iterations = solver["iterations"] if args.iterations is None else args.iterations
     source = str(args.operator)
+    if meta.get("task") in inverse.PROBLEMS:
+        if args.rate is not None or args.bitrate is not None:
+            raise ValueError("--rate and --bitrate are for speech operators")
+        return _evaluate_images(args, model, meta, iterations, solver)
     if meta.get("task") == "denoise":
         if args.rate is not None or args.bitrate is not None:
             raise ValueError("--rate and --bitrate are for speech operators")
@@ -532,21 +567,28 @@ def _evaluate(args) -> int:
 
 
 def _evaluate_images(args, model, meta, iterations, solver) -> int:
-    """``evaluate`` of a denoising operator on whole images: PSNR and SSIM per image and their
-    means, for the noisy input, the DCT start and the learned filters."""
+    """``evaluate`` of a denoising, deblurring or inpainting operator on whole images: PSNR
+    and SSIM per image and their means, for the degraded input, TV with the same data term,
+    the DCT start and the learned filters."""
     import time
 
     from .learning.evaluation import image_table
     from .learning.placement import Placement
 
     tic = time.perf_counter()
-    images, sigma, title = denoise.evaluation_images(str(args.operator), meta, data=args.data,
-                                                     sigma=args.sigma)
-    rows = denoise.image_rows(model, meta, sigma)
+    if meta["task"] == "denoise":
+        images, sigma, title = denoise.evaluation_images(str(args.operator), meta,
+                                                         data=args.data, sigma=args.sigma)
+        rows, start, bound = denoise.image_rows(model, meta, sigma), "noisy input", None
+    else:
+        images, _, title = inverse.evaluation_images(str(args.operator), meta,
+                                                         data=args.data, noise=args.sigma)
+        rows, start, bound = (inverse.image_rows(model, meta), inverse.START_NAME,
+                              inverse.norm_bound)
     if args.no_baseline:
         rows = rows[-1:]
     table = image_table(images, rows, iterations=iterations, omega=solver["omega"],
-                        weights=solver["weights"],
+                        weights=solver["weights"], start_name=start, op_norm=bound,
                         move=Placement(args.backend, args.dtype, args.device).mover())
     methods = [k for k in table[0] if k != "image"]
     width = max(12, *(len(e["image"]) for e in table))
@@ -578,7 +620,8 @@ def _apply(args) -> int:
         learned = replace(learned, model=moved)
     with thread_limit(args.threads):
         written = apply_files(learned, args.inputs, args.out, iterations=args.iterations,
-                              batch_size=args.batch_size, progress=not args.quiet)
+                              batch_size=args.batch_size, progress=not args.quiet,
+                              mask=args.mask)
     L = learned.iterations if args.iterations is None else args.iterations
     print(f"wrote {len(written)} file{'s' if len(written) != 1 else ''} to {args.out} "
           f"(L = {L}, {time.perf_counter() - tic:.1f} s)")

@@ -12,6 +12,11 @@ of any length or size, written under an output folder with the same names and fo
   own size (:meth:`pdunroll.LearnedModel.at_shape`); the channels of a colour image are
   denoised as grey images (an alpha channel is kept as it is); pixels are written back in the
   file's type.
+* Deblurring and inpainting models (``pdunroll train deblur`` / ``inpaint``): each image is
+  the measurement f, restored at its own size by :func:`pdunroll.tasks.inverse.restore`; an
+  inpainting model needs the mask of the observed pixels, an image file of the inputs' size
+  (``mask=``, the command line's ``--mask``: white or nonzero = observed, black = missing),
+  the same for every input.
 """
 
 from __future__ import annotations
@@ -34,6 +39,8 @@ from .checkpoint import to_numpy
 from .learned import LearnedModel
 
 __all__ = ["apply_files", "model_kind", "reconstruct_signal"]
+
+INVERSE_TASKS = ("deblur", "inpaint")
 
 
 def model_kind(model: LearnedModel) -> str:
@@ -79,23 +86,40 @@ def reconstruct_signal(model: LearnedModel, x: np.ndarray, *, iterations: int | 
     return np.concatenate([body, out[full, n - length % n:]]) if length % n else body
 
 
-def _denoise(model, pixels, iterations, batch_size) -> np.ndarray:
+def _denoiser(model, iterations, batch_size):
+    """Grey images (C, H, W) in, reconstructed out (NumPy float64)."""
+    def solve(stack):
+        return to_numpy(model.reconstruct(_on_model(model, stack), iterations=iterations,
+                                          batch_size=batch_size)).astype(np.float64)
+    return solve
+
+
+def _restorer(model, iterations, mask):
+    """Deblurred or inpainted grey images (C, H, W) of a ``train deblur`` / ``inpaint``
+    model (NumPy float64)."""
+    from ..tasks.inverse import restore
+
+    def solve(stack):
+        return restore(model, stack, mask=mask, iterations=iterations)
+    return solve
+
+
+def _channels(solve, pixels) -> np.ndarray:
     """A grey (H, W) or colour (H, W, C) image: grey channels together as one batch."""
     if pixels.ndim == 2:
-        return to_numpy(model.reconstruct(_on_model(model, pixels), iterations=iterations,
-                                          batch_size=batch_size)).astype(np.float64)
+        return solve(pixels[None])[0]
     channels = pixels.shape[-1]
     colour = min(channels, 3) if channels != 2 else 1  # grey + alpha: one colour channel
     stack = np.moveaxis(pixels[..., :colour], -1, 0)
-    out = to_numpy(model.reconstruct(_on_model(model, np.ascontiguousarray(stack)),
-                                     iterations=iterations, batch_size=batch_size))
+    out = solve(np.ascontiguousarray(stack))
     result = pixels.copy()  # alpha stays
     result[..., :colour] = np.moveaxis(out.astype(np.float64), 0, -1)
     return result
 
 
 def apply_files(model: LearnedModel, inputs, out_dir, *, iterations: int | None = None,
-                batch_size: int | None = None, progress: bool = True) -> list[Path]:
+                batch_size: int | None = None, progress: bool = True,
+                mask=None) -> list[Path]:
     """Reconstruct every file of ``inputs`` (files or folders; wav for a speech model, png /
     tif / npy for an image model) with ``model`` as it was trained (``iterations`` overrides
     L; ``batch_size``: frames or channels per solver call) and write each under ``out_dir``
@@ -104,8 +128,28 @@ def apply_files(model: LearnedModel, inputs, out_dir, *, iterations: int | None 
 
     Every input is checked before the first is processed (a missing file, one of another type,
     an output that would overwrite its input are named); a file that cannot be read is named
-    when it is reached."""
+    when it is reached. ``mask``: an inpainting model's observed pixels, an image file or an
+    array of the inputs' size (values above 0.5 of [0, 1] observed)."""
     kind = model_kind(model)
+    task = model.metadata.get("task")
+    if task in INVERSE_TASKS:
+        if task == "inpaint" and mask is None:
+            raise ValueError("an inpainting model needs the mask of the observed pixels: give "
+                             "mask= (pdunroll apply: --mask FILE, white = observed, black = "
+                             "missing)")
+        if task == "deblur" and mask is not None:
+            raise ValueError("mask (--mask) is for inpainting models; this one deblurs")
+        if isinstance(mask, str | os.PathLike):
+            from ..tasks.denoise import read_images
+
+            if not Path(mask).is_file():
+                raise ValueError(f"mask {mask}: there is no such image file")
+            mask = read_images([mask])[0]
+        solve = _restorer(model, iterations, mask)
+    elif mask is not None:
+        raise ValueError("mask (--mask) is for inpainting models (pdunroll train inpaint)")
+    else:
+        solve = _denoiser(model, iterations, batch_size)
     files = collect_inputs(inputs, AUDIO_SUFFIXES if kind == "speech" else IMAGE_SUFFIXES)
     if not isinstance(out_dir, str | os.PathLike):
         raise TypeError(f"out_dir must be a folder path, got {type(out_dir).__name__}")
@@ -132,6 +176,6 @@ def apply_files(model: LearnedModel, inputs, out_dir, *, iterations: int | None 
             written.append(write_audio(target, y, rate=audio.rate, dtype=audio.dtype))
         else:
             image = read_image(path)
-            y = _denoise(model, image.pixels, iterations, batch_size)
+            y = _channels(solve, image.pixels)
             written.append(write_image(target, y, dtype=image.dtype))
     return written

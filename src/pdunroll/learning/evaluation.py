@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 
-from .._array import Array, check_count
+from .._array import Array, array_device, check_count
 from ..model import AnalysisModel, StepRule, StepSizes, resolve_steps, step_rule
 from ..unroll.forward import ergodic_weights, solve
 
@@ -37,11 +37,18 @@ def _reconstruct(model, x_tilde, iterations, steps, alphas, client=None) -> Arra
 
         return reconstruct_parts(client, model, x_tilde, iterations, steps, alphas,
                                  cap=_EVAL_CHUNK)
-    n = x_tilde.shape[0]
-    parts = [solve(model, x_tilde[i:min(i + _EVAL_CHUNK, n), ...], steps, iterations,
-                   alphas=alphas).x
+    n, xp = x_tilde.shape[0], model.operator.xp
+
+    def chunk(i, j):  # F and G with per-signal data (measurements) follow the signals
+        if n <= _EVAL_CHUNK or not (model.f.per_signal or model.g.per_signal):
+            return model
+        idx = xp.arange(i, j, device=array_device(x_tilde))
+        return AnalysisModel(model.operator, model.f.take(idx), model.g.take(idx))
+
+    parts = [solve(chunk(i, min(i + _EVAL_CHUNK, n)), x_tilde[i:min(i + _EVAL_CHUNK, n), ...],
+                   steps, iterations, alphas=alphas).x
              for i in range(0, n, _EVAL_CHUNK)]
-    return parts[0] if len(parts) == 1 else model.operator.xp.concat(parts)
+    return parts[0] if len(parts) == 1 else xp.concat(parts)
 
 
 def _sizes(model, omega, steps, op_norm) -> StepSizes:
@@ -90,9 +97,11 @@ def validation_snr(loss: float | None, n_val: int | None, val_energy: float | No
 
 
 def results_table(test: tuple, rows: list, *, iterations: int, omega: float, weights=None,
-                  images: bool = False, client=None) -> list[dict]:
-    """One row per model of ``rows`` ((name, model) pairs) after the degraded input's own row:
-    the test MSE and the SNR in dB (for images in [0, 1] the PSNR 10 log₁₀(1 / MSE)) of the
+                  images: bool = False, client=None, start_name: str | None = None
+                  ) -> list[dict]:
+    """One row per model of ``rows`` ((name, model) pairs) after the degraded input's own row
+    (called ``start_name``, default "noisy input" for images, else "quantized input"): the
+    test MSE and the SNR in dB (for images in [0, 1] the PSNR 10 log₁₀(1 / MSE)) of the
     reconstructions of ``test`` = (x̃, x†) with L = ``iterations`` steps."""
     from ..data.metrics import mse, snr
 
@@ -102,7 +111,7 @@ def results_table(test: tuple, rows: list, *, iterations: int, omega: float, wei
         err = mse(x_hat, x_true)
         return err, (10 * math.log10(1 / err) if images else snr(x_hat, x_true))
 
-    first = "noisy input" if images else "quantized input"
+    first = start_name or ("noisy input" if images else "quantized input")
     out = [dict(zip(("method", "mse", "snr_db"), (first, *quality(x_tilde)), strict=True))]
     for name, model in rows:
         x_hat = reconstruct(model, x_tilde, iterations=iterations, omega=omega, weights=weights,
@@ -112,13 +121,16 @@ def results_table(test: tuple, rows: list, *, iterations: int, omega: float, wei
 
 
 def image_table(images: list, rows: list, *, iterations: int, omega: float, weights=None,
-                move=None) -> list[dict]:
+                move=None, start_name: str = "noisy input", op_norm=None) -> list[dict]:
     """PSNR and SSIM (``skimage.metrics``, data range 1) of whole images: one entry per image
     and a last one with the means, each ``{"image", method: {"psnr_db", "ssim"}}`` for the
-    noisy input and every model. ``images``: (name, noisy, clean) NumPy arrays; ``rows``:
-    (name, factory) with ``factory(x)`` the model for x, the noisy image as a batch of one on
-    the computing backend; ``move``: a function moving NumPy arrays to that backend (default:
-    NumPy)."""
+    degraded input x̃ (called ``start_name``) and every model. ``images``: (name, x̃, clean)
+    NumPy arrays, or (name, x̃, clean, problem) for models that depend on the image (an
+    inverse problem's forward operator and measurements); ``rows``: (name, factory) with
+    ``factory(x)`` (``factory(x, problem)``) the model for x, x̃ as a batch of one on the
+    computing backend; ``move``: a function moving NumPy arrays to that backend (default:
+    NumPy); ``op_norm(model)``: ‖K‖ (or a bound) for the step sizes (default: the operator's
+    own ``norm()``)."""
     import numpy as np
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
@@ -130,12 +142,13 @@ def image_table(images: list, rows: list, *, iterations: int, omega: float, weig
 
     move = move or (lambda a: a)
     table = []
-    for name, noisy, clean in images:
-        entry = {"image": name, "noisy input": quality(noisy, clean)}
+    for name, noisy, clean, *problem in images:
+        entry = {"image": name, start_name: quality(noisy, clean)}
         x = move(noisy[None])
         for method, factory in rows:
-            x_hat = reconstruct(factory(x), x, iterations=iterations, omega=omega,
-                                weights=weights)
+            model = factory(x, *problem)
+            x_hat = reconstruct(model, x, iterations=iterations, omega=omega, weights=weights,
+                                op_norm=None if op_norm is None else op_norm(model))
             entry[method] = quality(to_numpy(x_hat)[0].astype(np.float64), clean)
         table.append(entry)
     methods = [k for k in table[0] if k != "image"]

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from .. import tree
-
 __all__ = ["BACKENDS", "Placement"]
 
 BACKENDS = ("numpy", "torch", "jax", "cupy")
@@ -75,12 +73,24 @@ class Placement:
         return move
 
     def place(self, model, sets=()):
-        """``model`` and the (degraded, clean) pairs of ``sets`` moved here."""
+        """``model`` and the (degraded, clean) pairs of ``sets`` moved here: every array of the
+        model's parts (K's parameters, a forward operator's kernel or mask, F's measurements),
+        by describing the parts and building them again from the moved arrays
+        (:mod:`pdunroll.registry`)."""
+        import numpy as np
+
+        from .._array import array_device, to_numpy, xp_of
+        from ..model import AnalysisModel
+        from ..registry import Reader, Writer, describe, rebuild
+
         move = self.mover()
         try:
-            params = model.operator.params
-            moved = model.with_params(tree.unflatten(params, [move(p)
-                                                              for p in tree.flatten(params)]))
+            writer = Writer()
+            parts = [describe(part, writer) for part in (model.operator, model.f, model.g)]
+            arrays = {key: move(to_numpy(a)) for key, a in writer.arrays.items()}
+            probe = move(np.zeros(1)) if not arrays else next(iter(arrays.values()))
+            reader = Reader(arrays, lambda a: a, xp_of(probe), array_device(probe))
+            moved = AnalysisModel(*(rebuild(part, reader) for part in parts))
             return moved, [tuple(move(a) for a in pair) for pair in sets]
         except (RuntimeError, ValueError, TypeError) as err:
             raise ValueError(f"--backend {self.backend} --device {self.device}: {err}") from err

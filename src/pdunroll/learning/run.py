@@ -9,18 +9,19 @@ did. A run in which no epoch improved on the start says so and does not call the
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from ..tasks import denoise, speech
+from ..tasks import denoise, inverse, speech
 from ..tasks.base import NOT_IMPROVED, learned_name
 from .config import TrainConfig
 from .placement import Placement
 from .runfolder import say
 
-__all__ = ["TASK_MODULES", "RunReport", "init_params", "run_task", "versions"]
+__all__ = ["IMAGE_TASKS", "TASK_MODULES", "RunReport", "init_params", "run_task", "versions"]
 
-TASK_MODULES = {"speech": speech, "denoise": denoise}
+TASK_MODULES = {"speech": speech, "denoise": denoise, "deblur": inverse, "inpaint": inverse}
+IMAGE_TASKS = ("denoise", "deblur", "inpaint")
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,8 @@ def init_params(path: Path | None, shape: tuple, given: str):
         raise ValueError(f"--init {path}: there is no such operator file")
     model, _ = load_operator(path)
     params = model.operator.params
+    if isinstance(params, tuple) and params:  # [K; A] of a deblurring or inpainting run
+        params = params[0]
     if tuple(params.shape) != tuple(shape):
         raise ValueError(f"--init {path}: its operator has parameters of shape "
                          f"{tuple(params.shape)}, but {given} give {tuple(shape)}")
@@ -92,9 +95,14 @@ def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out:
     start, meta = data.start, dict(data.meta)
     if init is not None:
         params, meta["init"] = init
+        if isinstance(start.operator.params, tuple):  # [K; A]: only K is trained
+            params = (params, *start.operator.params[1:])
         start = start.with_params(params)
     start, (tr, va, te) = placement.place(start, data.sets)
     baselines = [(name, placement.place(m)[0]) for name, m in data.baselines]
+    if data.signals is not None:  # the test table's models hold the test measurements
+        baselines = [(name, data.signals(m, 2)) for name, m in baselines]
+        va = (*va, data.signals(start, 1))
     samples = math.prod(tr[0].shape[1:])
     say(f"losses below: the mean over signals of ½‖x̂ − x†‖² ({samples}/2 × the table's MSE "
         "per sample); start: the starting operator's validation loss")
@@ -103,12 +111,12 @@ def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out:
         checkpoint=CheckpointFile(out / "checkpoint.npz", data=data.fingerprint, run=record,
                                   **checkpoint),
         resume=resume, progress=progress, client=client, threads=threads, compile=compile)
-    return _finish(task, config, res, baselines, va, te, meta, data.fingerprint, out, client,
-                   command, started)
+    return _finish(task, config, res, baselines, va, te, meta, data, out, client, command,
+                   started)
 
 
-def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint, out,
-            client, command, started) -> RunReport:
+def _finish(task, config: TrainConfig, res, baselines, va, te, meta, data, out, client,
+            command, started) -> RunReport:
     """Save the operator, the curves and ``results.json`` (test table, data, settings,
     versions, epochs, steps, best epoch, whether an epoch improved on the start)."""
     import time
@@ -118,7 +126,8 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint
     from .learned import LearnedModel
     from .plotting import plot_learning_curves
 
-    images = task == "denoise"
+    images = task in IMAGE_TASKS
+    fingerprint = data.fingerprint
     h = res.history
     xp = res.model.operator.xp
     val_energy = float(xp.sum(va[1] * va[1]))
@@ -135,17 +144,21 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, fingerprint
     improved = res.best_epoch > 0
     meta.update(best_epoch=res.best_epoch, best_val_loss=res.best_val_loss, settings=settings,
                 fingerprint=fingerprint, versions=versions(), improved=improved)
-    op_path = LearnedModel.from_training(res, config, metadata=meta,
-                                         data=fingerprint).save(out / "operator.npz")
+    learned = LearnedModel.from_training(res, config, metadata=meta, data=fingerprint)
+    if data.signals is not None:  # saved without the training measurements
+        learned = replace(learned, model=data.signals(learned.model, None))
+    op_path = learned.save(out / "operator.npz")
     png = plot_learning_curves(res.history, out / "curves.png",
                                title=f"{task}, L={config.iterations}, {method.name}")
     if not improved:
         say(f"no epoch improved on the start's validation loss {h.initial_val_loss:.4e}: the "
             f"saved operator is the start (the table calls it {NOT_IMPROVED!r}); try a smaller "
             "--lr, a --warmup or more --epochs")
-    rows = results_table(te, [*baselines, (learned_name(meta), res.model)],
+    model = res.model if data.signals is None else data.signals(res.model, 2)
+    rows = results_table(te, [*baselines, (learned_name(meta), model)],
                          iterations=config.iterations, omega=config.omega,
-                         weights=config.weights, images=images, client=client)
+                         weights=config.weights, images=images, client=client,
+                         start_name=data.start_name)
     wall = time.perf_counter() - started
     summary = {"wall_seconds": round(wall, 3), "steps": res.steps, "epochs_run": res.epochs,
                "best_epoch": res.best_epoch, "stopped_early": res.stopped_early,

@@ -3,6 +3,7 @@ and the split of a folder of files into training, validation and test files."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,10 @@ class TaskData:
     ``start``: the starting model; ``baselines``: the (name, model) rows the table compares the
     learned model with (the start among them); ``meta``: what the run records about its task and
     data; ``fingerprint``: the training data's fingerprint (checkpoints refuse to resume on other
-    data); ``text``: the data line a run prints."""
+    data); ``text``: the data line a run prints. Where F holds per-signal data (the
+    measurements of an inverse problem), ``signals(model, part)`` is ``model`` with the data
+    of set ``part`` (0, 1, 2: training, validation, test; None: the model to save, without
+    training data); ``start_name``: the tables' name of x̃ (default: the input's)."""
 
     sets: tuple
     start: AnalysisModel
@@ -38,6 +42,8 @@ class TaskData:
     meta: dict
     fingerprint: dict
     text: str
+    signals: Callable[[AnalysisModel, int | None], AnalysisModel] | None = None
+    start_name: str | None = None
 
 
 @dataclass(frozen=True)

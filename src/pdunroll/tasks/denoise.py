@@ -18,8 +18,9 @@ from ..operators.linops import Gradient2d
 from .base import TaskData, learned_name, recorded_files, split_files
 
 __all__ = ["TEST_IMAGES", "TRAINING", "TRAIN_IMAGES", "DenoiseOptions",
-           "datasets", "denoise_model", "evaluation_images", "evaluation_rows", "evaluation_set",
-           "image_files", "image_rows", "read_images", "tv_model"]
+           "datasets", "denoise_model", "evaluation_files", "evaluation_images", "evaluation_rows",
+           "evaluation_set", "image_files", "image_rows", "named_images", "read_images",
+           "tv_model"]
 
 TRAIN_IMAGES = ("camera", "coins", "moon", "astronaut", "brick", "grass")
 TEST_IMAGES = ("page", "clock")
@@ -89,8 +90,8 @@ def image_files(folder: Path) -> list[Path]:
     return files
 
 
-def _load(names, option: str) -> list:
-    """Images by scikit-image name or file path."""
+def named_images(names, option: str) -> list:
+    """Images by scikit-image name or file path (``option`` names the argument in errors)."""
     from ..data.images import IMAGE_NAMES, load_images
 
     out = []
@@ -157,10 +158,10 @@ def _patch_sets(meta: dict):
     from ..data import images as ds
 
     size, sigma, seed = meta["patch"], meta["sigma"], meta["seed"]
-    noisy, clean = ds.image_patches(_load(meta["images"], "--images"), size=size, sigma=sigma,
-                                    max_patches=meta["max_patches"], seed=seed)
+    noisy, clean = ds.image_patches(named_images(meta["images"], "--images"), size=size,
+                                    sigma=sigma, max_patches=meta["max_patches"], seed=seed)
     n_val = max(1, round(0.15 * len(clean)))
-    test = ds.image_patches(_load(meta["test_images"], "--test-images"), size=size,
+    test = ds.image_patches(named_images(meta["test_images"], "--test-images"), size=size,
                             sigma=sigma, max_patches=TEST_PATCHES, seed=seed + 7)
     return (noisy[n_val:], clean[n_val:]), (noisy[:n_val], clean[:n_val]), test
 
@@ -241,29 +242,33 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     return test, [("DCT start", start), (learned_name(meta), model)], title
 
 
-def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
-                      sigma: float | None = None):
-    """Whole images to denoise, as ``pdunroll evaluate`` scores them: every image of the folder
-    ``data``, or the run's own test files (read again and checked against their digests), with
-    white Gaussian noise of σ (default: the training σ) seeded by the run's seed. Returns a list
-    of (name, noisy, clean), σ and a title; ``source`` names the operator file in errors."""
-    import numpy as np
-
-    sigma = meta["sigma"] if sigma is None else sigma
+def evaluation_files(source: str, meta: dict, data: Path | None = None):
+    """The image files ``pdunroll evaluate`` scores: every image of the folder ``data``, or the
+    run's own test files (read again and checked against their digests); ``source`` names the
+    operator file in errors. Returns the paths and a title."""
     if data is not None:
         if not data.is_dir():
             raise ValueError(f"--data {data} is not a folder")
         paths = image_files(data)
-        where = f"{data}: all {len(paths)} images"
-    else:
-        test = meta.get("test_set")
-        if not isinstance(test, dict):
-            raise ValueError(f"{source} was trained on scikit-image's images or given files: "
-                             "give a folder of test images with --data")
-        paths = recorded_files(source, test, "test images", "give a folder with --data")
-        root = Path(test["folder"])
-        where = (f"the test set of {source}: {len(paths)} image{'s' if len(paths) > 1 else ''} "
-                 f"of {root}")
+        return paths, f"{data}: all {len(paths)} images"
+    test = meta.get("test_set")
+    if not isinstance(test, dict):
+        raise ValueError(f"{source} was trained on scikit-image's images or given files: "
+                         "give a folder of test images with --data")
+    paths = recorded_files(source, test, "test images", "give a folder with --data")
+    return paths, (f"the test set of {source}: {len(paths)} image{'s' if len(paths) > 1 else ''}"
+                   f" of {test['folder']}")
+
+
+def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
+                      sigma: float | None = None):
+    """Whole images to denoise, as ``pdunroll evaluate`` scores them (:func:`evaluation_files`),
+    with white Gaussian noise of σ (default: the training σ) seeded by the run's seed. Returns
+    a list of (name, noisy, clean), σ and a title."""
+    import numpy as np
+
+    sigma = meta["sigma"] if sigma is None else sigma
+    paths, where = evaluation_files(source, meta, data)
     rng = np.random.default_rng(meta["seed"] + 11)
     images = [(p.name, img + sigma * rng.standard_normal(img.shape), img)
               for p, img in zip(paths, read_images(paths), strict=True)]
