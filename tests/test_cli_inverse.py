@@ -151,6 +151,12 @@ def test_inpaint_applies_with_a_mask_file(tmp_path, capsys):
                      "--out", str(tmp_path / "r2"), "--mask", str(tmp_path / "small.png")]) == 2
     assert "the mask has shape (5, 5) but the image (33, 40)" in capsys.readouterr().err
 
+    # --init: the filters of this run start a deblurring run (only K of [K; A] is taken)
+    assert cli.main(["train", "deblur", "--data", str(data), "--out", str(tmp_path / "d"), *TINY,
+                     "--init", str(out / "operator.npz"), "--epochs", "1", "--lr", "1e-12"]) == 0
+    init = pu.load_model(tmp_path / "d" / "operator.npz").model.operator.operators[0].params
+    np.testing.assert_allclose(init, np.asarray(K.params), rtol=1e-6)
+
 
 def test_scikit_image_defaults_and_bad_arguments(tmp_path, capsys):
     out = tmp_path / "run"

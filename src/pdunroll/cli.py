@@ -1,5 +1,6 @@
-"""Command line: ``pdunroll train speech``, ``pdunroll train denoise``, ``pdunroll evaluate``,
-``pdunroll apply``, ``pdunroll audit``: parsing and printing over the task modules
+"""Command line: ``pdunroll train speech``, ``pdunroll train denoise``, ``pdunroll train
+deblur``, ``pdunroll train inpaint``, ``pdunroll evaluate``, ``pdunroll apply``,
+``pdunroll audit``: parsing and printing over the task modules
 (:mod:`pdunroll.tasks`) and a run in its folder (:mod:`pdunroll.learning.run`).
 
 ``pdunroll train speech`` learns an analysis operator for speech dequantization (F = ‖·‖₁,
@@ -7,7 +8,9 @@ G = indicator of {‖x − x̃‖_∞ ≤ η}, K initialised as the DCT) on the 
 on a folder of mono wav files (``--data``). ``pdunroll train denoise`` learns a bank of 2-D
 filters for image denoising (F = ‖·‖₁ of the filter responses, G = indicator of
 {‖x − x̃‖₂ ≤ σ √#pixels}, filters initialised as 2-D DCT filters) on patches of
-scikit-image's bundled images, of image files or of a folder of images (``--data``). Both print
+scikit-image's bundled images, of image files or of a folder of images (``--data``).
+``pdunroll train deblur`` and ``inpaint`` learn such a bank for ‖K x‖₁ + ½‖A x − f‖² with a
+Gaussian blur or a mask A on the same images (:mod:`pdunroll.tasks.inverse`). All print
 a table of test MSE and SNR (PSNR for images) for the degraded input, the DCT start and the
 learned operator, and write to ``--out``: ``operator.npz`` (load it with
 :func:`pdunroll.load_operator`), ``checkpoint.npz`` (``--resume`` continues from it with the
@@ -281,7 +284,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                                              "LearnedModel.save / save_operator)")
     ap.add_argument("inputs", type=Path, nargs="+", metavar="INPUT",
                     help="files or folders: .wav for a speech model, .png / .tif / .npy for "
-                         "a denoising model (folders are searched recursively)")
+                         "an image model (denoising; deblurring: the blurred images; "
+                         "inpainting: the damaged ones, with --mask); folders are searched "
+                         "recursively")
     ap.add_argument("--out", type=_out_path, required=True,
                     help="output folder: each result keeps its file name (a folder's files "
                          "their path inside it), rate and sample or pixel type")

@@ -76,7 +76,7 @@ def run_task(task: str, opts, config: TrainConfig, placement: Placement, *, out:
              resume: bool, init, checkpoint: dict, record: dict, stale: str | None,
              progress: bool, command: list, started: float, threads: int | None = 1,
              client=None, compile: bool = False) -> RunReport:
-    """Train ``task`` ("speech" or "denoise") with its resolved options ``opts`` and
+    """Train ``task`` (a key of :data:`TASK_MODULES`) with its resolved options ``opts`` and
     ``config`` on ``placement``, writing into ``out`` (a locked :class:`RunFolder`); ``init``:
     the result of :func:`init_params`; ``checkpoint``: ``every_steps`` and ``every_minutes``;
     ``record``: what the checkpoint keeps to resume without restating the settings;
