@@ -50,9 +50,12 @@ STEP_CASES = ["box_conj", "box_primal", "orthant", "simplex"]
 
 
 def _call(f, kind, save, prev, d):
+    """The step along ascent d (dual: a = s·d) or grad d (primal: a = −t·d)."""
     if kind == "conj":
-        return f.conj_prox_step_save(prev, d, STEP) if save else f.conj_prox_step(prev, d, STEP)
-    return f.prox_step_save(prev, d, STEP) if save else f.prox_step(prev, d, STEP)
+        a = STEP * d
+        return f.conj_prox_step_save(prev, a, STEP) if save else f.conj_prox_step(prev, a, STEP)
+    a = -STEP * d
+    return f.prox_step_save(prev, a, STEP) if save else f.prox_step(prev, a, STEP)
 
 
 def _vjp(f, kind, saved, v):
@@ -63,7 +66,8 @@ def _vjp(f, kind, saved, v):
 
 @pytest.mark.parametrize("name", STEP_CASES)
 def test_step_vjps_match_finite_differences(backend, name):
-    """Both cotangents: ⟨ε, w⟩ = ⟨v, ∂u/∂prev w⟩ and ⟨δ, w⟩·(−t | s) = ⟨v, ∂u/∂d w⟩."""
+    """Both cotangents: ⟨ε, w⟩ = ⟨v, ∂u/∂prev w⟩ and ⟨δ, w⟩·(−t | s) = ⟨v, ∂u/∂d w⟩ (δ the
+    cotangent of the scaled direction a = −t·d | s·d)."""
     f, kind, prev, d, _ = _step_case(name, backend)
     v, w = random_direction(prev.shape, seed=3), random_direction(prev.shape, seed=4)
     u, saved = _call(f, kind, True, backend.asarray(prev), backend.asarray(d))
@@ -123,17 +127,17 @@ def test_box_step_saturates_without_nan(backend, dtype):
 @pytest.mark.parametrize("f", [pu.L1Norm(0.7), pu.LinfBall(0.3), pu.SquaredL2(2.0),
                                pu.NonNegative()], ids=repr)
 def test_euclidean_steps_are_proxes_at_z(backend, f):
-    """Default steps: prox_{tf}(prev − t·grad), prox_{sf*}(prev + s·ascent); one cotangent."""
+    """Default steps: prox_{tf}(prev + a), prox_{sf*}(prev + a); one cotangent."""
     rng = np.random.default_rng(2)
     prev, d, v = (backend.asarray(rng.standard_normal((3, 4))) for _ in range(3))
     np.testing.assert_array_equal(backend.to_numpy(f.prox_step(prev, d, STEP)),
-                                  backend.to_numpy(f.prox(prev - STEP * d, STEP)))
+                                  backend.to_numpy(f.prox(prev + d, STEP)))
     np.testing.assert_array_equal(backend.to_numpy(f.conj_prox_step(prev, d, STEP)),
-                                  backend.to_numpy(f.conj_prox(prev + STEP * d, STEP)))
+                                  backend.to_numpy(f.conj_prox(prev + d, STEP)))
     _, saved = f.prox_step_save(prev, d, STEP)
     e, dlt = f.prox_step_vjp(saved, v, STEP)
     assert e is dlt
-    _, saved = f.prox_save(prev - STEP * d, STEP)
+    _, saved = f.prox_save(prev + d, STEP)
     np.testing.assert_array_equal(backend.to_numpy(e), backend.to_numpy(f.prox_vjp(saved, v,
                                                                                      STEP)))
 

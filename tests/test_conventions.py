@@ -20,9 +20,10 @@ def _problem(n=12, batch=5, seed=0):
     return pu.AnalysisModel(pu.DenseOperator(K), pu.L1Norm(), pu.LinfBall(eta)), x_tilde, x, eta
 
 
-def _reference_grad(K, x_tilde, x, eta, steps, L, mask_p, b=None):
+def _reference_grad(K, x_tilde, x, eta, steps, L, mask_p, b=None, *, with_x=False):
     """∇_K of ½‖x̂ − x‖² by the reverse recursion written out in NumPy, with the primal mask
-    ``mask_p(z_P)``; b=None: full backpropagation, else b steps at the final iterate."""
+    ``mask_p(z_P)``; b=None: full backpropagation, else b steps at the final iterate.
+    ``with_x``: (∇_K, ∇_x̃ = g + σ Kᵀ Σ δ_D)."""
     s, t, th = steps.sigma, steps.tau, steps.theta
     r = np.zeros_like(x_tilde)
     r_bar, y = r, np.zeros_like(x_tilde @ K.T)
@@ -51,7 +52,7 @@ def _reference_grad(K, x_tilde, x, eta, steps, L, mask_p, b=None):
     if b is not None:  # the asymptotic gradient uses y^L and x̂ for every step
         x_hat = x_tilde + r
         grad = s * sum_d.T @ x_hat - t * tape[-1][1].T @ sum_p
-    return grad
+    return (grad, g + s * sum_d @ K) if with_x else grad
 
 
 @pytest.mark.parametrize("method, b", [(pu.Full(), None), (pu.Asymptotic(7), 7),
@@ -74,14 +75,45 @@ def test_released_mask_is_the_released_definition(kind, eta_backward):
               "asymptotic": pu.Asymptotic(7, released_mask=eta_backward),
               "segments": pu.Full(segments=4, released_mask=eta_backward),
               "truncated": pu.Truncated(15, released_mask=eta_backward)}[kind]
-    got = pu.gradient(model, xt, x, iterations=15, method=method, steps=steps).operator
-    released = _reference_grad(model.operator.matrix, xt, x, eta, steps, 15,
-                               lambda z: np.abs(z - xt) <= eta_backward,
-                               7 if kind == "asymptotic" else None)
+    res = pu.gradient(model, xt, x, iterations=15, method=method, steps=steps)
+    got = res.operator
+    released, released_x = _reference_grad(model.operator.matrix, xt, x, eta, steps, 15,
+                                           lambda z: np.abs(z - xt) <= eta_backward,
+                                           7 if kind == "asymptotic" else None, with_x=True)
     np.testing.assert_allclose(got, released, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(res.x_tilde, released_x, rtol=1e-10, atol=1e-12)
     exact = pu.gradient(model, xt, x, iterations=15, method=pu.Full() if kind != "asymptotic"
                         else pu.Asymptotic(7), steps=steps).operator
     assert np.linalg.norm(got - exact) > 1e-3 * np.linalg.norm(exact)  # not the Jacobian
+
+
+class _CountingDense(pu.DenseOperator):
+    """A dense K that counts its products K x (one per forward step, one per reverse step)."""
+
+    products = 0
+
+    def apply(self, x):
+        type(self).products += 1
+        return super().apply(x)
+
+
+@pytest.mark.parametrize("released", [pu.Full(released_mask=1.0),
+                                      pu.Truncated(6, released_mask=1.0),
+                                      pu.Asymptotic(5, released_mask=1.0)], ids=repr)
+def test_released_mask_runs_one_forward_pass(released):
+    """The released mask is saved by the forward pass itself: as many products K x as the
+    exact gradient of the same method (a second forward pass would add L), same x̂."""
+    model, xt, x, _ = _problem()
+    model = pu.AnalysisModel(_CountingDense(model.operator.matrix), model.f, model.g)
+    steps = pu.step_sizes(model.operator, omega=2.0)
+    exact = type(released)(*(() if isinstance(released, pu.Full) else (released.b,)))
+    counts, results = [], []
+    for method in (exact, released):
+        _CountingDense.products = 0
+        results.append(pu.gradient(model, xt, x, iterations=15, method=method, steps=steps))
+        counts.append(_CountingDense.products)
+    assert counts[0] == counts[1]
+    np.testing.assert_array_equal(results[0].x, results[1].x)
 
 
 def test_released_mask_all_ones_is_relax_primal():

@@ -94,3 +94,16 @@ def test_balls_are_per_signal(numpy_backend):
     z = np.array([[3.0, 4.0], [0.3, 0.4]])
     np.testing.assert_allclose(pu.L2Ball(1.0).prox(z, 1.0), [[0.6, 0.8], [0.3, 0.4]])
     assert list(pu.L2Ball(1.0).value(z)) == [np.inf, 0.0]
+
+
+def test_linf_ball_mask_includes_the_boundary(backend, dtype):
+    """The clip's Jacobian mask is 1 where |z| ≤ ρ, the boundary included (read off the clip's
+    output: u = z exactly there), 0 outside, on every backend."""
+    rho = 0.5
+    z = np.array([[-0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1e-30]])
+    f = pu.LinfBall(rho)
+    u, mask = f.prox_save(backend.asarray(z, dtype), STEP)
+    v = backend.asarray(np.arange(1.0, 9.0).reshape(1, 8), dtype)
+    np.testing.assert_array_equal(backend.to_numpy(u), np.clip(z, -rho, rho).astype(dtype))
+    np.testing.assert_array_equal(backend.to_numpy(f.prox_vjp(mask, v, STEP)),
+                                  np.where(np.abs(z) <= rho, np.arange(1.0, 9.0), 0.0))

@@ -205,3 +205,29 @@ def test_same_result_on_every_backend(backend, dtype, tol, method, weights):
         np.testing.assert_allclose(backend.to_numpy(got), want, rtol=tol["rtol"] * scale,
                                    atol=tol["atol"] * scale * 10)
     assert str(backend.to_numpy(res.operator).dtype) == dtype
+
+
+@pytest.mark.parametrize("method,weights", METHODS + [(pu.Asymptotic(7), None),
+                                                      (pu.Full(segments=3), None)])
+def test_skipping_the_x_tilde_cotangent_changes_nothing_else(backend, method, weights):
+    """Without ∇_x̃ (the training loop's steps: x_wanted=False) the sum Σ δ_D is skipped and the
+    pullback's x_tilde is None; the operator gradient is the same to the bit, and with ∇_x̃ it is
+    pu.gradient's (checked against autograd and finite differences above)."""
+    from pdunroll.unroll.gradient import check_unrolling, vjp_unchecked
+
+    problem = speech_like("linf")
+    model = problem.model(backend)
+    xt, xd = problem.signals(backend)
+    method, iterations, b, alphas = check_unrolling(method, L, weights)
+    steps = _steps(problem)
+    ref = pu.gradient(model, xt, xd, iterations=L, method=method, weights=weights, steps=steps)
+    for wanted in (True, False):
+        x_hat, pull = vjp_unchecked(model, xt, iterations, method, b, alphas, steps,
+                                    x_wanted=wanted)
+        c = pull(x_hat - xd)
+        np.testing.assert_array_equal(backend.to_numpy(c.operator), backend.to_numpy(ref.operator))
+        if wanted:
+            np.testing.assert_array_equal(backend.to_numpy(c.x_tilde),
+                                          backend.to_numpy(ref.x_tilde))
+        else:
+            assert c.x_tilde is None

@@ -7,6 +7,7 @@ import pytest
 from linop_checks import dense_matrix, dot_test, param_fd
 
 import pdunroll as pu
+from pdunroll.operators.base import ScaledOperator
 
 SHAPE = (5, 4)
 
@@ -256,3 +257,41 @@ def test_image_shape_that_is_not_a_sequence_is_named():
     with pytest.raises(ValueError, match="image_shape must be"):
         pu.Conv2dFilterBank(_rand((2, 3, 3)), 6)
     assert pu.Conv2dFilterBank(_rand((2, 3, 3)), np.array([6, 5])).in_shape == (6, 5)
+
+
+@pytest.mark.parametrize("name", ["gradient", "diagonal", "composition", "stack", "nested",
+                                  "dense", "conv1d", "conv2d"])
+@pytest.mark.parametrize("c", [0.37, -2.5])
+def test_scaled_is_c_times_the_operator(backend, name, c):
+    """op.scaled(c) (the solver's σK and −τK, made once per call) applies c K and c Kᵀ, keeps
+    the parameters' derivative of K (σ and −τ scale the ∇K products instead) and leaves op as
+    it was; c may be a 0-d array of the backend."""
+    op = _all_operators(backend)[name]
+    x = backend.asarray(_rand((3, *op.in_shape), 6))
+    y = backend.asarray(_rand((3, *op.out_shape), 7))
+    before = (backend.to_numpy(op.apply(x)), backend.to_numpy(op.adjoint(y)))
+    for scale in (c, op.xp.asarray(c, dtype=op.dtype, device=op.device)):
+        scaled = op.scaled(scale)
+        assert tuple(scaled.in_shape) == tuple(op.in_shape)
+        assert tuple(scaled.out_shape) == tuple(op.out_shape)
+        np.testing.assert_allclose(backend.to_numpy(scaled.apply(x)), c * before[0],
+                                   rtol=1e-13, atol=1e-13)
+        np.testing.assert_allclose(backend.to_numpy(scaled.adjoint(y)), c * before[1],
+                                   rtol=1e-13, atol=1e-13)
+    np.testing.assert_array_equal(backend.to_numpy(op.apply(x)), before[0])
+    np.testing.assert_array_equal(backend.to_numpy(op.adjoint(y)), before[1])
+
+
+def test_scaled_operator_wraps_any_operator(numpy_backend):
+    """The generic c K of an operator without a cheaper form: products, the parameter VJP c
+    times K's, with_params and scaling it again."""
+    diag = pu.Diagonal(_rand(SHAPE) + 2)
+    scaled = ScaledOperator(diag, 3.0)
+    a, b = _rand((2, *SHAPE), 1), _rand((2, *SHAPE), 2)
+    np.testing.assert_allclose(scaled.param_vjp(a, b), 3.0 * diag.param_vjp(a, b))
+    w = _rand(SHAPE, 3)
+    np.testing.assert_allclose(scaled.with_params(w).apply(b), 3.0 * w * b)
+    np.testing.assert_allclose(scaled.scaled(-2.0).apply(b), -6.0 * diag.apply(b))
+    grad = _gradient(numpy_backend)
+    assert isinstance(grad.scaled(2.0), ScaledOperator)
+    np.testing.assert_allclose(grad.scaled(2.0).apply(b), 2.0 * grad.apply(b))

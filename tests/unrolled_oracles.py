@@ -14,6 +14,8 @@ def iterate(model, x_tilde, steps, iterations, *, alphas=None, window=None):
 
         y^k = argmin_y σF*(y) − σ⟨K(x̃ + r̄^{k−1}), y⟩ + D(y, y^{k−1})   (prox_{σF*} for D = ½‖·‖²)
         r^k = argmin_r τG(r) + τ⟨Kᵀy^k, r⟩ + D(r, r^{k−1})             (prox_{τG})
+
+    (the functions' steps take the scaled directions σ K(x̃ + r̄^{k−1}) and −τ Kᵀ y^k)
         r̄^k = r^k + θ(r^k − r^{k−1})
 
     Returns (r^L, r^{L−1}, y^L, Σ α_k r^k or None); ``window=b`` detaches the state and the
@@ -28,8 +30,8 @@ def iterate(model, x_tilde, steps, iterations, *, alphas=None, window=None):
         if window is not None and k == iterations - window + 1:
             r, r_bar, y = r.detach(), r_bar.detach(), y.detach()
             r_sum = None if r_sum is None else r_sum.detach()
-        y = f.conj_prox_step(y, op.apply(x_tilde + r_bar), sigma)
-        r_prev, r = r, g.prox_step(r, op.adjoint(y), tau)
+        y = f.conj_prox_step(y, sigma * op.apply(x_tilde + r_bar), sigma)
+        r_prev, r = r, g.prox_step(r, -tau * op.adjoint(y), tau)
         r_bar = r + theta * (r - r_prev)
         if alphas is not None:
             r_sum = alphas[k - 1] * r if r_sum is None else r_sum + alphas[k - 1] * r

@@ -293,18 +293,18 @@ def _vjp_rows(fn: Function, rand, t, fd_tol) -> list[CheckRow]:
         want = _fd(lambda u, run=run: _dot(v, run(u)), z, d, eps)
         rows.append(CheckRow(f"{name} vs central difference",
                              _fd_error(got, want, _norm(v) * _norm(d)), fd_tol))
-    # whole steps from an interior previous iterate: (∂u/∂prev)ᵀv and ∂u/∂dirᵀ v
-    prev_p = np.asarray(fn.prox_step(fn.start(zeros), rand(), t))
-    prev_d = np.asarray(fn.conj_prox_step(fn.conj_start(zeros), rand(), s))
-    for name, prev, run, save, vjp, factor in (
-            ("prox_step_vjp", prev_p, fn.prox_step, fn.prox_step_save, fn.prox_step_vjp, -t),
+    # whole steps from an interior previous iterate along a = −t·grad (primal) or s·ascent
+    # (dual): (∂u/∂prev)ᵀv and (∂u/∂a)ᵀv
+    prev_p = np.asarray(fn.prox_step(fn.start(zeros), -t * rand(), t))
+    prev_d = np.asarray(fn.conj_prox_step(fn.conj_start(zeros), s * rand(), s))
+    for name, prev, run, save, vjp, step in (
+            ("prox_step_vjp", prev_p, fn.prox_step, fn.prox_step_save, fn.prox_step_vjp, t),
             ("conj_prox_step_vjp", prev_d, fn.conj_prox_step, fn.conj_prox_step_save,
              fn.conj_prox_step_vjp, s)):
-        step = t if name == "prox_step_vjp" else s
-        direction = 0.5 * rand()
+        direction = (0.5 * step if name == "conj_prox_step_vjp" else -0.5 * step) * rand()
         _, saved = save(prev, direction, step)
         e, delta = vjp(saved, v, step)
-        got = _dot(e, d) + factor * _dot(delta, d2)
+        got = _dot(e, d) + _dot(delta, d2)
         want = (_fd(lambda u, run=run, direction=direction, step=step: _dot(v, run(u, direction,
                                                                                    step)),
                     prev, d, eps)
@@ -331,8 +331,8 @@ def _param_rows(fn: Function, rand, t, fd_tol, rng) -> list[CheckRow]:
 
     z, v = 2.0 * rand(), rand()
     zeros = np.zeros_like(z)
-    prev_p = np.asarray(fn.prox_step(fn.start(zeros), rand(), t))
-    prev_d = np.asarray(fn.conj_prox_step(fn.conj_start(zeros), rand(), s))
+    prev_p = np.asarray(fn.prox_step(fn.start(zeros), -t * rand(), t))
+    prev_d = np.asarray(fn.conj_prox_step(fn.conj_start(zeros), s * rand(), s))
     direction = 0.5 * rand()
     cases = (
         ("prox_param_vjp", lambda g: _dot(v, g.prox(z, t)),

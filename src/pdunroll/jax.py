@@ -25,7 +25,7 @@ from .operators.base import LinearOperator, power_steps, start_vector
 from .unroll.forward import ForwardState, forward
 from .unroll.gradient import check_unrolling
 from .unroll.methods import GradientMethod
-from .unroll.reverse import forward_plan, reverse
+from .unroll.reverse import forward_model, forward_plan, reverse
 
 __all__ = ["step_sizes", "unrolled"]
 
@@ -126,8 +126,11 @@ def unrolled(
     def steps_of(st):
         return StepSizes._on_device(st[0], st[1], steps.theta, st[2]) if traced else steps
 
+    def model_of(x_tilde, leaves):
+        return forward_model(method, model.with_leaves(leaves, counts), x_tilde)
+
     def run(x_tilde, leaves, st):
-        state = forward(model.with_leaves(leaves, counts), x_tilde, steps_of(st), iterations,
+        state = forward(model_of(x_tilde, leaves), x_tilde, steps_of(st), iterations,
                         alphas=alphas, keep=keep, save_at=save_at)
         return state, x_tilde + (state.r if alphas is None else state.r_avg)
 
@@ -142,11 +145,10 @@ def unrolled(
 
     def solve_bwd(res, v):
         x_tilde, leaves, st, x_hat, arrays = res
-        m, sizes = model.with_leaves(leaves, counts), steps_of(st)
         state = _join(arrays, held["how"])
-        grad_op, sum_d, grad_fg, _ = reverse(method, m, x_tilde, sizes, state, x_hat, v,
-                                             alphas, iterations, b)
-        grad_x = v if sum_d is None else v + sizes.sigma * m.operator.adjoint(sum_d)
+        grad_op, grad_x, grad_fg, _ = reverse(method, model_of(x_tilde, leaves), x_tilde,
+                                              steps_of(st), state, x_hat, v, alphas,
+                                              iterations, b)
         f_grad, g_grad = (() if p is None else p for p in grad_fg)
         grads = [*tree.flatten(grad_op), *tree.flatten(f_grad), *tree.flatten(g_grad)]
         return grad_x, grads, tuple(a * 0 for a in st)

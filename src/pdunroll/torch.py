@@ -78,8 +78,9 @@ def _pull_kernel(pullback, v):
     return pullback(v)
 
 
-def _gradient_kernel(model, x_tilde, loss, method, iterations, b, alphas, steps):
-    return gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps)
+def _gradient_kernel(model, x_tilde, loss, method, iterations, b, alphas, steps, x_wanted=True):
+    return gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps,
+                              x_wanted=x_wanted)
 
 
 _KERNELS = {"vjp": _vjp_kernel, "pullback": _pull_kernel, "gradient": _gradient_kernel}
@@ -134,11 +135,11 @@ def compiled_gradient(compile: bool | dict, device) -> Callable[..., GradientRes
     reverse pass of a training step (:func:`pdunroll.train` with ``compile=``)."""
     options = _options(check_compile(compile), torch.device(device), one_graph=True)
 
-    def gradient(model, x_tilde, loss, method, iterations, b, alphas, steps):
+    def gradient(model, x_tilde, loss, method, iterations, b, alphas, steps, x_wanted=True):
         if options is not None:
             steps = _tensor_steps(steps, x_tilde.dtype, x_tilde.device)
         return _run("gradient", options, model, x_tilde, loss, method, iterations, b, alphas,
-                    steps)
+                    steps, x_wanted)
 
     return gradient
 

@@ -229,11 +229,11 @@ class BlockSeparable(Function):
     def conj_start_param_vjp(self, e):
         return tuple(self._each("conj_start_param_vjp", e))
 
-    def prox_step(self, prev, grad, t):
-        return self._join(self._each("prox_step", prev, grad, extra=(t,)))
+    def prox_step(self, prev, a, t):
+        return self._join(self._each("prox_step", prev, a, extra=(t,)))
 
-    def prox_step_save(self, prev, grad, t):
-        return self._saving("prox_step_save", prev, grad, extra=(t,))
+    def prox_step_save(self, prev, a, t):
+        return self._saving("prox_step_save", prev, a, extra=(t,))
 
     def prox_step_vjp(self, saved, v, t):
         out = self._each_saved("prox_step_vjp", saved, v, extra=(t,))
@@ -242,11 +242,11 @@ class BlockSeparable(Function):
     def prox_step_param_vjp(self, saved, v, t):
         return tuple(self._each_saved("prox_step_param_vjp", saved, v, extra=(t,)))
 
-    def conj_prox_step(self, prev, ascent, s):
-        return self._join(self._each("conj_prox_step", prev, ascent, extra=(s,)))
+    def conj_prox_step(self, prev, a, s):
+        return self._join(self._each("conj_prox_step", prev, a, extra=(s,)))
 
-    def conj_prox_step_save(self, prev, ascent, s):
-        return self._saving("conj_prox_step_save", prev, ascent, extra=(s,))
+    def conj_prox_step_save(self, prev, a, s):
+        return self._saving("conj_prox_step_save", prev, a, extra=(s,))
 
     def conj_prox_step_vjp(self, saved, v, s):
         out = self._each_saved("conj_prox_step_vjp", saved, v, extra=(s,))

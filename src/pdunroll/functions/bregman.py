@@ -4,9 +4,10 @@ proximity"; Ochs et al. 2016, §6).
 A Bregman step replaces ½‖u − prev‖² by D_ψ(u, prev) = ψ(u) − ψ(prev) − ⟨∇ψ(prev), u − prev⟩.
 For f = ⟨c, ·⟩ + indicator of a set X at whose boundary ∇ψ blows up, the step of the solvers
 
-    u = argmin_u t f(u) + t⟨grad, u⟩ + D_ψ(u, prev)   ⇔   ∇ψ(u) = ∇ψ(prev) + a,  a = −t(grad + c)
+    u = argmin_u t f(u) − ⟨a, u⟩ + D_ψ(u, prev)   ⇔   ∇ψ(u) = ∇ψ(prev) + a − t c
 
-(a = s·ascent for the dual step of Chambolle-Pock, where f* plays the role of f) stays inside X
+(a = −t·grad for a descent step, a = s·ascent for the dual step of Chambolle-Pock, where f*
+plays the role of f; the step methods take a, already scaled) stays inside X
 and is smooth in (prev, a), so its Jacobians are smooth too:
 
 * box [−ρ, ρ] (Examples 2, 7), ψ(u) = ρ² Σ φ(u/ρ), φ(x) = ½((1+x)log(1+x) + (1−x)log(1−x)),
@@ -25,11 +26,11 @@ and is smooth in (prev, a), so its Jacobians are smooth too:
 
       ∂u/∂prevᵀ v = (u/prev) ⊙ (v − ⟨u, v⟩),   ∂u/∂aᵀ v = u ⊙ (v − ⟨u, v⟩).
 
-``prox_step_vjp(saved, v, t)`` returns (∂u/∂prevᵀ v, ∂u/∂aᵀ v): the second is the cotangent of
-grad divided by −t (of ascent divided by s), the convention of :class:`pdunroll.Function`, so
-the reverse recursions treat Euclidean and Bregman steps alike. The entropic steps need an
-interior start (``start``): uniform on the simplex, a positive constant on the orthant. Costs
-c enter through :class:`pdunroll.LinearTerm` (its steps are the base's along grad + c).
+``prox_step_vjp(saved, v, t)`` returns (∂u/∂prevᵀ v, ∂u/∂aᵀ v), the convention of
+:class:`pdunroll.Function`, so the reverse recursions treat Euclidean and Bregman steps alike.
+The entropic steps need an interior start (``start``): uniform on the simplex, a positive
+constant on the orthant. Costs c enter through :class:`pdunroll.LinearTerm` (its steps are the
+base's along a − t c).
 """
 
 from __future__ import annotations
@@ -90,15 +91,15 @@ def _check_positive_start(name: str, x: Array, why: str) -> None:
 @saveable
 class BoxBregmanL1Norm(L1Norm):
     """f(x) = w ‖x‖₁ whose conjugate steps (f* = indicator of the box [−w, w]) use the box
-    Bregman distance (Example 7): y ← w tanh(atanh(y/w) + s·ascent/w), smooth in (y, ascent).
+    Bregman distance (Example 7): y ← w tanh(atanh(y/w) + a/w), a = s·ascent, smooth in (y, a).
     The dual of ℓ1 inside :func:`pdunroll.chambolle_pock`: y^k = tanh(atanh(y^{k−1}) +
     σ K(x̃ + r̄^{k−1})) for w = 1. Its primal prox stays the Euclidean soft threshold."""
 
-    def conj_prox_step(self, prev, ascent, s):
-        return _box_step(prev, s * ascent, self.weight)
+    def conj_prox_step(self, prev, a, s):
+        return _box_step(prev, a, self.weight)
 
-    def conj_prox_step_save(self, prev, ascent, s):
-        return _box_step_save(prev, s * ascent, self.weight)
+    def conj_prox_step_save(self, prev, a, s):
+        return _box_step_save(prev, a, self.weight)
 
     def conj_prox_step_vjp(self, saved, v, s):
         return _box_vjp(saved, v)
@@ -110,14 +111,14 @@ class BoxBregmanL1Norm(L1Norm):
 @saveable
 class BoxBregmanLinfBall(LinfBall):
     """Indicator of {‖x‖_∞ ≤ ρ} whose primal steps use the box Bregman distance:
-    x ← ρ tanh(atanh(x/ρ) − t·grad/ρ). Its Euclidean prox (clip) and conjugate stay as in
+    x ← ρ tanh(atanh(x/ρ) + a/ρ), a = −t·grad. Its Euclidean prox (clip) and conjugate stay as in
     :class:`pdunroll.LinfBall`."""
 
-    def prox_step(self, prev, grad, t):
-        return _box_step(prev, -t * grad, self.radius)
+    def prox_step(self, prev, a, t):
+        return _box_step(prev, a, self.radius)
 
-    def prox_step_save(self, prev, grad, t):
-        return _box_step_save(prev, -t * grad, self.radius)
+    def prox_step_save(self, prev, a, t):
+        return _box_step_save(prev, a, self.radius)
 
     def prox_step_vjp(self, saved, v, t):
         return _box_vjp(saved, v)
@@ -129,9 +130,9 @@ class BoxBregmanLinfBall(LinfBall):
 @saveable
 class EntropicOrthant(NonNegative):
     """Indicator of {x ≥ 0} whose primal steps use the entropy (Example 5):
-    x ← x·exp(−t·grad), from x⁰ = ``start_value`` (> 0) everywhere. Its Euclidean prox stays
+    x ← x·exp(a), a = −t·grad, from x⁰ = ``start_value`` (> 0) everywhere. Its Euclidean prox stays
     max(z, 0) (:class:`pdunroll.NonNegative`). A linear cost ⟨c, x⟩:
-    ``LinearTerm(c, EntropicOrthant())`` (steps along grad + c, gradient w.r.t. c)."""
+    ``LinearTerm(c, EntropicOrthant())`` (steps along a − t c, gradient w.r.t. c)."""
 
     def __init__(self, *, start_value: float = 1.0):
         self.start_value = check_positive("start_value", start_value)
@@ -140,13 +141,13 @@ class EntropicOrthant(NonNegative):
         return zeros + self.start_value
 
     def check_start(self, name, x):
-        _check_positive_start(name, x, "x·exp(−t·grad) never leaves 0")
+        _check_positive_start(name, x, "x·exp(a) never leaves 0")
 
-    def prox_step(self, prev, grad, t):
-        return prev * _xp(prev).exp(-t * grad)
+    def prox_step(self, prev, a, t):
+        return prev * _xp(prev).exp(a)
 
-    def prox_step_save(self, prev, grad, t):
-        factor = _xp(prev).exp(-t * grad)
+    def prox_step_save(self, prev, a, t):
+        factor = _xp(prev).exp(a)
         u = prev * factor
         return u, (factor, u)
 
@@ -161,7 +162,7 @@ class EntropicOrthant(NonNegative):
 @saveable
 class EntropicSimplex(Simplex):
     """Indicator of the unit simplex along ``axis`` at every other position (per pixel) whose
-    primal steps use the entropy (Example 6): u ← u e^{−t·grad} / Σ_axis u e^{−t·grad};
+    primal steps use the entropy (Example 6): u ← u e^a / Σ_axis u e^a, a = −t·grad;
     start: uniform 1/#classes. Value, conjugate and Euclidean prox as :class:`pdunroll.Simplex`.
     Label costs ⟨c, u⟩: ``LinearTerm(c, EntropicSimplex())`` (gradient w.r.t. c included)."""
 
@@ -170,7 +171,7 @@ class EntropicSimplex(Simplex):
         return zeros + 1.0 / zeros.shape[self.axis]
 
     def check_start(self, name, x):
-        _check_positive_start(name, x, "u·exp(−t·grad) / Σ u·exp(−t·grad) never leaves 0")
+        _check_positive_start(name, x, "u·exp(a) / Σ u·exp(a) never leaves 0")
 
     def _softmax(self, prev, a):
         xp = _xp(prev)
@@ -180,14 +181,13 @@ class EntropicSimplex(Simplex):
         total = xp.sum(e, axis=self.axis, keepdims=True)
         return e / total, top, total
 
-    def prox_step(self, prev, grad, t):
+    def prox_step(self, prev, a, t):
         check_axis("axis", self.axis, prev)
-        return self._softmax(prev, -t * grad)[0]
+        return self._softmax(prev, a)[0]
 
-    def prox_step_save(self, prev, grad, t):
+    def prox_step_save(self, prev, a, t):
         check_axis("axis", self.axis, prev)
         xp = _xp(prev)
-        a = -t * grad
         u, top, total = self._softmax(prev, a)
         ratio = xp.exp(a - top) / total  # u / prev, finite also where prev underflowed to 0
         return u, (u, ratio)

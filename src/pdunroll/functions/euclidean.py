@@ -14,15 +14,16 @@ A :class:`Function` f gives
   ``prox_param_vjp(saved, v, t)`` = ∇_params ⟨v, prox_{tf}(z)⟩ and ``conj_prox_param_vjp``
   (e.g. the costs c of :class:`LinearTerm`).
 * the whole proximal step of an algorithm, which the solvers call:
-  ``prox_step(prev, grad, t)`` = argmin_u t f(u) + t⟨grad, u⟩ + D(u, prev) (a descent step) and
-  ``conj_prox_step(prev, ascent, s)`` = argmin_y s f*(y) − s⟨ascent, y⟩ + D(y, prev) (an ascent
-  step of the dual), with ``*_save`` variants, ``prox_step_vjp(saved, v, t)`` →
-  (∂u/∂prevᵀ v, ∂u/∂zᵀ v) and ``prox_step_param_vjp(saved, v, t)`` = ∇_params ⟨v, u⟩ (prev,
-  grad fixed). For the Euclidean distance D(u, p) = ½‖u − p‖² these are prox_{tf}(z) with
-  z = prev − t·grad (resp. prox_{sf*}(z), z = prev + s·ascent), both cotangents are
-  J_prox(z)ᵀ v (one array, returned twice) and the parameter VJP is ``prox_param_vjp``. A Bregman
-  distance (:mod:`pdunroll.functions.bregman`) makes u depend on prev also outside z; its second
-  cotangent is ∂u/∂gradᵀ v / (−t) (resp. ∂u/∂ascentᵀ v / s), which is what "∂u/∂zᵀ v" means there;
+  ``prox_step(prev, a, t)`` = argmin_u t f(u) − ⟨a, u⟩ + D(u, prev) for a step direction a
+  already scaled by the step size (a = −t·grad for a descent step along −grad) and
+  ``conj_prox_step(prev, a, s)`` = argmin_y s f*(y) − ⟨a, y⟩ + D(y, prev) (a = s·ascent, an
+  ascent step of the dual; Chambolle-Pock passes a = (σK) x̄ and a = (−τK)ᵀ y with σK, −τK made
+  once per call, so no step multiplies by σ or τ), with ``*_save`` variants,
+  ``prox_step_vjp(saved, v, t)`` → (∂u/∂prevᵀ v, ∂u/∂aᵀ v) and ``prox_step_param_vjp(saved, v,
+  t)`` = ∇_params ⟨v, u⟩ (prev, a fixed). For the Euclidean distance D(u, p) = ½‖u − p‖² these
+  are prox_{tf}(z) (resp. prox_{sf*}(z)) at z = prev + a, both cotangents are J_prox(z)ᵀ v (one
+  array, returned twice) and the parameter VJP is ``prox_param_vjp``. A Bregman distance
+  (:mod:`pdunroll.functions.bregman`) makes u depend on prev also outside z;
 * ``start(zeros)`` / ``conj_start(zeros)``: the first iterate given zeros of its shape (zeros,
   unless the step needs an interior point, e.g. the entropy's positive one).
 
@@ -148,12 +149,12 @@ class Function(ABC):
         cotangent reaching y⁰."""
         return ()
 
-    # the Euclidean proximal steps; Bregman functions override these
-    def prox_step(self, prev: Array, grad: Array, t: float) -> Array:
-        return self.prox(prev - t * grad, t)
+    # the Euclidean proximal steps at z = prev + a; Bregman functions override these
+    def prox_step(self, prev: Array, a: Array, t: float) -> Array:
+        return self.prox(prev + a, t)
 
-    def prox_step_save(self, prev: Array, grad: Array, t: float):
-        return self.prox_save(prev - t * grad, t)
+    def prox_step_save(self, prev: Array, a: Array, t: float):
+        return self.prox_save(prev + a, t)
 
     def prox_step_vjp(self, saved, v: Array, t: float) -> tuple[Array, Array]:
         w = self.prox_vjp(saved, v, t)
@@ -162,11 +163,11 @@ class Function(ABC):
     def prox_step_param_vjp(self, saved, v: Array, t: float):
         return self.prox_param_vjp(saved, v, t)
 
-    def conj_prox_step(self, prev: Array, ascent: Array, s: float) -> Array:
-        return self.conj_prox(prev + s * ascent, s)
+    def conj_prox_step(self, prev: Array, a: Array, s: float) -> Array:
+        return self.conj_prox(prev + a, s)
 
-    def conj_prox_step_save(self, prev: Array, ascent: Array, s: float):
-        return self.conj_prox_save(prev + s * ascent, s)
+    def conj_prox_step_save(self, prev: Array, a: Array, s: float):
+        return self.conj_prox_save(prev + a, s)
 
     def conj_prox_step_vjp(self, saved, v: Array, s: float) -> tuple[Array, Array]:
         w = self.conj_prox_vjp(saved, v, s)
@@ -273,9 +274,10 @@ class LinfBall(Function):
         return _xp(z).clip(z, -self.radius, self.radius)
 
     def prox_save(self, z, t):
-        xp = _xp(z)
-        rho = self.radius
-        return xp.clip(z, -rho, rho), xp.abs(z) <= rho
+        # the clip returns z itself exactly where |z| ≤ ρ (and ±ρ ≠ z elsewhere): the mask of
+        # its Jacobian in one comparison, without |z|
+        u = _xp(z).clip(z, -self.radius, self.radius)
+        return u, u == z
 
     def prox_vjp(self, mask, v, t):
         return _keep(mask, v)
@@ -563,7 +565,7 @@ class LinearTerm(Function):
     prox_{tf}(z) = prox_{t base}(z − t c); f*(y) = base*(y − c). ``params`` = c, with
     ∇_c ⟨v, prox_{tf}(z)⟩ = −t J_{prox t base}(z − tc)ᵀ v (summed over the batch for shared c).
     Every step method of ``base`` (Euclidean or Bregman, primal and dual) is used through the
-    shift: primal steps along grad + c, dual steps in y − c (the dual start is c plus the
+    shift: primal steps along a − t c, dual steps in y − c (the dual start is c plus the
     base's).
     """
 
@@ -620,18 +622,18 @@ class LinearTerm(Function):
     def _cost_grad(self, grad):
         return _xp(grad).sum(grad, axis=0) if self.params.ndim < grad.ndim else grad
 
-    # primal steps: the base's step along grad + c (Euclidean or Bregman), ∇_c ⟨v, u⟩ = −t δ
+    # primal steps: the base's step along a − t c (Euclidean or Bregman), ∇_c ⟨v, u⟩ = −t δ
     def check_start(self, name, x):
         self.base.check_start(name, x)
 
     def start(self, zeros):
         return self.base.start(zeros)
 
-    def prox_step(self, prev, grad, t):
-        return self.base.prox_step(prev, grad + self.params, t)
+    def prox_step(self, prev, a, t):
+        return self.base.prox_step(prev, a - t * self.params, t)
 
-    def prox_step_save(self, prev, grad, t):
-        return self.base.prox_step_save(prev, grad + self.params, t)
+    def prox_step_save(self, prev, a, t):
+        return self.base.prox_step_save(prev, a - t * self.params, t)
 
     def prox_step_vjp(self, saved, v, t):
         return self.base.prox_step_vjp(saved, v, t)
@@ -640,18 +642,18 @@ class LinearTerm(Function):
         return self._cost_grad(-t * self.base.prox_step_vjp(saved, v, t)[1])
 
     # dual steps: f* = base*(· − c), so the base's step (Euclidean or Bregman) in w = y − c,
-    # y' = c + P(y − c, ascent); ∇_c ⟨v, y'⟩ = v − ε with ε the cotangent of the previous iterate
+    # y' = c + P(y − c, a); ∇_c ⟨v, y'⟩ = v − ε with ε the cotangent of the previous iterate
     def conj_start(self, zeros):
         return self.params + self.base.conj_start(zeros)
 
     def conj_start_param_vjp(self, e):
         return self._cost_grad(e)
 
-    def conj_prox_step(self, prev, ascent, s):
-        return self.params + self.base.conj_prox_step(prev - self.params, ascent, s)
+    def conj_prox_step(self, prev, a, s):
+        return self.params + self.base.conj_prox_step(prev - self.params, a, s)
 
-    def conj_prox_step_save(self, prev, ascent, s):
-        w, saved = self.base.conj_prox_step_save(prev - self.params, ascent, s)
+    def conj_prox_step_save(self, prev, a, s):
+        w, saved = self.base.conj_prox_step_save(prev - self.params, a, s)
         return self.params + w, saved
 
     def conj_prox_step_vjp(self, saved, v, s):

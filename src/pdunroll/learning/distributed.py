@@ -208,7 +208,7 @@ def _part_gradient(shard, model, local, steps, iterations, method, alphas):
     idx = xp.asarray(local, device=model.operator.device)
     xb, tb = xp.take(x_tilde, idx, axis=0), xp.take(x_true, idx, axis=0)
     res = gradient_unchecked(model, xb, squared_loss(tb, on_device=True), method, iterations,
-                             method.back_steps(iterations), alphas, steps)
+                             method.back_steps(iterations), alphas, steps, x_wanted=False)
     return res.loss, res.operator  # the loss a 0-d array: no host round trip on the worker
 
 

@@ -119,7 +119,9 @@ class LocalGradient:
         ell = squared_loss(tb, on_device=True) if self.loss is None else \
             _checked_loss(lambda x_hat: self.loss(x_hat, tb))
         b = self.method.back_steps(self.iterations)
-        res = self.kernel(model, xb, ell, self.method, self.iterations, b, self.alphas, steps)
+        # no ∇x̃: a training step needs the operator's gradient only
+        res = self.kernel(model, xb, ell, self.method, self.iterations, b, self.alphas, steps,
+                          x_wanted=False)
         return res.loss, res.operator
 
 

@@ -8,11 +8,13 @@ An operator maps arrays of shape ``(batch, *in_shape)`` to ``(batch, *out_shape)
   need to know what K is made of;
 * ``with_params(params)``: the same operator with new parameters (operators are immutable),
   which may be of another dtype or backend (how an operator is moved);
-* ``norm()``: the spectral norm ‖K‖ (exact where cheap, else :func:`estimate_norm`).
+* ``norm()``: the spectral norm ‖K‖ (exact where cheap, else :func:`estimate_norm`);
+* ``scaled(c)``: c K, which the Chambolle-Pock passes make once per call as σK and −τK.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
@@ -25,10 +27,10 @@ from .._array import (
     default_namespace,
     namespace,
 )
-from ..tree import flatten
+from ..tree import flatten, scale
 
-__all__ = ["FixedOperator", "LinearOperator", "NormEstimate", "check_batch", "check_params_shape",
-           "estimate_norm", "power_steps", "start_vector"]
+__all__ = ["FixedOperator", "LinearOperator", "NormEstimate", "ScaledOperator", "check_batch",
+           "check_params_shape", "estimate_norm", "power_steps", "start_vector"]
 
 
 class LinearOperator(ABC):
@@ -93,6 +95,22 @@ class LinearOperator(ABC):
         """Spectral norm ‖K‖ = largest singular value (power iteration unless overridden)."""
         return estimate_norm(self, iterations=iterations, rtol=rtol).value
 
+    def scaled(self, c) -> LinearOperator:
+        """c K for a number or 0-d array c (of the operator's namespace). The Chambolle-Pock
+        passes make σK and −τK once per call, so that no step multiplies an iterate by σ or τ
+        (docs, Mathematics: "The forward pass"). By default a :class:`ScaledOperator`, which
+        multiplies each product by c; operators linear in their parameters override this to
+        scale the parameters instead (one pass over them per call, none per product)."""
+        return ScaledOperator(self, c)
+
+    def _with_scaled_params(self, c) -> LinearOperator:
+        """The operator with parameters c·params (one array), without the constructor's checks:
+        its values were checked when it was made, and reading c·params would be a host round
+        trip on every solver call."""
+        new = copy.copy(self)
+        new.params = c * self.params
+        return new
+
     def at_shape(self, shape: tuple[int, ...]) -> LinearOperator:
         """The same operator (same parameters) for signals of shape ``shape``: itself for its
         own ``in_shape``. Operators whose parameters do not depend on the signal's size (the
@@ -117,6 +135,39 @@ class LinearOperator(ABC):
         """The operator a :meth:`to_config` dict describes, arrays from ``reader``."""
         raise TypeError(f"{cls.__qualname__} cannot be rebuilt from a file: give it a "
                         "classmethod from_config(cls, config, reader)")
+
+
+class ScaledOperator(LinearOperator):
+    """c K: an operator's products multiplied by c (a number or 0-d array), what
+    :meth:`LinearOperator.scaled` gives where the operator has no cheaper form of its own.
+    ``params`` are K's; ``param_vjp`` is c times K's."""
+
+    def __init__(self, operator: LinearOperator, c):
+        self.operator, self.scale = operator, c
+        self.in_shape, self.out_shape = operator.in_shape, operator.out_shape
+        self.params = operator.params
+
+    @property
+    def arrays(self) -> tuple:
+        return self.operator.arrays
+
+    def apply(self, x: Array) -> Array:
+        return self.scale * self.operator.apply(x)
+
+    def adjoint(self, y: Array) -> Array:
+        return self.scale * self.operator.adjoint(y)
+
+    def param_vjp(self, a: Array, b: Array):
+        return scale(self.scale, self.operator.param_vjp(a, b))
+
+    def with_params(self, params) -> ScaledOperator:
+        return ScaledOperator(self.operator.with_params(params), self.scale)
+
+    def scaled(self, c) -> LinearOperator:
+        return self.operator.scaled(c * self.scale)
+
+    def __repr__(self) -> str:
+        return f"ScaledOperator({self.operator!r}, {self.scale!r})"
 
 
 class FixedOperator(LinearOperator):

@@ -166,6 +166,10 @@ class _FilterBank(LinearOperator):
         g = xp.sum(self._patches(b) @ xp.matrix_transpose(a), axis=0)
         return xp.reshape(xp.matrix_transpose(g), self.params.shape)
 
+    def scaled(self, c) -> _FilterBank:
+        """c K as the filters c·h."""
+        return self._with_scaled_params(c)
+
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
         """‖K‖: exact for periodic boundaries (max over frequencies of √Σ_c |ĥ_c|²), else a
         power-iteration estimate (:func:`pdunroll.estimate_norm`)."""

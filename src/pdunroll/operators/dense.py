@@ -43,6 +43,10 @@ class DenseOperator(LinearOperator):
         check_batch(self, "param_vjp", "b", b, self.in_shape)
         return a.T @ b
 
+    def scaled(self, c) -> DenseOperator:
+        """c K as the matrix c·K."""
+        return self._with_scaled_params(c)
+
     def with_params(self, params: Array) -> DenseOperator:
         check_params_shape(self, params)
         return DenseOperator(params)

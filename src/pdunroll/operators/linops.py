@@ -9,6 +9,7 @@ returns the tuple of the parts' gradients.
 
 from __future__ import annotations
 
+import copy
 import math
 
 from .._array import (
@@ -129,6 +130,10 @@ class Diagonal(LinearOperator):
         check_batch(self, "param_vjp", "b", b, self.in_shape)
         return xp_of(a).sum(a * b, axis=0)
 
+    def scaled(self, c) -> Diagonal:
+        """c K as the weights c·w."""
+        return self._with_scaled_params(c)
+
     def with_params(self, params: Array) -> Diagonal:
         check_params_shape(self, params)
         return Diagonal(params)
@@ -207,6 +212,10 @@ class Composition(LinearOperator):
                 a = op.adjoint(a)
         return tuple(grads)
 
+    def scaled(self, c) -> Composition:
+        """c K as (c A_1) ∘ A_2 ∘ … ∘ A_n."""
+        return _with_parts(self, (self.operators[0].scaled(c), *self.operators[1:]))
+
     def with_params(self, params) -> Composition:
         return Composition(*_with_each(self.operators, params))
 
@@ -275,6 +284,10 @@ class Stack(LinearOperator):
         check_batch(self, "param_vjp", "b", b, self.in_shape)
         return tuple(op.param_vjp(part, b) for op, part in self._parts(a))
 
+    def scaled(self, c) -> Stack:
+        """c K as [c A_1; …; c A_n]."""
+        return _with_parts(self, tuple(op.scaled(c) for op in self.operators))
+
     def with_params(self, params) -> Stack:
         return Stack(*_with_each(self.operators, params))
 
@@ -291,6 +304,14 @@ class Stack(LinearOperator):
 
     def __repr__(self) -> str:
         return f"Stack({', '.join(map(repr, self.operators))})"
+
+
+def _with_parts(op, parts: tuple):
+    """A copy of the Composition or Stack ``op`` with the parts ``parts`` (of the same shapes,
+    namespace and dtype: not checked again)."""
+    new = copy.copy(op)
+    new.operators, new.params = parts, tuple(part.params for part in parts)
+    return new
 
 
 def _with_each(operators, params) -> list:

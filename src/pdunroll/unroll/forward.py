@@ -7,10 +7,11 @@ pass").
 
 with r⁰ = r̄⁰ = 0, y⁰ = 0 and output x̂ = x̃ + r^L (or x̃ + Σ α_k r^k for ergodic weights α).
 :func:`forward` is the one loop behind both :func:`chambolle_pock` and the gradients. It calls
-the functions' whole steps, y^k = F.conj_prox_step(y^{k−1}, K x̄^{k−1}, σ) and
-r^k = G.prox_step(r^{k−1}, Kᵀ y^k, τ), which are the two lines above for Euclidean proxes and
+the functions' whole steps, y^k = F.conj_prox_step(y^{k−1}, (σK) x̄^{k−1}, σ) and
+r^k = G.prox_step(r^{k−1}, (−τK)ᵀ y^k, τ), which are the two lines above for Euclidean proxes and
 Bregman steps for the functions of :mod:`pdunroll.functions.bregman` (which also choose r⁰, y⁰
-through ``start``/``conj_start`` where 0 is not an interior point).
+through ``start``/``conj_start`` where 0 is not an interior point). The scaled operators σK and
+−τK are made once per call (:func:`scaled_operators`), so no step multiplies by σ or τ.
 """
 
 from __future__ import annotations
@@ -65,9 +66,16 @@ def ergodic_weights(weights, iterations: int) -> tuple[float, ...] | None:
     return alphas
 
 
+def scaled_operators(op, steps: StepSizes) -> tuple:
+    """(σK, −τK) of a call: the operators of the dual and primal steps and of the reverse
+    pass's products (:meth:`~pdunroll.LinearOperator.scaled`)."""
+    return op.scaled(steps.sigma), op.scaled(-steps.tau)
+
+
 @dataclass
 class ForwardState:
-    """What :func:`forward` leaves: last iterates, the weighted output and the stored steps."""
+    """What :func:`forward` leaves: last iterates, the weighted output, the stored steps and the
+    call's scaled operators (σK, −τK)."""
 
     r: Array  # r^L
     y: Array  # y^L
@@ -77,6 +85,7 @@ class ForwardState:
     y_avg: Array | None  # Σ α_k y^k
     tape: deque  # last steps: (x̄^{k−1}, y^k, saved dual step k, saved primal step k)
     starts: list = field(default_factory=list)  # checkpoints (k, r^{k−1}, r̄^{k−1}, y^{k−1})
+    scaled: tuple = ()  # (σK, −τK)
 
 
 def forward(
@@ -90,16 +99,19 @@ def forward(
     callback: Callable | None = None,
     start: tuple[Array, Array, Array] | None = None,
     save_at: Container[int] = (),
+    scaled: tuple | None = None,
 ) -> ForwardState:
     """Run L = ``iterations`` Chambolle-Pock steps; keep what the reverse pass needs for the last
     ``keep`` steps (nothing for ``keep=0``).
 
     ``start`` = (r, r̄, y) continues from a stored state instead of r⁰ = r̄⁰, y⁰; before each
     step k (counted from 1 in this call) in ``save_at``, (k, r^{k−1}, r̄^{k−1}, y^{k−1}) is
-    appended to ``starts``: the checkpoints of a checkpointed reverse pass.
+    appended to ``starts``: the checkpoints of a checkpointed reverse pass. ``scaled``: the
+    call's (σK, −τK), made here when not given.
     """
     op, f, g = model.operator, model.f, model.g
     sigma, tau, theta = steps.sigma, steps.tau, steps.theta
+    k_sigma, k_tau = scaled = scaled_operators(op, steps) if scaled is None else scaled
     xp = op.xp
     if start is None:
         r = g.start(xp.zeros_like(x_tilde))
@@ -120,12 +132,12 @@ def forward(
         x_bar = x_tilde + r_bar
         r_prev, y_prev = r, y
         if k > iterations - keep:  # a step the reverse pass will need
-            y, saved_d = f.conj_prox_step_save(y_prev, op.apply(x_bar), sigma)
-            r, saved_p = g.prox_step_save(r_prev, op.adjoint(y), tau)
+            y, saved_d = f.conj_prox_step_save(y_prev, k_sigma.apply(x_bar), sigma)
+            r, saved_p = g.prox_step_save(r_prev, k_tau.adjoint(y), tau)
             tape.append((x_bar, y, saved_d, saved_p))
         else:
-            y = f.conj_prox_step(y_prev, op.apply(x_bar), sigma)
-            r = g.prox_step(r_prev, op.adjoint(y), tau)
+            y = f.conj_prox_step(y_prev, k_sigma.apply(x_bar), sigma)
+            r = g.prox_step(r_prev, k_tau.adjoint(y), tau)
         if theta == 1:  # the default θ = 1: r̄ = 2r − r_prev in two passes, not three
             r_bar = (r + r) - r_prev
         else:
@@ -136,7 +148,7 @@ def forward(
             y_avg = a * y if y_avg is None else y_avg + a * y
         if callback is not None:
             callback(k, x_tilde + r, y)
-    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, tape, starts)
+    return ForwardState(r, y, r_prev, y_prev, r_avg, y_avg, tape, starts, scaled)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from ..model import AnalysisModel, StepRule, StepSizes, check_model, resolve_ste
 from .forward import ergodic_weights, forward
 from .krylov import SolveInfo
 from .methods import GradientMethod, as_method
-from .reverse import forward_plan, reverse
+from .reverse import forward_model, forward_plan, reverse
 
 __all__ = ["Cotangents", "GradientResult", "check_unrolling", "gradient", "gradient_unchecked",
            "squared_loss", "vjp", "vjp_unchecked"]
@@ -160,10 +160,13 @@ def vjp(
     return x_hat, pullback
 
 
-def vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps):
+def vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps, *,
+                  x_wanted: bool = True):
     """:func:`vjp` for callers that validated their inputs once (arguments as in
-    :func:`gradient_unchecked`): no checks, no host synchronisation."""
+    :func:`gradient_unchecked`): no checks, no host synchronisation. ``x_wanted=False``: the
+    pullback's ``x_tilde`` is ``None`` (the sum it needs is skipped)."""
     keep, save_at = forward_plan(method, iterations, b)
+    model = forward_model(method, model, x_tilde)
     state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep, save_at=save_at)
     x_hat = x_tilde + (state.r if alphas is None else state.r_avg)
     used = []
@@ -173,9 +176,8 @@ def vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps):
             raise RuntimeError("this pullback was already called: the reverse pass frees the "
                                "forward pass's tape; run vjp again for another cotangent")
         used.append(True)
-        grad_op, sum_d, grad_fg, info = reverse(method, model, x_tilde, steps, state, x_hat, v,
-                                                alphas, iterations, b)
-        grad_x = v if sum_d is None else v + steps.sigma * model.operator.adjoint(sum_d)
+        grad_op, grad_x, grad_fg, info = reverse(method, model, x_tilde, steps, state, x_hat, v,
+                                                 alphas, iterations, b, x_wanted=x_wanted)
         f, g = (() if p is None else p for p in grad_fg)
         return Cotangents(grad_op, grad_x, f, g, info)
 
@@ -234,13 +236,15 @@ def gradient(
     return gradient_unchecked(model, x_tilde, loss, *checked)
 
 
-def gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps
-                       ) -> GradientResult:
+def gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps, *,
+                       x_wanted: bool = True) -> GradientResult:
     """:func:`gradient` for callers that validated their inputs once (the training loop's
     steps): ``loss`` returns (value, ∂ℓ/∂x̂); ``b`` = ``method.back_steps(iterations)``,
-    ``alphas`` from :func:`~pdunroll.ergodic_weights`, ``steps`` a :class:`StepSizes`. No
+    ``alphas`` from :func:`~pdunroll.ergodic_weights`, ``steps`` a :class:`StepSizes`;
+    ``x_wanted=False`` leaves the result's ``x_tilde`` None (training needs no ∇_x̃). No
     checks and no host synchronisation besides the loss value."""
-    x_hat, pullback = vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps)
+    x_hat, pullback = vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps,
+                                    x_wanted=x_wanted)
     value, g_out = loss(x_hat)
     c = pullback(g_out)
     return GradientResult(value, c.operator, c.x_tilde, x_hat, steps, method, c.f, c.g, c.info)

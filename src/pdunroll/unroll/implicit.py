@@ -93,7 +93,6 @@ def solve(apply_n: Callable[[tuple], tuple], rhs: tuple, method: Implicit
 def solve_adjoint(
     step: Callable[[Array, Array, Array], tuple[Array, ...]],
     adjoint: Callable[[Array], Array],
-    sigma: float,
     g_out: Array,
     dual_like: Array,
     method: Implicit,
@@ -102,13 +101,13 @@ def solve_adjoint(
     reverse recursion continued forever at the fixed point, summed; step(u) then gives the sums.
 
     ``step(v, e, d)`` → (ε_P, δ_P, ε_D, δ_D, δ̄_D) is one reverse step with the final Jacobians,
-    ``adjoint`` is Kᵀ, ``g_out`` = ∇ℓ(x̂), ``dual_like`` any array of the dual's shape.
+    ``adjoint`` is σKᵀ, ``g_out`` = ∇ℓ(x̂), ``dual_like`` any array of the dual's shape.
     Returns (u, info); see :func:`solve` for what happens when the solve fails.
     """
 
     def apply_n(u):
         e_p, _, e_d, d_d, d_dbar = step(*u)
-        return e_p + sigma * adjoint(d_dbar), e_d, d_d
+        return e_p + adjoint(d_dbar), e_d, d_d
 
     zero = _xp(g_out).zeros_like(dual_like)
     return solve(apply_n, (g_out, zero, zero), method)

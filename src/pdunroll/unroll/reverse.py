@@ -9,6 +9,10 @@ k = L..1 (docs, Mathematics: "Full reverse mode", "Ergodic unrolling")
 
     ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
 
+The products σ Kᵀ δ̄_D and −τ K δ_P use the call's scaled operators σK and −τK (made once, by
+the forward pass); σ and −τ scale the ∇_K products once each, and Σ_k δ_D is summed only when
+∇_x̃ is wanted.
+
 Bregman steps (docs, Mathematics: "Bregman proximity"; :mod:`pdunroll.functions.bregman`). The
 forward pass calls whole steps y^k = P_D(y^{k−1}, K x̄^{k−1}) and r^k = P_P(r^{k−1}, Kᵀ y^k). For a
 Euclidean prox P_P(p, d) = prox_{τG}(p − τ d), so p and d enter only through z_P and one adjoint δ_P
@@ -25,6 +29,7 @@ Euclidean case. The chain rule through r^k → r^{k+1} (previous iterate), r^k �
 and ∇_K, ∇_x̃ as above (only δ enters them: the direction inputs carry K and x̃). The extra
 terms are ε − δ: the dependence of y^k on y^{k−1} and r^k on r^{k−1} not through z. For
 Euclidean proxes ε = δ is one array and the recursion is the one above, at the same cost.
+(The step's direction input is a = σ K x̄ resp. −τ Kᵀ y; δ = ∂P/∂aᵀ v.)
 
 Segments (:class:`~pdunroll.Full` and :class:`~pdunroll.Truncated` with ``segments=c``): the
 forward pass stores only the states (r, r̄, y) at the starts of c segments of ⌈b/c⌉ steps; the
@@ -35,9 +40,9 @@ best), one more forward pass.
 
 The released primal mask (``released_mask=eta_backward`` on any method; Brauer & Lorenz,
 EUSIPCO 2023, released code): the primal VJP is v·1{|z_P^k − x̃| ≤ eta_backward} instead of
-J_{prox τG}(z_P^k)ᵀ v. The tape keeps no z_P, so :func:`reverse` reruns the forward pass with G
-wrapped in :class:`_ReleasedMaskG`, which saves z_P^k beside G's own saved step: one more
-forward pass, for an option that exists only to run with the released code's conventions.
+J_{prox τG}(z_P^k)ᵀ v. The forward pass runs with G wrapped in :class:`_ReleasedMaskG`
+(:func:`forward_model`), whose saved step holds that mask beside G's own: the same iterates, one
+forward pass.
 """
 
 from __future__ import annotations
@@ -47,13 +52,13 @@ from dataclasses import dataclass, field
 
 from .. import tree
 from .._array import Array, array_size, is_host_device, xp_of
-from ..functions.euclidean import Function
+from ..functions.euclidean import Function, _keep
 from ..model import AnalysisModel
-from .forward import ForwardState, forward
+from .forward import ForwardState, forward, scaled_operators
 from .implicit import solve_adjoint
 from .methods import Asymptotic, Full, GradientMethod, Implicit, Truncated
 
-__all__ = ["forward_plan", "reverse"]
+__all__ = ["forward_model", "forward_plan", "reverse"]
 
 # numbers (entries of a and b) per parameter-VJP product when ∇_K is accumulated over stored
 # steps: large products, small peak (≈ 400 rows of a 320-sample speech model: the full-mode
@@ -79,34 +84,49 @@ def forward_plan(method: GradientMethod, iterations: int, b: int) -> tuple[int, 
     return b, ()
 
 
+def forward_model(method: GradientMethod, model: AnalysisModel, x_tilde: Array
+                  ) -> AnalysisModel:
+    """The model the forward pass runs for ``method``: ``model``, or for ``released_mask`` the
+    model whose G saves the released code's mask (same iterates); :func:`reverse` takes the
+    same model."""
+    if method.released_mask is None:
+        return model
+    return _released_model(model, x_tilde, method.released_mask)
+
+
 def reverse(method: GradientMethod, model, x_tilde: Array, steps, state: ForwardState,
-            x_hat: Array, g_out: Array, alphas, iterations: int, b: int):
-    """Run ``method``'s recursion from v = ``g_out`` = ∂ℓ/∂x̂ over what the forward pass kept.
-    Returns (∇ operator parameters, Σ δ_D (None for none), [∇ F params, ∇ G params], solve
-    info or None)."""
+            x_hat: Array, g_out: Array, alphas, iterations: int, b: int, *,
+            x_wanted: bool = True):
+    """Run ``method``'s recursion from v = ``g_out`` = ∂ℓ/∂x̂ over what the forward pass of
+    ``model`` (:func:`forward_model`) kept. Returns (∇ operator parameters, ∇_x̃ (None unless
+    ``x_wanted``), [∇ F params, ∇ G params], solve info or None)."""
     relax = method.relax_primal
-    if method.released_mask is not None:
-        model = _released_model(model, x_tilde, method.released_mask)
-        if not (isinstance(method, Full | Truncated) and method.segments):
-            keep = forward_plan(method, iterations, b)[0]
-            state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep)
+    scaled = state.scaled or scaled_operators(model.operator, steps)
     if isinstance(method, Asymptotic):
-        return (*_backward_asymptotic(model, steps, state, x_hat, g_out, b, relax), None)
-    if isinstance(method, Implicit):
-        return _backward_implicit(model, steps, state, x_hat, g_out, method)
-    assert isinstance(method, Full | Truncated)
-    window = alphas[iterations - b:] if alphas is not None else None
-    adj = _Adjoint(g_out if alphas is None else None,
-                   _ParamGrad(model.operator, steps.sigma, steps.tau))
-    if method.segments:
-        _backward_segmented(model, x_tilde, steps, state.starts, iterations, g_out, window,
-                            relax, adj)
+        grad_op, sum_d, grad_fg = _backward_asymptotic(model, steps, scaled, state, x_hat,
+                                                       g_out, b, relax)
+        info = None
+    elif isinstance(method, Implicit):
+        grad_op, sum_d, grad_fg, info = _backward_implicit(model, steps, scaled, state, x_hat,
+                                                           g_out, method)
     else:
-        _backward_unrolled(model, steps, state.tape, g_out, window, relax, adj)
-    if b == iterations and adj.e_d is not None:  # the recursion reached y⁰ = F.conj_start(0)
-        part = model.f.conj_start_param_vjp(adj.e_d)
-        adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
-    return adj.grad.flush(), adj.sum_d, adj.grad_fg, None
+        assert isinstance(method, Full | Truncated)
+        window = alphas[iterations - b:] if alphas is not None else None
+        adj = _Adjoint(g_out if alphas is None else None,
+                       _ParamGrad(model.operator, steps.sigma, steps.tau), x_wanted)
+        if method.segments:
+            _backward_segmented(model, x_tilde, steps, scaled, state.starts, iterations, g_out,
+                                window, relax, adj)
+        else:
+            _backward_unrolled(model, steps, scaled, state.tape, g_out, window, relax, adj)
+        if b == iterations and adj.e_d is not None:  # the recursion reached y⁰ = conj_start(0)
+            part = model.f.conj_start_param_vjp(adj.e_d)
+            adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
+        grad_op, sum_d, grad_fg, info = adj.grad.flush(), adj.sum_d, adj.grad_fg, None
+    grad_x = None
+    if x_wanted:  # ∇_x̃ = g + σ Kᵀ Σ δ_D
+        grad_x = g_out if sum_d is None else g_out + scaled[0].adjoint(sum_d)
+    return grad_op, grad_x, grad_fg, info
 
 
 def _released_model(model, x_tilde: Array, eta_backward: float) -> AnalysisModel:
@@ -119,8 +139,9 @@ def _released_model(model, x_tilde: Array, eta_backward: float) -> AnalysisModel
 
 
 class _ReleasedMaskG(Function):
-    """G with the released code's primal mask: forward steps are G's, the step's VJP is
-    v·1{|z_P − x̃| ≤ eta_backward} (z_P = r^{k−1} − τ Kᵀ y^k, in r coordinates)."""
+    """G with the released code's primal mask: forward steps are G's, a saved step also holds
+    the mask 1{|z_P − x̃| ≤ eta_backward} (z_P = r^{k−1} − τ Kᵀ y^k, in r coordinates) and the
+    step's VJP is v times it."""
 
     def __init__(self, g: Function, x_tilde: Array, eta_backward: float):
         self.g, self.x_tilde, self.eta_backward = g, x_tilde, eta_backward
@@ -141,14 +162,16 @@ class _ReleasedMaskG(Function):
     def start(self, zeros):
         return self.g.start(zeros)
 
-    def prox_step_save(self, prev, grad, t):
-        z = prev - t * grad
+    def prox_step(self, prev, a, t):
+        return self.g.prox_step(prev, a, t)
+
+    def prox_step_save(self, prev, a, t):
+        z = prev + a
         u, saved = self.g.prox_save(z, t)
-        return u, (saved, z)
+        return u, (saved, xp_of(z).abs(z - self.x_tilde) <= self.eta_backward)
 
     def prox_step_vjp(self, saved, v, t):
-        xp = xp_of(v)
-        w = xp.where(xp.abs(saved[1] - self.x_tilde) <= self.eta_backward, v, xp.zeros_like(v))
+        w = _keep(saved[1], v)
         return w, w
 
     def prox_step_param_vjp(self, saved, v, t):
@@ -185,14 +208,14 @@ class _ParamGrad:
         return self.total
 
 
-def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg):
+def _reverse_step(model, steps, k_tau, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg):
     """One step k of the recursion: v is the adjoint reaching r^k, e_d is ε_D^{k+1} and d_d is
-    δ_D^{k+1} (None for 0). Adds the step's gradients w.r.t. the parameters of F and G to
-    ``grad_fg`` (a two-item list; None skips them). Returns ε_P^k, δ_P^k, ε_D^k, δ_D^k and
-    δ̄_D^k."""
-    op, sigma, tau, theta = model.operator, steps.sigma, steps.tau, steps.theta
+    δ_D^{k+1} (None for 0), ``k_tau`` = −τK. Adds the step's gradients w.r.t. the parameters of
+    F and G to ``grad_fg`` (a two-item list; None skips them). Returns ε_P^k, δ_P^k, ε_D^k,
+    δ_D^k and δ̄_D^k."""
+    sigma, tau, theta = steps.sigma, steps.tau, steps.theta
     e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
-    w = -tau * op.apply(d_p) if e_d is None else e_d - tau * op.apply(d_p)
+    w = k_tau.apply(d_p) if e_d is None else e_d + k_tau.apply(d_p)
     e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
     if grad_fg is not None:
         for i, part in enumerate((model.f.conj_prox_step_param_vjp(saved_d, w, sigma),
@@ -209,10 +232,12 @@ def _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, relax_primal, gra
 class _Adjoint:
     """The reverse pass's state before step k: ``e_p`` = ε_P^{k+1} (the adjoint reaching r^k
     via r^{k+1}), ``e_d`` = ε_D^{k+1}, ``d_d`` = δ_D^{k+1}, ``d_dbar`` = δ̄_D^{k+1} (None for
-    0), Σ δ_D so far, the ∇_K accumulator and the F, G parameter gradients so far."""
+    0), Σ δ_D so far (summed only if ``sum_wanted``: ∇_x̃ needs it), the ∇_K accumulator and the
+    F, G parameter gradients so far."""
 
     e_p: Array | None
     grad: _ParamGrad
+    sum_wanted: bool = True
     e_d: Array | None = None
     d_d: Array | None = None
     d_dbar: Array | None = None
@@ -220,12 +245,12 @@ class _Adjoint:
     grad_fg: list = field(default_factory=lambda: [None, None])
 
 
-def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal, adj):
+def _backward_unrolled(model, steps, scaled, tape, g_out, alphas, relax_primal, adj):
     """The recursion over the stored steps (popped as it goes, freeing the tape), continuing from
     the adjoint state ``adj`` of the step after the tape and leaving in it the state after the
-    tape's first step."""
-    op, sigma = model.operator, steps.sigma
-    acc, grad_fg = adj.grad, adj.grad_fg
+    tape's first step; ``scaled`` = (σK, −τK)."""
+    k_sigma, k_tau = scaled
+    acc, grad_fg, sum_wanted = adj.grad, adj.grad_fg, adj.sum_wanted
     e_p, e_d, d_d, d_dbar, sum_d = adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d
     k = len(tape)
     while tape:
@@ -233,18 +258,20 @@ def _backward_unrolled(model, steps, tape, g_out, alphas, relax_primal, adj):
         k -= 1
         v = e_p
         if d_dbar is not None:
-            v = v + sigma * op.adjoint(d_dbar)
+            v = v + k_sigma.adjoint(d_dbar)
         if alphas is not None:
             v = alphas[k] * g_out if v is None else v + alphas[k] * g_out
-        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
-                                                   relax_primal, grad_fg)
-        sum_d = d_d if sum_d is None else sum_d + d_d
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
+                                                   e_d, d_d, relax_primal, grad_fg)
+        if sum_wanted:
+            sum_d = d_d if sum_d is None else sum_d + d_d
         acc.add(0, d_d, x_bar)
         acc.add(1, y, d_p)
     adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d = e_p, e_d, d_d, d_dbar, sum_d
 
 
-def _backward_segmented(model, x_tilde, steps, starts, last, g_out, alphas, relax_primal, adj):
+def _backward_segmented(model, x_tilde, steps, scaled, starts, last, g_out, alphas,
+                        relax_primal, adj):
     """The recursion over steps starts[0][0]..``last`` from the stored segment starts
     (k, r, r̄, y): each segment, last first, is recomputed from its start with its tape and
     reversed with the carried state ``adj``; starts and tapes are freed as they are used."""
@@ -252,25 +279,26 @@ def _backward_segmented(model, x_tilde, steps, starts, last, g_out, alphas, rela
     end = last + 1
     while starts:
         k0, r, r_bar, y = starts.pop()
-        seg = forward(model, x_tilde, steps, end - k0, keep=end - k0, start=(r, r_bar, y))
+        seg = forward(model, x_tilde, steps, end - k0, keep=end - k0, start=(r, r_bar, y),
+                      scaled=scaled)
         window = None if alphas is None else alphas[k0 - first:end - first]
-        _backward_unrolled(model, steps, seg.tape, g_out, window, relax_primal, adj)
+        _backward_unrolled(model, steps, scaled, seg.tape, g_out, window, relax_primal, adj)
         adj.grad.flush()  # keep the accumulator from holding many segments' arrays
         end = k0
 
 
-def _backward_asymptotic(model, steps, state, x_hat, g_out, b, relax_primal):
+def _backward_asymptotic(model, steps, scaled, state, x_hat, g_out, b, relax_primal):
     """b backward steps with the final step's Jacobians, y^L and x̂ (docs, Mathematics: "Truncated
     and asymptotic gradients")."""
-    op, sigma = model.operator, steps.sigma
+    op, (k_sigma, k_tau) = model.operator, scaled
     _, y, saved_d, saved_p = state.tape[-1]
     e_p, e_d, d_d, d_dbar = g_out, None, None, None
     sum_p = sum_d = None
     grad_fg = [None, None]
     for _ in range(b):
-        v = e_p if d_dbar is None else e_p + sigma * op.adjoint(d_dbar)
-        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d,
-                                                   relax_primal, grad_fg)
+        v = e_p if d_dbar is None else e_p + k_sigma.adjoint(d_dbar)
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
+                                                   e_d, d_d, relax_primal, grad_fg)
         sum_p = d_p if sum_p is None else sum_p + d_p
         sum_d = d_d if sum_d is None else sum_d + d_d
     return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, grad_fg
@@ -285,19 +313,19 @@ def _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y):
     return acc.flush()
 
 
-def _backward_implicit(model, steps, state, x_hat, g_out, method):
+def _backward_implicit(model, steps, scaled, state, x_hat, g_out, method):
     """The fixed-point gradient (docs, Mathematics: "Fixed-point (implicit) gradients"): u = Σ_{j≥0}
     N^j (g, 0, 0) from :func:`.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ
     δ_D and the F, G parameter gradients of all steps (the step is linear), with the final step's
     Jacobians, y^L and x̂ as in the asymptotic mode."""
-    op, sigma = model.operator, steps.sigma
+    op, (k_sigma, k_tau) = model.operator, scaled
     _, y, saved_d, saved_p = state.tape[-1]
 
     def step(v, e_d, d_d, grad_fg=None):
-        return _reverse_step(model, steps, saved_d, saved_p, v, e_d, d_d, method.relax_primal,
-                             grad_fg)
+        return _reverse_step(model, steps, k_tau, saved_d, saved_p, v, e_d, d_d,
+                             method.relax_primal, grad_fg)
 
-    u, info = solve_adjoint(step, op.adjoint, sigma, g_out, y, method)
+    u, info = solve_adjoint(step, k_sigma.adjoint, g_out, y, method)
     grad_fg = [None, None]
     _, sum_p, _, sum_d, _ = step(*u, grad_fg)
     return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, grad_fg, info

@@ -3,13 +3,14 @@ reverse mode (Ochs et al. 2016, §5.1, Algorithm 2; docs, Mathematics: "Bregman 
 
 For min_x f(x; ϑ) + g(x) with smooth f, L steps from x⁰:
 
-    x^k = P(x^{k−1}, ∇f(x^{k−1}; ϑ)),   P(prev, grad) = g.prox_step(prev, grad, α)
+    x^k = P(x^{k−1}, ∇f(x^{k−1}; ϑ)),   P(prev, grad) = g.prox_step(prev, −α grad, α)
 
 Euclidean P: prox_{αg}(x − α∇f(x)), projected gradient descent for an indicator g
 (:class:`pdunroll.NonNegative`); Bregman P, e.g. x·e^{−α∇f(x)} (:class:`pdunroll.EntropicOrthant`).
 
 Reverse mode. With v^L = ∇ℓ(x^L), w = 0 and, for k = L..1, (ε^k, δ^k) = the step's VJP of v^k
-(ε = ∂P/∂prevᵀ v, δ = ∂P/∂gradᵀ v / (−α); both J_proxᵀ v for a Euclidean prox):
+(ε = ∂P/∂prevᵀ v, δ = ∂P/∂gradᵀ v / (−α), the step's cotangent of its direction −α grad; both
+J_proxᵀ v for a Euclidean prox):
 
     w       ← w − α (∂_ϑ∇f(x^{k−1}))ᵀ δ^k
     v^{k−1} = ε^k − α ∇²f(x^{k−1}) δ^k
@@ -210,10 +211,10 @@ def _run(smooth, g, x, step, iterations, keep, callback=None):
     for k in range(1, iterations + 1):
         x_prev = x
         if keep:
-            x, saved = g.prox_step_save(x_prev, smooth.grad(x_prev), step)
+            x, saved = g.prox_step_save(x_prev, -step * smooth.grad(x_prev), step)
             tape.append((x_prev, saved))
         else:
-            x = g.prox_step(x_prev, smooth.grad(x_prev), step)
+            x = g.prox_step(x_prev, -step * smooth.grad(x_prev), step)
         if k == 1:
             first = _step_length(x, x_prev)
         if callback is not None:
@@ -243,7 +244,7 @@ def _check_converging(smooth, x, f0, first, last, step) -> None:
 def forward_backward(smooth: SmoothFunction, g: Function, x0: Array, *, step: float,
                      iterations: int, callback: Callable[[int, Array], object] | None = None
                      ) -> FBResult:
-    """L = ``iterations`` steps x ← g.prox_step(x, ∇f(x), α) from x⁰ (an interior point of g's
+    """L = ``iterations`` steps x ← g.prox_step(x, −α∇f(x), α) from x⁰ (an interior point of g's
     domain for entropic steps, checked). ``callback(k, x^k)`` runs after step k. A step
     α ≥ 2/Lip(∇f) is refused where the smooth part knows its Lipschitz constant
     (:class:`LeastSquares`: λ‖A‖² + μ); otherwise iterates that explode raise
@@ -313,7 +314,7 @@ def forward_backward_gradient(
             w_g = tree.axpy(1.0, g.prox_step_param_vjp(saved, v, step), w_g)
             v = v_next
         return FBGradient(value, w, x, method, g=w_g)
-    _, saved = g.prox_step_save(x, smooth.grad(x), step)  # the step's Jacobians at x^L
+    _, saved = g.prox_step_save(x, -step * smooth.grad(x), step)  # the Jacobians at x^L
     info = None
     if isinstance(method, Implicit):
         (v,), info = solve(lambda u: (_step_transposes(smooth, g, step, x, saved, u[0])[0],),
