@@ -358,7 +358,7 @@ def test_load_model_reproduces_the_table_of_the_run(tmp_path):
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
     results = json.loads((out / "results.json").read_text())
     learned = pu.load_model(out / "operator.npz")
-    assert (learned.iterations, learned.omega, str(learned.dtype)) == (4, 30.0, "float32")
+    assert (learned.iterations, learned.steps.omega, str(learned.dtype)) == (4, 30.0, "float32")
     (x_tilde, x_true), _, _ = evaluation_set("run", learned.metadata, 32)
     x_hat = learned.reconstruct(x_tilde)
     assert x_hat.dtype == x_tilde.dtype == np.float64

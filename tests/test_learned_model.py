@@ -32,7 +32,7 @@ def test_trained_speech_model_reconstructs_as_trained_after_a_load(numpy_backend
                                             data={"kind": "synthetic"})
     path = learned.save(tmp_path / "speech.npz")
     loaded = pu.load_model(path)
-    assert (loaded.iterations, loaded.omega, loaded.weights) == (6, 30.0, "harmonic")
+    assert (loaded.iterations, loaded.steps.omega, loaded.weights) == (6, 30.0, "harmonic")
     assert loaded.method == pu.Truncated(3) and loaded.metadata["n"] == 16
     assert loaded.data == {"kind": "synthetic"} and loaded.settings == learned.settings
     expected = pu.reconstruct(res.model, x_tilde, iterations=6, omega=30.0, weights="harmonic")
@@ -55,7 +55,7 @@ def test_old_operator_files_reconstruct_with_their_settings(numpy_backend):
     """A format version 1 file of save_operator: L = 7, ω = 30, harmonic weights, float32."""
     learned = pu.load_model(DATA / "v1_speech_operator.npz")
     model, _ = pu.load_operator(DATA / "v1_speech_operator.npz")
-    assert (learned.iterations, learned.omega, learned.weights) == (7, 30.0, "harmonic")
+    assert (learned.iterations, learned.steps.omega, learned.weights) == (7, 30.0, "harmonic")
     assert learned.dtype == np.float32 and learned.metadata["bitrate"] == 4
     x = pu.quantize(np.sin(np.arange(40, dtype=np.float32) / 3).reshape(5, 8) * 0.8, 4)
     np.testing.assert_array_equal(
@@ -152,8 +152,12 @@ def test_learned_model_checks_its_settings(numpy_backend):
     model = pu.AnalysisModel(pu.DenseOperator(np.eye(3)), pu.L1Norm(), pu.LinfBall(0.1))
     with pytest.raises(ValueError, match="omega must be a positive"):
         pu.LearnedModel(model, 3, omega=0.0)
-    with pytest.raises(ValueError, match="norm must be one of"):
-        pu.LearnedModel(model, 3, norm="max")
+    with pytest.raises(ValueError, match="give omega or steps, not both"):
+        pu.LearnedModel(model, 3, pu.StepRule(), omega=3.0)
+    with pytest.raises(TypeError, match="steps must be a pdunroll.StepRule"):
+        pu.LearnedModel(model, 3, pu.step_sizes(model.operator))
+    with pytest.raises(TypeError, match="steps must be a pdunroll.StepRule"):
+        pu.LearnedModel(model, 3, 30.0)
     with pytest.raises(TypeError, match="metadata must hold JSON values"):
         pu.LearnedModel(model, 3, metadata={"x": object()})
     with pytest.raises(TypeError, match="model must be an AnalysisModel"):
@@ -170,7 +174,7 @@ def test_run_records_of_earlier_command_lines_are_read(numpy_backend, tmp_path):
     learned = pu.load_model(path)
     assert learned.method == pu.Truncated(2)
     assert learned.data == {"kind": "wav", "files": {"a.wav": "00"}}
-    assert (learned.norm, learned.theta) == ("spectral", 1.0)
+    assert learned.steps == pu.StepRule(omega=30.0)
 
 
 def test_step_sizes_are_made_once_per_shape(numpy_backend, monkeypatch):
@@ -205,7 +209,8 @@ def test_a_checkpoint_loads_as_its_best_model(numpy_backend, tmp_path):
     learned = pu.load_model(path)
     state, _ = pu.load_checkpoint(path, start.operator.params)
     np.testing.assert_array_equal(learned.operator.matrix, state.best_params)
-    assert (learned.iterations, learned.omega, learned.weights) == (4, 20.0, "uniform")
+    assert (learned.iterations, learned.steps, learned.weights) == \
+        (4, pu.StepRule(omega=20.0), "uniform")
     assert learned.method == pu.Truncated(2)
     np.testing.assert_array_equal(
         learned.reconstruct(x_tilde),
@@ -219,14 +224,14 @@ def test_the_step_rule_is_kept(numpy_backend, tmp_path):
     model = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(8, 12)), pu.L1Norm(),
                              pu.LinfBall(0.1))
     rule = pu.StepRule(omega=3.0, norm="frobenius", theta=0.5, margin=0.9)
-    learned = pu.LearnedModel(model, 5, omega=3.0, norm="frobenius", theta=0.5, margin=0.9)
+    learned = pu.LearnedModel(model, 5, rule)
+    assert learned.steps is rule
     loaded = pu.load_model(learned.save(tmp_path / "m.npz"))
     assert loaded.steps == rule and loaded.settings["solver"]["margin"] == 0.9
+    assert loaded.at_shape((8,)).steps == rule
     x = np.sin(np.arange(24.0)).reshape(3, 8)
     np.testing.assert_array_equal(loaded.reconstruct(x),
                                   pu.chambolle_pock(model, x, iterations=5, steps=rule).x)
-    with pytest.raises(ValueError, match="margin must lie in"):
-        pu.LearnedModel(model, 5, margin=1.0)
 
 
 def test_a_checkpoint_keeps_the_runs_step_rule(numpy_backend, tmp_path):
@@ -236,3 +241,18 @@ def test_a_checkpoint_keeps_the_runs_step_rule(numpy_backend, tmp_path):
     pu.train(start, x_tilde, x_true, iterations=3, steps=rule, epochs=1, batch_size=8,
              progress=False, checkpoint=tmp_path / "checkpoint.npz")
     assert pu.load_model(tmp_path / "checkpoint.npz").steps == rule
+
+
+def test_a_file_with_the_rule_as_loose_entries_loads_as_one_rule(numpy_backend, tmp_path):
+    """Model files keep the rule as the solver entries omega, norm, theta (margin since it
+    exists): a file written before the margin loads with the margin 0.99 it was made with."""
+    from pdunroll.learning.checkpoint import write_model_file
+
+    model = pu.AnalysisModel(pu.DenseOperator(pu.dct_matrix(6)), pu.L1Norm(), pu.LinfBall(0.1))
+    path = write_model_file(tmp_path / "old.npz", model,
+                            {"solver": {"iterations": 4, "omega": 3.0, "norm": "frobenius",
+                                        "theta": 0.5, "weights": None}, "metadata": {}})
+    learned = pu.load_model(path)
+    assert learned.steps == pu.StepRule(omega=3.0, norm="frobenius", theta=0.5, margin=0.99)
+    assert learned.settings["solver"] == {"iterations": 4, "omega": 3.0, "norm": "frobenius",
+                                          "theta": 0.5, "margin": 0.99, "weights": None}

@@ -1,7 +1,8 @@
 """A learned model as one object: the model and everything its reconstructions depend on.
 
 :class:`LearnedModel` holds the :class:`~pdunroll.AnalysisModel` (operator, F and G with their
-parameters), the number of Chambolle-Pock steps L, the step rule (ω, which ‖K‖, θ), the ergodic
+parameters), the number of Chambolle-Pock steps L, the step rule (:class:`~pdunroll.StepRule`:
+ω, which ‖K‖, θ, margin), the ergodic
 output weights, the gradient method it was trained with, the task's metadata and the training
 data's fingerprint. ``.reconstruct(x̃)`` runs x̂ = A_L(K, x̃) exactly as in training unless told
 otherwise; ``.save(path)`` / :func:`load_model` keep all of it in one ``.npz`` file (docs,
@@ -17,7 +18,7 @@ from pathlib import Path
 
 from .._array import Array, check_count, check_flag, namespace
 from ..functions.euclidean import L2Ball, NoiseL2Ball
-from ..model import DEFAULT_OMEGA, AnalysisModel, StepRule, StepSizes
+from ..model import AnalysisModel, StepRule, StepSizes, step_rule
 from ..unroll.forward import ergodic_weights, solve
 from ..unroll.methods import GradientMethod, method_from_settings
 from .checkpoint import read_model_file, write_model_file
@@ -39,50 +40,59 @@ def _json(name: str, value):
         raise TypeError(f"{name} must hold JSON values only: {err}") from err
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class LearnedModel:
     """A trained :class:`~pdunroll.AnalysisModel` with what its reconstructions depend on.
 
-    ``iterations``: L; ``omega``, ``norm``, ``theta``, ``margin``: the step rule
-    (:class:`~pdunroll.StepRule`, ``.steps``) σ = ω·margin/‖K‖, τ = margin/(ω‖K‖) with ‖K‖
-    the ``"spectral"`` or ``"frobenius"`` norm and extrapolation θ; ``weights``: the ergodic
-    output weights (None: the last iterate); ``method``: the gradient method of training (a
-    record; reconstruction does not use it); ``metadata``: what the task records (e.g. speech
-    n, m, bitrate; denoising σ, patch size); ``data``: the training data's fingerprint. The
-    dtype is the operator's.
+    ``LearnedModel(model, iterations, steps=None, *, omega=None, weights=None, method=None,
+    metadata=None, data=None)``. ``iterations``: L; ``steps``: the step rule
+    (:class:`~pdunroll.StepRule`: σ = ω·margin/‖K‖, τ = margin/(ω‖K‖) with ‖K‖ the
+    ``"spectral"`` or ``"frobenius"`` norm and extrapolation θ; default ``StepRule()``), with
+    ``omega=w`` shorthand for ``steps=StepRule(omega=w)`` as in every entry point; ``weights``:
+    the ergodic output weights (None: the last iterate); ``method``: the gradient method of
+    training (a record; reconstruction does not use it); ``metadata``: what the task records
+    (e.g. speech n, m, bitrate; denoising σ, patch size); ``data``: the training data's
+    fingerprint. The dtype is the operator's.
     """
 
     model: AnalysisModel
     iterations: int
-    omega: float = DEFAULT_OMEGA
-    norm: str = "spectral"
-    theta: float = 1.0
-    margin: float = 0.99
+    steps: StepRule
     weights: object = None
     method: GradientMethod | None = None
     metadata: dict = field(default_factory=dict)
     data: dict | None = None
     # step sizes per signal shape, made once (‖K‖ of a 640×320 K: 0.1 s by power iteration)
-    _steps: dict = field(default_factory=dict, init=False, repr=False, compare=False)
+    _sizes: dict = field(default_factory=dict, init=False, repr=False, compare=False)
 
-    def __post_init__(self):
-        if not isinstance(self.model, AnalysisModel):
+    def __init__(self, model: AnalysisModel, iterations: int, steps: StepRule | None = None, *,
+                 omega: float | None = None, weights=None, method: GradientMethod | None = None,
+                 metadata: dict | None = None, data: dict | None = None):
+        def put(name, value):
+            object.__setattr__(self, name, value)
+
+        if not isinstance(model, AnalysisModel):
             raise TypeError(f"model must be an AnalysisModel(operator, f, g), got "
-                            f"{type(self.model).__name__}")
-        object.__setattr__(self, "iterations", check_count("iterations", self.iterations))
-        rule = StepRule(self.omega, self.norm, self.theta, self.margin)  # checks each
-        for name in ("omega", "theta", "margin"):
-            object.__setattr__(self, name, getattr(rule, name))
-        weights = self.weights
+                            f"{type(model).__name__}")
+        put("model", model)
+        put("iterations", check_count("iterations", iterations))
+        rule = step_rule(omega, steps)
+        if not isinstance(rule, StepRule):
+            raise TypeError("steps must be a pdunroll.StepRule (a model keeps the rule, which "
+                            "makes σ and τ for the operator at each signal shape), got "
+                            "StepSizes")
+        put("steps", rule)
         if weights is not None and not isinstance(weights, str):
             weights = [float(w) for w in weights]
         ergodic_weights(weights, self.iterations)  # a clear error for unknown weights
-        object.__setattr__(self, "weights", weights)
-        if self.method is not None and not isinstance(self.method, GradientMethod):
+        put("weights", weights)
+        if method is not None and not isinstance(method, GradientMethod):
             raise TypeError(f"method must be a GradientMethod (e.g. pu.Full()) or None, got "
-                            f"{type(self.method).__name__}")
-        object.__setattr__(self, "metadata", _json("metadata", self.metadata) or {})
-        object.__setattr__(self, "data", _json("data", self.data))
+                            f"{type(method).__name__}")
+        put("method", method)
+        put("metadata", _json("metadata", metadata) or {})
+        put("data", _json("data", data))
+        put("_sizes", {})
 
     # ------------------------------------------------------------ what it is
 
@@ -90,11 +100,6 @@ class LearnedModel:
     def operator(self):
         """The learned operator K."""
         return self.model.operator
-
-    @property
-    def steps(self) -> StepRule:
-        """The step rule: ``StepRule(omega, norm, theta, margin)``."""
-        return StepRule(self.omega, self.norm, self.theta, self.margin)
 
     @property
     def dtype(self):
@@ -115,8 +120,7 @@ class LearnedModel:
 
     def __repr__(self) -> str:
         return (f"LearnedModel({self.operator!r}, f={self.model.f!r}, g={self.model.g!r}, "
-                f"L={self.iterations}, omega={self.omega:g}, norm={self.norm!r}, "
-                f"weights={self.weights!r})")
+                f"L={self.iterations}, steps={self.steps!r}, weights={self.weights!r})")
 
     # ------------------------------------------------------------ made from training
 
@@ -176,10 +180,10 @@ class LearnedModel:
         """σ, τ, θ of the step rule for the operator at ``shape`` (default: its own), ‖K‖
         computed once per shape."""
         shape = tuple(self.operator.in_shape) if shape is None else tuple(shape)
-        if shape not in self._steps:
+        if shape not in self._sizes:
             op = self.at_shape(shape).operator
-            self._steps[shape] = self.steps.sizes(op)
-        return self._steps[shape]
+            self._sizes[shape] = self.steps.sizes(op)
+        return self._sizes[shape]
 
     def reconstruct(self, x_tilde: Array, *, iterations: int | None = None,
                     batch_size: int | None = None, progress: bool = False) -> Array:
@@ -255,10 +259,10 @@ def load_model(path, *, xp=None, device=None) -> LearnedModel:
         data = settings.get("data", meta.get("fingerprint"))
     model = _noise_ball(model, meta)
     try:
+        rule = StepRule(omega=solver["omega"], norm=solver.get("norm", "spectral"),
+                        theta=solver.get("theta", 1.0), margin=solver.get("margin", 0.99))
         return LearnedModel(
-            model, solver["iterations"], omega=solver["omega"],
-            norm=solver.get("norm", "spectral"), theta=solver.get("theta", 1.0),
-            margin=solver.get("margin", 0.99), weights=solver.get("weights"),
+            model, solver["iterations"], rule, weights=solver.get("weights"),
             method=None if method is None else method_from_settings(method),
             metadata=meta, data=data)
     except (KeyError, TypeError, ValueError) as err:
