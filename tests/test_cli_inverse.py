@@ -52,7 +52,7 @@ def _solved(model, x_tilde, learned):
     k1, k2 = K.kernel_shape
     grid = (K.in_shape[0] + k1 - 1, K.in_shape[1] + k2 - 1)
     bound = np.hypot(pu.Conv2dFilterBank(K.params, grid, "periodic").norm(), A.norm())
-    steps = pu.step_sizes(model.operator, omega=learned.omega, op_norm=float(bound))
+    steps = pu.step_sizes(model.operator, omega=learned.steps.omega, op_norm=float(bound))
     return pu.chambolle_pock(model, x_tilde, iterations=learned.iterations, steps=steps).x
 
 
