@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,18 @@ import numpy as np
 import pytest
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_code():
+    """After each test module: JAX's eager mode compiles every primitive once per shape and
+    dtype, torch.compile every graph, and both keep it for the whole process (the suite grew to
+    6 GB); compiled code is freed so the suite stays within its 2 GB memory budget."""
+    yield
+    if "jax" in sys.modules:
+        sys.modules["jax"].clear_caches()
+    if "torch._dynamo" in sys.modules:
+        sys.modules["torch._dynamo"].reset()
 SPEECH_DIR = Path(os.environ.get("PDUNROLL_SPEECH_DIR", SHARED / "data" / "ieee_speech"))
 
 
