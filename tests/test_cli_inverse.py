@@ -5,6 +5,7 @@ model F(Kx) + ½‖Ax − f‖² solved independently does, bad arguments are na
 resumes."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,6 +178,8 @@ def test_scikit_image_defaults_and_bad_arguments(tmp_path, capsys):
         with pytest.raises(SystemExit):
             cli.main(["train", *argv])
         assert message in capsys.readouterr().err
+    assert cli.main(["train", "inpaint", "--out", str(tmp_path / "bad"), "--workers", "2"]) == 2
+    assert "--workers and --scheduler shard the training pairs" in capsys.readouterr().err
     assert cli.main(["evaluate", str(out / "operator.npz"), "--rate", "8000"]) == 2
     assert "--rate and --bitrate are for speech" in capsys.readouterr().err
 
@@ -239,3 +242,39 @@ def test_reconstruct_in_chunks_takes_each_chunks_measurements(monkeypatch):
     monkeypatch.setattr(evaluation, "_EVAL_CHUNK", 3)
     chunked = evaluation.reconstruct(model, x_tilde, iterations=6, omega=1.0)
     np.testing.assert_allclose(chunked, whole, atol=1e-12)
+
+
+def test_dask_workers_are_refused_for_per_signal_measurements():
+    """The Dask minibatch gradient shards the pairs, not F's measurements: refused, named."""
+    rng = np.random.default_rng(3)
+    A = pu.Mask((rng.random((6, 6)) > 0.5).astype(float))
+    f = rng.standard_normal((4, 6, 6))
+    model = pu.inverse_problem(pu.Conv2dFilterBank(0.1 * pu.dct_filters(3), (6, 6), "zero"),
+                               A, f)
+    with pytest.raises(ValueError, match="do not take a model's per-signal data"):
+        pu.train(model, f, f, iterations=2, epochs=1, client="tcp://127.0.0.1:8786",
+                 progress=False)
+
+
+def test_test_files_behind_a_symbolic_link_are_found_again(tmp_path, monkeypatch):
+    """A data folder whose dev/ is a link to another folder (as experiments/long_runs.sh makes
+    for train400 and Set12), given as a relative path: the run records dev/'s files by their
+    path through the link, and evaluate finds them again."""
+    from pdunroll.tasks.base import split_files
+
+    _pngs(tmp_path / "elsewhere" / "train", 3)
+    _pngs(tmp_path / "elsewhere" / "set", 2, offset=5)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train").symlink_to(tmp_path / "elsewhere" / "train")
+    (tmp_path / "data" / "dev").symlink_to(tmp_path / "elsewhere" / "set")
+    monkeypatch.chdir(tmp_path)
+
+    def read(folder):
+        files = sorted(folder.glob("*.png"))
+        return files, files, None
+
+    split = split_files(Path("data"), read, seed=0)
+    assert sorted(split.digests[2]) == ["dev/im0.png", "dev/im1.png"]
+    test = {"folder": str(split.root), "files": split.digests[2]}
+    assert [p.name for p in recorded_files("op.npz", test, "test images", "again")] == \
+        ["im0.png", "im1.png"]

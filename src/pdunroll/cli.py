@@ -474,6 +474,9 @@ def _refuse_ignored(args) -> None:
     if args.resume and "--init" in given:
         raise ValueError("--init is not used with --resume: the checkpoint holds the operator "
                          "to continue from; leave --init out")
+    if args.task in inverse.PROBLEMS and (args.workers or args.scheduler):
+        raise ValueError(f"--workers and --scheduler shard the training pairs, not their "
+                         f"measurements: train {args.task} in one process")
     if args.task == "speech" and args.data is not None and given & {"--signals", "--seconds"}:
         raise ValueError(f"{' and '.join(sorted(given & {'--signals', '--seconds'}))} describe "
                          "the synthetic speech, which --data replaces: leave them out")
@@ -487,7 +490,6 @@ def _train(args) -> int:
     from .learning.runfolder import RunFolder, output_folder, say
 
     tic = time.perf_counter()
-    _refuse_ignored(args)
     config = _train_config(args)
     placement = Placement(args.backend, args.dtype, args.device).check()
     opts = _task_options(args)
@@ -684,6 +686,7 @@ def main(argv=None) -> int:
         if args.command != "train":
             with _dask_client(args) as args.client:
                 return _evaluate(args)
+        _refuse_ignored(args)  # before a Dask cluster starts
         with StopSignals() as stop, _dask_client(args) as args.client:
             code = _train(args)
         return 128 + stop.received if code == 130 and stop.received else code

@@ -5,13 +5,16 @@ and the differences between two fingerprints in words."""
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 __all__ = ["fingerprint_difference", "file_digests"]
 
 
 def file_digests(paths, root) -> dict[str, str]:
-    """``{path relative to root: SHA-256 hex digest}`` of each file (errors name the file)."""
+    """``{path relative to root: SHA-256 hex digest}`` of each file (errors name the file);
+    a file reached through a symbolic link inside root (e.g. ``dev/`` linked to another
+    folder) is named by its path through the link."""
     root = Path(root)
     out = {}
     for path in paths:
@@ -25,8 +28,11 @@ def file_digests(paths, root) -> dict[str, str]:
             raise OSError(err.errno, f"cannot read {path}: {err.strerror}", str(path)) from err
         try:
             name = path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:
-            name = str(path)
+        except ValueError:  # e.g. a symbolic link in root pointing elsewhere: its own name
+            try:
+                name = Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
+            except ValueError:
+                name = str(path)
         out[name] = digest.hexdigest()
     return out
 

@@ -397,6 +397,11 @@ def train(
                              "minibatch_gradient")
     kernel = _compiled_kernel(compile, model, x_tilde, client, minibatch_gradient)
     if client is not None:
+        if model.f.per_signal or model.g.per_signal:
+            raise ValueError("client= shards the training pairs over Dask workers, which do not "
+                             "take a model's per-signal data (the measurements of an inverse "
+                             "problem): train this model in one process (without client=, "
+                             "--workers or --scheduler)")
         if minibatch_gradient is not None:
             raise ValueError("give client or minibatch_gradient, not both")
         from .distributed import dask_gradient
