@@ -136,6 +136,21 @@ def test_without_a_compiler_one_warning_then_eager(fresh, monkeypatch):
         assert torch.equal(a, b) and torch.equal(e, b)
 
 
+def test_where_torch_compile_refuses_one_warning_then_eager(fresh, monkeypatch):
+    """torch.compile itself refusing (as it does on a Python it does not support): the same
+    one warning with its cause, and the eager results."""
+    def refuse(*args, **kwargs):
+        raise RuntimeError("torch.compile is not supported on Python 3.99+")
+
+    monkeypatch.setattr(torch, "compile", refuse)
+    K, xt, c = _data()
+    x_true = torch.zeros(B, N, dtype=K.dtype)
+    with pytest.warns(RuntimeWarning, match=r"not supported on Python 3\.99\+\); it runs eagerly"):
+        got = _layer_gradients(True, K, xt, c, x_true)
+    for a, b in zip(got, _layer_gradients(False, K, xt, c, x_true), strict=True):
+        assert torch.equal(a, b)
+
+
 def test_the_device_chooses_cuda_graphs_for_one_graph_calls():
     """inductor everywhere; CUDA graphs (mode="reduce-overhead") only for a whole training step
     on CUDA, not for the layer, whose tape outlives the next launch."""

@@ -96,27 +96,35 @@ def _compiled(kind: str, options: dict) -> Callable:
 
 
 def _run(kind: str, options: dict | None, *args):
-    """Kernel ``kind`` compiled with ``options`` (eager for None). Where the compiler fails
-    (e.g. inductor finds no C++ compiler) the failure is reported once, with its cause, and
-    this process runs every kernel eagerly from then on."""
+    """Kernel ``kind`` compiled with ``options`` (eager for None). Where compiling fails (e.g.
+    inductor finds no C++ compiler, or torch.compile does not support this Python) the failure
+    is reported once, with its cause, and this process runs every kernel eagerly from then on."""
     if options is None or _UNAVAILABLE:
         return _KERNELS[kind](*args)
+    try:
+        compiled = _compiled(kind, options)
+    except RuntimeError as err:  # torch.compile itself refuses
+        return _eager_after(err, kind, args)
     try:
         with warnings.catch_warnings():  # array-api-compat's cached type tests, traced through
             warnings.filterwarnings("ignore", "Dynamo detected a call to a `functools.lru_cache`",
                                     UserWarning)
-            return _compiled(kind, options)(*args)
+            return compiled(*args)
     except torch._dynamo.exc.BackendCompilerFailed as err:
-        inner = getattr(err, "inner_exception", None) or err
-        cause = f"{type(inner).__name__}: {str(inner).strip().splitlines()[0]}"
-        _UNAVAILABLE.append(cause)
-        warnings.warn(
-            f"pdunroll.torch: torch.compile could not compile the unrolled solver ({cause}); "
-            "it runs eagerly for the rest of this process. Inductor's CPU backend needs a "
-            "working C++ compiler (torch._inductor.config.cpp.cxx, the CXX variable); "
-            "compile=False (command line: no --compile) runs eagerly without this warning",
-            RuntimeWarning, stacklevel=2)
-        return _KERNELS[kind](*args)
+        return _eager_after(err, kind, args)
+
+
+def _eager_after(err: Exception, kind: str, args):
+    """Report why compiling failed (once per process) and run kernel ``kind`` eagerly."""
+    inner = getattr(err, "inner_exception", None) or err
+    cause = f"{type(inner).__name__}: {str(inner).strip().splitlines()[0]}"
+    _UNAVAILABLE.append(cause)
+    warnings.warn(
+        f"pdunroll.torch: torch.compile could not compile the unrolled solver ({cause}); it "
+        "runs eagerly for the rest of this process. Inductor's CPU backend needs a working C++ "
+        "compiler (torch._inductor.config.cpp.cxx, the CXX variable); compile=False (command "
+        "line: no --compile) runs eagerly without this warning", RuntimeWarning, stacklevel=3)
+    return _KERNELS[kind](*args)
 
 
 def _tensor_steps(steps: StepSizes, dtype, device) -> StepSizes:
