@@ -7,8 +7,10 @@ axis of x̃ and the parameters: the solver sees one batch at a time). Under ``ja
 sizes cannot come from a power iteration with host round trips: give ``steps=``
 (:func:`pdunroll.step_sizes` outside the jitted function, e.g. once per training step) or
 :func:`step_sizes` of this module (a fixed number of power iterations, traced, no host round
-trip). The reverse pass of :class:`~pdunroll.Implicit` checks its linear solve on the host and
-runs eagerly only. Importing this module imports jax; ``import pdunroll`` does not.
+trip), or :func:`warm_step_sizes`, which warm-starts those iterations from the vector of the
+previous call (a state the caller passes on, as the torch layer keeps its ``norm_vector``).
+The reverse pass of :class:`~pdunroll.Implicit` checks its linear solve on the host and runs
+eagerly only. Importing this module imports jax; ``import pdunroll`` does not.
 """
 
 from __future__ import annotations
@@ -21,13 +23,13 @@ import jax
 from . import tree
 from ._array import check_count
 from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
-from .operators.base import LinearOperator, power_steps, start_vector
+from .operators.base import LinearOperator, start_vector
 from .unroll.forward import ForwardState, forward
 from .unroll.gradient import check_unrolling
 from .unroll.methods import GradientMethod
 from .unroll.reverse import forward_model, forward_plan, reverse
 
-__all__ = ["step_sizes", "unrolled"]
+__all__ = ["step_sizes", "unrolled", "warm_step_sizes"]
 
 
 def step_sizes(operator: LinearOperator, *, omega: float | None = None,
@@ -37,6 +39,20 @@ def step_sizes(operator: LinearOperator, *, omega: float | None = None,
     count, no convergence test, hence no host round trip; usable under ``jax.jit``. σ, τ and
     ‖K‖ are 0-d arrays; the estimate approaches ‖K‖ from below (the rule's margin covers that);
     the gradient is stopped (the steps are constants for differentiation)."""
+    return warm_step_sizes(operator, None, omega=omega, steps=steps, iterations=iterations)[0]
+
+
+def warm_step_sizes(operator: LinearOperator, vector=None, *, omega: float | None = None,
+                    steps: StepRule | None = None, iterations: int | None = None):
+    """(step sizes, vector): :func:`step_sizes` with the power iterations warm-started from
+    ``vector``, the vector this function returned for the operator of the previous call (K
+    changed by a training step): the rule's own warm start (:meth:`~pdunroll.StepRule.refresh`),
+    as the torch layer runs it between calls. ``vector=None`` starts cold, from the fixed start
+    vector. ``iterations``: 10 warm-started (the torch layer's ``norm_iterations``), 100 cold.
+
+    Functional, as JAX wants it: the caller keeps the returned vector (shape (1, *in_shape),
+    unit norm) and passes it to the next call, e.g. as part of a jitted training step's state.
+    No host round trip; gradients are stopped for both outputs."""
     if not isinstance(operator, LinearOperator):
         raise TypeError(f"operator must be a LinearOperator, got {type(operator).__name__}")
     rule = step_rule(omega, steps)
@@ -47,9 +63,19 @@ def step_sizes(operator: LinearOperator, *, omega: float | None = None,
         raise ValueError("pdunroll.jax.step_sizes estimates the spectral norm: give a rule "
                          "with norm='spectral', or StepSizes computed outside the jitted "
                          "function")
+    if vector is None:
+        vector = start_vector(operator)
+        iterations = 100 if iterations is None else iterations
+    else:
+        want = (1, *operator.in_shape)
+        if tuple(getattr(vector, "shape", ())) != want:
+            raise ValueError(f"vector must be the vector a previous call returned, of shape "
+                             f"{want} for this operator, got "
+                             f"{tuple(getattr(vector, 'shape', ())) or type(vector).__name__}")
+        iterations = 10 if iterations is None else iterations
     iterations = check_count("iterations", iterations)
-    norm, _ = power_steps(operator, start_vector(operator), iterations)
-    return rule.for_norm(jax.lax.stop_gradient(norm))
+    norm, vector = rule.refresh(operator, vector, iterations)
+    return rule.for_norm(jax.lax.stop_gradient(norm)), jax.lax.stop_gradient(vector)
 
 
 def _split(state: ForwardState):
