@@ -99,6 +99,10 @@ def test_round_trip_of_every_type(backend, dtype, tmp_path):
             _assert_same_part(backend, a, b)
         assert loaded.operator.dtype == model.operator.dtype
         assert loaded.operator.device == model.operator.device
+        if backend.name != "numpy":
+            # same configuration and arrays on every backend (above); the values computed from
+            # them once, on NumPy (eager JAX compiled ~800 kernels for these models: 5 minutes)
+            continue
         x = backend.asarray(rng.uniform(0.1, 0.9, (2, *model.operator.in_shape)), dtype)
         np.testing.assert_array_equal(backend.to_numpy(loaded.operator.apply(x)),
                                       backend.to_numpy(model.operator.apply(x)))
