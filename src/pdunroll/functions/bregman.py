@@ -141,7 +141,7 @@ class EntropicOrthant(NonNegative):
         return zeros + self.start_value
 
     def check_start(self, name, x):
-        _check_positive_start(name, x, "x·exp(a) never leaves 0")
+        _check_positive_start(name, x, "the entropic step x·exp(−t·∇) never leaves 0")
 
     def prox_step(self, prev, a, t):
         return prev * _xp(prev).exp(a)
@@ -171,7 +171,8 @@ class EntropicSimplex(Simplex):
         return zeros + 1.0 / zeros.shape[self.axis]
 
     def check_start(self, name, x):
-        _check_positive_start(name, x, "u·exp(a) / Σ u·exp(a) never leaves 0")
+        _check_positive_start(name, x,
+                              "the entropic step u·exp(−t·∇) / Σ u·exp(−t·∇) never leaves 0")
 
     def _softmax(self, prev, a):
         xp = _xp(prev)
