@@ -18,6 +18,17 @@ import pytest
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 
 
+def pytest_collection_modifyitems(config, items):
+    """The JAX row carries the marker ``jax``: every test whose id names JAX (the jax backend's
+    parameters, the JAX layer's and the JAX-only tests). Eager JAX compiles each primitive once
+    per shape and dtype: these 11 % of the tests take half the suite's time, so the README's
+    command runs ``-m "not jax"`` and the JAX row is its own command (``-m jax``; CI runs
+    both)."""
+    for item in items:
+        if "jax" in item.nodeid.lower():
+            item.add_marker(pytest.mark.jax)
+
+
 @pytest.fixture(autouse=True, scope="module")
 def _release_compiled_code():
     """After each test module: JAX's eager mode compiles every primitive once per shape and
