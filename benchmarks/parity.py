@@ -29,7 +29,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def _load_old(src: str):
+def load_old(src: str):
     """The pdunroll package under ``src`` imported as ``pdunroll_old``."""
     spec = importlib.util.spec_from_file_location(
         "pdunroll_old", Path(src) / "pdunroll" / "__init__.py",
@@ -82,7 +82,7 @@ def main() -> None:
             else:  # compiled implementations compile here
                 print(f"built {name} in {time.perf_counter() - tic:.1f} s", flush=True)
         if args.old:
-            old = _load_old(args.old)
+            old = load_old(args.old)
             import numpy as np
 
             p = SPEECH

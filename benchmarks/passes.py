@@ -18,26 +18,14 @@ from __future__ import annotations
 
 import argparse
 import collections
-import importlib.util
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
+from parity import load_old  # the old version under its own name
 
 torch.set_num_threads(1)
-
-
-def _load_old(src: str):
-    spec = importlib.util.spec_from_file_location(
-        "pdunroll_old", Path(src) / "pdunroll" / "__init__.py",
-        submodule_search_locations=[str(Path(src) / "pdunroll")])
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["pdunroll_old"] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _problem(pu, conv):
@@ -77,7 +65,7 @@ def count() -> None:
 
 
 def compare(old_src: str, rounds: int, forward: bool) -> None:
-    old = _load_old(old_src)
+    old = load_old(old_src)
     import pdunroll as new
 
     reps = {10: 5, 100: 1}
