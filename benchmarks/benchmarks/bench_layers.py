@@ -20,8 +20,9 @@ from .common import SkipNotImplemented, pu, speech_problem
 
 SPEECH = speech_problem()
 IMPLEMENTATIONS = ["numpy gradient", "torch gradient", "torch layer", "torch layer compiled",
-                   "torch train step compiled", "torch.autograd", "torch.compile core",
-                   "numpy core", "jax.jit core", "jax.jit layer", "jax.grad scan", "TF graph"]
+                   "torch module", "torch module compiled", "torch train step compiled",
+                   "torch.autograd", "torch.compile core", "numpy core", "jax.jit core",
+                   "jax.jit layer", "jax.grad scan", "TF graph", "numpy floor", "torch floor"]
 
 
 def _steps(p):
@@ -56,6 +57,16 @@ def build(name: str, iterations: int, p=SPEECH, dtype: str = "float32"):
 
     if name == "numpy gradient":
         return lambda: pu.gradient(model_of(K), xt, x_true, iterations=iterations, steps=steps)
+    if name in ("numpy floor", "torch floor"):  # the matrix products of a full gradient only
+        from . import baselines as bl
+
+        if name == "torch floor":
+            import torch
+
+            K, xt = torch.from_numpy(K), torch.from_numpy(xt)
+        cat = np.concatenate if isinstance(K, np.ndarray) else torch.cat
+        y, sa, sb = bl.floor_arrays(cat, K, xt, iterations)
+        return lambda: bl.floor_gradient(K, xt, y, sa, sb, iterations)
     if name == "numpy core":
         core = _core(model_of, steps, iterations)
         return lambda: core(K, xt, x_true)
@@ -83,6 +94,22 @@ def build(name: str, iterations: int, p=SPEECH, dtype: str = "float32"):
 
             layer()  # compiles (once per shape)
             return layer
+        if name in ("torch module", "torch module compiled"):
+            # UnrolledCP with its default StepRule (steps=None): ‖K‖ refreshed at every call by
+            # warm-started power iterations, as while it trains
+            from pdunroll.torch import UnrolledCP
+
+            module = UnrolledCP(model_of(tK), iterations=iterations,
+                                compile=name.endswith("compiled"))
+            xl = txt.clone().requires_grad_()
+
+            def step():
+                x_hat = module(xl)
+                loss = 0.5 * ((x_hat - ttrue) ** 2).sum()
+                return torch.autograd.grad(loss, (*module.parameters(), xl))
+
+            step()
+            return step
         if name == "torch train step compiled":
             # the minibatch gradient of one step of pu.train(..., compile=True): the batch taken
             # from the training set, the model built, one compiled program (forward, loss, reverse)
