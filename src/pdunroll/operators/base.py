@@ -205,9 +205,11 @@ def check_batch(op: LinearOperator, method: str, name: str, x: Array,
     ref = op.__dict__.get("_array_type")  # the type of the operator's arrays, found once
     if ref is None:
         ref = op.__dict__["_array_type"] = type(op.arrays[0])
-    # another type, e.g. a traced JAX value: compare namespaces (slower, rare). A NumPy x is let
-    # through (JAX promotes it, e.g. the cotangents of jax.test_util.check_grads)
-    if type(x) is not ref and type(x).__module__ != "numpy":
+    # another type, e.g. a traced JAX value: compare namespaces (slower, rare). A subclass either
+    # way is the same backend (torch.nn.Parameter and torch.Tensor); a NumPy x is let through
+    # (JAX promotes it, e.g. the cotangents of jax.test_util.check_grads)
+    if (type(x) is not ref and type(x).__module__ != "numpy"
+            and not isinstance(x, ref) and not issubclass(ref, type(x))):
         namespace((name, x), *((f"{type(op).__name__} parameter", p) for p in op.arrays))
 
 
