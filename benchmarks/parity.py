@@ -48,6 +48,9 @@ def main() -> None:
     ap.add_argument("--tf-path", default=None)
     ap.add_argument("--old", default=None)
     ap.add_argument("--old-only", action="store_true")
+    ap.add_argument("--clock", choices=("process", "wall"), default="process",
+                    help="process CPU time (every thread of the process: idle-spinning TF/XLA "
+                         "threads count against whatever runs next) or wall time")
     args = ap.parse_args()
     if args.tf_path:
         sys.path.append(args.tf_path)
@@ -103,16 +106,17 @@ def main() -> None:
             fns["new asymptotic"] = lambda: pu.gradient(new_model(), xt, xd, iterations=L,
                                                         method=pu.Asymptotic(L),
                                                         steps=_steps(p))
+        clock = time.process_time if args.clock == "process" else time.perf_counter
         times = {name: [] for name in fns}
         for _ in range(args.rounds):
             for name, fn in fns.items():
-                t0 = time.process_time()
+                t0 = clock()
                 fn()
-                times[name].append(time.process_time() - t0)
+                times[name].append(clock() - t0)
         med = {name: 1e3 * statistics.median(ts) for name, ts in times.items()}
         ref = {k: med[k] for k in ("TF graph", "torch.autograd", "numpy gradient",
                                    "torch gradient") if k in med}
-        print(f"\n## L = {L} (median of {args.rounds} rounds, process CPU ms; load average "
+        print(f"\n## L = {L} (median of {args.rounds} rounds, {args.clock} ms; load average "
               f"{load:.1f} before building, {os.getloadavg()[0]:.1f} after timing)\n")
         cols = " | ".join(f"/ {k}" for k in ref)
         print(f"| implementation | ms | {cols} |")
