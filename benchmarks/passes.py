@@ -41,6 +41,7 @@ def _problem(pu, conv):
 def count() -> None:
     import pdunroll as pu
     from pdunroll.unroll.gradient import vjp_unchecked
+    from pdunroll.unroll.plan import make_plan
 
     model, steps, xt, x = _problem(pu, lambda a: torch.tensor(a, dtype=torch.float32))
 
@@ -50,7 +51,7 @@ def count() -> None:
             with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as p:
                 with torch.profiler.record_function(part):
                     if part == "forward":
-                        x_hat, pull = vjp_unchecked(model, xt, L, pu.Full(), L, None, steps)
+                        x_hat, pull = vjp_unchecked(model, xt, make_plan(pu.Full(), L, None, steps))
                     else:
                         pull(x_hat - x)
             out[part] = collections.Counter(

@@ -86,3 +86,27 @@ def test_only_the_step_rule_makes_step_sizes():
     offenders = [str(p.relative_to(PKG)) for p in PKG.rglob("*.py")
                  if p.name != "model.py" and rule.search(p.read_text())]
     assert not offenders, f"step sizes computed outside StepRule: {offenders}"
+
+
+METHOD_TYPES = {"Full", "Truncated", "Asymptotic", "Implicit"}
+
+
+def _names(node) -> set[str]:
+    """The class names in an isinstance's second argument (a name, A | B, a tuple)."""
+    return {n.id if isinstance(n, ast.Name) else n.attr for n in ast.walk(node)
+            if isinstance(n, ast.Name | ast.Attribute)}
+
+
+def test_only_the_methods_dispatch_on_their_type():
+    """Each gradient method runs its own forward plan and reverse pass (unroll/methods.py): no
+    other module asks isinstance(..., Full | Truncated | Asymptotic | Implicit)."""
+    offenders = []
+    for p in PKG.rglob("*.py"):
+        if p.relative_to(PKG).as_posix() == "unroll/methods.py":
+            continue
+        for node in ast.walk(ast.parse(p.read_text())):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id == "isinstance" and len(node.args) == 2
+                    and _names(node.args[1]) & METHOD_TYPES):
+                offenders.append(f"{p.relative_to(PKG)}:{node.lineno}")
+    assert not offenders, f"dispatch on gradient method types outside methods.py: {offenders}"

@@ -9,17 +9,18 @@ from problems import speech_like
 
 import pdunroll as pu
 from pdunroll.unroll.gradient import vjp_unchecked
+from pdunroll.unroll.plan import Plan, make_plan
 
 L = 8  # short: torch.compile traces every step
 METHODS = [pu.Full(), pu.Truncated(5), pu.Asymptotic(7), pu.Full(segments=3)]
 
 
 def _core(steps, method, radius):
-    b = method.back_steps(L)
+    plan = make_plan(method, L, None, steps)
 
     def core(K, xt, x_true):
         model = pu.AnalysisModel(pu.DenseOperator(K), pu.L1Norm(), pu.LinfBall(radius))
-        x_hat, pull = vjp_unchecked(model, xt, L, method, b, None, steps)
+        x_hat, pull = vjp_unchecked(model, xt, plan)
         g = x_hat - x_true
         c = pull(g)
         return 0.5 * (g * g).sum(), c.operator, c.x_tilde
@@ -93,7 +94,7 @@ def test_torch_compile_with_a_changing_number_of_iterations():
 
     def core(K, xt, iterations):
         model = pu.AnalysisModel(pu.DenseOperator(K), pu.L1Norm(), pu.LinfBall(problem.radius))
-        x_hat, pull = vjp_unchecked(model, xt, iterations, pu.Full(), iterations, None, steps)
+        x_hat, pull = vjp_unchecked(model, xt, Plan(pu.Full(), iterations, None, steps))
         return pull(x_hat).operator
 
     torch._dynamo.reset()

@@ -20,8 +20,10 @@ from problems import sparse_quantized  # noqa: E402
 import pdunroll as pu  # noqa: E402
 from pdunroll.learning.distributed import DaskGradient, local_cluster  # noqa: E402
 from pdunroll.learning.training import LocalGradient  # noqa: E402
+from pdunroll.unroll.plan import make_plan  # noqa: E402
 
 N = 8
+FULL5 = make_plan(pu.Full(), 5, x_wanted=False)  # a training step's plan, L = 5
 
 
 def _data(n_signals, seed=0):
@@ -62,7 +64,7 @@ def test_minibatch_gradient_matches_in_process(client, method, iterations):
     model = _model(eta)
     steps = pu.step_sizes(model.operator, omega=10.0)
     idx = np.random.default_rng(0).permutation(40)[:25]  # pairs from every shard
-    args = (xt, x, iterations, method, None)
+    args = (xt, x, make_plan(method, iterations, x_wanted=False))
     loss, grad = LocalGradient(*args)(model, idx, steps)
     dist = DaskGradient(client, *args, shards=3)
     assert dist.shards == 3
@@ -82,8 +84,8 @@ def test_workers_compute_with_the_backend_of_the_data(client, backend):
     steps = pu.step_sizes(model.operator, omega=10.0)
     t = (backend.asarray(xt, "float64"), backend.asarray(x, "float64"))
     idx = np.arange(0, 30, 2)
-    d_loss, d_grad = DaskGradient(client, *t, 5, pu.Full(), None)(model, idx, steps)
-    loss, grad = LocalGradient(*t, 5, pu.Full(), None)(model, idx, steps)
+    d_loss, d_grad = DaskGradient(client, *t, FULL5)(model, idx, steps)
+    loss, grad = LocalGradient(*t, FULL5)(model, idx, steps)
     assert type(d_grad) is type(grad)  # e.g. a torch.Tensor back from the workers
     assert float(d_loss) == pytest.approx(float(loss), rel=1e-13)  # 0-d arrays: no sync
     np.testing.assert_allclose(backend.to_numpy(d_grad), backend.to_numpy(grad), rtol=1e-12,
@@ -170,14 +172,14 @@ def test_a_killed_worker_is_survived_with_the_same_result(client, tmp_path):
     client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
 
     # the lost shard goes to the least loaded worker: the parts stay spread over both
-    grad = DaskGradient(client, xt, x, 5, pu.Full(), None)
+    grad = DaskGradient(client, xt, x, FULL5)
     holders = client.who_has(grad._parts.futures)
     victim = holders[grad._parts.futures[0].key][0]
     os.kill(client.run(os.getpid)[victim], signal.SIGKILL)
     model, idx = _model(eta), np.arange(36)
     steps = pu.step_sizes(model.operator, omega=10.0)
     assert float(grad(model, idx, steps)[0]) == pytest.approx(
-        float(LocalGradient(xt, x, 5, pu.Full(), None)(model, idx, steps)[0]), rel=1e-13)
+        float(LocalGradient(xt, x, FULL5)(model, idx, steps)[0]), rel=1e-13)
     holders = client.who_has(grad._parts.futures)
     assert len({h[0] for h in holders.values()}) == 2
 
@@ -219,7 +221,7 @@ def test_bad_client_arguments_are_named(client):
     with pytest.raises(ValueError, match="client or minibatch_gradient"):
         _run(xt, x, eta, None, client=client, minibatch_gradient=LocalGradient)
     with pytest.raises(ValueError, match="shards must be a positive integer"):
-        DaskGradient(client, xt, x, 5, pu.Full(), None, shards=0)
+        DaskGradient(client, xt, x, FULL5, shards=0)
 
 
 def test_a_missing_dask_is_named_with_its_install_command(client, monkeypatch):
@@ -327,7 +329,7 @@ def test_workers_in_another_precision_are_refused():
     steps = pu.step_sizes(model.operator, omega=10.0)
     with local_cluster(1) as c, Client(c) as cl:  # workers without JAX_ENABLE_X64: float32
         with pytest.raises(TypeError, match="workers computed in float32.*JAX_ENABLE_X64"):
-            DaskGradient(cl, jnp.asarray(xt), jnp.asarray(x), 5, pu.Full(), None)(
+            DaskGradient(cl, jnp.asarray(xt), jnp.asarray(x), FULL5)(
                 model, np.arange(6), steps)
         with pytest.raises(TypeError, match="workers computed in float32"):
             pu.reconstruct(model, jnp.asarray(xt), iterations=3, client=cl)

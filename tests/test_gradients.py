@@ -213,17 +213,17 @@ def test_skipping_the_x_tilde_cotangent_changes_nothing_else(backend, method, we
     """Without ∇_x̃ (the training loop's steps: x_wanted=False) the sum Σ δ_D is skipped and the
     pullback's x_tilde is None; the operator gradient is the same to the bit, and with ∇_x̃ it is
     pu.gradient's (checked against autograd and finite differences above)."""
-    from pdunroll.unroll.gradient import check_unrolling, vjp_unchecked
+    from pdunroll.unroll.gradient import vjp_unchecked
+    from pdunroll.unroll.plan import make_plan
 
     problem = speech_like("linf")
     model = problem.model(backend)
     xt, xd = problem.signals(backend)
-    method, iterations, b, alphas = check_unrolling(method, L, weights)
     steps = _steps(problem)
     ref = pu.gradient(model, xt, xd, iterations=L, method=method, weights=weights, steps=steps)
     for wanted in (True, False):
-        x_hat, pull = vjp_unchecked(model, xt, iterations, method, b, alphas, steps,
-                                    x_wanted=wanted)
+        plan = make_plan(method, L, weights, steps, x_wanted=wanted)
+        x_hat, pull = vjp_unchecked(model, xt, plan)
         c = pull(x_hat - xd)
         np.testing.assert_array_equal(backend.to_numpy(c.operator), backend.to_numpy(ref.operator))
         if wanted:

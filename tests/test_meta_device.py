@@ -7,7 +7,8 @@ not have: the TV model (Gradient2d has no parameters) through the unchecked core
 import pytest
 
 import pdunroll as pu
-from pdunroll.unroll.gradient import check_unrolling, vjp_unchecked
+from pdunroll.unroll.gradient import vjp_unchecked
+from pdunroll.unroll.plan import make_plan
 
 torch = pytest.importorskip("torch", reason="torch is not installed")
 import array_api_compat.torch as xp  # noqa: E402
@@ -35,8 +36,7 @@ def test_solver_and_recursions_stay_on_meta(g, method):
     assert op.apply(x).shape == (2, *op.out_shape) and op.apply(x).device == META
     assert op.adjoint(op.apply(x)).device == META
     steps = pu.StepSizes(0.3, 0.3, 1.0, 1.5)  # no norm estimate: meta tensors have no values
-    method, L, b, alphas = check_unrolling(method, 4, None)
-    x_hat, pullback = vjp_unchecked(model, x, L, method, b, alphas, steps)
+    x_hat, pullback = vjp_unchecked(model, x, make_plan(method, 4, None, steps))
     cot = pullback(torch.empty_like(x_hat))
     assert x_hat.device == META and x_hat.shape == x.shape
     assert cot.x_tilde.device == META and cot.x_tilde.shape == x.shape

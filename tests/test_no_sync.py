@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import pdunroll as pu
-from pdunroll.unroll.gradient import check_unrolling, vjp_unchecked
+from pdunroll.unroll.gradient import vjp_unchecked
+from pdunroll.unroll.plan import make_plan
 
 xps = pytest.importorskip("array_api_strict", reason="array_api_strict is not installed")
 
@@ -42,12 +43,12 @@ METHODS = [pu.Full(), pu.Full(segments=2), pu.Truncated(3), pu.Asymptotic(4),
 def test_forward_and_reverse_never_synchronise(method, bregman, request):
     model, xt, x = _model(bregman)
     steps = pu.step_sizes(model.operator, omega=2.0)  # checks (with syncs) happen here, once
-    method, L, b, alphas = check_unrolling(method, 8, "harmonic" if
-                                           method.takes_weights else None)
-    want = pu.vjp(model, xt, iterations=L, method=method, steps=steps,
-                  weights=None if alphas is None else "harmonic")[1](x - xt)
+    weights = "harmonic" if method.stores_steps else None
+    plan = make_plan(method, 8, weights, steps)
+    want = pu.vjp(model, xt, iterations=8, method=method, steps=steps,
+                  weights=weights)[1](x - xt)
     request.getfixturevalue("no_host_sync")
-    x_hat, pullback = vjp_unchecked(model, xt, L, method, b, alphas, steps)
+    x_hat, pullback = vjp_unchecked(model, xt, plan)
     got = pullback(x - xt)
     with pytest.raises(AssertionError, match="host synchronisation"):
         bool(x_hat[0, 0] > 0)  # the guard is active
@@ -102,8 +103,8 @@ def test_a_dask_workers_step_makes_no_host_round_trip(monkeypatch):
     model, xt, x = _model(False)
     steps = pu.step_sizes(model.operator, omega=2.0)
     syncs = _Syncs(monkeypatch, type(xt))
-    loss, grad = _part_gradient((xt, x), model, np.array([0, 2, 3]), steps, 8, pu.Full(),
-                                None)
+    loss, grad = _part_gradient((xt, x), model, np.array([0, 2, 3]),
+                                make_plan(pu.Full(), 8, None, steps, x_wanted=False))
     assert syncs.count == 0
     want = pu.gradient(model, xps.take(xt, xps.asarray([0, 2, 3]), axis=0),
                        xps.take(x, xps.asarray([0, 2, 3]), axis=0), iterations=8, steps=steps)

@@ -36,6 +36,7 @@ from pdunroll.learning.distributed import (  # noqa: E402
     local_cluster,
 )
 from pdunroll.learning.training import LocalGradient  # noqa: E402
+from pdunroll.unroll.plan import make_plan  # noqa: E402
 
 
 def _echo(piece, model, nbytes):
@@ -55,7 +56,8 @@ def _timed_step(g: DaskGradient, model, indices, steps):
     seconds, parts' CPU seconds)."""
     tic = time.perf_counter()
     owner = np.searchsorted(g.bounds, indices, side="right") - 1
-    jobs = [(s, (indices[owner == s] - g.bounds[s], steps, g.iterations, g.method, g.alphas))
+    plan = g.plan.with_steps(steps)
+    jobs = [(s, (indices[owner == s] - g.bounds[s], plan))
             for s in range(g.shards) if np.any(owner == s)]
     parts = g._parts.map(_timed_part, jobs, model)
     _reduce([p[0][1] for p in parts])
@@ -109,20 +111,20 @@ def main(argv=None):
     model, xt, x = _problem(args.n, args.batch)
     steps = pu.step_sizes(model.operator, omega=10.0)
     idx = np.arange(args.batch)
-    method = pu.Full()
+    plan = make_plan(pu.Full(), args.L, x_wanted=False)  # a training step's
     results = {"settings": vars(args), "step": {}, "overhead": {}}
 
     def record(name, times):
         results["step"].setdefault(name, []).extend(times)
 
-    local = LocalGradient(xt, x, args.L, method, None)
+    local = LocalGradient(xt, x, plan)
     clusters = {}
     for k in (1, 2):
         cluster = (LocalCluster(n_workers=k, threads_per_worker=1, dashboard_address=":0")
                    if args.trim else local_cluster(k))
         clusters[k] = (cluster, Client(cluster))
         clusters[k][1].wait_for_workers(k)
-    grads = {k: DaskGradient(c, xt, x, args.L, method, None) for k, (_, c) in clusters.items()}
+    grads = {k: DaskGradient(c, xt, x, plan) for k, (_, c) in clusters.items()}
     results["parts"] = {}
     for r in range(args.repeats):  # interleaved, so that a busy spell hits every setting
         record("in process", _time(lambda: local(model, idx, steps), args.steps,

@@ -33,12 +33,13 @@ def _core(model_of, steps, iterations):
     """(K, x̃, x†) ↦ (ℓ, ∇_K, ∇_x̃) through pdunroll's unchecked vjp: no validation, no host
     synchronisation (the function jax.jit and torch.compile see)."""
     from pdunroll.unroll.gradient import vjp_unchecked
+    from pdunroll.unroll.plan import make_plan
 
-    method = pu.Full()
+    plan = make_plan(pu.Full(), iterations, None, steps)
 
     def core(K, xt, x_true):
         model = model_of(K)
-        x_hat, pull = vjp_unchecked(model, xt, iterations, method, iterations, None, steps)
+        x_hat, pull = vjp_unchecked(model, xt, plan)
         g = x_hat - x_true
         c = pull(g)
         return 0.5 * (g * g).sum(), c.operator, c.x_tilde

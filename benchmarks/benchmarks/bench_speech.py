@@ -29,7 +29,6 @@ from .common import (
     _Timed,
     backend,
     forward,
-    forward_plan,
     gradient_method,
     nbytes,
     peak_rss_delta,
@@ -82,7 +81,7 @@ class SpeechTape:
     def setup(self, dtype, mode, L):
         _, _, self.model, self.steps, self.xt, _ = _library_setup("numpy", dtype)
         method = gradient_method(mode, L)
-        self.keep, _ = forward_plan(method, L, method.back_steps(L))
+        self.keep, _ = method.keeps(L)  # what the forward loop keeps for it
         self.L = L
 
     def track_tape_bytes(self, *args):

@@ -35,8 +35,6 @@ import pdunroll as pu  # noqa: E402
 from pdunroll.unroll import reverse as _reverse  # noqa: E402
 from pdunroll.unroll.forward import forward  # noqa: E402, F401 - the CP loop of every gradient
 
-forward_plan = _reverse.forward_plan  # what that loop keeps for a gradient method
-
 # numbers (entries of both factors) per ∇_K product in the hand-written loops: as pdunroll's
 NUMBERS_PER_PRODUCT = getattr(_reverse, "_NUMBERS_PER_PRODUCT", 2**18)
 

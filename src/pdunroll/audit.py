@@ -21,7 +21,7 @@ Rows and their tolerances (ℓ = ½ Σ ‖x̂ − x†‖² of L unrolled steps)
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from . import tree
 from ._array import Array, array_device, check_flag, check_positive, xp_of
@@ -154,7 +154,8 @@ def _autodiff_rows(model, x_tilde, x_true, steps, iterations, alphas, references
                                  "skipped: a fixed operator's arrays stay on their backend"))
             continue
         for method, res in references:
-            window = method.b if isinstance(method, Truncated) else None
+            b = method.back_steps(iterations)
+            window = b if b < iterations else None
             if window is not None and alphas is not None:
                 continue
             try:
@@ -240,19 +241,9 @@ def _autodiff(name, model, x_tilde, x_true, steps, iterations, alphas, window):
 
 
 def _short(method: GradientMethod) -> str:
-    name = _name(method)
+    name = method.label()
     return name[:-1] + (", " if name[-2] != "(" else "") + "relax_primal=True)" \
         if method.relax_primal else name
-
-
-def _name(method: GradientMethod) -> str:
-    if isinstance(method, Full):
-        return "Full()" if not method.segments else f"Full(segments={method.segments})"
-    if isinstance(method, Truncated):
-        return f"Truncated({method.b})"
-    if isinstance(method, Asymptotic):
-        return f"Asymptotic({method.b})"
-    return f"Implicit({method.solver!r})"
 
 
 def default_methods(iterations: int) -> tuple[GradientMethod, ...]:
@@ -314,7 +305,7 @@ def check_gradients(
     for method in methods:
         if method == Full():
             continue
-        if alphas is not None and not method.takes_weights:
+        if alphas is not None and not method.stores_steps:
             rows.append(AuditRow(_short(method), "Full()", math.nan, math.inf, True,
                                  "skipped: not defined with ergodic weights"))
             continue
@@ -326,10 +317,9 @@ def check_gradients(
                                  "not applicable: the linear solve did not converge"))
             continue
         err = _rel(_flat(res), ref)
-        if isinstance(method, Full) or (isinstance(method, Truncated)
-                                        and method.b == iterations):
+        if method.stores_steps and method.back_steps(iterations) == iterations:
             rows.append(AuditRow(_short(method), "Full()", err, EXACT_TOL, err <= EXACT_TOL))
-        elif isinstance(method, Truncated):
+        elif method.stores_steps:
             rows.append(AuditRow(_short(method), "Full()", err, math.inf, True,
                                  "approximation (last b steps)"))
             references.append((method, res))
@@ -342,12 +332,10 @@ def check_gradients(
 
 
 def _growing(model, x_tilde, x_true, method, iterations, steps, err):
-    """An L → ∞ method against Full() at L and at 4L: the difference must not grow."""
+    """An L → ∞ method against Full() at L and at 4L: the difference must not grow (a method
+    with b = L backward steps runs b = 4L there)."""
     longer = 4 * iterations
-    if isinstance(method, Asymptotic) and method.b == iterations:
-        method4 = Asymptotic(longer)
-    else:
-        method4 = method
+    method4 = replace(method, b=longer) if getattr(method, "b", None) == iterations else method
     full4 = gradient(model, x_tilde, x_true, iterations=longer, steps=steps)
     try:
         res4 = gradient(model, x_tilde, x_true, iterations=longer, method=method4, steps=steps)

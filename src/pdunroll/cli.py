@@ -36,6 +36,7 @@ from pathlib import Path
 
 from .learning.placement import BACKENDS
 from .tasks import denoise, inverse, speech
+from .unroll.methods import BY_NAME
 
 __all__ = ["main"]
 
@@ -136,7 +137,7 @@ def _train_args(p, *, out: str, omega: float, lr: float, warmup: float, epochs: 
                    help="unrolled Chambolle-Pock steps L (default 10)")
     p.add_argument("--omega", type=_positive_float, default=omega,
                    help=f"σ/τ balance ω (default {omega:g})")
-    p.add_argument("--method", choices=("full", "truncated", "asymptotic", "implicit"),
+    p.add_argument("--method", choices=tuple(BY_NAME),
                    default="full",
                    help="gradient method (default full): exact backpropagation through all L "
                         "steps; through the last --b steps; --b steps at the final iterate; "
@@ -381,11 +382,8 @@ def _version() -> str:
 def _method(args):
     """The gradient method of ``--method``, ``--b``, ``--relax-primal``; checked before any
     work."""
-    from .unroll.methods import Asymptotic, Full, Implicit, Truncated
-
-    kind = {"full": Full, "truncated": Truncated, "asymptotic": Asymptotic,
-            "implicit": Implicit}[args.method]
-    needs_b = args.method in ("truncated", "asymptotic")
+    kind = BY_NAME[args.method]
+    needs_b = "b" in kind.__dataclass_fields__
     if needs_b and args.b is None:
         raise ValueError(f"--method {args.method} needs --b (the number of backward steps, "
                          "e.g. --b 30)")
@@ -409,10 +407,10 @@ def _train_config(args):
     """The :class:`~pdunroll.learning.config.TrainConfig` of the training options, checked."""
     from .learning.config import TrainConfig
     from .learning.optimizers import LearningRate
-    from .unroll.gradient import check_unrolling
+    from .unroll.plan import make_plan
 
     method = _method(args)
-    check_unrolling(method, args.iterations, args.weights)
+    make_plan(method, args.iterations, args.weights)
     return TrainConfig(iterations=args.iterations, method=method, weights=args.weights,
                        omega=args.omega, optimizer=args.optimizer,
                        lr=LearningRate(args.lr, args.schedule, warmup=args.warmup),

@@ -25,9 +25,9 @@ from ._array import check_count
 from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
 from .operators.base import LinearOperator, start_vector
 from .unroll.forward import ForwardState, forward
-from .unroll.gradient import check_unrolling
 from .unroll.methods import GradientMethod
-from .unroll.reverse import forward_model, forward_plan, reverse
+from .unroll.plan import make_plan
+from .unroll.reverse import forward_model, reverse
 
 __all__ = ["step_sizes", "unrolled", "warm_step_sizes"]
 
@@ -136,13 +136,13 @@ def unrolled(
     :func:`pdunroll.vjp`; see the module docstring for ``jax.jit``. Forward-mode
     differentiation (``jax.jvp``, ``jax.jacfwd``) is not defined (``custom_vjp``)."""
     check_model(model)
-    method, iterations, b, alphas = check_unrolling(method, iterations, weights)
+    plan = make_plan(method, iterations, weights)
     model.check_signals(x_tilde=x_tilde)
     steps = _resolve(model, omega, steps)
     ops, fs, gs = (tree.flatten(p) for p in (model.operator.params, model.f.params,
                                               model.g.params))
     counts = (len(ops), len(fs))
-    keep, save_at = forward_plan(method, iterations, b)
+    keep, save_at = plan.method.keeps(plan.iterations)
     held = {}
     # traced σ, τ enter as arguments (a custom_vjp function may not close over tracers); their
     # cotangents are zero: step sizes are constants for differentiation
@@ -153,12 +153,12 @@ def unrolled(
         return StepSizes._on_device(st[0], st[1], steps.theta, st[2]) if traced else steps
 
     def model_of(x_tilde, leaves):
-        return forward_model(method, model.with_leaves(leaves, counts), x_tilde)
+        return forward_model(plan.method, model.with_leaves(leaves, counts), x_tilde)
 
     def run(x_tilde, leaves, st):
-        state = forward(model_of(x_tilde, leaves), x_tilde, steps_of(st), iterations,
-                        alphas=alphas, keep=keep, save_at=save_at)
-        return state, x_tilde + (state.r if alphas is None else state.r_avg)
+        state = forward(model_of(x_tilde, leaves), x_tilde, steps_of(st), plan.iterations,
+                        alphas=plan.alphas, keep=keep, save_at=save_at)
+        return state, x_tilde + (state.r if plan.alphas is None else state.r_avg)
 
     @jax.custom_vjp
     def solve(x_tilde, leaves, st):
@@ -172,9 +172,8 @@ def unrolled(
     def solve_bwd(res, v):
         x_tilde, leaves, st, x_hat, arrays = res
         state = _join(arrays, held["how"])
-        grad_op, grad_x, grad_fg, _ = reverse(method, model_of(x_tilde, leaves), x_tilde,
-                                              steps_of(st), state, x_hat, v, alphas,
-                                              iterations, b)
+        grad_op, grad_x, grad_fg, _ = reverse(plan.with_steps(steps_of(st)),
+                                              model_of(x_tilde, leaves), x_tilde, state, x_hat, v)
         f_grad, g_grad = (() if p is None else p for p in grad_fg)
         grads = [*tree.flatten(grad_op), *tree.flatten(f_grad), *tree.flatten(g_grad)]
         return grad_x, grads, tuple(a * 0 for a in st)

@@ -26,8 +26,9 @@ import torch
 from . import tree
 from ._array import check_count, trusted_values
 from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
-from .unroll.gradient import GradientResult, check_unrolling, gradient_unchecked, vjp_unchecked
+from .unroll.gradient import GradientResult, gradient_unchecked, vjp_unchecked
 from .unroll.methods import GradientMethod
+from .unroll.plan import Plan, make_plan
 
 __all__ = ["UnrolledCP", "check_compile", "compiled_gradient", "unrolled"]
 
@@ -70,17 +71,16 @@ def _options(compile: bool | dict, device: torch.device, *, one_graph: bool) -> 
 
 # own code objects, so that their compiled programs (and Dynamo's recompile limit,
 # torch._dynamo.config.recompile_limit per function) are the layers' alone
-def _vjp_kernel(model, x_tilde, iterations, method, b, alphas, steps):
-    return vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps)
+def _vjp_kernel(model, x_tilde, plan):
+    return vjp_unchecked(model, x_tilde, plan)
 
 
 def _pull_kernel(pullback, v):
     return pullback(v)
 
 
-def _gradient_kernel(model, x_tilde, loss, method, iterations, b, alphas, steps, x_wanted=True):
-    return gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps,
-                              x_wanted=x_wanted)
+def _gradient_kernel(model, x_tilde, loss, plan):
+    return gradient_unchecked(model, x_tilde, loss, plan)
 
 
 _KERNELS = {"vjp": _vjp_kernel, "pullback": _pull_kernel, "gradient": _gradient_kernel}
@@ -127,14 +127,16 @@ def _eager_after(err: Exception, kind: str, args):
     return _KERNELS[kind](*args)
 
 
-def _tensor_steps(steps: StepSizes, dtype, device) -> StepSizes:
-    """σ, τ, ‖K‖ as 0-d tensors of the operator's dtype and device: a compiled program takes
-    them as inputs (numbers would be its constants, recompiled whenever ‖K‖ moves)."""
+def _tensor_steps(plan: Plan, dtype, device) -> Plan:
+    """``plan`` with σ, τ, ‖K‖ as 0-d tensors of the operator's dtype and device: a compiled
+    program takes them as inputs (numbers would be its constants, recompiled whenever ‖K‖
+    moves)."""
     def tensor(v):
         return v if isinstance(v, torch.Tensor) else torch.tensor(v, dtype=dtype, device=device)
 
-    return StepSizes._on_device(tensor(steps.sigma), tensor(steps.tau), steps.theta,
-                                tensor(steps.op_norm))
+    steps = plan.steps
+    return plan.with_steps(StepSizes._on_device(tensor(steps.sigma), tensor(steps.tau),
+                                                steps.theta, tensor(steps.op_norm)))
 
 
 def compiled_gradient(compile: bool | dict, device) -> Callable[..., GradientResult]:
@@ -143,11 +145,10 @@ def compiled_gradient(compile: bool | dict, device) -> Callable[..., GradientRes
     reverse pass of a training step (:func:`pdunroll.train` with ``compile=``)."""
     options = _options(check_compile(compile), torch.device(device), one_graph=True)
 
-    def gradient(model, x_tilde, loss, method, iterations, b, alphas, steps, x_wanted=True):
+    def gradient(model, x_tilde, loss, plan):
         if options is not None:
-            steps = _tensor_steps(steps, x_tilde.dtype, x_tilde.device)
-        return _run("gradient", options, model, x_tilde, loss, method, iterations, b, alphas,
-                    steps, x_wanted)
+            plan = _tensor_steps(plan, x_tilde.dtype, x_tilde.device)
+        return _run("gradient", options, model, x_tilde, loss, plan)
 
     return gradient
 
@@ -155,20 +156,18 @@ def compiled_gradient(compile: bool | dict, device) -> Callable[..., GradientRes
 class _Spec:
     """The non-tensor inputs of one call, and the pullback its forward pass leaves."""
 
-    def __init__(self, model, iterations, method, b, alphas, steps, counts, compile):
-        self.model, self.iterations, self.method = model, iterations, method
-        self.b, self.alphas, self.steps, self.counts = b, alphas, steps, counts
+    def __init__(self, model, plan: Plan, counts, compile):
+        self.model, self.plan, self.counts = model, plan, counts
         self.options = _options(compile, model.operator.device, one_graph=False)
         if self.options is not None:
-            self.steps = _tensor_steps(steps, model.operator.dtype, model.operator.device)
+            self.plan = _tensor_steps(plan, model.operator.dtype, model.operator.device)
         self.pullback = None
 
     def run(self, x_tilde, leaves):
         own = [leaf for part in self.model.leaves() for leaf in part]
         same = len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves, strict=True))
         model = self.model if same else self.model.with_leaves(leaves, self.counts)
-        return _run("vjp", self.options, model, x_tilde, self.iterations, self.method, self.b,
-                    self.alphas, self.steps)
+        return _run("vjp", self.options, model, x_tilde, self.plan)
 
     def pull(self, pullback, v):
         return _run("pullback", self.options, pullback, v)
@@ -233,12 +232,12 @@ def unrolled(
     """
     compile = check_compile(compile)
     check_model(model)
-    method, iterations, b, alphas = check_unrolling(method, iterations, weights)
+    plan = make_plan(method, iterations, weights)
     with torch.no_grad():
         model.check_signals(x_tilde=x_tilde)
-        steps = resolve_steps(model.operator, omega, steps)
+        plan = plan.with_steps(resolve_steps(model.operator, omega, steps))
     ops, fs, gs = model.leaves()
-    spec = _Spec(model, iterations, method, b, alphas, steps, (len(ops), len(fs)), compile)
+    spec = _Spec(model, plan, (len(ops), len(fs)), compile)
     return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
 
@@ -275,13 +274,22 @@ class UnrolledCP(torch.nn.Module):
         self.operator_params = torch.nn.ParameterList(
             [torch.nn.Parameter(p.detach().clone()) for p in ops])
         self._start = model
-        self.method, self.iterations, self._b, self._alphas = check_unrolling(
-            method, iterations, weights)
+        self._plan = make_plan(method, iterations, weights)
         self.weights, self.steps = weights, step_rule(omega, steps)
         if isinstance(self.steps, StepSizes):
             resolve_steps(model.operator, None, self.steps)  # ‖K‖ checked once, here
         self.norm_iterations = check_count("norm_iterations", norm_iterations)
         self.register_buffer("norm_vector", None, persistent=False)
+
+    @property
+    def method(self) -> GradientMethod:
+        """The gradient method."""
+        return self._plan.method
+
+    @property
+    def iterations(self) -> int:
+        """L, the number of unrolled steps."""
+        return self._plan.iterations
 
     @property
     def model(self) -> AnalysisModel:
@@ -327,8 +335,8 @@ class UnrolledCP(torch.nn.Module):
             model = AnalysisModel(self.operator, fn, gn)
             model.check_signals(x_tilde=x_tilde)
         ops, fs, gs = model.leaves()
-        spec = _Spec(model, self.iterations, self.method, self._b, self._alphas,
-                     self._sizes(model.operator), (len(ops), len(fs)), self.compile)
+        spec = _Spec(model, self._plan.with_steps(self._sizes(model.operator)),
+                     (len(ops), len(fs)), self.compile)
         return _Unrolled.apply(spec, x_tilde, *ops, *fs, *gs)
 
     def extra_repr(self) -> str:

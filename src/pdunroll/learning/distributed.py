@@ -34,6 +34,7 @@ from .. import tree
 from ..model import StepSizes
 from ..unroll.forward import solve
 from ..unroll.gradient import gradient_unchecked, squared_loss
+from ..unroll.plan import Plan
 
 __all__ = ["DaskGradient", "check_client", "connected", "dask_gradient", "import_distributed",
            "local_cluster", "loss_sum_parts", "reconstruct_parts"]
@@ -200,29 +201,30 @@ def _check_dtypes(got, expected) -> None:
                             f"(for JAX float64: JAX_ENABLE_X64=1 in the workers' environment)")
 
 
-def _part_gradient(shard, model, local, steps, iterations, method, alphas):
-    """Loss and gradient sums of the pairs ``local`` of one shard (runs on a worker; the loss
-    a 0-d array)."""
+def _part_gradient(shard, model, local, plan: Plan):
+    """Loss and gradient sums of the pairs ``local`` of one shard with ``plan`` (with this
+    step's step sizes; runs on a worker; the loss a 0-d array)."""
     x_tilde, x_true = shard
     xp = model.operator.xp
     idx = xp.asarray(local, device=model.operator.device)
     xb, tb = xp.take(x_tilde, idx, axis=0), xp.take(x_true, idx, axis=0)
-    res = gradient_unchecked(model, xb, squared_loss(tb, on_device=True), method, iterations,
-                             method.back_steps(iterations), alphas, steps, x_wanted=False)
+    res = gradient_unchecked(model, xb, squared_loss(tb, on_device=True), plan)
     return res.loss, res.operator  # the loss a 0-d array: no host round trip on the worker
 
 
 class DaskGradient:
     """:class:`~pdunroll.learning.training.MinibatchGradient` on the workers of ``client``.
 
-    The pairs are split into ``shards`` contiguous shards (default: one per worker) and
-    scattered once. A call sends the model to the workers, computes each shard's part
-    of the minibatch where the shard lives and adds the parts in shard order on the client.
+    ``plan``: the run's :class:`~pdunroll.unroll.plan.Plan` (method, L, weights; each call's
+    step sizes complete it). The pairs are split into ``shards`` contiguous shards (default:
+    one per worker) and scattered once. A call sends the model and the plan to the workers,
+    computes each shard's part of the minibatch where the shard lives and adds the parts in
+    shard order on the client.
     ``retries``: how often a step is repeated after a worker holding a shard was lost.
     """
 
-    def __init__(self, client, x_tilde, x_true, iterations, method, alphas, *,
-                 shards: int | None = None, retries: int = 3):
+    def __init__(self, client, x_tilde, x_true, plan: Plan, *, shards: int | None = None,
+                 retries: int = 3):
         self.client = check_client(client)
         n = x_tilde.shape[0]
         k = _n_workers(client) if shards is None else shards
@@ -231,7 +233,7 @@ class DaskGradient:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
         self.bounds = np.linspace(0, n, min(int(k), n) + 1).round().astype(np.int64)
-        self.iterations, self.method, self.alphas = iterations, method, alphas
+        self.plan = plan
         self._parts = _Parts(client, [(x_tilde[a:b, ...], x_true[a:b, ...])
                                       for a, b in zip(self.bounds[:-1], self.bounds[1:],
                                                       strict=True)], retries)
@@ -243,8 +245,8 @@ class DaskGradient:
     def __call__(self, model, indices, steps: StepSizes):
         indices = np.asarray(indices, dtype=np.int64)
         owner = np.searchsorted(self.bounds, indices, side="right") - 1
-        jobs = [(s, (indices[owner == s] - self.bounds[s], steps, self.iterations,
-                     self.method, self.alphas))
+        plan = self.plan.with_steps(steps)
+        jobs = [(s, (indices[owner == s] - self.bounds[s], plan))
                 for s in range(self.shards) if np.any(owner == s)]
         parts = self._parts.map(_part_gradient, jobs, model)
         _check_dtypes(tree.flatten(parts[0][1]), tree.flatten(model.operator.params))
@@ -259,9 +261,8 @@ def dask_gradient(client, *, shards: int | None = None, retries: int = 3):
     """The ``minibatch_gradient`` factory of :func:`~pdunroll.train` for ``client``."""
     check_client(client)
 
-    def make(x_tilde, x_true, iterations, method, alphas):
-        return DaskGradient(client, x_tilde, x_true, iterations, method, alphas,
-                            shards=shards, retries=retries)
+    def make(x_tilde, x_true, plan):
+        return DaskGradient(client, x_tilde, x_true, plan, shards=shards, retries=retries)
 
     return make
 

@@ -36,8 +36,9 @@ from .._array import Array, check_count, check_flag, check_positive, to_host, tr
 from ..data.fingerprint import fingerprint_difference
 from ..model import AnalysisModel, StepRule, StepSizes, resolve_steps, step_rule
 from ..operators.base import NormEstimate
-from ..unroll.gradient import _checked_loss, check_unrolling, gradient_unchecked, squared_loss
+from ..unroll.gradient import _checked_loss, gradient_unchecked, squared_loss
 from ..unroll.methods import GradientMethod
+from ..unroll.plan import Plan, make_plan
 from .checkpoint import (
     CheckpointFile,
     check_writable,
@@ -102,9 +103,7 @@ class LocalGradient:
 
     x_tilde: Array
     x_true: Array
-    iterations: int
-    method: GradientMethod
-    alphas: tuple | None
+    plan: Plan  # without step sizes: a call's steps complete it
     loss: Callable | None = None  # loss(x_hat, x_true) -> (value, gradient); None: squared
     kernel: Callable = gradient_unchecked  # or its compiled program (train's compile=)
 
@@ -118,10 +117,7 @@ class LocalGradient:
             model = AnalysisModel(model.operator, model.f.take(idx), model.g.take(idx))
         ell = squared_loss(tb, on_device=True) if self.loss is None else \
             _checked_loss(lambda x_hat: self.loss(x_hat, tb))
-        b = self.method.back_steps(self.iterations)
-        # no ∇x̃: a training step needs the operator's gradient only
-        res = self.kernel(model, xb, ell, self.method, self.iterations, b, self.alphas, steps,
-                          x_wanted=False)
+        res = self.kernel(model, xb, ell, self.plan.with_steps(steps))
         return res.loss, res.operator
 
 
@@ -312,8 +308,9 @@ def train(
         ``callback(info)`` after every update, ``info`` a dict with step, epoch, batch, loss,
         grad_norm, lr.
     minibatch_gradient : callable, optional
-        ``minibatch_gradient(x_tilde, x_true, iterations, method, alphas)`` returning a
-        :class:`MinibatchGradient`; default :class:`LocalGradient` (this process).
+        ``minibatch_gradient(x_tilde, x_true, plan)`` returning a :class:`MinibatchGradient`,
+        ``plan`` the :class:`~pdunroll.unroll.plan.Plan` of the run (method, L, weights; the
+        step sizes come with each call); default :class:`LocalGradient` (this process).
     client : dask.distributed.Client, optional
         Data-parallel training on its workers (:class:`~pdunroll.learning.distributed.
         DaskGradient`: the pairs scattered once in shards, partial gradients added in shard
@@ -364,7 +361,9 @@ def train(
         val_model = model if val_fg is None else AnalysisModel(model.operator, *val_fg)
         val_model.check_signals(validation_x_tilde=validation[0],
                                 validation_x_true=validation[1])
-    method, iterations, _, alphas = check_unrolling(method, iterations, weights)
+    # no ∇x̃: a training step needs the operator's gradient only
+    unrolling = make_plan(method, iterations, weights, x_wanted=False)
+    method, iterations, alphas = unrolling.method, unrolling.iterations, unrolling.alphas
     epochs = check_count("epochs", epochs)
     norm_iterations = check_count("norm_iterations", norm_iterations)
     batch_size = check_count("batch_size", batch_size)
@@ -411,10 +410,9 @@ def train(
     batch_size = min(batch_size, n_train)
     plan = _Plan(iterations, alphas, weights, rule, opt, schedule, epochs, batch_size,
                  math.ceil(n_train / batch_size), patience, norm_iterations)
-    grad_fn = (LocalGradient(x_tilde, x_true, iterations, method, alphas, loss, kernel)
+    grad_fn = (LocalGradient(x_tilde, x_true, unrolling, loss, kernel)
                if loss or kernel is not gradient_unchecked
-               else (minibatch_gradient or LocalGradient)(x_tilde, x_true, iterations, method,
-                                                          alphas))
+               else (minibatch_gradient or LocalGradient)(x_tilde, x_true, unrolling))
     config = _config(iterations=iterations, method=method.settings(), weights=weights,
                      **_steps_config(rule), lr=schedule.settings(), epochs=epochs,
                      batch_size=batch_size,

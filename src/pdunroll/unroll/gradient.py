@@ -10,15 +10,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .._array import Array, check_count, check_finite, namespace, xp_of
+from .._array import Array, check_finite, namespace, xp_of
 from ..model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps
-from .forward import ergodic_weights, forward
+from .forward import forward
 from .krylov import SolveInfo
-from .methods import GradientMethod, as_method
-from .reverse import forward_model, forward_plan, reverse
+from .methods import GradientMethod
+from .plan import Plan, make_plan
+from .reverse import forward_model, reverse
 
-__all__ = ["Cotangents", "GradientResult", "check_unrolling", "gradient", "gradient_unchecked",
-           "squared_loss", "vjp", "vjp_unchecked"]
+__all__ = ["Cotangents", "GradientResult", "gradient", "gradient_unchecked", "squared_loss",
+           "vjp", "vjp_unchecked"]
 
 
 @dataclass(frozen=True)
@@ -105,25 +106,12 @@ def _check_cotangent(x_hat: Array, v: Array, name: str) -> None:
     check_finite(xp, **{name: v})
 
 
-def check_unrolling(method, iterations, weights) -> tuple[GradientMethod, int, int, tuple | None]:
-    """Check a gradient method with L = ``iterations`` and ergodic ``weights`` together; return
-    (method, L, b, α or None). Used by every entry point that unrolls (gradient, vjp, train)."""
-    method = as_method(method)
-    iterations = check_count("iterations", iterations)
-    b = method.back_steps(iterations)
-    alphas = ergodic_weights(weights, iterations)
-    if alphas is not None and not method.takes_weights:
-        raise ValueError(f"weights cannot be combined with {type(method).__name__}: its backward "
-                         "steps all sit at the final iterate; use Full() or Truncated(b)")
-    return method, iterations, b, alphas
-
-
-def _check_call(model, x_tilde, iterations, method, weights, omega, steps, **signals):
-    """Validate a public call once; return (method, L, b, α or None, step sizes)."""
+def _check_call(model, x_tilde, iterations, method, weights, omega, steps, **signals) -> Plan:
+    """Validate a public call once; return its :class:`~pdunroll.unroll.plan.Plan`."""
     check_model(model)
-    method, iterations, b, alphas = check_unrolling(method, iterations, weights)
+    plan = make_plan(method, iterations, weights)
     model.check_signals(x_tilde=x_tilde, **signals)
-    return method, iterations, b, alphas, resolve_steps(model.operator, omega, steps)
+    return plan.with_steps(resolve_steps(model.operator, omega, steps))
 
 
 def vjp(
@@ -149,9 +137,8 @@ def vjp(
     (also ``"implicit"``). ``weights``, ``omega``, ``steps`` as in
     :func:`~pdunroll.chambolle_pock`.
     """
-    method, iterations, b, alphas, steps = _check_call(model, x_tilde, iterations, method,
-                                                       weights, omega, steps)
-    x_hat, pull = vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps)
+    plan = _check_call(model, x_tilde, iterations, method, weights, omega, steps)
+    x_hat, pull = vjp_unchecked(model, x_tilde, plan)
 
     def pullback(v):
         _check_cotangent(x_hat, v, "v")
@@ -160,15 +147,16 @@ def vjp(
     return x_hat, pullback
 
 
-def vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps, *,
-                  x_wanted: bool = True):
-    """:func:`vjp` for callers that validated their inputs once (arguments as in
-    :func:`gradient_unchecked`): no checks, no host synchronisation. ``x_wanted=False``: the
-    pullback's ``x_tilde`` is ``None`` (the sum it needs is skipped)."""
-    keep, save_at = forward_plan(method, iterations, b)
-    model = forward_model(method, model, x_tilde)
-    state = forward(model, x_tilde, steps, iterations, alphas=alphas, keep=keep, save_at=save_at)
-    x_hat = x_tilde + (state.r if alphas is None else state.r_avg)
+def vjp_unchecked(model, x_tilde, plan: Plan):
+    """:func:`vjp` for callers that validated their inputs once and made their ``plan``
+    (:func:`~pdunroll.unroll.plan.make_plan`, with step sizes): no checks, no host
+    synchronisation. ``plan.x_wanted=False``: the pullback's ``x_tilde`` is ``None`` (the sum
+    it needs is skipped)."""
+    keep, save_at = plan.method.keeps(plan.iterations)
+    model = forward_model(plan.method, model, x_tilde)
+    state = forward(model, x_tilde, plan.steps, plan.iterations, alphas=plan.alphas, keep=keep,
+                    save_at=save_at)
+    x_hat = x_tilde + (state.r if plan.alphas is None else state.r_avg)
     used = []
 
     def pullback(v):
@@ -176,8 +164,7 @@ def vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps, *,
             raise RuntimeError("this pullback was already called: the reverse pass frees the "
                                "forward pass's tape; run vjp again for another cotangent")
         used.append(True)
-        grad_op, grad_x, grad_fg, info = reverse(method, model, x_tilde, steps, state, x_hat, v,
-                                                 alphas, iterations, b, x_wanted=x_wanted)
+        grad_op, grad_x, grad_fg, info = reverse(plan, model, x_tilde, state, x_hat, v)
         f, g = (() if p is None else p for p in grad_fg)
         return Cotangents(grad_op, grad_x, f, g, info)
 
@@ -221,8 +208,8 @@ def gradient(
     if loss is None:
         if x_true is None:
             raise ValueError("give x_true (for the squared loss) or loss=callable")
-        checked = _check_call(model, x_tilde, iterations, method, weights, omega, steps,
-                              x_true=x_true)
+        plan = _check_call(model, x_tilde, iterations, method, weights, omega, steps,
+                           x_true=x_true)
         loss = squared_loss(x_true)
     else:
         if not callable(loss):
@@ -231,20 +218,18 @@ def gradient(
         if x_true is not None:
             raise ValueError("give x_true (for the squared loss) or loss=callable, not both: "
                              "loss ignores x_true")
-        checked = _check_call(model, x_tilde, iterations, method, weights, omega, steps)
+        plan = _check_call(model, x_tilde, iterations, method, weights, omega, steps)
         loss = _checked_loss(loss)
-    return gradient_unchecked(model, x_tilde, loss, *checked)
+    return gradient_unchecked(model, x_tilde, loss, plan)
 
 
-def gradient_unchecked(model, x_tilde, loss, method, iterations, b, alphas, steps, *,
-                       x_wanted: bool = True) -> GradientResult:
+def gradient_unchecked(model, x_tilde, loss, plan: Plan) -> GradientResult:
     """:func:`gradient` for callers that validated their inputs once (the training loop's
-    steps): ``loss`` returns (value, ∂ℓ/∂x̂); ``b`` = ``method.back_steps(iterations)``,
-    ``alphas`` from :func:`~pdunroll.ergodic_weights`, ``steps`` a :class:`StepSizes`;
-    ``x_wanted=False`` leaves the result's ``x_tilde`` None (training needs no ∇_x̃). No
-    checks and no host synchronisation besides the loss value."""
-    x_hat, pullback = vjp_unchecked(model, x_tilde, iterations, method, b, alphas, steps,
-                                    x_wanted=x_wanted)
+    steps): ``loss`` returns (value, ∂ℓ/∂x̂); ``plan`` a :class:`~pdunroll.unroll.plan.Plan`
+    with step sizes (``x_wanted=False`` leaves the result's ``x_tilde`` None: training needs
+    no ∇_x̃). No checks and no host synchronisation besides the loss value."""
+    x_hat, pullback = vjp_unchecked(model, x_tilde, plan)
     value, g_out = loss(x_hat)
     c = pullback(g_out)
-    return GradientResult(value, c.operator, c.x_tilde, x_hat, steps, method, c.f, c.g, c.info)
+    return GradientResult(value, c.operator, c.x_tilde, x_hat, plan.steps, plan.method, c.f,
+                          c.g, c.info)

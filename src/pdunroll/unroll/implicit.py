@@ -37,7 +37,6 @@ from collections.abc import Callable
 from .._array import Array
 from .._array import xp_of as _xp
 from .krylov import SolveInfo, gmres, neumann
-from .methods import Implicit
 
 __all__ = ["ConvergenceError", "ConvergenceWarning", "solve", "solve_adjoint"]
 
@@ -63,11 +62,11 @@ def default_tol(xp, dtype) -> float:
     return max(1e-10, 1000 * float(xp.finfo(dtype).eps))
 
 
-def solve(apply_n: Callable[[tuple], tuple], rhs: tuple, method: Implicit
-          ) -> tuple[tuple, SolveInfo]:
-    """Solve (I − N) u = ``rhs`` per signal as ``method`` says (:func:`~pdunroll.gmres` or
-    :func:`~pdunroll.neumann`, its tol and maxiter). Raises :class:`ConvergenceError` when the
-    solver misses tol, or warns with :class:`ConvergenceWarning` if not ``method.strict``."""
+def solve(apply_n: Callable[[tuple], tuple], rhs: tuple, method) -> tuple[tuple, SolveInfo]:
+    """Solve (I − N) u = ``rhs`` per signal as ``method`` (an :class:`~pdunroll.Implicit`) says
+    (:func:`~pdunroll.gmres` or :func:`~pdunroll.neumann`, its tol and maxiter). Raises
+    :class:`ConvergenceError` when the solver misses tol, or warns with
+    :class:`ConvergenceWarning` if not ``method.strict``."""
     first = rhs[0]
     tol = default_tol(_xp(first), first.dtype) if method.tol is None else method.tol
     maxiter = DEFAULT_MAXITER if method.maxiter is None else method.maxiter
@@ -95,7 +94,7 @@ def solve_adjoint(
     adjoint: Callable[[Array], Array],
     g_out: Array,
     dual_like: Array,
-    method: Implicit,
+    method,
 ) -> tuple[tuple[Array, Array, Array], SolveInfo]:
     """u = (I − N)⁻¹ (g, 0, 0) = Σ_{j≥0} N^j (g, 0, 0): the states (v, e, d) of all steps of the
     reverse recursion continued forever at the fixed point, summed; step(u) then gives the sums.

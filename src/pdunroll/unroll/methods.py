@@ -31,16 +31,27 @@ modes": "The released code's conventions").
 
 The strings ``"full"`` and ``"implicit"`` stand for ``Full()`` and ``Implicit()``; the two
 methods that need ``b`` have no string form, so no b is ever chosen silently.
+
+Each method also runs its own part of an unrolled gradient: :meth:`~GradientMethod.keeps` says
+what the forward pass keeps for it, :meth:`~GradientMethod.reverse` runs its Chambolle-Pock
+reverse recursion (the functions of :mod:`.reverse`), and the methods at the final iterate sum
+the recursion continued there (:meth:`Asymptotic.final_series`: b terms;
+:meth:`Implicit.final_series`: a linear solve), which forward-backward splitting uses. No other
+module dispatches on the method's type.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
 
 from .._array import check_count, check_flag, check_positive
+from .implicit import solve
+from .reverse import backward_asymptotic, backward_implicit, backward_stored
 
-__all__ = ["Asymptotic", "Full", "GradientMethod", "Implicit", "Truncated", "as_method",
+__all__ = ["BY_NAME", "Asymptotic", "Full", "GradientMethod", "Implicit", "Truncated", "as_method",
            "method_from_settings"]
 
 SOLVERS = ("gmres", "neumann")
@@ -55,8 +66,9 @@ class GradientMethod:
     released_mask: float | None = field(default=None, kw_only=True)
 
     name: ClassVar[str]
-    #: the forward pass may return an ergodic average (its backward steps are stored ones)
-    takes_weights: ClassVar[bool] = True
+    #: the reverse steps are the stored forward steps (so an ergodic average may be
+    #: differentiated); False: they all sit at the final iterate
+    stores_steps: ClassVar[bool] = True
 
     def __post_init__(self):
         object.__setattr__(self, "relax_primal", check_flag("relax_primal", self.relax_primal))
@@ -75,13 +87,61 @@ class GradientMethod:
         """Plain JSON values that :func:`method_from_settings` turns back into this method."""
         return {"name": self.name, **asdict(self)}
 
+    def keeps(self, iterations: int) -> tuple[int, range | tuple]:
+        """What the forward pass of L = ``iterations`` steps keeps for this method: (steps on
+        the tape, steps k before which the state is stored as a segment start)."""
+        raise NotImplementedError
+
+    def reverse(self, plan, model, x_tilde, scaled, state, x_hat, g_out):
+        """This method's reverse recursion from v = ``g_out`` over what the forward pass kept
+        (``state``), with the call's scaled operators (σK, −τK): (∇ operator parameters,
+        Σ_k δ_D^k or None, [∇ F params, ∇ G params], solve info or None)."""
+        raise NotImplementedError
+
+    def label(self) -> str:
+        """A short name for tables, e.g. ``Truncated(3)``."""
+        raise NotImplementedError
+
 
 def _segments(value) -> int | None:
     return None if value is None else check_count("segments", value)
 
 
 @dataclass(frozen=True)
-class Full(GradientMethod):
+class _StoredSteps(GradientMethod):
+    """Methods whose reverse steps are the last b stored forward steps (``segments``: stored
+    as segment starts and recomputed)."""
+
+    def keeps(self, iterations):
+        b = self.back_steps(iterations)
+        if self.segments:
+            return 0, range(iterations - b + 1, iterations + 1, math.ceil(b / self.segments))
+        return b, ()
+
+    def reverse(self, plan, model, x_tilde, scaled, state, x_hat, g_out):
+        return backward_stored(plan, model, x_tilde, scaled, state, g_out)
+
+
+@dataclass(frozen=True)
+class _AtFinalIterate(GradientMethod):
+    """Methods whose reverse steps all use the final step's Jacobians: the forward pass keeps
+    its last step only."""
+
+    stores_steps: ClassVar[bool] = False
+
+    def keeps(self, iterations):
+        return 1, ()
+
+    def final_series(self, step: Callable[[tuple], tuple[tuple, tuple]], start: tuple
+                     ) -> tuple[tuple, object]:
+        """The reverse recursion continued at the final iterate, summed: with s_0 = ``start``
+        and (s_{j+1}, o_j) = ``step(s_j)`` (s a tuple of arrays, linear in s), the sums Σ_j o_j
+        and the solve info (None without a solve)."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Full(_StoredSteps):
     """Exact backpropagation through all L steps."""
 
     segments: int | None = None
@@ -91,9 +151,12 @@ class Full(GradientMethod):
         super().__post_init__()
         object.__setattr__(self, "segments", _segments(self.segments))
 
+    def label(self):
+        return "Full()" if not self.segments else f"Full(segments={self.segments})"
+
 
 @dataclass(frozen=True)
-class Truncated(GradientMethod):
+class Truncated(_StoredSteps):
     """Backpropagation through the last ``b`` steps (1 ≤ b ≤ L; b = L is :class:`Full`)."""
 
     b: int
@@ -110,6 +173,9 @@ class Truncated(GradientMethod):
             raise ValueError(f"Truncated(b={self.b}) needs b <= iterations ({iterations})")
         return self.b
 
+    def label(self):
+        return f"Truncated({self.b})"
+
 
 #: the most reverse steps of :class:`Asymptotic` (each costs about one forward step); the limit
 #: b → ∞ is :class:`Implicit`, which stops when the sum has converged
@@ -117,14 +183,13 @@ MAX_ASYMPTOTIC_STEPS = 10**6
 
 
 @dataclass(frozen=True)
-class Asymptotic(GradientMethod):
+class Asymptotic(_AtFinalIterate):
     """``b`` reverse steps with the Jacobians, y and x̂ of the final iterate (b may exceed L,
     up to ``MAX_ASYMPTOTIC_STEPS`` = 10⁶): nothing is stored. The limit b → ∞ is
     :class:`Implicit`."""
 
     b: int
     name: ClassVar[str] = "asymptotic"
-    takes_weights: ClassVar[bool] = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -137,9 +202,23 @@ class Asymptotic(GradientMethod):
     def back_steps(self, iterations: int) -> int:
         return self.b
 
+    def reverse(self, plan, model, x_tilde, scaled, state, x_hat, g_out):
+        return (*backward_asymptotic(plan, model, scaled, state, x_hat, g_out), None)
+
+    def final_series(self, step, start):
+        """b terms: Σ_{j<b} o_j."""
+        s, sums = start, None
+        for _ in range(self.b):
+            s, out = step(s)
+            sums = out if sums is None else tuple(a + o for a, o in zip(sums, out, strict=True))
+        return sums, None
+
+    def label(self):
+        return f"Asymptotic({self.b})"
+
 
 @dataclass(frozen=True)
-class Implicit(GradientMethod):
+class Implicit(_AtFinalIterate):
     """The fixed-point gradient: the reverse recursion at the final iterate summed to infinity
     by solving (I − N) u = (g, 0, 0) per signal.
 
@@ -157,7 +236,6 @@ class Implicit(GradientMethod):
     maxiter: int | None = None
     strict: bool = True
     name: ClassVar[str] = "implicit"
-    takes_weights: ClassVar[bool] = False
 
     def __post_init__(self):
         super().__post_init__()
@@ -172,8 +250,21 @@ class Implicit(GradientMethod):
             object.__setattr__(self, "maxiter", check_count("maxiter", self.maxiter))
         object.__setattr__(self, "strict", check_flag("strict", self.strict))
 
+    def reverse(self, plan, model, x_tilde, scaled, state, x_hat, g_out):
+        return backward_implicit(plan, model, scaled, state, x_hat, g_out)
 
-_BY_NAME = {cls.name: cls for cls in (Full, Truncated, Asymptotic, Implicit)}
+    def final_series(self, step, start):
+        """All terms: u = (I − N)⁻¹ s_0 with N(s) = step(s)[0] (:func:`.implicit.solve`), then
+        the outputs of step(u)."""
+        u, info = solve(lambda s: step(s)[0], start, self)
+        return step(u)[1], info
+
+    def label(self):
+        return f"Implicit({self.solver!r})"
+
+
+#: each method's class by its name (:meth:`GradientMethod.settings`, the command line's --method)
+BY_NAME = {cls.name: cls for cls in (Full, Truncated, Asymptotic, Implicit)}
 
 
 def as_method(method) -> GradientMethod:
@@ -188,7 +279,7 @@ def as_method(method) -> GradientMethod:
         return Implicit()
     if method in ("truncated", "asymptotic"):
         raise ValueError(f'method="{method}" needs the number of backward steps: use '
-                         f"pdunroll.{_BY_NAME[method].__name__}(b)")
+                         f"pdunroll.{BY_NAME[method].__name__}(b)")
     raise TypeError("method must be pdunroll.Full(), Truncated(b), Asymptotic(b), Implicit() "
                     f'or the string "full" or "implicit", got {method!r}')
 
@@ -197,6 +288,6 @@ def method_from_settings(settings: dict) -> GradientMethod:
     """The method that :meth:`GradientMethod.settings` described."""
     kw = dict(settings)
     name = kw.pop("name", None)
-    if name not in _BY_NAME:
-        raise ValueError(f"unknown gradient method {name!r}: expected one of {sorted(_BY_NAME)}")
-    return _BY_NAME[name](**kw)
+    if name not in BY_NAME:
+        raise ValueError(f"unknown gradient method {name!r}: expected one of {sorted(BY_NAME)}")
+    return BY_NAME[name](**kw)

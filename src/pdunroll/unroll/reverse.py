@@ -56,9 +56,9 @@ from ..functions.euclidean import Function, _keep
 from ..model import AnalysisModel
 from .forward import ForwardState, forward, scaled_operators
 from .implicit import solve_adjoint
-from .methods import Asymptotic, Full, GradientMethod, Implicit, Truncated
 
-__all__ = ["forward_model", "forward_plan", "reverse"]
+__all__ = ["backward_asymptotic", "backward_implicit", "backward_stored", "forward_model",
+           "reverse"]
 
 # numbers (entries of a and b) per parameter-VJP product when ∇_K is accumulated over stored
 # steps: large products, small peak (≈ 400 rows of a 320-sample speech model: the full-mode
@@ -74,18 +74,7 @@ def _numbers_per_product(op) -> float:
     return _NUMBERS_PER_PRODUCT if is_host_device(op.device) else math.inf
 
 
-def forward_plan(method: GradientMethod, iterations: int, b: int) -> tuple[int, range | tuple]:
-    """What the forward pass keeps for ``method``: (steps on the tape, steps k before which the
-    state is stored as a segment start)."""
-    if isinstance(method, Asymptotic | Implicit):
-        return 1, ()
-    if method.segments:
-        return 0, range(iterations - b + 1, iterations + 1, math.ceil(b / method.segments))
-    return b, ()
-
-
-def forward_model(method: GradientMethod, model: AnalysisModel, x_tilde: Array
-                  ) -> AnalysisModel:
+def forward_model(method, model: AnalysisModel, x_tilde: Array) -> AnalysisModel:
     """The model the forward pass runs for ``method``: ``model``, or for ``released_mask`` the
     model whose G saves the released code's mask (same iterates); :func:`reverse` takes the
     same model."""
@@ -94,39 +83,40 @@ def forward_model(method: GradientMethod, model: AnalysisModel, x_tilde: Array
     return _released_model(model, x_tilde, method.released_mask)
 
 
-def reverse(method: GradientMethod, model, x_tilde: Array, steps, state: ForwardState,
-            x_hat: Array, g_out: Array, alphas, iterations: int, b: int, *,
-            x_wanted: bool = True):
-    """Run ``method``'s recursion from v = ``g_out`` = ∂ℓ/∂x̂ over what the forward pass of
-    ``model`` (:func:`forward_model`) kept. Returns (∇ operator parameters, ∇_x̃ (None unless
-    ``x_wanted``), [∇ F params, ∇ G params], solve info or None)."""
-    relax = method.relax_primal
-    scaled = state.scaled or scaled_operators(model.operator, steps)
-    if isinstance(method, Asymptotic):
-        grad_op, sum_d, grad_fg = _backward_asymptotic(model, steps, scaled, state, x_hat,
-                                                       g_out, b, relax)
-        info = None
-    elif isinstance(method, Implicit):
-        grad_op, sum_d, grad_fg, info = _backward_implicit(model, steps, scaled, state, x_hat,
-                                                           g_out, method)
-    else:
-        assert isinstance(method, Full | Truncated)
-        window = alphas[iterations - b:] if alphas is not None else None
-        adj = _Adjoint(g_out if alphas is None else None,
-                       _ParamGrad(model.operator, steps.sigma, steps.tau), x_wanted)
-        if method.segments:
-            _backward_segmented(model, x_tilde, steps, scaled, state.starts, iterations, g_out,
-                                window, relax, adj)
-        else:
-            _backward_unrolled(model, steps, scaled, state.tape, g_out, window, relax, adj)
-        if b == iterations and adj.e_d is not None:  # the recursion reached y⁰ = conj_start(0)
-            part = model.f.conj_start_param_vjp(adj.e_d)
-            adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
-        grad_op, sum_d, grad_fg, info = adj.grad.flush(), adj.sum_d, adj.grad_fg, None
+def reverse(plan, model, x_tilde: Array, state: ForwardState, x_hat: Array, g_out: Array):
+    """Run the recursion of ``plan``'s method (:meth:`~pdunroll.GradientMethod.reverse`;
+    ``plan`` a :class:`~pdunroll.unroll.plan.Plan` with step sizes) from v = ``g_out`` =
+    ∂ℓ/∂x̂ over what the forward pass of ``model`` (:func:`forward_model`) kept.
+    Returns (∇ operator parameters, ∇_x̃ (None unless ``plan.x_wanted``), [∇ F params, ∇ G
+    params], solve info or None)."""
+    scaled = state.scaled or scaled_operators(model.operator, plan.steps)
+    grad_op, sum_d, grad_fg, info = plan.method.reverse(plan, model, x_tilde, scaled, state,
+                                                        x_hat, g_out)
     grad_x = None
-    if x_wanted:  # ∇_x̃ = g + σ Kᵀ Σ δ_D
+    if plan.x_wanted:  # ∇_x̃ = g + σ Kᵀ Σ δ_D
         grad_x = g_out if sum_d is None else g_out + scaled[0].adjoint(sum_d)
     return grad_op, grad_x, grad_fg, info
+
+
+def backward_stored(plan, model, x_tilde: Array, scaled, state: ForwardState, g_out: Array):
+    """The recursion over the last b stored steps (:class:`~pdunroll.Full`,
+    :class:`~pdunroll.Truncated`), from the tape or, with segments, recomputed from the
+    segment starts. Returns (∇ operator parameters, Σ δ_D or None, [∇ F, ∇ G params], None)."""
+    method, steps, alphas, iterations, b = (plan.method, plan.steps, plan.alphas,
+                                            plan.iterations, plan.b)
+    window = alphas[iterations - b:] if alphas is not None else None
+    adj = _Adjoint(g_out if alphas is None else None,
+                   _ParamGrad(model.operator, steps.sigma, steps.tau), plan.x_wanted)
+    if method.segments:
+        _backward_segmented(model, x_tilde, steps, scaled, state.starts, iterations, g_out,
+                            window, method.relax_primal, adj)
+    else:
+        _backward_unrolled(model, steps, scaled, state.tape, g_out, window, method.relax_primal,
+                           adj)
+    if b == iterations and adj.e_d is not None:  # the recursion reached y⁰ = conj_start(0)
+        part = model.f.conj_start_param_vjp(adj.e_d)
+        adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
+    return adj.grad.flush(), adj.sum_d, adj.grad_fg, None
 
 
 def _released_model(model, x_tilde: Array, eta_backward: float) -> AnalysisModel:
@@ -287,15 +277,17 @@ def _backward_segmented(model, x_tilde, steps, scaled, starts, last, g_out, alph
         end = k0
 
 
-def _backward_asymptotic(model, steps, scaled, state, x_hat, g_out, b, relax_primal):
+def backward_asymptotic(plan, model, scaled, state: ForwardState, x_hat: Array,
+                        g_out: Array):
     """b backward steps with the final step's Jacobians, y^L and x̂ (docs, Mathematics: "Truncated
-    and asymptotic gradients")."""
+    and asymptotic gradients"). Returns (∇ operator parameters, Σ δ_D, [∇ F, ∇ G params])."""
     op, (k_sigma, k_tau) = model.operator, scaled
+    steps, relax_primal = plan.steps, plan.method.relax_primal
     _, y, saved_d, saved_p = state.tape[-1]
     e_p, e_d, d_d, d_dbar = g_out, None, None, None
     sum_p = sum_d = None
     grad_fg = [None, None]
-    for _ in range(b):
+    for _ in range(plan.b):
         v = e_p if d_dbar is None else e_p + k_sigma.adjoint(d_dbar)
         e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
                                                    e_d, d_d, relax_primal, grad_fg)
@@ -313,12 +305,15 @@ def _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y):
     return acc.flush()
 
 
-def _backward_implicit(model, steps, scaled, state, x_hat, g_out, method):
+def backward_implicit(plan, model, scaled, state: ForwardState, x_hat: Array,
+                      g_out: Array):
     """The fixed-point gradient (docs, Mathematics: "Fixed-point (implicit) gradients"): u = Σ_{j≥0}
     N^j (g, 0, 0) from :func:`.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ
     δ_D and the F, G parameter gradients of all steps (the step is linear), with the final step's
-    Jacobians, y^L and x̂ as in the asymptotic mode."""
+    Jacobians, y^L and x̂ as in the asymptotic mode. Returns (∇ operator parameters, Σ δ_D,
+    [∇ F, ∇ G params], solve info)."""
     op, (k_sigma, k_tau) = model.operator, scaled
+    steps, method = plan.steps, plan.method
     _, y, saved_d, saved_p = state.tape[-1]
 
     def step(v, e_d, d_d, grad_fg=None):

@@ -43,9 +43,8 @@ from .._array import xp_of as _xp
 from ..functions.euclidean import Function
 from ..operators.base import LinearOperator
 from .gradient import squared_loss
-from .implicit import solve
 from .krylov import SolveInfo
-from .methods import Full, GradientMethod, Implicit, Truncated, as_method
+from .methods import GradientMethod, as_method
 
 __all__ = ["FBGradient", "FBResult", "LeastSquares", "SmoothFunction", "forward_backward",
            "forward_backward_gradient"]
@@ -302,10 +301,9 @@ def forward_backward_gradient(
                              f"{tuple(x0.shape)}")
         check_finite(xp, x_true=x_true)
         loss = squared_loss(x_true)
-    stored = isinstance(method, Full | Truncated)
-    x, _, tape = _run(smooth, g, x0, step, iterations, b if stored else 0)
+    x, _, tape = _run(smooth, g, x0, step, iterations, b if method.stores_steps else 0)
     value, v = loss(x)
-    if stored:
+    if method.stores_steps:
         w = w_g = None
         while tape:
             x_prev, saved = tape.pop()
@@ -315,17 +313,11 @@ def forward_backward_gradient(
             v = v_next
         return FBGradient(value, w, x, method, g=w_g)
     _, saved = g.prox_step_save(x, -step * smooth.grad(x), step)  # the Jacobians at x^L
-    info = None
-    if isinstance(method, Implicit):
-        (v,), info = solve(lambda u: (_step_transposes(smooth, g, step, x, saved, u[0])[0],),
-                           (v,), method)
-        d = g.prox_step_vjp(saved, v, step)[1]
-    else:
-        d_sum = v_sum = None
-        for _ in range(b):
-            v_sum = v if v_sum is None else v_sum + v
-            v, d = _step_transposes(smooth, g, step, x, saved, v)
-            d_sum = d if d_sum is None else d_sum + d
-        d, v = d_sum, v_sum
+
+    def at_final(s):  # one reverse step at x^L: (v,) → ((T_xᵀ v,), (v, δ))
+        v_next, d = _step_transposes(smooth, g, step, x, saved, s[0])
+        return (v_next,), (s[0], d)
+
+    (v, d), info = method.final_series(at_final, (v,))  # Σ v^j, Σ δ^j
     w = tree.axpy(-step, smooth.param_vjp(x, d), None)
     return FBGradient(value, w, x, method, g.prox_step_param_vjp(saved, v, step), info)
