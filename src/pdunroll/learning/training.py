@@ -122,12 +122,10 @@ class LocalGradient:
 
 
 @dataclass(frozen=True)
-class _Plan:
-    """The fixed settings of a run: data sizes, unrolling, optimizer, schedule, stopping."""
+class _Settings:
+    """The fixed settings of a run besides its unrolling (the :class:`Plan`): step sizes,
+    optimizer, schedule, data sizes, stopping."""
 
-    iterations: int
-    alphas: tuple | None
-    weights: object
     steps: StepRule | StepSizes
     optimizer: Optimizer
     schedule: LearningRate
@@ -155,20 +153,21 @@ class _Plan:
 DIVERGENCE_FACTOR = 10.0
 
 
-def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn):
+def _step(settings: _Settings, state: TrainState, model: AnalysisModel, indices, grad_fn):
     """One update: the minibatch gradient of the mean loss, the optimizer step and ‖K‖ of the
     new operator (warm-started). Returns the new model and the step's records; ``state`` is
     not changed (so an interruption leaves it consistent)."""
     norm = state.norm
-    steps = plan.sizes(norm)
+    steps = settings.sizes(norm)
     loss_sum, grad_sum = grad_fn(model, indices, steps)
     n = len(indices)
     grad = tree.scale(1.0 / n, grad_sum)
-    rate = plan.schedule(state.step, plan.total)
-    params, opt_state = plan.optimizer.update(state.params, grad, state.opt_state, rate)
+    rate = settings.schedule(state.step, settings.total)
+    params, opt_state = settings.optimizer.update(state.params, grad, state.opt_state, rate)
     with trusted_values():  # checked below, with the step's one host transfer
         new = model.with_params(params)
-    new_norm, vector = plan.rule.refresh(new.operator, state.norm_vector, plan.norm_iterations)
+    new_norm, vector = settings.rule.refresh(new.operator, state.norm_vector,
+                                             settings.norm_iterations)
     op = model.operator
     xp = op.xp
     loss, gnorm, new_norm = to_host(
@@ -186,7 +185,7 @@ def _step(plan: _Plan, state: TrainState, model: AnalysisModel, indices, grad_fn
             f"training diverged at step {state.step}: the update at rate {rate:g} multiplied "
             f"‖K‖ by {new_norm / norm:.3g} (from {norm:.4g} to {new_norm:.4g}; more than "
             f"{DIVERGENCE_FACTOR:g} in one step counts as divergence): lower the learning rate lr")
-    est = NormEstimate(new_norm, vector, plan.norm_iterations)
+    est = NormEstimate(new_norm, vector, settings.norm_iterations)
     return new, params, opt_state, est, loss, gnorm, rate
 
 
@@ -213,10 +212,11 @@ def _commit(state: TrainState, record, batch: int) -> None:
     state.batch, state.step = batch, state.step + 1
 
 
-def _end_epoch(plan: _Plan, state: TrainState, val: float | None, seconds: float, rng) -> None:
+def _end_epoch(settings: _Settings, state: TrainState, val: float | None, seconds: float,
+               rng) -> None:
     """Epoch records, the best operator so far and early stopping."""
     h = state.history
-    h.epoch_train_loss.append(state.epoch_loss_sum / plan.per_epoch)
+    h.epoch_train_loss.append(state.epoch_loss_sum / settings.per_epoch)
     h.epoch_val_loss.append(val)
     h.epoch_seconds.append(seconds)
     state.epoch, state.batch, state.epoch_loss_sum = state.epoch + 1, 0, 0.0
@@ -228,7 +228,7 @@ def _end_epoch(plan: _Plan, state: TrainState, val: float | None, seconds: float
         state.best_params, state.bad_epochs = state.params, 0
     else:
         state.bad_epochs += 1
-        state.stopped = plan.patience is not None and state.bad_epochs >= plan.patience
+        state.stopped = settings.patience is not None and state.bad_epochs >= settings.patience
 
 
 @with_thread_limit
@@ -362,8 +362,8 @@ def train(
         val_model.check_signals(validation_x_tilde=validation[0],
                                 validation_x_true=validation[1])
     # no ∇x̃: a training step needs the operator's gradient only
-    unrolling = make_plan(method, iterations, weights, x_wanted=False)
-    method, iterations, alphas = unrolling.method, unrolling.iterations, unrolling.alphas
+    plan = make_plan(method, iterations, weights, x_wanted=False)
+    method, iterations, alphas = plan.method, plan.iterations, plan.alphas
     epochs = check_count("epochs", epochs)
     norm_iterations = check_count("norm_iterations", norm_iterations)
     batch_size = check_count("batch_size", batch_size)
@@ -408,11 +408,11 @@ def train(
         minibatch_gradient = dask_gradient(client)
     n_train = x_tilde.shape[0]
     batch_size = min(batch_size, n_train)
-    plan = _Plan(iterations, alphas, weights, rule, opt, schedule, epochs, batch_size,
-                 math.ceil(n_train / batch_size), patience, norm_iterations)
-    grad_fn = (LocalGradient(x_tilde, x_true, unrolling, loss, kernel)
+    settings = _Settings(rule, opt, schedule, epochs, batch_size,
+                         math.ceil(n_train / batch_size), patience, norm_iterations)
+    grad_fn = (LocalGradient(x_tilde, x_true, plan, loss, kernel)
                if loss or kernel is not gradient_unchecked
-               else (minibatch_gradient or LocalGradient)(x_tilde, x_true, unrolling))
+               else (minibatch_gradient or LocalGradient)(x_tilde, x_true, plan))
     config = _config(iterations=iterations, method=method.settings(), weights=weights,
                      **_steps_config(rule), lr=schedule.settings(), epochs=epochs,
                      batch_size=batch_size,
@@ -433,10 +433,10 @@ def train(
             m = AnalysisModel(m.operator, *val_fg)
         if loss is not None:
             x_hat = reconstruct(m, validation[0], iterations=iterations, weights=weights,
-                                steps=plan.sizes(norm))
+                                steps=settings.sizes(norm))
             return _checked_loss(lambda x: loss(x, validation[1]))(x_hat)[0] / x_hat.shape[0]
         return unrolled_loss_unchecked(m, *validation, iterations=iterations, alphas=alphas,
-                                       steps=plan.sizes(norm), client=client)
+                                       steps=settings.sizes(norm), client=client)
 
     # a model the checkpoint cannot describe, or a path it cannot be written to, fails here,
     # not at the end of the first epoch
@@ -449,7 +449,7 @@ def train(
         state, saved = load_checkpoint(ck.path, model.operator.params)
         _check_same(saved, config, opt.settings(), described)
     else:
-        state = _start(model, opt, seed, val_loss, plan.rule)
+        state = _start(model, opt, seed, val_loss, settings.rule)
     current = model.with_params(state.params)
 
     def save():
@@ -470,7 +470,7 @@ def train(
 
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=plan.total, initial=state.step, disable=not progress, unit="step",
+    bar = tqdm(total=settings.total, initial=state.step, disable=not progress, unit="step",
                desc="training", dynamic_ncols=True)
     rng = np.random.Generator(np.random.PCG64())
     try:
@@ -478,22 +478,22 @@ def train(
             rng.bit_generator.state = state.rng_state
             order = rng.permutation(n_train)
             tic = time.perf_counter()
-            for j in range(state.batch, plan.per_epoch):
-                record = _step(plan, state, current, order[j * batch_size:(j + 1) * batch_size],
+            for j in range(state.batch, settings.per_epoch):
+                record = _step(settings, state, current, order[j * batch_size:(j + 1) * batch_size],
                                grad_fn)
                 current = record[0]
                 _commit(state, record, j + 1)
                 bar.update(1)
-                if state.step % 10 == 0 or j + 1 == plan.per_epoch:
+                if state.step % 10 == 0 or j + 1 == settings.per_epoch:
                     bar.set_postfix(loss=f"{record[4]:.3e}", epoch=state.epoch + 1,
                                     refresh=False)
-                if j + 1 < plan.per_epoch and save_due():
+                if j + 1 < settings.per_epoch and save_due():
                     save()
                 if callback is not None:
                     callback({"step": state.step, "epoch": state.epoch, "batch": j + 1,
                               "loss": record[4], "grad_norm": record[5], "lr": record[6]})
             v = val_loss(current, state.norm)
-            _end_epoch(plan, state, v, time.perf_counter() - tic, rng)
+            _end_epoch(settings, state, v, time.perf_counter() - tic, rng)
             if v is not None:
                 bar.set_postfix(loss=f"{state.history.epoch_train_loss[-1]:.3e}", val=f"{v:.3e}",
                                 epoch=state.epoch, refresh=False)
