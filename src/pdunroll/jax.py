@@ -172,9 +172,9 @@ def unrolled(
     def solve_bwd(res, v):
         x_tilde, leaves, st, x_hat, arrays = res
         state = _join(arrays, held["how"])
-        grad_op, grad_x, grad_fg, _ = reverse(plan.with_steps(steps_of(st)),
-                                              model_of(x_tilde, leaves), x_tilde, state, x_hat, v)
-        f_grad, g_grad = (() if p is None else p for p in grad_fg)
+        grad_op, grad_x, f_grad, g_grad, _ = reverse(plan.with_steps(steps_of(st)),
+                                                     model_of(x_tilde, leaves), x_tilde, state,
+                                                     x_hat, v)
         grads = [*tree.flatten(grad_op), *tree.flatten(f_grad), *tree.flatten(g_grad)]
         return grad_x, grads, tuple(a * 0 for a in st)
 

@@ -164,9 +164,7 @@ def vjp_unchecked(model, x_tilde, plan: Plan):
             raise RuntimeError("this pullback was already called: the reverse pass frees the "
                                "forward pass's tape; run vjp again for another cotangent")
         used.append(True)
-        grad_op, grad_x, grad_fg, info = reverse(plan, model, x_tilde, state, x_hat, v)
-        f, g = (() if p is None else p for p in grad_fg)
-        return Cotangents(grad_op, grad_x, f, g, info)
+        return Cotangents(*reverse(plan, model, x_tilde, state, x_hat, v))
 
     return x_hat, pullback
 

@@ -87,15 +87,16 @@ def reverse(plan, model, x_tilde: Array, state: ForwardState, x_hat: Array, g_ou
     """Run the recursion of ``plan``'s method (:meth:`~pdunroll.GradientMethod.reverse`;
     ``plan`` a :class:`~pdunroll.unroll.plan.Plan` with step sizes) from v = ``g_out`` =
     ∂ℓ/∂x̂ over what the forward pass of ``model`` (:func:`forward_model`) kept.
-    Returns (∇ operator parameters, ∇_x̃ (None unless ``plan.x_wanted``), [∇ F params, ∇ G
-    params], solve info or None)."""
+    Returns the fields of a :class:`~pdunroll.Cotangents`: (∇ operator parameters, ∇_x̃ (None
+    unless ``plan.x_wanted``), ∇ F params, ∇ G params (``()`` for none), solve info or None)."""
     scaled = state.scaled or scaled_operators(model.operator, plan.steps)
     grad_op, sum_d, grad_fg, info = plan.method.reverse(plan, model, x_tilde, scaled, state,
                                                         x_hat, g_out)
     grad_x = None
     if plan.x_wanted:  # ∇_x̃ = g + σ Kᵀ Σ δ_D
         grad_x = g_out if sum_d is None else g_out + scaled[0].adjoint(sum_d)
-    return grad_op, grad_x, grad_fg, info
+    f, g = (() if p is None else p for p in grad_fg)
+    return grad_op, grad_x, f, g, info
 
 
 def backward_stored(plan, model, x_tilde: Array, scaled, state: ForwardState, g_out: Array):
