@@ -149,6 +149,33 @@ def test_second_backward_through_a_retained_graph_gives_the_same_gradient():
     assert torch.equal(g1, g2)
 
 
+def test_backward_skips_the_x_tilde_cotangent_when_x_tilde_needs_no_gradient(monkeypatch):
+    """x̃ without requires_grad: the layer's plan has x_wanted=False (the reverse pass skips
+    Σ δ_D) and the gradient of K is the one with x̃ requiring grad, to the bit; a second
+    backward through a retained graph keeps the choice."""
+    import pdunroll.unroll.gradient as gradient_module
+
+    wanted_by_call = []
+
+    def spy(model, x_tilde, plan):
+        wanted_by_call.append(plan.x_wanted)
+        return gradient_module.vjp_unchecked(model, x_tilde, plan)
+
+    monkeypatch.setattr("pdunroll.torch.vjp_unchecked", spy)
+    K, xt, c = _data(2)
+    grads = {}
+    for wanted in (True, False):
+        K_leaf, x_leaf = K.clone().requires_grad_(), xt.clone().requires_grad_(wanted)
+        loss = 0.5 * (unrolled(_model(K_leaf, c), x_leaf, iterations=12) ** 2).sum()
+        loss.backward(retain_graph=True)
+        grads[wanted] = K_leaf.grad.clone()
+        assert (x_leaf.grad is not None) == wanted
+        loss.backward()  # reruns the forward pass
+        assert torch.equal(K_leaf.grad, 2 * grads[wanted])
+    assert wanted_by_call == [True, True, False, False]
+    assert torch.equal(grads[True], grads[False])
+
+
 def test_runs_under_torch_compile():
     """The layer is a graph break inside a compiled function: same values and gradients."""
     K, xt, c = _data(4)

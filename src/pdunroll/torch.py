@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import torch
 
@@ -167,7 +168,12 @@ class _Spec:
         own = [leaf for part in self.model.leaves() for leaf in part]
         same = len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves, strict=True))
         model = self.model if same else self.model.with_leaves(leaves, self.counts)
-        return _run("vjp", self.options, model, x_tilde, self.plan)
+        # ∇x̃ only where x̃ requires grad (the backward's ctx.needs_input_grad[1]): else the
+        # reverse pass skips its sum Σ δ_D
+        plan = self.plan
+        if plan.x_wanted != x_tilde.requires_grad:
+            plan = replace(plan, x_wanted=x_tilde.requires_grad)
+        return _run("vjp", self.options, model, x_tilde, plan)
 
     def pull(self, pullback, v):
         return _run("pullback", self.options, pullback, v)
