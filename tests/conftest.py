@@ -42,6 +42,31 @@ def _release_compiled_code():
 SPEECH_DIR = Path(os.environ.get("PDUNROLL_SPEECH_DIR", SHARED / "data" / "ieee_speech"))
 
 
+@pytest.fixture
+def interrupt_training(monkeypatch):
+    """``interrupt_training(step)``: from now on :func:`pdunroll.train` stops with
+    ``KeyboardInterrupt`` (a Ctrl-C) after training step ``step``, as the command line sees it
+    (``how``: another interruption, e.g. a signal sent to the process);
+    ``interrupt_training(None)``: it trains to the end again (a resumed run)."""
+    import pdunroll.learning.training as training
+
+    real = training.train
+
+    def ctrl_c():
+        raise KeyboardInterrupt
+
+    def interrupt_at(step: int | None, how=ctrl_c) -> None:
+        def interrupted(*args, **kwargs):
+            def stop(info):
+                if info["step"] == step:
+                    how()
+            return real(*args, callback=stop, **kwargs)
+
+        monkeypatch.setattr(training, "train", real if step is None else interrupted)
+
+    return interrupt_at
+
+
 @pytest.fixture(scope="session")
 def speech_dir(tmp_path_factory) -> Path:
     """The IEEE speech corpus where it is (``PDUNROLL_SPEECH_DIR``), else a small synthetic

@@ -130,24 +130,14 @@ def test_bad_data_folder_is_a_clear_error(tmp_path, capsys):
     assert "is empty" in capsys.readouterr().err
 
 
-def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, monkeypatch):
-    import pdunroll.learning.training as training
-
-    real = training.train
-
-    def interrupted(*args, **kwargs):
-        def stop(info):
-            if info["step"] == 3:
-                raise KeyboardInterrupt
-        return real(*args, callback=stop, **kwargs)
-
-    monkeypatch.setattr(training, "train", interrupted)
+def test_ctrl_c_saves_and_says_how_to_resume(tmp_path, capsys, interrupt_training):
+    interrupt_training(3)
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 130
     assert "--resume" in capsys.readouterr().err
     state, _ = pu.load_checkpoint(out / "checkpoint.npz", np.zeros((32, 32)))
     assert state.step == 3
-    monkeypatch.setattr(training, "train", real)
+    interrupt_training(None)
     assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0
 
 
@@ -247,21 +237,11 @@ def test_ctrl_c_before_the_first_step_says_nothing_was_saved(tmp_path, capsys, m
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
-def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, monkeypatch):
+def test_sigterm_saves_like_ctrl_c(tmp_path, capsys, interrupt_training):
     """``kill PID`` (or a batch scheduler's SIGTERM) keeps the state of the last step."""
     import signal
 
-    import pdunroll.learning.training as training
-
-    real = training.train
-
-    def killed(*args, **kwargs):
-        def stop(info):
-            if info["step"] == 3:
-                os.kill(os.getpid(), signal.SIGTERM)
-        return real(*args, callback=stop, **kwargs)
-
-    monkeypatch.setattr(training, "train", killed)
+    interrupt_training(3, lambda: os.kill(os.getpid(), signal.SIGTERM))
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "run"
     assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 128 + signal.SIGTERM
@@ -294,22 +274,13 @@ def test_divergence_is_a_clear_error(tmp_path, capsys, dtype):
     assert "training diverged" in capsys.readouterr().err
 
 
-def test_resume_reads_the_settings_back(tmp_path, capsys, monkeypatch):
+def test_resume_reads_the_settings_back(tmp_path, capsys, interrupt_training):
     """``--resume`` continues with the settings the run was started with: none retyped, and the
     training configuration read back from the checkpoint is the one given; an option given
     again that differs is refused, naming it."""
-    import pdunroll.learning.training as training
     from pdunroll.learning.config import TrainConfig
 
-    real = training.train
-
-    def interrupted(*args, **kwargs):
-        def stop(info):
-            if info["step"] == 3:
-                raise KeyboardInterrupt
-        return real(*args, callback=stop, **kwargs)
-
-    monkeypatch.setattr(training, "train", interrupted)
+    interrupt_training(3)
     out = tmp_path / "run"
     given = ["--m", "48", "--lr", "5e-4", "--schedule", "constant", "--seed", "2",
              "--bitrate", "5", "--omega", "12"]
@@ -318,7 +289,7 @@ def test_resume_reads_the_settings_back(tmp_path, capsys, monkeypatch):
     assert (config.lr.initial, config.lr.schedule, config.omega, config.seed) == \
         (5e-4, "constant", 12.0, 2)
     assert (config.iterations, config.epochs, config.batch_size) == (4, 2, 16)
-    monkeypatch.setattr(training, "train", real)
+    interrupt_training(None)
     capsys.readouterr()
     assert cli.main(["train", "speech", "--out", str(out), "--resume", "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())

@@ -184,24 +184,14 @@ def test_scikit_image_defaults_and_bad_arguments(tmp_path, capsys):
     assert "--rate and --bitrate are for speech" in capsys.readouterr().err
 
 
-def test_resume_continues_an_interrupted_run(tmp_path, capsys, monkeypatch):
-    import pdunroll.learning.training as training
-
-    real = training.train
-
-    def interrupted(*args, **kwargs):
-        def stop(info):
-            if info["step"] == 2:
-                raise KeyboardInterrupt
-        return real(*args, callback=stop, **kwargs)
-
+def test_resume_continues_an_interrupted_run(tmp_path, capsys, interrupt_training):
     data, out = _folder(tmp_path), tmp_path / "run"
     argv = ["train", "inpaint", "--data", str(data), "--out", str(out), *TINY,
             "--epochs", "2", "--missing", "0.3", "--seed", "3"]
-    monkeypatch.setattr(training, "train", interrupted)
+    interrupt_training(2)
     assert cli.main(argv) == 130
     assert "pdunroll train inpaint --resume" in capsys.readouterr().err
-    monkeypatch.setattr(training, "train", real)
+    interrupt_training(None)
     assert cli.main(["train", "inpaint", "--out", str(out), "--resume", "--quiet"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert (results["missing"], results["seed"], results["epochs_run"]) == (0.3, 3, 2)

@@ -219,7 +219,7 @@ def _step(path):
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX signals and flock")
 def test_lock_refuses_a_second_run_and_sigkill_loses_at_most_the_interval(tmp_path, capsys,
-                                                                          monkeypatch):
+                                                                          interrupt_training):
     """A real second process holds --out: another run and a resume are refused, naming it.
     After its SIGKILL the stale lock is detected, and the periodic checkpoint (every 3 steps,
     within the epoch) is exactly the state an uninterrupted run has at that step."""
@@ -244,17 +244,7 @@ def test_lock_refuses_a_second_run_and_sigkill_loses_at_most_the_interval(tmp_pa
     per_epoch = -(-json.loads(_settings(ckpt))["config"]["n_train"] // 4)
     assert k % 3 == 0 and k < per_epoch  # saved within the first epoch, not at its end
 
-    import pdunroll.learning.training as training
-
-    real = training.train
-
-    def stopped(*args, **kwargs):
-        def stop(info):
-            if info["step"] == k:
-                raise KeyboardInterrupt
-        return real(*args, callback=stop, **kwargs)
-
-    monkeypatch.setattr(training, "train", stopped)
+    interrupt_training(k)
     ref = tmp_path / "ref"
     ref_argv = [a if a != str(out) else str(ref) for a in argv]
     assert cli.main(ref_argv) == 130
@@ -263,7 +253,7 @@ def test_lock_refuses_a_second_run_and_sigkill_loses_at_most_the_interval(tmp_pa
     for a, b in zip(killed_state.opt_state["m"], ref_state.opt_state["m"], strict=True):
         np.testing.assert_array_equal(a, b)
     assert killed_state.step == ref_state.step and killed_state.batch == ref_state.batch
-    monkeypatch.setattr(training, "train", real)
+    interrupt_training(None)
     capsys.readouterr()
     # the dead process's lock is stale: a resume takes it over and says so (this one is then
     # refused for its other --epochs, naming it)
@@ -299,21 +289,11 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path, capsys):
     assert not (out / ".lock").exists()  # released at the end
 
 
-def test_resume_and_evaluate_refuse_other_data(tmp_path, capsys, monkeypatch):
-    import pdunroll.learning.training as training
-
+def test_resume_and_evaluate_refuse_other_data(tmp_path, capsys, interrupt_training):
     data = _wavs(tmp_path / "wavs", count=6)
-    real = training.train
-
-    def interrupted(*args, **kwargs):
-        def stop(info):
-            if info["step"] == 2:
-                raise KeyboardInterrupt
-        return real(*args, callback=stop, **kwargs)
-
-    monkeypatch.setattr(training, "train", interrupted)
+    interrupt_training(2)
     assert _train(tmp_path, data) == 130
-    monkeypatch.setattr(training, "train", real)
+    interrupt_training(None)
     meta = json.loads(_settings(tmp_path / "run" / "checkpoint.npz"))["config"]["data"]
     name = sorted(meta["files"])[0]
     # other recordings of the same size and count
@@ -439,23 +419,13 @@ def test_folder_lock_and_numbered_folders(tmp_path):
     assert latest_folder(base) == base.with_name("speech-2")
 
 
-def test_resume_refuses_a_changed_test_set(tmp_path, capsys, monkeypatch):
+def test_resume_refuses_a_changed_test_set(tmp_path, capsys, interrupt_training):
     """The checkpoint's fingerprint covers the test files too: a test file deleted between the
     interruption and the resume is named, not silently scored on fewer frames."""
-    import pdunroll.learning.training as training
-
     data = _wavs(tmp_path / "wavs", count=8)
-    real = training.train
-
-    def interrupted(*args, **kwargs):
-        def stop(info):
-            if info["step"] == 2:
-                raise KeyboardInterrupt
-        return real(*args, callback=stop, **kwargs)
-
-    monkeypatch.setattr(training, "train", interrupted)
+    interrupt_training(2)
     assert _train(tmp_path, data) == 130
-    monkeypatch.setattr(training, "train", real)
+    interrupt_training(None)
     test_files = json.loads(_settings(tmp_path / "run" / "checkpoint.npz"))["config"]["data"][
         "test_files"]
     name = sorted(test_files)[0]
