@@ -112,7 +112,7 @@ def test_released_mask_runs_one_forward_pass(released):
         _CountingDense.products = 0
         results.append(pu.gradient(model, xt, x, iterations=15, method=method, steps=steps))
         counts.append(_CountingDense.products)
-    assert counts[0] == counts[1]
+    assert counts[0] == counts[1] > 0
     np.testing.assert_array_equal(results[0].x, results[1].x)
 
 

@@ -144,3 +144,55 @@ def test_krylov_solvers_check_convergence_every_tenth_step(monkeypatch, solver):
         _, info = pu.neumann(apply_n, b, tol=1e-300, maxiter=60)
     assert info.iterations == 60 and info.status == "maxiter"
     assert syncs.count <= 10  # 60 steps
+
+
+def _counting(monkeypatch, module, name, counts):
+    real = getattr(module, name)
+
+    def counted(*args, **kwargs):
+        counts[name] += 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, counted)
+
+
+def _operators():
+    rng = np.random.default_rng(3)
+    K = xps.asarray((np.eye(6) + 0.2 * rng.standard_normal((6, 6))).tolist())
+    w = xps.asarray(rng.uniform(0.5, 1.5, 6).tolist())
+    return {"dense": pu.DenseOperator(K),
+            "composition": pu.Composition(pu.Diagonal(w), pu.DenseOperator(K)),
+            "stack": pu.Stack(pu.DenseOperator(K), pu.Diagonal(w)),
+            # no scaled form of its own: σK is a ScaledOperator
+            "gradient": pu.Gradient2d((2, 3), xp=xps, dtype=xps.float64)}
+
+
+@pytest.mark.parametrize("kind", ["dense", "composition", "stack", "gradient"])
+@pytest.mark.parametrize("method", [pu.Full(), pu.Full(segments=2), pu.Asymptotic(4)],
+                         ids=repr)
+def test_checks_and_namespace_lookups_happen_once_per_call(monkeypatch, kind, method):
+    """Check once, then compute: a gradient call checks its signals and finds their namespace
+    at the entry point; its forward loop and reverse recursion call the operators' unchecked
+    products (composite and scaled operators too) and look no namespace up (the proxes' per
+    array type is known), so the counts do not grow with L."""
+    import array_api_compat
+
+    import pdunroll.operators.base as base
+
+    op = _operators()[kind]
+    model = pu.AnalysisModel(op, pu.L1Norm(), pu.LinfBall(0.2))
+    rng = np.random.default_rng(4)
+    shape = (3, *op.in_shape)
+    xt = xps.asarray(rng.uniform(-0.5, 0.5, shape).tolist())
+    x = xps.asarray(rng.uniform(-0.5, 0.5, shape).tolist())
+    steps = pu.step_sizes(op, omega=2.0)
+    pu.gradient(model, xt, x, iterations=2, method=method, steps=steps)  # types seen once
+    counts = {"check_batch": 0, "array_namespace": 0}
+    _counting(monkeypatch, base, "check_batch", counts)
+    _counting(monkeypatch, array_api_compat, "array_namespace", counts)
+    per_call = []
+    for L in (6, 12):
+        counts.update(check_batch=0, array_namespace=0)
+        pu.gradient(model, xt, x, iterations=L, method=method, steps=steps)
+        per_call.append(dict(counts))
+    assert per_call[0] == per_call[1]

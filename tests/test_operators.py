@@ -91,3 +91,56 @@ def test_with_params_moves_an_operator_to_another_dtype_and_the_solver_then_name
         pu.chambolle_pock(model, np.ones((1, 8)), iterations=3)
     with pytest.raises(ValueError, match=r"params must have shape \(8, 8\)"):
         pu.DenseOperator(K).with_params(K[:4])
+
+
+class _EarlierContract(pu.LinearOperator):
+    """An operator written before the products existed: ``apply`` and ``adjoint`` only."""
+
+    def __init__(self, matrix):
+        self.params, self.in_shape, self.out_shape = matrix, (matrix.shape[1],), (matrix.shape[0],)
+
+    def apply(self, x):
+        return x @ self.params.T
+
+    def adjoint(self, y):
+        return y @ self.params
+
+    def param_vjp(self, a, b):
+        return a.T @ b
+
+    def with_params(self, params):
+        return _EarlierContract(params)
+
+
+class _LoggedDense(pu.DenseOperator):
+    """A subclass overriding the checked ``apply`` through ``super()``, as before."""
+
+    calls = 0
+
+    def apply(self, x):
+        type(self).calls += 1
+        return super().apply(x)
+
+
+def test_products_and_checked_methods_pair_up_for_every_way_of_subclassing():
+    """``apply``/``adjoint`` check and call the products; an operator of the earlier contract
+    (``apply``/``adjoint`` only) has them as its products, and a subclass overriding ``apply``
+    through ``super()`` is what the solver calls, without recursing; both give DenseOperator's
+    gradient (to rounding: the earlier operator's σK multiplies each product by σ)."""
+    rng = np.random.default_rng(5)
+    K = np.eye(5, 4) + 0.3 * rng.standard_normal((5, 4))
+    xt, x = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    steps = pu.step_sizes(pu.DenseOperator(K), omega=1.0)
+    want = pu.gradient(pu.AnalysisModel(pu.DenseOperator(K), pu.L1Norm(), pu.LinfBall(0.3)),
+                       xt, x, iterations=7, steps=steps)
+    for op in (_EarlierContract(K), _LoggedDense(K)):
+        got = pu.gradient(pu.AnalysisModel(op, pu.L1Norm(), pu.LinfBall(0.3)), xt, x,
+                          iterations=7, steps=steps)
+        np.testing.assert_allclose(got.operator, want.operator, rtol=1e-13, atol=1e-15)
+    assert _LoggedDense.calls >= 7  # one per forward step at least: the override is used
+    with pytest.raises(ValueError, match=r"DenseOperator.apply: x must have shape \(batch, 4\)"):
+        pu.DenseOperator(K).apply(xt[:, :3])
+    with pytest.raises(ValueError, match=r"_LoggedDense.adjoint: y must have shape"):
+        _LoggedDense(K).adjoint(xt)
+    with pytest.raises(TypeError, match="abstract"):
+        type("NoProducts", (pu.LinearOperator,), {"param_vjp": None, "with_params": None})()

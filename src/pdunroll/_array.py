@@ -127,20 +127,31 @@ def xp_of(x: Array):
     return _namespace_of(x)
 
 
+_NAMESPACES: dict[type, Any] = {}  # array type → its namespace, found once per process
+
+
 def _namespace_of(a: Array):
     """NumPy itself for NumPy arrays, else array-api-compat's namespace of the array (its
     wrapper for torch, CuPy and Dask; the array's own ``__array_namespace__`` for
     array_api_strict, JAX and other standard arrays). The fast path is NumPy's only: were
     CuPy's arrays to declare a namespace of their own, they would still get the wrapper.
+    The answer depends on the array's type only, so it is looked up once per type: the
+    solvers' loops ask for it at every step (the functions' proxes), where array-api-compat's
+    tests of the array's library would cost more than a small elementwise pass.
 
     The one namespace policy: NumPy arrays use NumPy itself, which is why pyproject requires
     NumPy >= 2.1 (the first release whose own namespace has everything pdunroll calls, e.g.
     ``cumulative_sum``; tests check every ``xp.<name>`` of the package against it). Going
     through array-api-compat's NumPy wrapper instead measured 7-9 % slower forward passes at
     the speech size (batch 32, n = 320, float32) and 1-2 % slower full gradients."""
-    if type(a).__module__ == "numpy":  # ndarray and NumPy scalars, not subclasses elsewhere
-        return sys.modules["numpy"]
-    return array_api_compat.array_namespace(a)
+    kind = type(a)
+    xp = _NAMESPACES.get(kind)
+    if xp is None:
+        # ndarray and NumPy scalars, not subclasses elsewhere
+        xp = (sys.modules["numpy"] if kind.__module__ == "numpy"
+              else array_api_compat.array_namespace(a))
+        _NAMESPACES[kind] = xp
+    return xp
 
 
 _TRUSTED = contextvars.ContextVar("pdunroll_trusted_values", default=False)

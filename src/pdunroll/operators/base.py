@@ -2,7 +2,9 @@
 
 An operator maps arrays of shape ``(batch, *in_shape)`` to ``(batch, *out_shape)``. It offers
 
-* ``apply(x)``: K x, and ``adjoint(y)``: Kᵀ y;
+* ``apply(x)``: K x, and ``adjoint(y)``: Kᵀ y, which check their argument (shape, backend) and
+  call the products ``_apply(x)`` and ``_adjoint(y)``, which check nothing: the solvers check
+  their inputs once, at the entry point, and call the products in their loops;
 * ``param_vjp(a, b)``: the gradient of Σ_batch ⟨a, K b⟩ with respect to the operator's own
   parameters ``params`` (same structure as ``params``), the only place the reverse recursions
   need to know what K is made of;
@@ -34,23 +36,51 @@ __all__ = ["FixedOperator", "LinearOperator", "NormEstimate", "ScaledOperator", 
 
 
 class LinearOperator(ABC):
-    """Base class: subclasses set ``in_shape``, ``out_shape``, ``params`` and the four maps.
+    """Base class: subclasses set ``in_shape``, ``out_shape``, ``params`` and implement the
+    products ``_apply`` (K x) and ``_adjoint`` (Kᵀ y), ``param_vjp`` and ``with_params``.
 
-    ``params`` is an array or a (nested) tuple of arrays; a fixed operator has ``params = ()``
-    and overrides ``arrays`` to return an array that fixes its namespace, dtype and device.
+    ``apply`` and ``adjoint`` check their argument and call the products of the class that
+    defines them; the solvers call the products. An operator that defines ``apply`` and
+    ``adjoint`` itself (the contract before the products existed) keeps working: its methods
+    are its products too. ``params`` is an array or a (nested) tuple of arrays; a fixed
+    operator has ``params = ()`` and overrides ``arrays`` to return an array that fixes its
+    namespace, dtype and device.
     """
 
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     params: Array
 
-    @abstractmethod
+    def __init_subclass__(cls, **kwargs):
+        """Pair each product with its checked method: a class that defines ``_apply`` gets an
+        ``apply`` that checks x and calls that ``_apply`` (not an override's below it, which
+        may call it through ``super()``); a class that defines ``apply`` only has it as its
+        ``_apply`` (likewise for ``adjoint``)."""
+        super().__init_subclass__(**kwargs)
+        for public, product, arg, shape in _PRODUCTS:
+            own = cls.__dict__
+            if product in own and public not in own:
+                setattr(cls, public, _checked(cls, own[product], public, arg, shape))
+            elif public in own and product not in own:
+                setattr(cls, product, own[public])
+
     def apply(self, x: Array) -> Array:
-        """K x for x of shape (batch, *in_shape)."""
+        """K x for x of shape (batch, *in_shape), checked."""
+        check_batch(self, "apply", "x", x, self.in_shape)
+        return self._apply(x)
+
+    def adjoint(self, y: Array) -> Array:
+        """Kᵀ y for y of shape (batch, *out_shape), checked."""
+        check_batch(self, "adjoint", "y", y, self.out_shape)
+        return self._adjoint(y)
 
     @abstractmethod
-    def adjoint(self, y: Array) -> Array:
-        """Kᵀ y for y of shape (batch, *out_shape)."""
+    def _apply(self, x: Array) -> Array:
+        """K x for x of shape (batch, *in_shape) of the operator's backend, unchecked."""
+
+    @abstractmethod
+    def _adjoint(self, y: Array) -> Array:
+        """Kᵀ y for y of shape (batch, *out_shape) of the operator's backend, unchecked."""
 
     @abstractmethod
     def param_vjp(self, a: Array, b: Array):
@@ -137,6 +167,22 @@ class LinearOperator(ABC):
                         "classmethod from_config(cls, config, reader)")
 
 
+# (checked method, product, argument name, attribute holding the argument's signal shape)
+_PRODUCTS = (("apply", "_apply", "x", "in_shape"), ("adjoint", "_adjoint", "y", "out_shape"))
+
+
+def _checked(cls: type, product, public: str, arg: str, shape: str):
+    """The method ``public`` of ``cls``: check the argument, then call ``product``."""
+
+    def method(self, x: Array) -> Array:
+        check_batch(self, public, arg, x, getattr(self, shape))
+        return product(self, x)
+
+    method.__name__, method.__qualname__ = public, f"{cls.__qualname__}.{public}"
+    method.__doc__ = getattr(LinearOperator, public).__doc__
+    return method
+
+
 class ScaledOperator(LinearOperator):
     """c K: an operator's products multiplied by c (a number or 0-d array), what
     :meth:`LinearOperator.scaled` gives where the operator has no cheaper form of its own.
@@ -151,11 +197,11 @@ class ScaledOperator(LinearOperator):
     def arrays(self) -> tuple:
         return self.operator.arrays
 
-    def apply(self, x: Array) -> Array:
-        return self.scale * self.operator.apply(x)
+    def _apply(self, x: Array) -> Array:
+        return self.scale * self.operator._apply(x)
 
-    def adjoint(self, y: Array) -> Array:
-        return self.scale * self.operator.adjoint(y)
+    def _adjoint(self, y: Array) -> Array:
+        return self.scale * self.operator._adjoint(y)
 
     def param_vjp(self, a: Array, b: Array):
         return scale(self.scale, self.operator.param_vjp(a, b))
@@ -243,7 +289,7 @@ def power_steps(op: LinearOperator, v: Array, iterations: int) -> tuple[Array, A
     v = v / xp.linalg.vector_norm(v)
     nrm = None
     for _ in range(iterations):
-        w = op.adjoint(op.apply(v))
+        w = op._adjoint(op._apply(v))
         nrm = xp.linalg.vector_norm(w)
         v = w / nrm
     return xp.sqrt(nrm), v
@@ -292,7 +338,7 @@ def estimate_norm(
     v = v / start
     value = 0.0
     for it in range(1, iterations + 1):
-        w = op.adjoint(op.apply(v))
+        w = op._adjoint(op._apply(v))
         nrm = float(xp.linalg.vector_norm(w))
         if nrm == 0.0:
             return NormEstimate(0.0, v, it)

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 
-from .._array import Array, array_device, check_count, check_finite, namespace, xp_of
+from .._array import Array, array_device, check_count, check_finite, namespace
 from ..registry import saveable
 from .base import LinearOperator, check_batch, check_params_shape, estimate_norm
 
@@ -41,11 +41,10 @@ def _slice(x: Array, axis: int, start: int, stop: int) -> Array:
     return x[(slice(None),) * axis + (slice(start, stop), ...)]
 
 
-def _zero_pad(x: Array, axis: int, before: int, after: int) -> Array:
+def _zero_pad(xp, x: Array, axis: int, before: int, after: int) -> Array:
     """x with ``before`` zeros in front and ``after`` zeros behind along ``axis``."""
     if not (before or after):
         return x
-    xp = xp_of(x)
 
     def zeros(n):
         shape = x.shape[:axis] + (n,) + x.shape[axis + 1:]
@@ -92,7 +91,7 @@ class _FilterBank(LinearOperator):
 
     # x ↦ extended x (periodic or zero) and its adjoint
     def _extend(self, x: Array) -> Array:
-        xp = xp_of(x)
+        xp = self.xp
         for axis, (front, back) in enumerate(self._ext, start=1):
             if self.boundary == "periodic":
                 n = x.shape[axis]
@@ -100,26 +99,27 @@ class _FilterBank(LinearOperator):
                 parts += [x] + ([_slice(x, axis, 0, back)] if back else [])
                 x = xp.concat(parts, axis=axis) if len(parts) > 1 else x
             else:
-                x = _zero_pad(x, axis, front, back)
+                x = _zero_pad(xp, x, axis, front, back)
         return x
 
     def _extend_adjoint(self, u: Array) -> Array:
+        xp = self.xp
         for axis in reversed(range(1, len(self._ext) + 1)):
             front, back = self._ext[axis - 1]
             n = self.in_shape[axis - 1]
             x = _slice(u, axis, front, front + n)
             if self.boundary == "periodic":  # fold the wrapped margins back
                 if front:
-                    x = x + _zero_pad(_slice(u, axis, 0, front), axis, n - front, 0)
+                    x = x + _zero_pad(xp, _slice(u, axis, 0, front), axis, n - front, 0)
                 if back:
-                    x = x + _zero_pad(_slice(u, axis, front + n, front + n + back), axis, 0,
-                                      n - back)
+                    x = x + _zero_pad(xp, _slice(u, axis, front + n, front + n + back), axis,
+                                      0, n - back)
             u = x
         return u
 
     def _patches(self, x: Array) -> Array:
         """(batch, k_1·…·k_d, N_out): the shifted copies x[i + p − a] of the extended x."""
-        xp = xp_of(x)
+        xp = self.xp
         slabs = [self._extend(x)]
         sizes = zip(self.kernel_shape, self.out_shape[1:], strict=True)
         for axis, (k, m) in enumerate(sizes, start=1):
@@ -130,15 +130,13 @@ class _FilterBank(LinearOperator):
     def _matrix(self, xp) -> Array:
         return xp.reshape(self.params, (self.out_shape[0], math.prod(self.kernel_shape)))
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
-        xp = xp_of(x)
+    def _apply(self, x: Array) -> Array:
+        xp = self.xp
         y = self._matrix(xp) @ self._patches(x)
         return xp.reshape(y, (x.shape[0], *self.out_shape))
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
-        xp = xp_of(y)
+    def _adjoint(self, y: Array) -> Array:
+        xp = self.xp
         batch, spatial = y.shape[0], self.out_shape[1:]
         z = xp.matrix_transpose(self._matrix(xp)) @ xp.reshape(
             y, (batch, self.out_shape[0], math.prod(spatial)))
@@ -146,7 +144,7 @@ class _FilterBank(LinearOperator):
         # place the copy of offset p at p..p+m of the extended signal and sum: pad once by k−1
         # on both sides, then the copy for p is the window starting at k−1−p
         for axis, k in enumerate(self.kernel_shape, start=2):
-            z = _zero_pad(z, axis, k - 1, k - 1)
+            z = _zero_pad(xp, z, axis, k - 1, k - 1)
         extended = tuple(m + k - 1 for m, k in zip(spatial, self.kernel_shape, strict=True))
         u = None
         for index, offsets in enumerate(_offsets(self.kernel_shape)):
@@ -160,7 +158,7 @@ class _FilterBank(LinearOperator):
     def param_vjp(self, a: Array, b: Array) -> Array:
         check_batch(self, "param_vjp", "a", a, self.out_shape)
         check_batch(self, "param_vjp", "b", b, self.in_shape)
-        xp = xp_of(a)
+        xp = self.xp
         a = xp.reshape(a, (a.shape[0], self.out_shape[0], math.prod(self.out_shape[1:])))
         # (k, C) products: NumPy's BLAS path is ~10× faster in this order than (C, k)
         g = xp.sum(self._patches(b) @ xp.matrix_transpose(a), axis=0)
@@ -178,7 +176,7 @@ class _FilterBank(LinearOperator):
         xp = self.xp
         h = self.params
         for axis, (n, k) in enumerate(zip(self.in_shape, self.kernel_shape, strict=True), start=1):
-            h = _zero_pad(h, axis, 0, n - k)
+            h = _zero_pad(xp, h, axis, 0, n - k)
         spectrum = xp.fft.rfftn(h, axes=tuple(range(1, h.ndim)))
         power = xp.sum(xp.real(spectrum * xp.conj(spectrum)), axis=0)
         return math.sqrt(float(xp.max(power)))

@@ -30,12 +30,10 @@ class DenseOperator(LinearOperator):
     def matrix(self) -> Array:
         return self.params
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
+    def _apply(self, x: Array) -> Array:
         return x @ self.params.T
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
+    def _adjoint(self, y: Array) -> Array:
         return y @ self.params
 
     def param_vjp(self, a: Array, b: Array) -> Array:

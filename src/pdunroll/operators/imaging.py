@@ -20,7 +20,6 @@ from .._array import (
     check_finite,
     default_namespace,
     namespace,
-    xp_of,
 )
 from ..registry import saveable
 from .base import FixedOperator, check_batch
@@ -95,13 +94,11 @@ class Blur(_Fixed):
     def arrays(self) -> tuple:
         return (self.kernel,)
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
-        return self._bank.apply(x)[:, 0, ...]
+    def _apply(self, x: Array) -> Array:
+        return self._bank._apply(x)[:, 0, ...]
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
-        return self._bank.adjoint(xp_of(y).expand_dims(y, axis=1))
+    def _adjoint(self, y: Array) -> Array:
+        return self._bank._adjoint(self.xp.expand_dims(y, axis=1))
 
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
         if self.boundary == "periodic":
@@ -144,12 +141,10 @@ class Mask(_Fixed):
     def arrays(self) -> tuple:
         return (self.mask,)
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
+    def _apply(self, x: Array) -> Array:
         return self.mask * x
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
+    def _adjoint(self, y: Array) -> Array:
         return self.mask * y
 
     def norm(self, *, iterations: int = 500, rtol: float = 1e-7) -> float:
@@ -179,14 +174,12 @@ class Subsample(_Fixed):
         self.out_shape = tuple(math.ceil(n / self.factor) for n in self.in_shape)
         self._place(xp, dtype, device)
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
+    def _apply(self, x: Array) -> Array:
         s = self.factor
         return x[:, ::s, ::s]
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
-        xp, s = xp_of(y), self.factor
+    def _adjoint(self, y: Array) -> Array:
+        xp, s = self.xp, self.factor
         (h, w), (p, q) = self.in_shape, self.out_shape
         batch = y.shape[0]
         # (batch, p, 1, q, 1) next to zeros → (batch, p, s, q, s) → (batch, p s, q s), cropped
@@ -266,15 +259,13 @@ class ParallelBeam(_Fixed):
     def arrays(self) -> tuple:
         return (self.matrix,)
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
-        xp = xp_of(x)
+    def _apply(self, x: Array) -> Array:
+        xp = self.xp
         flat = xp.reshape(x, (x.shape[0], math.prod(self.in_shape)))
         return xp.reshape(flat @ xp.matrix_transpose(self.matrix), (x.shape[0], *self.out_shape))
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
-        xp = xp_of(y)
+    def _adjoint(self, y: Array) -> Array:
+        xp = self.xp
         flat = xp.reshape(y, (y.shape[0], math.prod(self.out_shape)))
         return xp.reshape(flat @ self.matrix, (y.shape[0], *self.in_shape))
 

@@ -47,18 +47,16 @@ class Gradient2d(FixedOperator):
         self.out_shape = (*self.in_shape[:-2], 2, *self.in_shape[-2:])
         self._place(xp, dtype, device)
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
-        xp = xp_of(x)
-        rows = xp.concat([x[..., 1:, :] - x[..., :-1, :], _zero_row(x, -2)], axis=-2)
-        cols = xp.concat([x[..., :, 1:] - x[..., :, :-1], _zero_row(x, -1)], axis=-1)
+    def _apply(self, x: Array) -> Array:
+        xp = self.xp
+        rows = xp.concat([x[..., 1:, :] - x[..., :-1, :], _zero_row(xp, x, -2)], axis=-2)
+        cols = xp.concat([x[..., :, 1:] - x[..., :, :-1], _zero_row(xp, x, -1)], axis=-1)
         return xp.stack([rows, cols], axis=-3)
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
-        xp = xp_of(y)
+    def _adjoint(self, y: Array) -> Array:
+        xp = self.xp
         p, q = y[..., 0, :-1, :], y[..., 1, :, :-1]
-        zp, zq = _zero_row(p, -2), _zero_row(q, -1)
+        zp, zq = _zero_row(xp, p, -2), _zero_row(xp, q, -1)
         return (xp.concat([zp, p], axis=-2) - xp.concat([p, zp], axis=-2)
                 + xp.concat([zq, q], axis=-1) - xp.concat([q, zq], axis=-1))
 
@@ -93,10 +91,10 @@ class Gradient2d(FixedOperator):
         return f"Gradient2d(image_shape={self.in_shape}, dtype={self.dtype})"
 
 
-def _zero_row(x: Array, axis: int) -> Array:
+def _zero_row(xp, x: Array, axis: int) -> Array:
     axis %= x.ndim
     shape = x.shape[:axis] + (1,) + x.shape[axis + 1:]
-    return xp_of(x).zeros(shape, dtype=x.dtype, device=array_device(x))
+    return xp.zeros(shape, dtype=x.dtype, device=array_device(x))
 
 
 @saveable
@@ -117,12 +115,10 @@ class Diagonal(LinearOperator):
     def weights(self) -> Array:
         return self.params
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
+    def _apply(self, x: Array) -> Array:
         return self.params * x
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
+    def _adjoint(self, y: Array) -> Array:
         return self.params * y
 
     def param_vjp(self, a: Array, b: Array) -> Array:
@@ -186,16 +182,14 @@ class Composition(LinearOperator):
     def arrays(self) -> tuple:
         return tuple(a for op in self.operators for a in op.arrays)
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
+    def _apply(self, x: Array) -> Array:
         for op in reversed(self.operators):
-            x = op.apply(x)
+            x = op._apply(x)
         return x
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
+    def _adjoint(self, y: Array) -> Array:
         for op in self.operators:
-            y = op.adjoint(y)
+            y = op._adjoint(y)
         return y
 
     def param_vjp(self, a: Array, b: Array) -> tuple:
@@ -204,12 +198,12 @@ class Composition(LinearOperator):
         # ⟨a, A_1…A_n b⟩ = ⟨A_{i−1}ᵀ…A_1ᵀ a, A_i (A_{i+1}…A_n b)⟩ for each i
         inputs = [b]
         for op in reversed(self.operators[1:]):
-            inputs.append(op.apply(inputs[-1]))
+            inputs.append(op._apply(inputs[-1]))
         grads = []
         for op, b_i in zip(self.operators, reversed(inputs), strict=True):
             grads.append(op.param_vjp(a, b_i))
             if len(grads) < len(self.operators):
-                a = op.adjoint(a)
+                a = op._adjoint(a)
         return tuple(grads)
 
     def scaled(self, c) -> Composition:
@@ -260,22 +254,20 @@ class Stack(LinearOperator):
         return tuple(a for op in self.operators for a in op.arrays)
 
     def _parts(self, y: Array):
-        xp, start = xp_of(y), 0
+        xp, start = self.xp, 0
         for op, size in zip(self.operators, self.sizes, strict=True):
             yield op, xp.reshape(y[:, start:start + size], (y.shape[0], *op.out_shape))
             start += size
 
-    def apply(self, x: Array) -> Array:
-        check_batch(self, "apply", "x", x, self.in_shape)
-        xp = xp_of(x)
-        return xp.concat([xp.reshape(op.apply(x), (x.shape[0], size))
+    def _apply(self, x: Array) -> Array:
+        xp = self.xp
+        return xp.concat([xp.reshape(op._apply(x), (x.shape[0], size))
                           for op, size in zip(self.operators, self.sizes, strict=True)], axis=1)
 
-    def adjoint(self, y: Array) -> Array:
-        check_batch(self, "adjoint", "y", y, self.out_shape)
+    def _adjoint(self, y: Array) -> Array:
         total = None
         for op, part in self._parts(y):
-            z = op.adjoint(part)
+            z = op._adjoint(part)
             total = z if total is None else total + z
         return total
 

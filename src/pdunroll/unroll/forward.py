@@ -132,12 +132,12 @@ def forward(
         x_bar = x_tilde + r_bar
         r_prev, y_prev = r, y
         if k > iterations - keep:  # a step the reverse pass will need
-            y, saved_d = f.conj_prox_step_save(y_prev, k_sigma.apply(x_bar), sigma)
-            r, saved_p = g.prox_step_save(r_prev, k_tau.adjoint(y), tau)
+            y, saved_d = f.conj_prox_step_save(y_prev, k_sigma._apply(x_bar), sigma)
+            r, saved_p = g.prox_step_save(r_prev, k_tau._adjoint(y), tau)
             tape.append((x_bar, y, saved_d, saved_p))
         else:
-            y = f.conj_prox_step(y_prev, k_sigma.apply(x_bar), sigma)
-            r = g.prox_step(r_prev, k_tau.adjoint(y), tau)
+            y = f.conj_prox_step(y_prev, k_sigma._apply(x_bar), sigma)
+            r = g.prox_step(r_prev, k_tau._adjoint(y), tau)
         if theta == 1:  # the default θ = 1: r̄ = 2r − r_prev in two passes, not three
             r_bar = (r + r) - r_prev
         else:

@@ -94,7 +94,7 @@ def reverse(plan, model, x_tilde: Array, state: ForwardState, x_hat: Array, g_ou
                                                         x_hat, g_out)
     grad_x = None
     if plan.x_wanted:  # ∇_x̃ = g + σ Kᵀ Σ δ_D
-        grad_x = g_out if sum_d is None else g_out + scaled[0].adjoint(sum_d)
+        grad_x = g_out if sum_d is None else g_out + scaled[0]._adjoint(sum_d)
     f, g = (() if p is None else p for p in grad_fg)
     return grad_op, grad_x, f, g, info
 
@@ -206,7 +206,7 @@ def _reverse_step(model, steps, k_tau, saved_d, saved_p, v, e_d, d_d, relax_prim
     δ_D^k and δ̄_D^k."""
     sigma, tau, theta = steps.sigma, steps.tau, steps.theta
     e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
-    w = k_tau.apply(d_p) if e_d is None else e_d + k_tau.apply(d_p)
+    w = k_tau._apply(d_p) if e_d is None else e_d + k_tau._apply(d_p)
     e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
     if grad_fg is not None:
         for i, part in enumerate((model.f.conj_prox_step_param_vjp(saved_d, w, sigma),
@@ -249,7 +249,7 @@ def _backward_unrolled(model, steps, scaled, tape, g_out, alphas, relax_primal, 
         k -= 1
         v = e_p
         if d_dbar is not None:
-            v = v + k_sigma.adjoint(d_dbar)
+            v = v + k_sigma._adjoint(d_dbar)
         if alphas is not None:
             v = alphas[k] * g_out if v is None else v + alphas[k] * g_out
         e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
@@ -289,7 +289,7 @@ def backward_asymptotic(plan, model, scaled, state: ForwardState, x_hat: Array,
     sum_p = sum_d = None
     grad_fg = [None, None]
     for _ in range(plan.b):
-        v = e_p if d_dbar is None else e_p + k_sigma.adjoint(d_dbar)
+        v = e_p if d_dbar is None else e_p + k_sigma._adjoint(d_dbar)
         e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
                                                    e_d, d_d, relax_primal, grad_fg)
         sum_p = d_p if sum_p is None else sum_p + d_p
@@ -321,7 +321,7 @@ def backward_implicit(plan, model, scaled, state: ForwardState, x_hat: Array,
         return _reverse_step(model, steps, k_tau, saved_d, saved_p, v, e_d, d_d,
                              method.relax_primal, grad_fg)
 
-    u, info = solve_adjoint(step, k_sigma.adjoint, g_out, y, method)
+    u, info = solve_adjoint(step, k_sigma._adjoint, g_out, y, method)
     grad_fg = [None, None]
     _, sum_p, _, sum_d, _ = step(*u, grad_fg)
     return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, grad_fg, info
