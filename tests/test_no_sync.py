@@ -196,3 +196,26 @@ def test_checks_and_namespace_lookups_happen_once_per_call(monkeypatch, kind, me
         pu.gradient(model, xt, x, iterations=L, method=method, steps=steps)
         per_call.append(dict(counts))
     assert per_call[0] == per_call[1]
+
+
+@pytest.mark.parametrize("method", [pu.Full(), pu.Asymptotic(4), pu.Implicit(tol=1e-8)],
+                         ids=repr)
+def test_forward_backward_checks_its_products_once_per_call(monkeypatch, method):
+    """The same for forward-backward splitting: LeastSquares checks x at the entry (its value)
+    and runs the loop's gradients and Hessian products unchecked."""
+    import pdunroll.operators.base as base
+
+    rng = np.random.default_rng(5)
+    A = pu.DenseOperator(xps.asarray((np.eye(6) + 0.2 * rng.standard_normal((6, 6))).tolist()))
+    b = xps.asarray(rng.uniform(-0.5, 0.5, (3, 6)).tolist())
+    x0 = xps.asarray(rng.uniform(-0.5, 0.5, (3, 6)).tolist())
+    smooth = pu.LeastSquares(A, b, ridge=0.5)
+    counts = {"check_batch": 0}
+    _counting(monkeypatch, base, "check_batch", counts)
+    per_call = []
+    for L in (6, 12):
+        counts.update(check_batch=0)
+        pu.forward_backward_gradient(smooth, pu.L1Norm(0.1), x0, step=0.5, iterations=L,
+                                     method=method, x_true=x0)
+        per_call.append(counts["check_batch"])
+    assert per_call[0] == per_call[1] > 0

@@ -111,23 +111,23 @@ class LeastSquares(SmoothFunction):
     def params(self):
         return self.operator.params
 
-    def _residual(self, x):
-        return self.operator.apply(x) - self.b
+    def _residual(self, x):  # the products unchecked: x was checked by value() at the start
+        return self.operator._apply(x) - self.b
 
     def value(self, x):
         xp = _xp(x)
-        res = self._residual(x)
+        res = self.operator.apply(x) - self.b  # checked: forward_backward's entry check
         out = 0.5 * self.weight * xp.sum(res * res, axis=tuple(range(1, res.ndim)))
         if self.ridge:
             out = out + 0.5 * self.ridge * xp.sum(x * x, axis=tuple(range(1, x.ndim)))
         return out
 
     def grad(self, x):
-        g = self.weight * self.operator.adjoint(self._residual(x))
+        g = self.weight * self.operator._adjoint(self._residual(x))
         return g + self.ridge * x if self.ridge else g
 
     def hvp(self, x, v):
-        h = self.weight * self.operator.adjoint(self.operator.apply(v))
+        h = self.weight * self.operator._adjoint(self.operator._apply(v))
         return h + self.ridge * v if self.ridge else h
 
     def lipschitz(self) -> float:
@@ -139,7 +139,7 @@ class LeastSquares(SmoothFunction):
     def param_vjp(self, x, v):
         op = self.operator
         a = op.param_vjp(self._residual(x), v)
-        c = op.param_vjp(op.apply(v), x)
+        c = op.param_vjp(op._apply(v), x)
         # λ(a + c) leaf by leaf: composite operators nest their parts' parameters in tuples
         return tree.axpy(self.weight, c, tree.axpy(self.weight, a, None))
 
