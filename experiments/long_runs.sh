@@ -2,7 +2,7 @@
 # The long runs behind the Results page's targets, one after another, each resumable: a finished
 # step is skipped (its results.json or CSV row exists), an interrupted one continues from its
 # checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
-# Steps: speech_L10 speech_L10_more speech_L100 speech_fixed_point denoise fig3 ergodic (default: all).
+# Steps: speech_L10 speech_L10_m3n speech_L10_more speech_L100 speech_fixed_point denoise fig3 ergodic (default: all).
 set -u
 D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
 IMAGES=${PDUNROLL_IMAGES_DIR:-../shared/data/images}
@@ -23,6 +23,9 @@ train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted 
 
 speech_L10() {  # the L = 10 target: 32 epochs at the default rate
   train speech runs/speech_L10_e32 $SPEECH --epochs 32
+}
+speech_L10_m3n() {  # the L = 10 target with a 3× overcomplete operator (m = 2n gained 0.6 dB over n)
+  train speech runs/speech_L10_m960_e16 $SPEECH --m 960 --epochs 16
 }
 speech_L10_more() {  # 24 more epochs from the committed 32-epoch operator at half the rate
   train speech runs/speech_L10_more $SPEECH --init docs/_static/results/speech/operator_L10.npz \
