@@ -73,6 +73,6 @@ ergodic() {  # ergodic Fig. 1-2, 10 epochs over 32 000 frames, three seeds
   done
 }
 
-for step in "${@:-speech_L10 speech_L10_more speech_L100 speech_fixed_point denoise fig3 ergodic}"; do
+for step in "${@:-speech_L10 speech_L10_m3n speech_L10_more speech_L100 speech_fixed_point denoise fig3 ergodic}"; do
   for s in $step; do $s; done
 done
