@@ -116,9 +116,10 @@ def build(name: str, iterations: int, p=SPEECH, dtype: str = "float32"):
             # from the training set, the model built, one compiled program (forward, loss, reverse)
             from pdunroll.learning.training import LocalGradient
             from pdunroll.torch import compiled_gradient
+            from pdunroll.unroll.plan import make_plan
 
-            grad = LocalGradient(txt, ttrue, iterations, pu.Full(), None, None,
-                                 compiled_gradient(True, "cpu"))
+            plan = make_plan(pu.Full(), iterations, x_wanted=False)  # train's plan
+            grad = LocalGradient(txt, ttrue, plan, None, compiled_gradient(True, "cpu"))
             indices = np.arange(txt.shape[0])
             model = model_of(tK)
             grad(model, indices, steps)
