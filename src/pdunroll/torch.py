@@ -19,15 +19,17 @@ module imports torch; ``import pdunroll`` does not.
 from __future__ import annotations
 
 import warnings
+from collections import deque
 from collections.abc import Callable, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import torch
 
 from . import tree
 from ._array import check_count, trusted_values
 from .model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps, step_rule
-from .unroll.gradient import GradientResult, gradient_unchecked, vjp_unchecked
+from .unroll.forward import ForwardState
+from .unroll.gradient import GradientResult, forward_pass, gradient_unchecked, reverse_pass
 from .unroll.methods import GradientMethod
 from .unroll.plan import Plan, make_plan
 
@@ -70,21 +72,61 @@ def _options(compile: bool | dict, device: torch.device, *, one_graph: bool) -> 
     return dict(compile)
 
 
+# The layer's forward and backward are two programs: the forward pass's state (its tape)
+# crosses between them as a flat list of tensors beside a skeleton of constants, and the reverse
+# program is a pure function of it (no closure). Bool masks cross as 0/1 of x̂'s dtype where
+# compiled: inductor's CPU code writes and reads bool arrays several times slower than floats.
+_HANDED = tuple(f.name for f in fields(ForwardState) if f.name != "scaled")  # scaled: remade
+_TENSOR, _MASK, _CONSTANT = "tensor", "mask", "constant"
+_NODES = {"tuple": tuple, "list": list, "deque": deque}
+
+
+def _pack(node, tensors: list, mask_dtype):
+    """``node`` (tensors in tuples, lists and deques; other leaves constants) as a skeleton of
+    constants, its tensors appended to ``tensors`` (bool ones as ``mask_dtype`` unless None)."""
+    if isinstance(node, torch.Tensor):
+        mask = node.dtype == torch.bool and mask_dtype is not None
+        tensors.append(node.to(mask_dtype) if mask else node)
+        return (_MASK if mask else _TENSOR, len(tensors) - 1)
+    if isinstance(node, (tuple, list, deque)):  # noqa: UP038 - Dynamo traces this form
+        return (type(node).__name__, tuple(_pack(part, tensors, mask_dtype) for part in node))
+    return (_CONSTANT, node)
+
+
+def _unpack(skeleton, tensors):
+    """The tree that :func:`_pack` made ``skeleton`` and ``tensors`` of."""
+    kind, content = skeleton
+    if kind == _TENSOR:
+        return tensors[content]
+    if kind == _MASK:
+        return tensors[content] != 0
+    if kind == _CONSTANT:
+        return content
+    return _NODES[kind](_unpack(part, tensors) for part in content)
+
+
 # own code objects, so that their compiled programs (and Dynamo's recompile limit,
 # torch._dynamo.config.recompile_limit per function) are the layers' alone
-def _vjp_kernel(model, x_tilde, plan):
-    return vjp_unchecked(model, x_tilde, plan)
+def _forward_kernel(model, x_tilde, plan, mask_dtype):
+    """x̂ and the forward pass's state as (skeleton, tensors)."""
+    x_hat, state = forward_pass(model, x_tilde, plan)
+    tensors = []
+    skeleton = _pack(tuple(getattr(state, name) for name in _HANDED), tensors, mask_dtype)
+    return x_hat, skeleton, tensors
 
 
-def _pull_kernel(pullback, v):
-    return pullback(v)
+def _reverse_kernel(model, x_tilde, plan, x_hat, skeleton, tensors, v):
+    """The :class:`~pdunroll.unroll.gradient.Cotangents` of v from :func:`_forward_kernel`'s
+    state."""
+    state = ForwardState(**dict(zip(_HANDED, _unpack(skeleton, tensors), strict=True)))
+    return reverse_pass(model, x_tilde, plan, state, x_hat, v)
 
 
 def _gradient_kernel(model, x_tilde, loss, plan):
     return gradient_unchecked(model, x_tilde, loss, plan)
 
 
-_KERNELS = {"vjp": _vjp_kernel, "pullback": _pull_kernel, "gradient": _gradient_kernel}
+_KERNELS = {"forward": _forward_kernel, "reverse": _reverse_kernel, "gradient": _gradient_kernel}
 _COMPILED: dict = {}  # (kernel, options) -> the torch.compile'd kernel
 _UNAVAILABLE: list[str] = []  # why compiling failed in this process (then: eager, warned once)
 
@@ -155,16 +197,20 @@ def compiled_gradient(compile: bool | dict, device) -> Callable[..., GradientRes
 
 
 class _Spec:
-    """The non-tensor inputs of one call, and the pullback its forward pass leaves."""
+    """The non-tensor inputs of one call, and the state its forward pass leaves for the
+    reverse pass: (model, x̃, plan, x̂, skeleton, tensors)."""
 
     def __init__(self, model, plan: Plan, counts, compile):
         self.model, self.plan, self.counts = model, plan, counts
         self.options = _options(compile, model.operator.device, one_graph=False)
+        self.mask_dtype = None
         if self.options is not None:
             self.plan = _tensor_steps(plan, model.operator.dtype, model.operator.device)
-        self.pullback = None
+            self.mask_dtype = model.operator.dtype
+        self.state = None
 
     def run(self, x_tilde, leaves):
+        """x̂ of the forward pass, whose state is kept for :meth:`pull`."""
         own = [leaf for part in self.model.leaves() for leaf in part]
         same = len(own) == len(leaves) and all(a is b for a, b in zip(own, leaves, strict=True))
         model = self.model if same else self.model.with_leaves(leaves, self.counts)
@@ -173,10 +219,17 @@ class _Spec:
         plan = self.plan
         if plan.x_wanted != x_tilde.requires_grad:
             plan = replace(plan, x_wanted=x_tilde.requires_grad)
-        return _run("vjp", self.options, model, x_tilde, plan)
+        x_hat, skeleton, tensors = _run("forward", self.options, model, x_tilde, plan,
+                                        self.mask_dtype)
+        self.state = (model, x_tilde, plan, x_hat, skeleton, tensors)
+        return x_hat
 
-    def pull(self, pullback, v):
-        return _run("pullback", self.options, pullback, v)
+    def pull(self, v):
+        """The cotangents of v from the kept state (freed here: a second backward through a
+        retained graph reruns the forward pass first)."""
+        model, x_tilde, plan, x_hat, skeleton, tensors = self.state
+        self.state = None
+        return _run("reverse", self.options, model, x_tilde, plan, x_hat, skeleton, tensors, v)
 
 
 class _Unrolled(torch.autograd.Function):
@@ -184,8 +237,7 @@ class _Unrolled(torch.autograd.Function):
 
     @staticmethod
     def forward(spec, x_tilde, *leaves):
-        x_hat, spec.pullback = spec.run(x_tilde, leaves)
-        return x_hat
+        return spec.run(x_tilde, leaves)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -201,11 +253,10 @@ class _Unrolled(torch.autograd.Function):
                 "first-order recursion; double backward (create_graph=True, gradgradcheck, "
                 "torch.func.hessian) is not supported")
         spec = ctx.spec
-        pull, spec.pullback = spec.pullback, None
-        if pull is None:  # a second backward through a retained graph: rerun the forward pass
+        if spec.state is None:  # a second backward through a retained graph: rerun the forward
             x_tilde, *leaves = ctx.saved_tensors
-            _, pull = spec.run(x_tilde, leaves)
-        c = spec.pull(pull, v.contiguous())
+            spec.run(x_tilde, leaves)
+        c = spec.pull(v.contiguous())
         grads = [c.x_tilde, *tree.flatten(c.operator), *tree.flatten(c.f), *tree.flatten(c.g)]
         needed = ctx.needs_input_grad[1:]
         return (None, *(gr if need else None for gr, need in zip(grads, needed, strict=True)))

@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 from .._array import Array, check_finite, namespace, xp_of
 from ..model import AnalysisModel, StepRule, StepSizes, check_model, resolve_steps
-from .forward import forward
+from .forward import ForwardState, forward
 from .krylov import SolveInfo
 from .methods import GradientMethod
 from .plan import Plan, make_plan
 from .reverse import forward_model, reverse
 
-__all__ = ["Cotangents", "GradientResult", "gradient", "gradient_unchecked", "squared_loss",
-           "vjp", "vjp_unchecked"]
+__all__ = ["Cotangents", "GradientResult", "forward_pass", "gradient", "gradient_unchecked",
+           "reverse_pass", "squared_loss", "vjp", "vjp_unchecked"]
 
 
 @dataclass(frozen=True)
@@ -152,11 +152,7 @@ def vjp_unchecked(model, x_tilde, plan: Plan):
     (:func:`~pdunroll.unroll.plan.make_plan`, with step sizes): no checks, no host
     synchronisation. ``plan.x_wanted=False``: the pullback's ``x_tilde`` is ``None`` (the sum
     it needs is skipped)."""
-    keep, save_at = plan.method.keeps(plan.iterations)
-    model = forward_model(plan.method, model, x_tilde)
-    state = forward(model, x_tilde, plan.steps, plan.iterations, alphas=plan.alphas, keep=keep,
-                    save_at=save_at)
-    x_hat = x_tilde + (state.r if plan.alphas is None else state.r_avg)
+    x_hat, state = forward_pass(model, x_tilde, plan)
     used = []
 
     def pullback(v):
@@ -164,9 +160,25 @@ def vjp_unchecked(model, x_tilde, plan: Plan):
             raise RuntimeError("this pullback was already called: the reverse pass frees the "
                                "forward pass's tape; run vjp again for another cotangent")
         used.append(True)
-        return Cotangents(*reverse(plan, model, x_tilde, state, x_hat, v))
+        return reverse_pass(model, x_tilde, plan, state, x_hat, v)
 
     return x_hat, pullback
+
+
+def forward_pass(model, x_tilde, plan: Plan) -> tuple[Array, ForwardState]:
+    """The first half of :func:`vjp_unchecked`: x̂ and the forward pass's state (what
+    ``plan.method`` keeps for its reverse pass)."""
+    keep, save_at = plan.method.keeps(plan.iterations)
+    state = forward(forward_model(plan.method, model, x_tilde), x_tilde, plan.steps,
+                    plan.iterations, alphas=plan.alphas, keep=keep, save_at=save_at)
+    return x_tilde + (state.r if plan.alphas is None else state.r_avg), state
+
+
+def reverse_pass(model, x_tilde, plan: Plan, state: ForwardState, x_hat, v) -> Cotangents:
+    """The second half of :func:`vjp_unchecked`: the :class:`Cotangents` of v, a cotangent of
+    x̂, from the ``state`` of :func:`forward_pass` (which it frees as it goes)."""
+    run = forward_model(plan.method, model, x_tilde)
+    return Cotangents(*reverse(plan, run, x_tilde, state, x_hat, v))
 
 
 def gradient(
