@@ -68,6 +68,54 @@ def test_inductor_layer_gives_the_eager_values_and_gradients(fresh):
         assert relative_error(a, b) <= 1e-12
 
 
+@pytest.mark.parametrize("method", [pu.Full(released_mask=0.5), pu.Full(segments=2)],
+                         ids=["masks", "segments"])
+def test_inductor_layer_hands_the_tape_over_exactly(fresh, method):
+    """G = the ℓ∞ ball, whose steps save bool masks (two per step with the released mask),
+    and segment starts (constants beside tensors): x̂ and the gradients of K and x̃ of the
+    compiled layer are the eager ones to 1e-12 (float64)."""
+    K, xt, _ = _data()
+    x_true = torch.randn(B, N, generator=torch.Generator().manual_seed(9), dtype=K.dtype)
+    out = []
+    for compile in (False, True):
+        K_leaf, x_leaf = K.clone().requires_grad_(), xt.clone().requires_grad_()
+        model = pu.AnalysisModel(pu.DenseOperator(K_leaf), pu.L1Norm(), pu.LinfBall(0.2))
+        x_hat = unrolled(model, x_leaf, iterations=4, method=method, compile=compile)
+        (0.5 * ((x_hat - x_true) ** 2).sum()).backward()
+        out.append((x_hat.detach(), K_leaf.grad, x_leaf.grad))
+    assert not put._UNAVAILABLE
+    for a, b in zip(*out, strict=True):
+        assert relative_error(a, b) <= 1e-12
+
+
+def test_the_tape_crosses_to_the_reverse_program_without_bool_arrays():
+    """The forward kernel hands its state over as a skeleton of constants and a flat list of
+    tensors, bool masks as 0/1 floats where compiled (inductor's CPU code writes and reads bool
+    arrays several times slower than floats); the reverse kernel unpacks the same tree with the
+    masks as bools again. Eager (no mask dtype) keeps the bools."""
+    from collections import deque
+
+    from pdunroll.unroll.plan import make_plan
+
+    K, xt, _ = _data()
+    model = pu.AnalysisModel(pu.DenseOperator(K), pu.L1Norm(), pu.LinfBall(0.2))
+    plan = make_plan(pu.Full(), L, None, pu.step_sizes(model.operator))
+    _, skeleton, tensors = put._forward_kernel(model, xt, plan, K.dtype)
+    assert tensors and all(t.dtype == K.dtype for t in tensors)
+    assert put._MASK in repr(skeleton)
+    _, _, eager = put._forward_kernel(model, xt, plan, None)
+    assert any(t.dtype == torch.bool for t in eager)
+    mask, a = xt > 0, xt + 1
+    tree = (deque([(a, mask, None)]), [(3, a, (mask,))], None)
+    packed = []
+    back = put._unpack(put._pack(tree, packed, K.dtype), packed)
+    assert [t.dtype for t in packed] == [K.dtype] * 4
+    assert isinstance(back[0], deque) and isinstance(back[1], list)
+    assert back[0][0][2] is None and back[1][0][0] == 3 and back[2] is None
+    for got, want in ((back[0][0][0], a), (back[0][0][1], mask), (back[1][0][2][0], mask)):
+        assert got.dtype == want.dtype and torch.equal(got, want)
+
+
 def test_inductor_training_gives_the_eager_run(fresh):
     """float32: the same losses and operator as the eager run to float32's rounding (one
     program for the one minibatch shape, reused by the second step)."""
