@@ -263,8 +263,11 @@ def test_test_files_behind_a_symbolic_link_are_found_again(tmp_path, monkeypatch
         files = sorted(folder.glob("*.png"))
         return files, files, None
 
-    split = split_files(Path("data"), read, seed=0)
-    assert sorted(split.digests[2]) == ["dev/im0.png", "dev/im1.png"]
-    test = {"folder": str(split.root), "files": split.digests[2]}
-    assert [p.name for p in recorded_files("op.npz", test, "test images", "again")] == \
-        ["im0.png", "im1.png"]
+    # the folder given directly, and through a linked folder above it (a linked runs/)
+    (tmp_path / "runs").symlink_to(tmp_path)
+    for given in (Path("data"), Path("runs/data")):
+        split = split_files(given, read, seed=0)
+        assert sorted(split.digests[2]) == ["dev/im0.png", "dev/im1.png"]
+        test = {"folder": str(split.root), "files": split.digests[2]}
+        assert [p.name for p in recorded_files("op.npz", test, "test images", "again")] == \
+            ["im0.png", "im1.png"]

@@ -26,15 +26,24 @@ def file_digests(paths, root) -> dict[str, str]:
                     digest.update(block)
         except OSError as err:
             raise OSError(err.errno, f"cannot read {path}: {err.strerror}", str(path)) from err
-        try:
-            name = path.resolve().relative_to(root.resolve()).as_posix()
-        except ValueError:  # e.g. a symbolic link in root pointing elsewhere: its own name
-            try:
-                name = Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
-            except ValueError:
-                name = str(path)
-        out[name] = digest.hexdigest()
+        out[_name_in(path, root)] = digest.hexdigest()
     return out
+
+
+def _name_in(path: Path, root: Path) -> str:
+    """``path`` relative to ``root``: through the resolved paths, or where a symbolic link
+    inside root leads elsewhere (``dev/`` linked to another folder) through the nearest
+    folder above ``path`` that is root (however either is spelt: a link above both, e.g. a
+    linked ``runs/``, may appear in one and not the other); else ``path`` itself."""
+    real_root = root.resolve()
+    try:
+        return path.resolve().relative_to(real_root).as_posix()
+    except ValueError:
+        absolute = Path(os.path.abspath(path))
+        for folder in absolute.parents:
+            if folder.resolve() == real_root:
+                return absolute.relative_to(folder).as_posix()
+        return str(path)
 
 
 def _names(names, limit=3) -> str:
