@@ -40,10 +40,14 @@ def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
     assert settings["solver"]["iterations"] == 4 and settings["metadata"]["bitrate"] == 4
     assert isinstance(model.g, pu.LinfBall) and model.g.radius == 1 / 16
 
-    assert cli.main(["evaluate", str(out / "operator.npz")]) == 0
+    assert cli.main(["evaluate", str(out / "operator.npz"), "--json",
+                     str(tmp_path / "eval.json")]) == 0
     table = capsys.readouterr().out
     learned = [line for line in table.splitlines() if _learned_row(results) in line][0]
     assert float(learned.split()[-2]) == pytest.approx(results["test"][-1]["mse"], rel=1e-4)
+    record = json.loads((tmp_path / "eval.json").read_text())
+    assert record["rows"][-1]["mse"] == pytest.approx(float(learned.split()[-2]), rel=1e-4)
+    assert record["iterations"] == 4 and record["dtype"] == "float64"
 
     # resuming a finished run changes nothing
     assert cli.main(["train", "speech", "--out", str(out), "--resume", *TINY]) == 0

@@ -54,8 +54,13 @@ def test_train_on_a_folder_and_evaluate_whole_images(tmp_path, capsys):
 
     other = _pngs(tmp_path / "set", 3, offset=5)
     assert cli.main(["evaluate", str(out / "operator.npz"), "--data", str(other),
-                     "--sigma", "0.1"]) == 0
+                     "--sigma", "0.1", "--json", str(tmp_path / "eval" / "set.json")]) == 0
     lines = capsys.readouterr().out.splitlines()
+    record = json.loads((tmp_path / "eval" / "set.json").read_text())
+    assert record["iterations"] == results["settings"]["iterations"]
+    assert [e["image"] for e in record["rows"]] == ["im0.png", "im1.png", "im2.png", "mean"]
+    printed = [ln for ln in lines if ln.startswith("  mean")][0].split()
+    assert float(printed[1]) == round(record["rows"][-1]["noisy input"]["psnr_db"], 2)
     rows = {ln.split()[0]: [float(v) for v in ln.split()[1:] if v != "/"]
             for ln in lines if ln.startswith(("  im0", "  im1", "  im2", "  mean"))}
     assert set(rows) == {"im0.png", "im1.png", "im2.png", "mean"}

@@ -278,6 +278,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     _evaluate_data_args(ev)
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
+    ev.add_argument("--json", type=Path, default=None, metavar="FILE",
+                    help="also write the table to FILE as JSON (with the operator, L, the "
+                         "title, backend and dtype)")
     ap = commands.add_parser(
         "apply", help="reconstruct files with a saved model: wav files (speech) or images "
                       "(denoising, deblurring, inpainting with --mask), of any length or size")
@@ -568,7 +571,20 @@ def _evaluate(args) -> int:
     table = results_table(test, rows, iterations=iterations, omega=solver["omega"],
                           weights=solver["weights"], images=images, client=args.client)
     _print_table(table, f"{title}, L = {iterations}:", images=images)
+    _write_json(args, table, title, iterations)
     return 0
+
+
+def _write_json(args, table: list, title: str, iterations: int) -> None:
+    """``evaluate --json FILE``: the printed table and what it was computed with."""
+    if args.json is None:
+        return
+    import json
+
+    record = {"operator": str(args.operator), "title": title, "iterations": iterations,
+              "backend": args.backend, "dtype": args.dtype, "rows": table}
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _evaluate_images(args, model, meta, iterations, solver) -> int:
@@ -603,6 +619,7 @@ def _evaluate_images(args, model, meta, iterations, solver) -> int:
         print(f"  {e['image']:<{width}}" + "".join(
             f" {e[m]['psnr_db']:>17.2f} / {e[m]['ssim']:.4f}" for m in methods))
     print(f"wall time {time.perf_counter() - tic:.1f} s")
+    _write_json(args, table, title, iterations)
     return 0
 
 
