@@ -29,9 +29,11 @@ import os
 import time
 from pathlib import Path
 
-from _common import ROOT, np, pu, pyplot, write_csv
+from _common import ROOT, np, pu, write_csv
 from skimage import io
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+
+from pdunroll.learning.plotting import plot_filters
 
 IMAGES = Path(os.environ.get("PDUNROLL_IMAGES_DIR", ROOT.parent / "shared" / "data" / "images"))
 NOISE = 0.01
@@ -240,32 +242,13 @@ def main(argv=None) -> int:
             train_seconds = round(time.perf_counter() - tic, 1)
             learned, n_steps = res.final_model.operator.params[0], res.steps
             np.save(saved, learned)
-        filters_figure(args.out / f"filters_{name}.png", learned, name)
+        plot_filters(learned, args.out / f"filters_{name}.png",
+                     title=f"{len(learned)} learned filters ({name})")
         test("learned filters", "dct", 1.0, learned, validate("dct", 1.0, learned),
              train_steps=n_steps or args.steps, train_seconds=train_seconds, patch=args.patch,
              batch_size=args.batch_size)
     print(f"wrote {path}")
     return 0
-
-
-def filters_figure(path, filters, name):
-    """The learned filters on a grid, each scaled to its own range (a gray PNG)."""
-    filters = np.asarray(filters, dtype=np.float64)
-    count, k = filters.shape[0], filters.shape[1]
-    cols = 8
-    rows = -(-count // cols)
-    grid = np.ones((rows * (k + 1) + 1, cols * (k + 1) + 1))
-    for i, h in enumerate(filters):
-        span = np.ptp(h) or 1.0
-        r, c = divmod(i, cols)
-        grid[1 + r * (k + 1):1 + r * (k + 1) + k, 1 + c * (k + 1):1 + c * (k + 1) + k] = \
-            (h - h.min()) / span
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(cols, rows))
-    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.set(title=f"{count} learned {k}×{k} filters ({name})", xticks=[], yticks=[])
-    fig.savefig(path, dpi=80, bbox_inches="tight")
-    plt.close(fig)
 
 
 def _write(path, rows):

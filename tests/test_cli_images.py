@@ -124,3 +124,16 @@ def test_radius_factor_and_the_tv_row(tmp_path, capsys):
         assert np.linalg.norm(x - noisy) <= 0.8 * 0.1 * np.sqrt(noisy.size) * (1 + 1e-9)
         assert printed[name] == pytest.approx(
             peak_signal_noise_ratio(clean, x, data_range=1.0), abs=0.006)
+
+
+def test_plot_filters_draws_a_bank_and_names_a_wrong_shape(tmp_path):
+    from skimage import io
+
+    from pdunroll.learning.plotting import plot_filters
+
+    bank = np.random.default_rng(0).standard_normal((12, 5, 5))
+    path = plot_filters(bank, tmp_path / "f" / "filters.png", title="twelve")
+    image = io.imread(path)
+    assert image.ndim == 3 and image.shape[1] > image.shape[0]  # 8 to a row: two rows, wide
+    with pytest.raises(ValueError, match="filters must have shape"):
+        plot_filters(bank[0], tmp_path / "bad.png")

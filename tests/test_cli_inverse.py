@@ -73,6 +73,7 @@ def test_deblur_trains_saves_evaluates_and_applies(tmp_path, capsys):
     learned = pu.load_model(out / "operator.npz")
     K, A = learned.model.operator.operators
     assert isinstance(K, pu.Conv2dFilterBank) and K.params.shape == (8, 3, 3)
+    assert io.imread(out / "filters.png").ndim == 3  # the learned bank drawn (RGBA PNG)
     assert isinstance(A, pu.Blur) and A.boundary == "valid"
     np.testing.assert_allclose(A.kernel, pu.gaussian_kernel(1.6))
     data_term = learned.model.f.parts[1]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .state import History
 
-__all__ = ["plot_learning_curves"]
+__all__ = ["plot_filters", "plot_learning_curves"]
 
 
 def _pyplot():
@@ -44,5 +44,32 @@ def plot_learning_curves(history: History, path, *, title: str = "") -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def plot_filters(filters, path, *, title: str = "") -> Path:
+    """Save the filters of a bank (NumPy array of shape (count, k, k)) as a gray PNG grid,
+    eight to a row, each scaled to its own range; return its path."""
+    import numpy as np
+
+    filters = np.asarray(filters, dtype=np.float64)
+    if filters.ndim != 3:
+        raise ValueError(f"filters must have shape (count, k, k), got {filters.shape}")
+    count, k, w = filters.shape
+    cols = min(8, count)
+    rows = -(-count // cols)
+    grid = np.ones((rows * (k + 1) + 1, cols * (w + 1) + 1))
+    for i, h in enumerate(filters):
+        r, c = divmod(i, cols)
+        grid[1 + r * (k + 1):1 + r * (k + 1) + k, 1 + c * (w + 1):1 + c * (w + 1) + w] = \
+            (h - h.min()) / (np.ptp(h) or 1.0)
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(cols, rows))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set(title=title or f"{count} filters {k}×{w}", xticks=[], yticks=[])
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80, bbox_inches="tight")
     plt.close(fig)
     return path

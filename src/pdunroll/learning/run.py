@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .. import tree
 from ..tasks import denoise, inverse, speech
 from ..tasks.base import NOT_IMPROVED, learned_name
 from .config import TrainConfig
@@ -121,10 +122,10 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, data, out, 
     versions, epochs, steps, best epoch, whether an epoch improved on the start)."""
     import time
 
-    from .checkpoint import write_json
+    from .checkpoint import to_numpy, write_json
     from .evaluation import results_table, validation_snr
     from .learned import LearnedModel
-    from .plotting import plot_learning_curves
+    from .plotting import plot_filters, plot_learning_curves
 
     images = task in IMAGE_TASKS
     fingerprint = data.fingerprint
@@ -150,6 +151,10 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, data, out, 
     op_path = learned.save(out / "operator.npz")
     png = plot_learning_curves(res.history, out / "curves.png",
                                title=f"{task}, L={config.iterations}, {method.name}")
+    if images:  # the learned filter bank (the operator's one (count, k, k) parameter)
+        banks = [p for p in tree.flatten(learned.model.operator.params) if p.ndim == 3]
+        plot_filters(to_numpy(banks[0]), out / "filters.png",
+                     title=f"{banks[0].shape[0]} learned filters ({task}, L={config.iterations})")
     if not improved:
         say(f"no epoch improved on the start's validation loss {h.initial_val_loss:.4e}: the "
             f"saved operator is the start (the table calls it {NOT_IMPROVED!r}); try a smaller "
