@@ -14,9 +14,9 @@ Gaussian blur or a mask A on the same images (:mod:`pdunroll.tasks.inverse`). Al
 a table of test MSE and SNR (PSNR for images) for the degraded input, the DCT start and the
 learned operator, and write to ``--out``: ``operator.npz`` (load it with
 :func:`pdunroll.load_operator`), ``checkpoint.npz`` (``--resume`` continues from it with the
-settings it was started with), ``train.log``, ``curves.png`` (filter banks also ``filters.png``) and ``results.json``. Ctrl-C saves
-the checkpoint first. A new run (without ``--resume``) refuses a ``--out`` that holds the
-checkpoint of an earlier one.
+settings it was started with), ``train.log``, ``curves.png`` (filter banks also
+``filters.png``) and ``results.json``. Ctrl-C saves the checkpoint first. A new run (without
+``--resume``) refuses a ``--out`` that holds the checkpoint of an earlier one.
 
 ``pdunroll evaluate OPERATOR`` prints the same table for a saved operator on its test set (or
 on a folder: wav files, or whole images with PSNR and SSIM). ``pdunroll apply MODEL INPUT...
