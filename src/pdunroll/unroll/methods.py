@@ -43,6 +43,7 @@ module dispatches on the method's type.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import ClassVar
@@ -58,7 +59,7 @@ SOLVERS = ("gmres", "neumann")
 
 
 @dataclass(frozen=True)
-class GradientMethod:
+class GradientMethod(ABC):
     """Base of the gradient methods; ``relax_primal`` and ``released_mask`` (keywords) are
     shared by all (see the module's docstring)."""
 
@@ -87,20 +88,20 @@ class GradientMethod:
         """Plain JSON values that :func:`method_from_settings` turns back into this method."""
         return {"name": self.name, **asdict(self)}
 
+    @abstractmethod
     def keeps(self, iterations: int) -> tuple[int, range | tuple]:
         """What the forward pass of L = ``iterations`` steps keeps for this method: (steps on
         the tape, steps k before which the state is stored as a segment start)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def reverse(self, plan, model, x_tilde, scaled, state, x_hat, g_out):
         """This method's reverse recursion from v = ``g_out`` over what the forward pass kept
         (``state``), with the call's scaled operators (σK, −τK): (∇ operator parameters,
         Σ_k δ_D^k or None, [∇ F params, ∇ G params], solve info or None)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def label(self) -> str:
         """A short name for tables, e.g. ``Truncated(3)``."""
-        raise NotImplementedError
 
 
 def _segments(value) -> int | None:
@@ -132,12 +133,12 @@ class _AtFinalIterate(GradientMethod):
     def keeps(self, iterations):
         return 1, ()
 
+    @abstractmethod
     def final_series(self, step: Callable[[tuple], tuple[tuple, tuple]], start: tuple
                      ) -> tuple[tuple, object]:
         """The reverse recursion continued at the final iterate, summed: with s_0 = ``start``
         and (s_{j+1}, o_j) = ``step(s_j)`` (s a tuple of arrays, linear in s), the sums Σ_j o_j
         and the solve info (None without a solve)."""
-        raise NotImplementedError
 
 
 @dataclass(frozen=True)
