@@ -2,7 +2,7 @@
 # The long runs behind the Results page's targets, one after another, each resumable: a finished
 # step is skipped (its results.json or CSV row exists), an interrupted one continues from its
 # checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
-# Steps: speech_L10 speech_L10_m3n speech_L10_more speech_L100 speech_fixed_point denoise fig3 ergodic (default: all).
+# Steps: speech_L10 speech_L10_m3n speech_L10_more speech_L100 speech_L100_more speech_fixed_point speech_fixed_point_more denoise_s25 denoise_s15 fig3 ergodic (default: all).
 set -u
 D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
 IMAGES=${PDUNROLL_IMAGES_DIR:-../shared/data/images}
@@ -21,6 +21,10 @@ train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted 
   else pdunroll train "$task" --out "$out" "$@"; fi
 }
 
+eval_1e4() {  # dev/ at L_inference = 10⁴, learned row only (the DCT's: linf_1e4_all.csv)
+  [ -e $1/eval_1e4.json ] || pdunroll evaluate $1/operator.npz -L 10000 --backend torch \
+    --dtype float32 --no-baseline --json $1/eval_1e4.json > $1/eval_1e4.txt
+}
 speech_L10() {  # the L = 10 target: 32 epochs at the default rate
   train speech runs/speech_L10_e32 $SPEECH --epochs 32
 }
@@ -36,32 +40,41 @@ speech_L100() {  # L = 100, fine-tuned from the L = 10 operator at the paper's s
   out=runs/speech_L100_lr1e-5
   train speech $out $SPEECH --init docs/_static/results/speech/operator_L10.npz \
     -L 100 --lr 1e-5 --epochs 4
-  [ -e $out/eval_1e4.txt ] || pdunroll evaluate $out/operator.npz -L 10000 --dtype float32 \
-    > $out/eval_1e4.txt
+  eval_1e4 $out
 }
 speech_fixed_point() {  # the fixed point: L = 300 with the asymptotic gradient, then 10⁴ steps
   # (at 1e-4 its first epoch lost validation: 13.44 dB against 13.48 at the start)
   out=runs/speech_fp_lr1e-5
   train speech $out $SPEECH --init docs/_static/results/speech/operator_L10.npz \
     -L 300 --method asymptotic --b 100 --lr 1e-5 --epochs 4
-  [ -e $out/eval_1e4.txt ] || pdunroll evaluate $out/operator.npz -L 10000 --dtype float32 \
-    > $out/eval_1e4.txt
+  eval_1e4 $out
 }
-denoise() {  # train400 -> set12, 48 filters 7×7; c chosen for TV on held-out train400 images
+speech_L100_more() {  # the committed L = 100 operator, 8 more epochs at the paper's 1e-5 -> 1e-8
+  out=runs/speech_L100_more
+  train speech $out $SPEECH --compile --init docs/_static/results/speech/operator_L100.npz \
+    -L 100 --lr 1e-5 --epochs 8
+}
+speech_fixed_point_more() {  # the committed fixed-point operator, 6 more epochs at 1e-5 -> 1e-8
+  out=runs/speech_fp_more
+  train speech $out $SPEECH --init docs/_static/results/speech/operator_fixed_point.npz \
+    -L 300 --method asymptotic --b 100 --lr 1e-5 --epochs 6
+  eval_1e4 $out
+}
+denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filters 7×7; the radius
+  # factor c chosen for TV on held-out train400 images; Set12 scored at L = 30, 100 and 300
   mkdir -p runs/denoise_data
   ln -sfn "$(realpath "$IMAGES/train400")" runs/denoise_data/train
   ln -sfn "$(realpath "$IMAGES/set12")" runs/denoise_data/dev
-  for s in "25 0.0980392 0.9" "15 0.0588235 0.85"; do
-    set -- $s
-    out=runs/denoise_s$1
-    train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 30 \
-      --epochs 3 --backend torch --dtype float32 --quiet --sigma "$2" --radius-factor "$3"
-    for L in 30 100; do
-      [ -e $out/eval_set12_L$L.txt ] || pdunroll evaluate $out/operator.npz -L $L \
-        --backend torch --dtype float32 > $out/eval_set12_L$L.txt
-    done
+  out=runs/denoise_s$2
+  train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 30 \
+    --epochs 3 --backend torch --dtype float32 --quiet --sigma "$1" --radius-factor "$3"
+  for L in 30 100 300; do
+    [ -e $out/set12_L$L.json ] || pdunroll evaluate $out/operator.npz -L $L \
+      --backend torch --dtype float32 --json $out/set12_L$L.json > $out/set12_L$L.txt
   done
 }
+denoise_s25() { denoise_sigma 0.0980392 25 0.9; }
+denoise_s15() { denoise_sigma 0.0588235 15 0.85; }
 fig3() {  # EUSIPCO Fig. 3, exact convention, the paper's 20 epochs at 1e-5 -> 1e-8
   python experiments/eusipco_fig3.py --data "$D" --conventions exact --L 10 100 20 40 200 \
     --l-inf2 0 --quiet --out runs/fig3_paper_exact
@@ -73,6 +86,6 @@ ergodic() {  # ergodic Fig. 1-2, 10 epochs over 32 000 frames, three seeds
   done
 }
 
-for step in "${@:-speech_L10 speech_L10_m3n speech_L10_more speech_L100 speech_fixed_point denoise fig3 ergodic}"; do
+for step in "${@:-speech_L10 speech_L10_m3n speech_L10_more speech_L100 speech_L100_more speech_fixed_point speech_fixed_point_more denoise_s25 denoise_s15 fig3 ergodic}"; do
   for s in $step; do $s; done
 done
