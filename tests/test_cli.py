@@ -177,6 +177,18 @@ def test_cli_thread_default_precedes_numpy():
     assert out.stdout.strip() == ""
 
 
+def test_cli_asks_torch_for_huge_pages(monkeypatch):
+    """The command line sets THP_MEM_ALLOC_ENABLE=1 before torch is imported (torch reads it at
+    its first tensor), and keeps a value the user set."""
+    monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cli._limit_threads(None)
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
+    monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
+    cli._limit_threads(None)
+    assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
 def _learned_mse(text):
     """The test MSE of the result's row ("learned operator", or its start when no epoch
     improved)."""
