@@ -41,6 +41,8 @@ from _common import (
     write_csv,
 )
 
+from pdunroll.learning.placement import Placement
+
 PAPER = dict(n=320, bitrate=4, L=[10, 20, 30, 40, 60, 80, 100, 200, 500, 1000], b=30,
              lr=1e-5, final_lr=1e-8, epochs=20, batch_size=32, l_inf=10_000, l_inf2=100_000,
              max_train=None, max_test=None, inf_frames=None, inf2_frames=1000,
@@ -105,6 +107,11 @@ def parse(argv):
                    help="L_inference of the second fixed-point column (0: none)")
     p.add_argument("--inf2-frames", type=int, help="test frames for --l-inf2")
     p.add_argument("--dtype", choices=("float32", "float64"))
+    p.add_argument("--backend", choices=("numpy", "torch"), default="numpy",
+                   help="array library of training and scoring (default numpy)")
+    p.add_argument("--compile", action="store_true",
+                   help="with --backend torch: compiled training steps (pdunroll.train's "
+                        "compile=True)")
     p.add_argument("--variants", nargs="+", choices=sorted(variants(1)),
                    default=["full", "asymptotic"])
     p.add_argument("--conventions", nargs="+", choices=("exact", "released"),
@@ -113,6 +120,8 @@ def parse(argv):
     p.add_argument("--plot", type=Path, metavar="CSV",
                    help="only redraw the figure from a fig3.csv (written next to it)")
     args = p.parse_args(argv)
+    if args.compile and args.backend != "torch":
+        p.error("--compile needs --backend torch")
     cfg = settings(args, paper=PAPER, quick=QUICK,
                    overrides=("L", "epochs", "lr", "max_train", "max_test", "l_inf",
                               "inf_frames", "l_inf2", "inf2_frames", "dtype"))
@@ -127,15 +136,15 @@ def main(argv=None) -> int:
         plot(read_csv(args.plot), args.plot.with_suffix(".png"))
         return 0
     train, test = frames_for(args, cfg)
-    dt = np.dtype(cfg["dtype"])
-    xt, xs = train.x_tilde.astype(dt), train.x_true.astype(dt)
-    tt, ts = test.x_tilde.astype(dt), test.x_true.astype(dt)
+    move = Placement(args.backend, cfg["dtype"]).mover()
+    xt, xs = move(train.x_tilde), move(train.x_true)
+    tt, ts = move(test.x_tilde), move(test.x_true)
     sub = {1: (tt[:cfg["inf_frames"]], ts[:cfg["inf_frames"]]),
            2: (tt[:cfg["inf2_frames"]], ts[:cfg["inf2_frames"]])}
     print(f"{len(train)} training frames, {len(test)} test frames, n={cfg['n']}, "
           f"bitrate {cfg['bitrate']}; settings {cfg}", flush=True)
     start = dct_model(cfg["n"], train.eta)
-    start = start.with_params(start.operator.params.astype(dt))
+    start = start.with_params(move(start.operator.params))
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / "fig3.csv"
     rows = read_csv(path)
@@ -143,10 +152,11 @@ def main(argv=None) -> int:
     jobs = [(L, name, convention) for L in cfg["L"] for convention in args.conventions
             for name in args.variants if (L, name, convention) not in done]
     data = {"start": start, "train": (xt, xs), "test": (tt, ts), "sub": sub}
+    cfg = dict(cfg, backend=args.backend, compile=args.compile)
     for row, params in sweep(run, jobs, args.scheduler, data=data, cfg=cfg, seed=args.seed,
                              progress=not args.quiet):
         np.save(args.out / f"K_L{row['L_train']}_{row['variant']}_{row['convention']}.npy",
-                params)
+                np.asarray(params))
         rows.append(row)
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
@@ -160,7 +170,8 @@ _DCT_MSE: dict = {}  # the DCT rows, once per process (here or per worker) and t
 
 
 def _dct_mse(start, x, y, iterations, convention, part):
-    key = (iterations, convention, part, x.shape, float(np.sum(x)), float(np.sum(y)))
+    key = (iterations, convention, part, tuple(x.shape), float(np.asarray(x).sum()),
+           float(np.asarray(y).sum()))
     if key not in _DCT_MSE:
         _DCT_MSE[key] = test_mse(start, x, y, iterations, convention)
     return _DCT_MSE[key]
@@ -177,10 +188,12 @@ def run(job, *, data, cfg, seed, progress):
     res = pu.train(start, xt, xs, iterations=L, steps=rule_for(convention),
                    lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
                    epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
-                   progress=progress, method=method)
+                   progress=progress, method=method, compile=cfg["compile"])
     seconds = time.perf_counter() - tic
     m = res.final_model
     row = {"L_train": L, "variant": name, "convention": convention, "lr": cfg["lr"],
+           "epochs": cfg["epochs"], "seed": seed, "backend": cfg["backend"], "dtype": cfg["dtype"],
+           "compiled": int(cfg["compile"]),
            "train_seconds": round(seconds, 2), "steps": res.steps,
            "final_train_loss": res.history.epoch_train_loss[-1],
            "test_mse_L": test_mse(m, tt, ts, L, convention),

@@ -1,6 +1,7 @@
 """The published speech experiments run end to end on the IEEE corpus, or without it on the
 synthetic corpus of the ``speech_dir`` fixture (tiny settings)."""
 
+import pytest
 from experiment_scripts import csv_rows, experiment
 
 
@@ -75,3 +76,25 @@ def test_ergodic_fig12_tiny(tmp_path, speech_dir):
     assert [(r["d"], r["weighting"]) for r in runs][4:] == [("3", "plain"), ("3", "ergodic")]
     after = (tmp_path / "fig12_steps.csv").read_text().splitlines()
     assert after[:len(before)] == before and len(after) == len(before) + 2 * 2
+
+
+def test_eusipco_fig3_torch_equals_numpy(tmp_path, speech_dir):
+    """``--backend torch`` trains and scores the same operators as NumPy (float64), and its
+    rows say which backend and dtype made them."""
+    pytest.importorskip("torch")
+    fig3 = experiment("eusipco_fig3")
+    rows = {}
+    for backend in ("numpy", "torch"):
+        out = tmp_path / backend
+        assert fig3.main(["--quick", "--data", str(speech_dir), "--out", str(out), "--L", "3",
+                          "--epochs", "1", "--max-train", "64", "--max-test", "16",
+                          "--l-inf", "8", "--l-inf2", "0", "--variants", "full", "asymptotic",
+                          "--conventions", "exact", "released", "--dtype", "float64",
+                          "--backend", backend, "--quiet"]) == 0
+        rows[backend] = csv_rows(out / "fig3.csv")
+    for a, b in zip(rows["numpy"], rows["torch"], strict=True):
+        assert (a["backend"], b["backend"], b["dtype"]) == ("numpy", "torch", "float64")
+        for key in ("final_train_loss", "test_mse_L", "test_mse_Linf1", "dct_mse_Linf1"):
+            assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-9), key
+    with pytest.raises(SystemExit):
+        fig3.main(["--quick", "--data", str(speech_dir), "--compile"])
