@@ -30,12 +30,17 @@ class DenseOperator(LinearOperator):
     def matrix(self) -> Array:
         return self.params
 
-    # (c·K)ᵀ as an array of its own on the operators σK and −τK that :meth:`scaled` makes for a
-    # Chambolle-Pock call (None: K x reads the transposed view of K)
-    _transposed = None
+    # True on the operators σK and −τK that :meth:`scaled` makes for a Chambolle-Pock call
+    _row_major = False
 
     def _apply(self, x: Array) -> Array:
-        return x @ (self.params.T if self._transposed is None else self._transposed)
+        if not self._row_major:
+            return x @ self.params.T
+        t = self.__dict__.get("_transposed")
+        if t is None:  # the first product of σK (the forward pass's K x̄ and the reverse's)
+            xp, t = self.xp, self.params.T
+            t = self.__dict__["_transposed"] = xp.reshape(xp.reshape(t, (-1,)), t.shape)
+        return x @ t
 
     def _adjoint(self, y: Array) -> Array:
         return y @ self.params
@@ -46,16 +51,17 @@ class DenseOperator(LinearOperator):
         return a.T @ b
 
     def scaled(self, c) -> DenseOperator:
-        """c K as the matrix c·K, for the 2L products of a Chambolle-Pock call: it also holds
-        (c·K)ᵀ as an array of its own, made by a reshape through 1-D, which copies the
-        transposed view row by row (NumPy, torch, CuPy; a value-preserving reshape on every
-        backend). K x is then ``x @ (c·K)ᵀ`` of a row-major matrix: OpenBLAS multiplies a
-        32 × 320 batch by the transposed view of a 320 × 320 float32 matrix in 113 µs and by
-        the row-major copy in 74 µs (one thread; torch's MKL takes 76 and 73 µs), and a call
-        makes L such products forward and L in reverse for one copy (70 µs)."""
+        """c K as the matrix c·K, for the 2L products of a Chambolle-Pock call. Its products
+        K x multiply by a copy of (c·K)ᵀ of its own, made at the first one by a reshape through
+        1-D, which copies the transposed view row by row (NumPy, torch, CuPy; a
+        value-preserving reshape on every backend): OpenBLAS multiplies a 32 × 320 batch by
+        the transposed view of a 320 × 320 float32 matrix in 113 µs and by the row-major copy
+        in 74 µs (one thread; torch's MKL takes 76 and 73 µs). A call makes L products K x̄
+        forward and L in reverse with σK (:mod:`pdunroll.unroll.reverse`), for one copy
+        (70 µs); −τK multiplies only by Kᵀ there, and makes none."""
         new = self._with_scaled_params(c)
-        xp, t = self.xp, new.params.T
-        new._transposed = xp.reshape(xp.reshape(t, (-1,)), t.shape)
+        new.__dict__.pop("_transposed", None)
+        new._row_major = True
         return new
 
     def with_params(self, params: Array) -> DenseOperator:

@@ -97,7 +97,7 @@ class GradientMethod(ABC):
     def reverse(self, plan, model, x_tilde, scaled, state, x_hat, g_out):
         """This method's reverse recursion from v = ``g_out`` over what the forward pass kept
         (``state``), with the call's scaled operators (σK, −τK): (∇ operator parameters,
-        Σ_k δ_D^k or None, [∇ F params, ∇ G params], solve info or None)."""
+        Σ_k σ δ_D^k or None, [∇ F params, ∇ G params], solve info or None)."""
 
     @abstractmethod
     def label(self) -> str:

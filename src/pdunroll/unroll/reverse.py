@@ -9,9 +9,18 @@ k = L..1 (docs, Mathematics: "Full reverse mode", "Ergodic unrolling")
 
     ∇_K ℓ = Σ_k σ δ_D^k (x̃ + r̄^{k−1})ᵀ − τ y^k (δ_P^k)ᵀ,   ∇_x̃ ℓ = g + σ Kᵀ Σ_k δ_D^k.
 
-The products σ Kᵀ δ̄_D and −τ K δ_P use the call's scaled operators σK and −τK (made once, by
-the forward pass); σ and −τ scale the ∇_K products once each, and Σ_k δ_D is summed only when
-∇_x̃ is wanted.
+The stored and asymptotic recursions run in the scaled adjoints P = −τ δ_P, Δ = σ δ_D,
+Δ̄ = σ δ̄_D (each VJP is linear in its cotangent, so every line above is multiplied through):
+
+    P^k = J_{prox τG}(z_P^k)ᵀ (−τ α_k g + P^{k+1} + (−τK)ᵀ Δ̄^{k+1})
+    Δ^k = J_{prox σF*}(z_D^k)ᵀ (Δ^{k+1} + (σK) P^k)
+    ∇_K ℓ = Σ_k Δ^k (x̄^{k−1})ᵀ + y^k (P^k)ᵀ,   ∇_x̃ ℓ = g + Kᵀ Σ_k Δ^k,
+
+so the reverse pass multiplies by the forward pass's own operators σK (K x̄) and −τK (Kᵀ y),
+made once per call, and ∇_K is one product per chunk of steps, unscaled (the dual and primal
+terms gathered into the same product). The F and G parameter gradients, accumulated in the same
+scaled adjoints, are divided by σ and −τ once at the end. Σ_k Δ^k is summed only when ∇_x̃ is
+wanted.
 
 Bregman steps (docs, Mathematics: "Bregman proximity"; :mod:`pdunroll.functions.bregman`). The
 forward pass calls whole steps y^k = P_D(y^{k−1}, K x̄^{k−1}) and r^k = P_P(r^{k−1}, Kᵀ y^k). For a
@@ -93,8 +102,8 @@ def reverse(plan, model, x_tilde: Array, state: ForwardState, x_hat: Array, g_ou
     grad_op, sum_d, grad_fg, info = plan.method.reverse(plan, model, x_tilde, scaled, state,
                                                         x_hat, g_out)
     grad_x = None
-    if plan.x_wanted:  # ∇_x̃ = g + σ Kᵀ Σ δ_D
-        grad_x = g_out if sum_d is None else g_out + scaled[0]._adjoint(sum_d)
+    if plan.x_wanted:  # ∇_x̃ = g + Kᵀ Σ σ δ_D
+        grad_x = g_out if sum_d is None else g_out + model.operator._adjoint(sum_d)
     f, g = (() if p is None else p for p in grad_fg)
     return grad_op, grad_x, f, g, info
 
@@ -102,22 +111,30 @@ def reverse(plan, model, x_tilde: Array, state: ForwardState, x_hat: Array, g_ou
 def backward_stored(plan, model, x_tilde: Array, scaled, state: ForwardState, g_out: Array):
     """The recursion over the last b stored steps (:class:`~pdunroll.Full`,
     :class:`~pdunroll.Truncated`), from the tape or, with segments, recomputed from the
-    segment starts. Returns (∇ operator parameters, Σ δ_D or None, [∇ F, ∇ G params], None)."""
+    segment starts, in the scaled adjoints (module docstring). Returns (∇ operator parameters,
+    Σ σ δ_D or None, [∇ F, ∇ G params], None)."""
     method, steps, alphas, iterations, b = (plan.method, plan.steps, plan.alphas,
                                             plan.iterations, plan.b)
     window = alphas[iterations - b:] if alphas is not None else None
-    adj = _Adjoint(g_out if alphas is None else None,
-                   _ParamGrad(model.operator, steps.sigma, steps.tau), plan.x_wanted)
+    g_p = -steps.tau * g_out  # −τ g: the cotangent of x̂ in the scaled adjoint P
+    adj = _Adjoint(g_p if alphas is None else None, _ParamGrad(model.operator), plan.x_wanted)
     if method.segments:
-        _backward_segmented(model, x_tilde, steps, scaled, state.starts, iterations, g_out,
+        _backward_segmented(model, x_tilde, steps, scaled, state.starts, iterations, g_p,
                             window, method.relax_primal, adj)
     else:
-        _backward_unrolled(model, steps, scaled, state.tape, g_out, window, method.relax_primal,
+        _backward_unrolled(model, steps, scaled, state.tape, g_p, window, method.relax_primal,
                            adj)
     if b == iterations and adj.e_d is not None:  # the recursion reached y⁰ = conj_start(0)
         part = model.f.conj_start_param_vjp(adj.e_d)
         adj.grad_fg[0] = part if adj.grad_fg[0] is None else tree.add(adj.grad_fg[0], part)
-    return adj.grad.flush(), adj.sum_d, adj.grad_fg, None
+    return adj.grad.flush(), adj.sum_d, _unscaled_fg(adj.grad_fg, steps), None
+
+
+def _unscaled_fg(grad_fg: list, steps) -> list:
+    """The F and G parameter gradients of a recursion in the scaled adjoints (Δ = σ δ_D,
+    P = −τ δ_P: linear in them), divided by σ and −τ."""
+    return [None if part is None else tree.scale(factor, part)
+            for part, factor in zip(grad_fg, (1 / steps.sigma, -1 / steps.tau), strict=True)]
 
 
 def _released_model(model, x_tilde: Array, eta_backward: float) -> AnalysisModel:
@@ -170,43 +187,42 @@ class _ReleasedMaskG(Function):
 
 
 class _ParamGrad:
-    """Accumulates ∇_params (σ Σ ⟨a, K b⟩ over the dual terms − τ Σ ⟨a, K b⟩ over the primal
-    terms) over many (a, b) pairs in few large products. σ and −τ scale each product (arrays of
-    the parameters' size), once per product, not every a (∇K scaled after the product)."""
+    """Accumulates ∇_params Σ ⟨a, K b⟩ over many (a, b) pairs (the scaled adjoints' dual and
+    primal terms alike: no factor) in few large products, one per ``limit`` numbers."""
 
-    def __init__(self, op, sigma, tau):
-        self.op, self.scales, self.terms = op, (sigma, -tau), (([], []), ([], []))
+    def __init__(self, op):
+        self.op, self.a, self.b = op, [], []
         self.numbers, self.total = 0, None
         self.limit = _numbers_per_product(op)
 
-    def add(self, term: int, a: Array, b: Array) -> None:
-        """Add the pair (a, b) to term 0 (dual, scaled by σ) or 1 (primal, scaled by −τ)."""
-        self.terms[term][0].append(a)
-        self.terms[term][1].append(b)
+    def add(self, a: Array, b: Array) -> None:
+        """Add the pair (a, b): a of the operator's output shape, b of its input shape."""
+        self.a.append(a)
+        self.b.append(b)
         self.numbers += array_size(a) + array_size(b)
         if self.numbers >= self.limit:
             self.flush()
 
     def flush(self):
-        xp = self.op.xp
-        for scale, (a, b) in zip(self.scales, self.terms, strict=True):
-            if a:
-                part = tree.scale(scale, self.op.param_vjp(xp.concat(a), xp.concat(b)))
-                self.total = part if self.total is None else tree.add(self.total, part)
-                a.clear()
-                b.clear()
+        if self.a:
+            xp = self.op.xp
+            part = self.op.param_vjp(xp.concat(self.a), xp.concat(self.b))
+            self.total = part if self.total is None else tree.add(self.total, part)
+            self.a.clear()
+            self.b.clear()
         self.numbers = 0
         return self.total
 
 
-def _reverse_step(model, steps, k_tau, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg):
+def _reverse_step(model, steps, k_apply, saved_d, saved_p, v, e_d, d_d, relax_primal, grad_fg):
     """One step k of the recursion: v is the adjoint reaching r^k, e_d is ε_D^{k+1} and d_d is
-    δ_D^{k+1} (None for 0), ``k_tau`` = −τK. Adds the step's gradients w.r.t. the parameters of
-    F and G to ``grad_fg`` (a two-item list; None skips them). Returns ε_P^k, δ_P^k, ε_D^k,
-    δ_D^k and δ̄_D^k."""
+    δ_D^{k+1} (None for 0), ``k_apply`` = −τK, or σK for the scaled adjoints (module
+    docstring: then every input and output is the scaled one). Adds the step's gradients w.r.t.
+    the parameters of F and G to ``grad_fg`` (a two-item list; None skips them). Returns ε_P^k,
+    δ_P^k, ε_D^k, δ_D^k and δ̄_D^k."""
     sigma, tau, theta = steps.sigma, steps.tau, steps.theta
     e_p, d_p = (v, v) if relax_primal else model.g.prox_step_vjp(saved_p, v, tau)
-    w = k_tau._apply(d_p) if e_d is None else e_d + k_tau._apply(d_p)
+    w = k_apply._apply(d_p) if e_d is None else e_d + k_apply._apply(d_p)
     e_d_new, d_d_new = model.f.conj_prox_step_vjp(saved_d, w, sigma)
     if grad_fg is not None:
         for i, part in enumerate((model.f.conj_prox_step_param_vjp(saved_d, w, sigma),
@@ -221,10 +237,11 @@ def _reverse_step(model, steps, k_tau, saved_d, saved_p, v, e_d, d_d, relax_prim
 
 @dataclass
 class _Adjoint:
-    """The reverse pass's state before step k: ``e_p`` = ε_P^{k+1} (the adjoint reaching r^k
-    via r^{k+1}), ``e_d`` = ε_D^{k+1}, ``d_d`` = δ_D^{k+1}, ``d_dbar`` = δ̄_D^{k+1} (None for
-    0), Σ δ_D so far (summed only if ``sum_wanted``: ∇_x̃ needs it), the ∇_K accumulator and the
-    F, G parameter gradients so far."""
+    """The reverse pass's state before step k, in the scaled adjoints (−τ ε_P, σ ε_D, σ δ_D,
+    σ δ̄_D): ``e_p`` for ε_P^{k+1} (the adjoint reaching r^k via r^{k+1}), ``e_d`` for
+    ε_D^{k+1}, ``d_d`` for δ_D^{k+1}, ``d_dbar`` for δ̄_D^{k+1} (None for 0), their sum Σ σ δ_D
+    so far (summed only if ``sum_wanted``: ∇_x̃ needs it), the ∇_K accumulator and the F, G
+    parameter gradients so far (still multiplied by σ and −τ)."""
 
     e_p: Array | None
     grad: _ParamGrad
@@ -236,10 +253,10 @@ class _Adjoint:
     grad_fg: list = field(default_factory=lambda: [None, None])
 
 
-def _backward_unrolled(model, steps, scaled, tape, g_out, alphas, relax_primal, adj):
-    """The recursion over the stored steps (popped as it goes, freeing the tape), continuing from
-    the adjoint state ``adj`` of the step after the tape and leaving in it the state after the
-    tape's first step; ``scaled`` = (σK, −τK)."""
+def _backward_unrolled(model, steps, scaled, tape, g_p, alphas, relax_primal, adj):
+    """The recursion in the scaled adjoints over the stored steps (popped as it goes, freeing the
+    tape), continuing from the adjoint state ``adj`` of the step after the tape and leaving in
+    it the state after the tape's first step; ``scaled`` = (σK, −τK), ``g_p`` = −τ g."""
     k_sigma, k_tau = scaled
     acc, grad_fg, sum_wanted = adj.grad, adj.grad_fg, adj.sum_wanted
     e_p, e_d, d_d, d_dbar, sum_d = adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d
@@ -249,19 +266,19 @@ def _backward_unrolled(model, steps, scaled, tape, g_out, alphas, relax_primal, 
         k -= 1
         v = e_p
         if d_dbar is not None:
-            v = v + k_sigma._adjoint(d_dbar)
+            v = v + k_tau._adjoint(d_dbar)
         if alphas is not None:
-            v = alphas[k] * g_out if v is None else v + alphas[k] * g_out
-        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
+            v = alphas[k] * g_p if v is None else v + alphas[k] * g_p
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_sigma, saved_d, saved_p, v,
                                                    e_d, d_d, relax_primal, grad_fg)
         if sum_wanted:
             sum_d = d_d if sum_d is None else sum_d + d_d
-        acc.add(0, d_d, x_bar)
-        acc.add(1, y, d_p)
+        acc.add(d_d, x_bar)
+        acc.add(y, d_p)
     adj.e_p, adj.e_d, adj.d_d, adj.d_dbar, adj.sum_d = e_p, e_d, d_d, d_dbar, sum_d
 
 
-def _backward_segmented(model, x_tilde, steps, scaled, starts, last, g_out, alphas,
+def _backward_segmented(model, x_tilde, steps, scaled, starts, last, g_p, alphas,
                         relax_primal, adj):
     """The recursion over steps starts[0][0]..``last`` from the stored segment starts
     (k, r, r̄, y): each segment, last first, is recomputed from its start with its tape and
@@ -273,7 +290,7 @@ def _backward_segmented(model, x_tilde, steps, scaled, starts, last, g_out, alph
         seg = forward(model, x_tilde, steps, end - k0, keep=end - k0, start=(r, r_bar, y),
                       scaled=scaled)
         window = None if alphas is None else alphas[k0 - first:end - first]
-        _backward_unrolled(model, steps, scaled, seg.tape, g_out, window, relax_primal, adj)
+        _backward_unrolled(model, steps, scaled, seg.tape, g_p, window, relax_primal, adj)
         adj.grad.flush()  # keep the accumulator from holding many segments' arrays
         end = k0
 
@@ -281,28 +298,30 @@ def _backward_segmented(model, x_tilde, steps, scaled, starts, last, g_out, alph
 def backward_asymptotic(plan, model, scaled, state: ForwardState, x_hat: Array,
                         g_out: Array):
     """b backward steps with the final step's Jacobians, y^L and x̂ (docs, Mathematics: "Truncated
-    and asymptotic gradients"). Returns (∇ operator parameters, Σ δ_D, [∇ F, ∇ G params])."""
+    and asymptotic gradients"), in the scaled adjoints (module docstring). Returns (∇ operator
+    parameters, Σ σ δ_D, [∇ F, ∇ G params])."""
     op, (k_sigma, k_tau) = model.operator, scaled
     steps, relax_primal = plan.steps, plan.method.relax_primal
     _, y, saved_d, saved_p = state.tape[-1]
-    e_p, e_d, d_d, d_dbar = g_out, None, None, None
+    e_p, e_d, d_d, d_dbar = -steps.tau * g_out, None, None, None
     sum_p = sum_d = None
     grad_fg = [None, None]
     for _ in range(plan.b):
-        v = e_p if d_dbar is None else e_p + k_sigma._adjoint(d_dbar)
-        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_tau, saved_d, saved_p, v,
+        v = e_p if d_dbar is None else e_p + k_tau._adjoint(d_dbar)
+        e_p, d_p, e_d, d_d, d_dbar = _reverse_step(model, steps, k_sigma, saved_d, saved_p, v,
                                                    e_d, d_d, relax_primal, grad_fg)
         sum_p = d_p if sum_p is None else sum_p + d_p
         sum_d = d_d if sum_d is None else sum_d + d_d
-    return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, grad_fg
+    return (_fixed_point_param_grad(op, sum_d, sum_p, x_hat, y), sum_d,
+            _unscaled_fg(grad_fg, steps))
 
 
-def _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y):
-    """∇_K = σ (Σ δ_D) x̂ᵀ − τ y (Σ δ_P)ᵀ: every backward step at the final iterate, so one
-    product pair for all of them."""
-    acc = _ParamGrad(op, steps.sigma, steps.tau)
-    acc.add(0, sum_d, x_hat)
-    acc.add(1, y, sum_p)
+def _fixed_point_param_grad(op, sum_d, sum_p, x_hat, y):
+    """∇_K = (Σ σ δ_D) x̂ᵀ + y (Σ −τ δ_P)ᵀ: every backward step at the final iterate, so one
+    product for all of them."""
+    acc = _ParamGrad(op)
+    acc.add(sum_d, x_hat)
+    acc.add(y, sum_p)
     return acc.flush()
 
 
@@ -311,8 +330,9 @@ def backward_implicit(plan, model, scaled, state: ForwardState, x_hat: Array,
     """The fixed-point gradient (docs, Mathematics: "Fixed-point (implicit) gradients"): u = Σ_{j≥0}
     N^j (g, 0, 0) from :func:`.implicit.solve_adjoint`, then one reverse step at u gives Σ δ_P, Σ
     δ_D and the F, G parameter gradients of all steps (the step is linear), with the final step's
-    Jacobians, y^L and x̂ as in the asymptotic mode. Returns (∇ operator parameters, Σ δ_D,
-    [∇ F, ∇ G params], solve info)."""
+    Jacobians, y^L and x̂ as in the asymptotic mode; the solve runs in the unscaled adjoints
+    (its tolerance is on their residual), the sums are scaled after it. Returns (∇ operator
+    parameters, Σ σ δ_D, [∇ F, ∇ G params], solve info)."""
     op, (k_sigma, k_tau) = model.operator, scaled
     steps, method = plan.steps, plan.method
     _, y, saved_d, saved_p = state.tape[-1]
@@ -324,4 +344,6 @@ def backward_implicit(plan, model, scaled, state: ForwardState, x_hat: Array,
     u, info = solve_adjoint(step, k_sigma._adjoint, g_out, y, method)
     grad_fg = [None, None]
     _, sum_p, _, sum_d, _ = step(*u, grad_fg)
-    return _fixed_point_param_grad(op, steps, sum_d, sum_p, x_hat, y), sum_d, grad_fg, info
+    sum_d = steps.sigma * sum_d
+    return (_fixed_point_param_grad(op, sum_d, -steps.tau * sum_p, x_hat, y), sum_d, grad_fg,
+            info)
