@@ -399,3 +399,16 @@ def test_an_operator_refuses_arrays_of_another_backend(torch_backend):
                                             r"torch array.*one backend"):
             call()
     np.testing.assert_allclose(op.apply(np.ones((2, 8))), np.ones((2, 8)) @ pu.dct_matrix(8).T)
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
+def test_one_non_finite_entry_is_found_on_every_backend(backend, dtype, value):
+    """The finiteness check (max and min on real floating arrays) finds a single NaN or ±inf
+    anywhere, and passes the largest finite values (no overflow: nothing is summed)."""
+    big = np.full((4, 5), np.finfo(dtype).max, dtype=dtype)
+    pu.DenseOperator(backend.asarray(big, dtype))  # finite: accepted
+    for index in ((0, 0), (3, 4), (2, 1)):
+        bad = big.copy()
+        bad[index] = value
+        with pytest.raises(ValueError, match="matrix contains non-finite values"):
+            pu.DenseOperator(backend.asarray(bad, dtype))

@@ -179,11 +179,23 @@ def _all_finite(xp, a: Array) -> bool | None:
         if isinstance(a, sys.modules["jax"].core.Tracer):
             return None
         try:
-            return bool(xp.all(xp.isfinite(a)))
+            return _finite(xp, a)
         except TypeError:  # jax.errors.ConcretizationTypeError: under a trace
             return None
     if array_api_compat.is_lazy_array(a):
         return None
+    return _finite(xp, a)
+
+
+def _finite(xp, a: Array) -> bool:
+    """Whether every value of ``a`` is finite. For a real floating array that is whether
+    max(a)·0 + min(a)·0 is (0 exactly then; the standard's ``max`` and ``min`` propagate NaN,
+    and inf·0 is NaN): two reductions, no array of ``a``'s size, where ``all(isfinite(a))``
+    makes a bool one, which torch's CPU kernels make slowly (one thread, float32: a 320 × 320
+    matrix 203 µs against 20 µs, a 32 × 320 batch 26 against 12 µs; NumPy 11 against 14 µs and
+    3.2 against 5.4 µs)."""
+    if xp.isdtype(a.dtype, "real floating") and array_size(a):
+        return math.isfinite(float(xp.max(a) * 0.0 + xp.min(a) * 0.0))
     return bool(xp.all(xp.isfinite(a)))
 
 
