@@ -412,3 +412,19 @@ def test_one_non_finite_entry_is_found_on_every_backend(backend, dtype, value):
         bad[index] = value
         with pytest.raises(ValueError, match="matrix contains non-finite values"):
             pu.DenseOperator(backend.asarray(bad, dtype))
+
+
+def test_finiteness_check_of_a_tensor_that_requires_grad_warns_nothing():
+    """A torch parameter (requires_grad) is checked without a warning about turning a tensor
+    that requires grad into a Python number, and a NaN in it is still found."""
+    torch = pytest.importorskip("torch", reason="torch is not installed")
+    import warnings
+
+    K = torch.eye(4, dtype=torch.float64).requires_grad_()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pu.DenseOperator(K)
+    bad = torch.eye(4, dtype=torch.float64)
+    bad[1, 2] = float("nan")
+    with pytest.raises(ValueError, match="matrix contains non-finite values"):
+        pu.DenseOperator(bad.requires_grad_())
