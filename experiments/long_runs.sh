@@ -2,7 +2,7 @@
 # The long runs behind the Results page's targets, one after another, each resumable: a finished
 # step is skipped (its results.json or CSV row exists), an interrupted one continues from its
 # checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
-# Steps: speech_L10 speech_L10_m3n speech_L10_more speech_L10_tail speech_L10_w40 speech_L100 speech_L100_more speech_fixed_point speech_fixed_point_more denoise_s25 denoise_s15 fig3 ergodic (default: all).
+# Steps: see the functions below; with no argument all of them, in the order of the last line.
 set -u
 D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
 IMAGES=${PDUNROLL_IMAGES_DIR:-../shared/data/images}
