@@ -120,19 +120,20 @@ def fig12_main():
 
 
 def denoise_set12_main():
-    """Set12 whole images, PSNR and SSIM means: ``pdunroll evaluate --json`` of the committed
-    models (denoise/set12/sigma<σ>_L<L>.json), one block per σ and L."""
+    """Set12 whole images, PSNR / SSIM means: ``pdunroll evaluate --json`` of the committed
+    models (denoise/set12/sigma<σ>_L<L>.json), a row per σ and L."""
     import json
 
     body = []
     for path in sorted((RESULTS / "denoise" / "set12").glob("sigma*_L*.json"),
                        key=lambda p: [int(v) for v in p.stem[5:].split("_L")]):
         record = json.loads(path.read_text())
-        sigma = path.stem[5:].split("_L")[0]
         mean = record["rows"][-1]
-        body += [[sigma, record["iterations"], model, f"{q['psnr_db']:.2f}", f"{q['ssim']:.3f}"]
-                 for model, q in mean.items() if model != "image"]
-    return table(["σ·255", "L", "model", "PSNR [dB]", "SSIM"], body)
+        cells = [f"{mean[m]['psnr_db']:.2f} / {mean[m]['ssim']:.3f}"
+                 for m in ("TV", "DCT start", "learned operator")]
+        gain = mean["learned operator"]["psnr_db"] - mean["TV"]["psnr_db"]
+        body.append([path.stem[5:].split("_L")[0], record["iterations"], *cells, f"{gain:+.2f}"])
+    return table(["σ·255", "L", "TV", "DCT start", "learned", "learned − TV [dB]"], body)
 
 
 def toy_main(theta="0.3"):
