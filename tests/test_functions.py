@@ -107,3 +107,19 @@ def test_linf_ball_mask_includes_the_boundary(backend, dtype):
     np.testing.assert_array_equal(backend.to_numpy(u), np.clip(z, -rho, rho).astype(dtype))
     np.testing.assert_array_equal(backend.to_numpy(f.prox_vjp(mask, v, STEP)),
                                   np.where(np.abs(z) <= rho, np.arange(1.0, 9.0), 0.0))
+
+
+@pytest.mark.parametrize("weight", [0.3, 1.0, 3.0])
+def test_l1_conjugate_vjp_is_the_strict_interior_mask(backend, dtype, weight):
+    """The dual clip's VJP (a ceil of w − |y|, no bool array) is exactly v·1{|y| < w}: v at
+    the values just inside the interval, 0 on its ends, and never a factor other than 0 or 1
+    (w > 1 would give ceil(w − |y|) ≥ 2 without the clip)."""
+    w = np.asarray(weight, dtype=dtype)
+    inside = np.nextafter(w, np.asarray(0, dtype=dtype))
+    y = np.array([[0.0, -0.0, weight, -weight, inside, -inside, 0.5 * weight, -1e-30]],
+                 dtype=dtype)
+    v = np.array([[1.5, -2.0, 3.0, 4.0, -5.0, 6.0, 7.0, 8.0]], dtype=dtype)
+    got = pu.L1Norm(weight).conj_prox_vjp(backend.asarray(y, dtype), backend.asarray(v, dtype),
+                                          0.5)
+    np.testing.assert_array_equal(np.asarray(backend.to_numpy(got)),
+                                  v * (np.abs(y) < w).astype(dtype))
