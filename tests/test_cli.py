@@ -2,6 +2,7 @@
 
 import json
 import os
+import platform
 import subprocess
 import sys
 
@@ -187,6 +188,40 @@ def test_cli_asks_torch_for_huge_pages(monkeypatch):
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
     cli._limit_threads(None)
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
+
+
+FAULTS = """
+import resource, sys
+import numpy as np
+import pdunroll as pu
+from pdunroll import cli
+from pdunroll.tasks.speech import speech_model
+if sys.argv[1] == "keep":
+    cli._keep_freed_memory()
+rng = np.random.default_rng(0)
+model = speech_model(320, 0.0625)
+x = rng.standard_normal((32, 320)) * 0.1
+xt = np.round(x / 0.0625) * 0.0625
+steps = pu.StepRule().sizes(model.operator)
+faults = []
+for _ in range(3):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    pu.gradient(model, xt, x, iterations=30, steps=steps)
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(min(faults[1:]))
+"""
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
+                    reason="glibc's mallopt: Linux with glibc only")
+def test_cli_keeps_freed_memory():
+    """After ``_keep_freed_memory`` a repeated gradient pages nothing in again; by default
+    glibc returns the tape's memory and the next call faults it in (hundreds of pages)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+    got = {mode: int(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True,
+                                    text=True, check=True, env=env).stdout)
+           for mode in ("default", "keep")}
+    assert got["default"] > 200 and got["keep"] < 20, got
 
 
 def _learned_mse(text):
