@@ -12,11 +12,13 @@ with x read outside its domain according to ``boundary``:
 * ``"valid"``: no extension, a = 0; output size n − k + 1 per axis.
 
 Kᵀ is the matching transposed correlation and ``param_vjp(a, b)`` = ∂/∂h Σ_batch ⟨a, K b⟩,
-i.e. ∂/∂h_c[p] = Σ_batch Σ_i a_c[i] b[i + p − a]. All three maps stack the k shifted copies
-(slices of the extended signal) of each signal and contract them with the filters in one matrix
-product; measured faster than the FFT route on NumPy and torch CPU at 48 filters 7×7 on 256×256
-images (``tools/bench_conv_fft_vs_shift.py``). Memory: k_1·k_2·(signal size) numbers per signal
-for the stacked copies.
+i.e. ∂/∂h_c[p] = Σ_batch Σ_i a_c[i] b[i + p − a]. K and ``param_vjp`` stack the k shifted
+copies (slices of the extended signal) of each signal and contract them with the filters in one
+matrix product; Kᵀ contracts y with the filters first, z_p = Σ_c h_c[p] y_c, and sums the
+shifted planes, Kᵀy[j] = Σ_p z_p[j − p + a], one spatial axis at a time. Measured faster than
+the FFT route on NumPy and torch CPU at 48 filters 7×7 on 256×256 images
+(``tools/bench_conv_fft_vs_shift.py``). Memory: k_1·k_2·(signal size) numbers per signal for
+the stacked copies or planes.
 
 ``norm()`` is exact for periodic boundaries, ‖K‖ = max_ω √(Σ_c |ĥ_c(ω)|²) over the discrete
 frequencies of the signal grid (K is block-circulant), and a power-iteration estimate otherwise.
@@ -89,43 +91,35 @@ class _FilterBank(LinearOperator):
     def filters(self) -> Array:
         return self.params
 
-    # x ↦ extended x (periodic or zero) and its adjoint
+    def _window(self, x: Array, axis: int, start: int, length: int) -> Array:
+        """x[start : start + length] along ``axis``, read outside its domain as K reads a
+        signal: circularly (periodic; −n ≤ start, start + length ≤ 2n) or as zeros."""
+        n = x.shape[axis]
+        lo, hi = max(start, 0), min(start + length, n)
+        inside = _slice(x, axis, lo, hi)
+        if self.boundary != "periodic":
+            return _zero_pad(self.xp, inside, axis, lo - start, start + length - hi)
+        parts = ([_slice(x, axis, n + start, n)] if start < 0 else []) + [inside]
+        parts += [_slice(x, axis, 0, start + length - n)] if start + length > n else []
+        return self.xp.concat(parts, axis=axis) if len(parts) > 1 else inside
+
     def _extend(self, x: Array) -> Array:
-        xp = self.xp
+        """x extended for the valid correlation (by ``_ext`` on the spatial axes 1..d)."""
         for axis, (front, back) in enumerate(self._ext, start=1):
-            if self.boundary == "periodic":
-                n = x.shape[axis]
-                parts = [_slice(x, axis, n - front, n)] if front else []
-                parts += [x] + ([_slice(x, axis, 0, back)] if back else [])
-                x = xp.concat(parts, axis=axis) if len(parts) > 1 else x
-            else:
-                x = _zero_pad(xp, x, axis, front, back)
+            x = self._window(x, axis, -front, x.shape[axis] + front + back)
         return x
 
-    def _extend_adjoint(self, u: Array) -> Array:
-        xp = self.xp
-        for axis in reversed(range(1, len(self._ext) + 1)):
-            front, back = self._ext[axis - 1]
-            n = self.in_shape[axis - 1]
-            x = _slice(u, axis, front, front + n)
-            if self.boundary == "periodic":  # fold the wrapped margins back
-                if front:
-                    x = x + _zero_pad(xp, _slice(u, axis, 0, front), axis, n - front, 0)
-                if back:
-                    x = x + _zero_pad(xp, _slice(u, axis, front + n, front + n + back), axis,
-                                      0, n - back)
-            u = x
-        return u
-
     def _patches(self, x: Array) -> Array:
-        """(batch, k_1·…·k_d, N_out): the shifted copies x[i + p − a] of the extended x."""
+        """(batch, k_1·…·k_d, N_out): the shifted copies x[i + p − a] of the extended x, p
+        row-major; stacked one axis at a time (k_1 + k_1·k_2 copies in 2-D)."""
         xp = self.xp
-        slabs = [self._extend(x)]
+        x = self._extend(x)
         sizes = zip(self.kernel_shape, self.out_shape[1:], strict=True)
-        for axis, (k, m) in enumerate(sizes, start=1):
-            slabs = [_slice(s, axis, p, p + m) for s in slabs for p in range(k)]
-        return xp.reshape(xp.stack(slabs, axis=1),
-                          (x.shape[0], len(slabs), math.prod(self.out_shape[1:])))
+        for axis, (k, m) in enumerate(sizes):
+            # x: (batch, p_1..p_axis, spatial): the spatial axis at 1 + 2·axis
+            x = xp.stack([_slice(x, 1 + 2 * axis, p, p + m) for p in range(k)], axis=1 + axis)
+        return xp.reshape(x, (x.shape[0], math.prod(self.kernel_shape),
+                              math.prod(self.out_shape[1:])))
 
     def _matrix(self, xp) -> Array:
         return xp.reshape(self.params, (self.out_shape[0], math.prod(self.kernel_shape)))
@@ -140,20 +134,20 @@ class _FilterBank(LinearOperator):
         batch, spatial = y.shape[0], self.out_shape[1:]
         z = xp.matrix_transpose(self._matrix(xp)) @ xp.reshape(
             y, (batch, self.out_shape[0], math.prod(spatial)))
-        z = xp.reshape(z, (batch, math.prod(self.kernel_shape), *spatial))
-        # place the copy of offset p at p..p+m of the extended signal and sum: pad once by k−1
-        # on both sides, then the copy for p is the window starting at k−1−p
-        for axis, k in enumerate(self.kernel_shape, start=2):
-            z = _zero_pad(xp, z, axis, k - 1, k - 1)
-        extended = tuple(m + k - 1 for m, k in zip(spatial, self.kernel_shape, strict=True))
-        u = None
-        for index, offsets in enumerate(_offsets(self.kernel_shape)):
-            part = z[:, index, ...]
-            for axis, (p, k, e) in enumerate(zip(offsets, self.kernel_shape, extended,
-                                                 strict=True), start=1):
-                part = _slice(part, axis, k - 1 - p, k - 1 - p + e)
-            u = part if u is None else u + part
-        return self._extend_adjoint(u)
+        z = xp.reshape(z, (batch, *self.kernel_shape, *spatial))
+        # Kᵀy[j] = Σ_p z_p[j − p + a], z_p read outside its domain as K reads x: one spatial
+        # axis at a time, first to last, the sum over that axis's k offsets of windows of
+        # length n (in 2-D k_1 + k_2 additions, the first k_1 of arrays of k_2 planes).
+        # z: (batch, p_axis..p_d, spatial)
+        d = len(self.kernel_shape)
+        for axis in range(d):
+            k, n, a = self.kernel_shape[axis], self.in_shape[axis], self._ext[axis][0]
+            u = None
+            for p in range(k):
+                part = self._window(z[:, p, ...], d, a - p, n)
+                u = part if u is None else u + part
+            z = u
+        return z
 
     def param_vjp(self, a: Array, b: Array) -> Array:
         check_batch(self, "param_vjp", "a", a, self.out_shape)
@@ -185,16 +179,6 @@ class _FilterBank(LinearOperator):
         return (f"{type(self).__name__}(filters={self.out_shape[0]}x"
                 f"{'x'.join(map(str, self.kernel_shape))}, shape={self.in_shape}, "
                 f"boundary={self.boundary!r}, dtype={self.dtype})")
-
-
-def _offsets(kernel: tuple[int, ...]):
-    """All multi-indices p of a kernel, row-major (the order of the reshaped filters)."""
-    if not kernel:
-        yield ()
-        return
-    for p in range(kernel[0]):
-        for rest in _offsets(kernel[1:]):
-            yield (p, *rest)
 
 
 @saveable
