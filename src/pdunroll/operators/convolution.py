@@ -15,9 +15,9 @@ Kᵀ is the matching transposed correlation and ``param_vjp(a, b)`` = ∂/∂h �
 i.e. ∂/∂h_c[p] = Σ_batch Σ_i a_c[i] b[i + p − a]. K and ``param_vjp`` stack the k shifted
 copies (slices of the extended signal) of each signal and contract them with the filters in one
 matrix product; Kᵀ contracts y with the filters first, z_p = Σ_c h_c[p] y_c, and sums the
-shifted planes, Kᵀy[j] = Σ_p z_p[j − p + a], one spatial axis at a time. Measured faster than
-the FFT route on NumPy and torch CPU at 48 filters 7×7 on 256×256 images
-(``tools/bench_conv_fft_vs_shift.py``). Memory: k_1·k_2·(signal size) numbers per signal for
+shifted planes, Kᵀy[j] = Σ_p z_p[j − p + a], one spatial axis at a time (docs, "Benchmarks",
+"Filter bank"); this measured faster than the FFT route on NumPy and torch CPU at 48 filters
+7×7 on 256×256 images. Memory: k_1·k_2·(signal size) numbers per signal for
 the stacked copies or planes.
 
 ``norm()`` is exact for periodic boundaries, ‖K‖ = max_ω √(Σ_c |ĥ_c(ω)|²) over the discrete
