@@ -92,13 +92,13 @@ def test_wav_defaults_are_the_papers_and_stated(tmp_path, capsys):
         cli.main(["train", "speech", "--help"])
     helptext = " ".join(capsys.readouterr().out.split())
     assert "default 320 with --data" in helptext and "128 for the synthetic speech" in helptext
-    assert "default 2n with --data" in helptext and "ω (default 30)" in helptext
+    assert "default 2n with --data" in helptext and "ω (default 40)" in helptext
     data = _wavs(tmp_path / "wavs", seconds=0.25)
     assert cli.main(["train", "speech", "--data", str(data), "--out", str(tmp_path / "run"),
                      *FAST]) == 0
     model, settings = pu.load_operator(tmp_path / "run" / "operator.npz")
     assert model.operator.matrix.shape == (640, 320) and settings["metadata"]["n"] == 320
-    assert settings["metadata"]["m"] == 640 and settings["solver"]["omega"] == 30
+    assert settings["metadata"]["m"] == 640 and settings["solver"]["omega"] == 40
     # no hidden b: asymptotic without --b is refused before anything is written
     assert cli.main(["train", "speech", "--data", str(data), "--out", str(tmp_path / "b"),
                      "--method", "asymptotic", *FAST]) == 2
