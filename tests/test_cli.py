@@ -184,11 +184,10 @@ def test_cli_asks_torch_for_huge_pages(monkeypatch):
     """The command line sets THP_MEM_ALLOC_ENABLE=1 before torch is imported (torch reads it at
     its first tensor), and keeps a value the user set."""
     monkeypatch.delenv("THP_MEM_ALLOC_ENABLE", raising=False)
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    cli._limit_threads(None)
+    cli._memory_settings()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "1"
     monkeypatch.setenv("THP_MEM_ALLOC_ENABLE", "0")
-    cli._limit_threads(None)
+    cli._memory_settings()
     assert os.environ["THP_MEM_ALLOC_ENABLE"] == "0"
 
 
@@ -199,7 +198,7 @@ import pdunroll as pu
 from pdunroll import cli
 from pdunroll.tasks.speech import speech_model
 if sys.argv[1] == "keep":
-    cli._keep_freed_memory()
+    cli._memory_settings()
 rng = np.random.default_rng(0)
 model = speech_model(320, 0.0625)
 x = rng.standard_normal((32, 320)) * 0.1
@@ -217,7 +216,7 @@ print(min(faults[1:]))
 @pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                     reason="glibc's mallopt: Linux with glibc only")
 def test_cli_keeps_freed_memory():
-    """After ``_keep_freed_memory`` a repeated gradient pages nothing in again; by default
+    """After ``_memory_settings`` a repeated gradient pages nothing in again; by default
     glibc returns the tape's memory and the next call faults it in (hundreds of pages)."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
     got = {mode: int(subprocess.run([sys.executable, "-c", FAULTS, mode], capture_output=True,

@@ -362,13 +362,15 @@ THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"
 # torch's CPU allocator returns every freed tensor to the system, so an image-sized tensor
 # (Set12's 512² with 48 filters: 50 MB) is paged in again at each Chambolle-Pock step; with
 # this variable torch asks for transparent huge pages (≥ 2 MB) instead: denoising a 512² image
-# took 2.3× less time (its system time 3.3× less; docs, "Benchmarks"). Read once, when torch
-# makes its first tensor; NumPy asks for huge pages by itself.
+# took 2.0–2.3× less time (its system time 3.4× less; docs, "Benchmarks"). Read once, when
+# torch makes its first tensor; NumPy asks for huge pages by itself.
 HUGE_PAGES = ("THP_MEM_ALLOC_ENABLE", "1")
 
 
-def _keep_freed_memory() -> None:
-    """Ask glibc to keep the memory a call frees (``mallopt`` M_TRIM_THRESHOLD, M_TOP_PAD):
+def _memory_settings() -> None:
+    """The process's memory settings: torch's huge pages (``HUGE_PAGES``, unless the
+    environment sets it), and glibc keeping the memory a call frees (``mallopt``
+    M_TRIM_THRESHOLD, M_TOP_PAD):
     by default it returns the free top of its heap to the system after each gradient, so the
     next one pages its forward pass's tape in again (NumPy, n = 320, batch 32: ≈ 1 000 page
     faults per gradient at L = 10, 3 000 at L = 100, 2–3 µs each; without them ``pu.gradient``
@@ -378,6 +380,7 @@ def _keep_freed_memory() -> None:
     import ctypes
     import ctypes.util
 
+    os.environ.setdefault(*HUGE_PAGES)
     try:
         mallopt = ctypes.CDLL(ctypes.util.find_library("c")).mallopt
     except (OSError, AttributeError, TypeError):
@@ -389,9 +392,7 @@ def _keep_freed_memory() -> None:
 def _limit_threads(n: int | None) -> int | None:
     """The thread count of ``--threads`` (None: the environment's when it sets one, else 1),
     made the BLAS default before numpy is imported; returns what training is told (None:
-    leave the environment's). Also asks torch for huge pages (``HUGE_PAGES``) unless the
-    environment says otherwise."""
-    os.environ.setdefault(*HUGE_PAGES)
+    leave the environment's)."""
     if n is None and any(var in os.environ for var in THREAD_VARIABLES):
         return None
     n = 1 if n is None else n
@@ -717,7 +718,7 @@ def main(argv=None) -> int:
     parser, tasks = _parser()
     args = parser.parse_args(argv)
     args.threads = _limit_threads(args.threads)
-    _keep_freed_memory()
+    _memory_settings()
     try:
         if args.command == "train" and args.resume:
             args = _resume_defaults(args, parser, tasks, argv)
