@@ -88,12 +88,12 @@ denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filt
 denoise_s25() { denoise_sigma 0.0980392 25 0.9; }
 denoise_s15() { denoise_sigma 0.0588235 15 0.85; }
 fig3() {  # EUSIPCO Fig. 3, exact convention, the paper's 20 epochs at 1e-5 -> 1e-8 (torch float32,
-  # compiled steps); three seeds at L = 10 and 100, one CSV per seed
+  # compiled steps); three seeds at L = 10 and 100, all rows in one CSV (the DCT scored once)
   for L in 10 20 40 100 200; do
     seeds=0; case $L in 10|100) seeds="0 1 2";; esac
     for s in $seeds; do
       python experiments/eusipco_fig3.py --data "$D" --conventions exact --L $L --seed $s \
-        --l-inf2 0 --backend torch --compile --quiet --out runs/fig3_paper_exact_seed$s
+        --l-inf2 0 --backend torch --compile --quiet --out runs/fig3_paper_exact
     done
   done
 }
