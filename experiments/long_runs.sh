@@ -72,11 +72,14 @@ speech_fixed_point_more() {  # speech_fixed_point's operator, 6 more epochs at 1
     -L 300 --method asymptotic --b 100 --lr 1e-5 --epochs 6
   eval_1e4 $out
 }
-denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filters 7×7; the radius
-  # factor c chosen for TV on held-out train400 images; Set12 scored at L = 30, 100 and 300
+denoise_data() {  # runs/denoise_data: train400 as train/, Set12 as dev/ (the test set)
   mkdir -p runs/denoise_data
   ln -sfn "$(realpath "$IMAGES/train400")" runs/denoise_data/train
   ln -sfn "$(realpath "$IMAGES/set12")" runs/denoise_data/dev
+}
+denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filters 7×7; the radius
+  # factor c chosen for TV on held-out train400 images; Set12 scored at L = 30, 100 and 300
+  denoise_data
   out=runs/denoise_s$2
   train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 30 \
     --epochs 3 --backend torch --dtype float32 --quiet --sigma "$1" --radius-factor "$3"
@@ -88,6 +91,7 @@ denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filt
 denoise_s25() { denoise_sigma 0.0980392 25 0.9; }
 denoise_s25_L100() {  # denoise_s25's filters, 2 more epochs at L = 100 with the asymptotic gradient
   # (b = 30): L = 30 leaves the filter models unconverged (scored at L = 100 they gain 0.25 dB)
+  denoise_data
   out=runs/denoise_s25_L100
   train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 100 \
     --method asymptotic --b 30 --lr 2e-3 --warmup 0.1 --epochs 2 --backend torch \
