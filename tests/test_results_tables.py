@@ -55,6 +55,12 @@ def test_main_fig3_gains_are_the_csvs(tables):
             assert float(got) == pytest.approx(want, abs=0.005)
 
 
+def test_gains_over_seeds_are_mean_and_sample_std(tables):
+    assert tables.mean_std([0.47]) == "+0.47"
+    assert tables.mean_std([0.1, 0.2, 0.3]) == "+0.20 ± 0.10 (3)"
+    assert tables.mean_std([-0.5, -0.3]) == "-0.40 ± 0.14 (2)"
+
+
 def test_small_numbers_are_written_with_a_true_minus(tables):
     assert tables.sci(0.0) == "0"
     assert tables.sci(4.855e-03) == "4.9e−3"
