@@ -13,9 +13,11 @@ L_inference (the fixed point: 10⁴ and 10⁵ steps on test subsets). Convention
   primal mask 1{|z_P − x̃| ≤ 1} (``released_mask=1.0``); trained and evaluated with its steps.
 
 Writes ``fig3.csv`` (one row per run and seed, rewritten after each; a rerun skips the runs
-already in it, so an interrupted run resumes; runs with other ``--seed`` values add their rows)
-and ``fig3.png``. The DCT's test errors, the same for every run of one test set, are kept in
-``dct_mse.json`` next to it, so that later runs into the same folder do not repeat them.
+already in it; runs with other ``--seed`` values add their rows) and ``fig3.png``. A run in
+progress keeps its training state in ``checkpoint_L{L}_....npz`` there (after every epoch and
+every 5 minutes) and continues from it when the script is run again; the file is removed when
+its row is written. The DCT's test errors, the same for every run on one test set, are kept in
+``dct_mse.json``, so that later runs into the same folder do not repeat them.
 
     python experiments/eusipco_fig3.py --quick     # minutes on 2 CPU cores
     python experiments/eusipco_fig3.py             # the paper's setting (days on a CPU)
@@ -157,12 +159,11 @@ def main(argv=None) -> int:
     cache = args.out / "dct_mse.json"
     known = json.loads(cache.read_text()) if cache.exists() else {}
     data = {"start": start, "train": (xt, xs), "test": (tt, ts), "sub": sub, "dct": known}
-    cfg = dict(cfg, backend=args.backend, compile=args.compile)
+    cfg = dict(cfg, backend=args.backend, compile=args.compile, out=args.out)
     for row, params in sweep(run, jobs, args.scheduler, data=data, cfg=cfg, seed=args.seed,
                              progress=not args.quiet):
-        seed = f"_seed{args.seed}" if args.seed else ""
-        np.save(args.out / f"K_L{row['L_train']}_{row['variant']}{seed}_{row['convention']}.npy",
-                np.asarray(params))
+        stem = operator_stem(row["L_train"], row["variant"], args.seed, row["convention"])
+        np.save(args.out / f"K_{stem}.npy", np.asarray(params))
         rows.append(row)
         print(", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                         for k, v in row.items()), flush=True)
@@ -199,16 +200,20 @@ def run(job, *, data, cfg, seed, progress):
     L, name, convention = job
     start, (xt, xs), (tt, ts), sub = data["start"], data["train"], data["test"], data["sub"]
     method = with_convention(variants(cfg["b"])[name], convention, L)
+    checkpoint = cfg["out"] / f"checkpoint_{operator_stem(L, name, seed, convention)}.npz"
+    resumed = checkpoint.exists()
     tic = time.perf_counter()
     res = pu.train(start, xt, xs, iterations=L, steps=rule_for(convention),
                    lr=pu.LearningRate(cfg["lr"], "linear", final=cfg["final_lr"]),
                    epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
-                   progress=progress, method=method, compile=cfg["compile"])
-    seconds = time.perf_counter() - tic
+                   progress=progress, method=method, compile=cfg["compile"],
+                   checkpoint=checkpoint, resume=resumed)
+    # a resumed run: the epochs' times (the interrupted epoch's part before the stop is lost)
+    seconds = sum(res.history.epoch_seconds) if resumed else time.perf_counter() - tic
     m = res.final_model
     row = {"L_train": L, "variant": name, "convention": convention, "lr": cfg["lr"],
            "epochs": cfg["epochs"], "seed": seed, "backend": cfg["backend"], "dtype": cfg["dtype"],
-           "compiled": int(cfg["compile"]),
+           "compiled": int(cfg["compile"]), "resumed": int(resumed),
            "train_seconds": round(seconds, 2), "steps": res.steps,
            "final_train_loss": res.history.epoch_train_loss[-1],
            "test_mse_L": test_mse(m, tt, ts, L, convention),
@@ -224,7 +229,13 @@ def run(job, *, data, cfg, seed, progress):
             row[f"Linf{part}_frames"] = len(x)
             row[f"Linf{part}_seconds"] = round(time.perf_counter() - tic2, 1)
     row["snr_gain_db_L"] = 10 * math.log10(row["dct_mse_L"] / row["test_mse_L"])
+    checkpoint.unlink()  # the row and the operator are kept
     return row, m.operator.params
+
+
+def operator_stem(L: int, variant: str, seed: int, convention: str) -> str:
+    """How a run's operator (K_{stem}.npy) and its checkpoint are named."""
+    return f"L{L}_{variant}{f'_seed{seed}' if seed else ''}_{convention}"
 
 
 def _label(r) -> str:

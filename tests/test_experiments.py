@@ -3,6 +3,7 @@ synthetic corpus of the ``speech_dir`` fixture (tiny settings)."""
 
 import json
 
+import numpy as np
 import pytest
 from experiment_scripts import csv_rows, experiment
 
@@ -82,6 +83,35 @@ def test_eusipco_fig3_seeds_share_the_dct(tmp_path, speech_dir):
         "K_L2_full_exact.npy", "K_L2_full_seed1_exact.npy"]
     assert fig3.main([*argv, "--seed", "1"]) == 0  # both seeds done: nothing added
     assert len(csv_rows(tmp_path / "fig3.csv")) == 2
+
+
+def test_eusipco_fig3_resumes_from_its_checkpoint(tmp_path, speech_dir, monkeypatch):
+    """A run stopped after training (here in its scoring) continues from its checkpoint: the
+    same operator and row as a run without the stop, marked resumed; no checkpoint is left."""
+    fig3 = experiment("eusipco_fig3")
+    argv = ["--quick", "--data", str(speech_dir), "--L", "2", "--epochs", "2",
+            "--max-train", "64", "--max-test", "16", "--l-inf", "4", "--l-inf2", "0",
+            "--variants", "full", "--conventions", "exact", "--quiet"]
+    assert fig3.main([*argv, "--out", str(tmp_path / "once")]) == 0
+    scoring = fig3.test_mse
+
+    def stop(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fig3, "test_mse", stop)
+    with pytest.raises(KeyboardInterrupt):
+        fig3.main([*argv, "--out", str(tmp_path / "stopped")])
+    assert [p.name for p in (tmp_path / "stopped").glob("checkpoint_*")] == [
+        "checkpoint_L2_full_exact.npz"]
+    monkeypatch.setattr(fig3, "test_mse", scoring)
+    assert fig3.main([*argv, "--out", str(tmp_path / "stopped")]) == 0
+    once, resumed = (csv_rows(tmp_path / d / "fig3.csv") for d in ("once", "stopped"))
+    assert [r["resumed"] for r in once + resumed] == ["0", "1"]
+    for key in ("final_train_loss", "test_mse_L", "test_mse_Linf1", "steps"):
+        assert resumed[0][key] == once[0][key], key
+    assert not list((tmp_path / "stopped").glob("checkpoint_*"))
+    assert (np.load(tmp_path / "once" / "K_L2_full_exact.npy")
+            == np.load(tmp_path / "stopped" / "K_L2_full_exact.npy")).all()
 
 def test_ergodic_fig12_tiny(tmp_path, speech_dir):
     fig12 = experiment("ergodic_fig12")
