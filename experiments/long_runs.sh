@@ -2,6 +2,7 @@
 # The long runs behind the Results page's targets, one after another, each resumable: a finished
 # step is skipped (its results.json or CSV row exists), an interrupted one continues from its
 # checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
+# runs/ does not outlive a machine: fig3 starts from what fig3_keep left to commit.
 # Steps: see the functions below; with no argument all of them, in the order of the last line.
 set -u
 D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
@@ -103,15 +104,30 @@ denoise_s25_L100() {  # denoise_s25's filters, 2 more epochs at L = 100 with the
   done
 }
 denoise_s15() { denoise_sigma 0.0588235 15 0.85; }
+FIG3=runs/fig3_paper_exact FIG3_KEPT=docs/_static/results/eusipco_fig3/paper
+FIG3_PROGRESS=experiments/progress/fig3_paper_exact
 fig3() {  # EUSIPCO Fig. 3, exact convention, the paper's 20 epochs at 1e-5 -> 1e-8 (torch float32,
-  # compiled steps); three seeds at L = 10 and 100, all rows in one CSV (the DCT scored once)
+  # compiled steps); three seeds at L = 10 and 100, all rows in one CSV (the DCT scored once).
+  # Starts from what is committed: the rows, the DCT's scores and the runs in progress
+  mkdir -p $FIG3
+  [ -e $FIG3/fig3.csv ] || cp $FIG3_KEPT/fig3_exact.csv $FIG3/fig3.csv
+  [ -e $FIG3/dct_mse.json ] || cp $FIG3_KEPT/dct_mse.json $FIG3/
+  for f in $FIG3_PROGRESS/checkpoint_*.npz; do [ -e "$f" ] && cp -n "$f" $FIG3/; done
   for L in 10 20 40 100 200; do
     seeds=0; case $L in 10|100) seeds="0 1 2";; esac
     for s in $seeds; do
       python experiments/eusipco_fig3.py --data "$D" --conventions exact --L $L --seed $s \
-        --l-inf2 0 --backend torch --compile --quiet --out runs/fig3_paper_exact
+        --l-inf2 0 --backend torch --compile --quiet --out $FIG3
     done
   done
+}
+fig3_keep() {  # what fig3 has done, to commit: the rows, the DCT's scores, the runs in progress
+  # (a machine's runs/ does not outlive its session; fig3 starts from these)
+  cp $FIG3/fig3.csv $FIG3_KEPT/fig3_exact.csv
+  cp $FIG3/dct_mse.json $FIG3_KEPT/
+  rm -rf $FIG3_PROGRESS
+  for f in $FIG3/checkpoint_*.npz; do [ -e "$f" ] && mkdir -p $FIG3_PROGRESS && cp "$f" $FIG3_PROGRESS/; done
+  true
 }
 ergodic() {  # ergodic Fig. 1-2, 10 epochs over 32 000 frames, three seeds
   for s in 0 1 2; do
