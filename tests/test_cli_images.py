@@ -126,6 +126,43 @@ def test_radius_factor_and_the_tv_row(tmp_path, capsys):
             peak_signal_noise_ratio(clean, x, data_range=1.0), abs=0.006)
 
 
+def test_boundary_valid_is_kept_with_the_model_and_used_on_whole_images(tmp_path, capsys):
+    """``--boundary valid``: the filters' responses only where their window lies inside the
+    image, in training and (read from the model file) in ``evaluate``'s DCT and learned rows,
+    equal to the valid-boundary model solved here by hand and not to the periodic one."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from pdunroll.tasks import denoise
+
+    data, out = _pngs(tmp_path / "imgs", 6), tmp_path / "run"
+    assert cli.main(["train", "denoise", "--data", str(data), "--out", str(out), "--sigma",
+                     "0.1", "--boundary", "valid", *SMALL]) == 0
+    capsys.readouterr()
+    learned = pu.load_model(out / "operator.npz")
+    assert learned.model.operator.boundary == "valid"
+    assert learned.model.operator.out_shape == (8, 10, 10)  # 3×3 filters on 12×12 patches
+    other = _pngs(tmp_path / "set", 1, offset=7)
+    assert cli.main(["evaluate", str(out / "operator.npz"), "--data", str(other), "-L",
+                     "20"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    cells = next(ln for ln in lines if ln.startswith("  im0")).split()  # PSNR / SSIM per row
+    dct, mine = cells[7], cells[10]
+    [(_, noisy, clean)], sigma, _ = denoise.evaluation_images(
+        str(out / "operator.npz"), learned.metadata, data=other)
+
+    def psnr(filters, boundary):
+        model = denoise.denoise_model(3, noisy.shape, sigma, filters, boundary=boundary)
+        x = pu.chambolle_pock(model, noisy[None], iterations=20, omega=10.0).x[0]
+        return peak_signal_noise_ratio(clean, x, data_range=1.0)
+
+    filters = np.asarray(learned.model.operator.params, dtype=np.float64)
+    assert float(mine) == pytest.approx(psnr(filters, "valid"), abs=0.006)
+    assert float(dct) == pytest.approx(psnr(None, "valid"), abs=0.006)
+    assert abs(psnr(None, "periodic") - psnr(None, "valid")) > 0.05
+    with pytest.raises(ValueError, match="--boundary must be one of periodic, zero, valid"):
+        denoise.DenoiseOptions(boundary="mirror").resolved()
+
+
 def test_plot_filters_draws_a_bank_and_names_a_wrong_shape(tmp_path):
     from skimage import io
 

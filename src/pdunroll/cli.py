@@ -35,6 +35,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from .learning.placement import BACKENDS
+from .operators.convolution import BOUNDARIES
 from .tasks import denoise, inverse, speech
 from .unroll.methods import BY_NAME
 
@@ -248,6 +249,10 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                     help="c of the data term: the reconstruction stays within c σ √#pixels of "
                          "the noisy image (default 1, the expected noise norm; on natural "
                          "images a c a little below 1 is often better)")
+    dn.add_argument("--boundary", choices=BOUNDARIES, default="periodic",
+                    help="where the filters' responses are taken: periodic (wrapping around the "
+                         "image; default), zero (zero outside it) or valid (only where the "
+                         "window lies inside: no wrap-around edges in small training patches)")
     _train_args(dn, out="denoise", **denoise.TRAINING,
                 lr_help="a smaller one if the epoch lines show the validation loss rising")
     defaults = inverse.InverseOptions()

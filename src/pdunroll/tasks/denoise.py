@@ -12,7 +12,7 @@ from pathlib import Path
 from .._array import array_device, xp_of
 from ..functions.euclidean import L1Norm, L21Norm, NoiseL2Ball
 from ..model import AnalysisModel
-from ..operators.convolution import Conv2dFilterBank
+from ..operators.convolution import BOUNDARIES, Conv2dFilterBank
 from ..operators.filters import dct_filters
 from ..operators.linops import Gradient2d
 from .base import TaskData, learned_name, recorded_files, split_files
@@ -31,10 +31,12 @@ TRAINING = {"omega": 10.0, "lr": 1e-2, "warmup": 0.0, "epochs": 3, "batch_size":
 
 
 def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=None, *,
-                  radius_factor: float = 1.0, xp=None, dtype=None, device=None
-                  ) -> AnalysisModel:
+                  radius_factor: float = 1.0, boundary: str = "periodic", xp=None, dtype=None,
+                  device=None) -> AnalysisModel:
     """The denoising model for images of ``shape``: ``filters`` (default: the k² − 1 2-D DCT
-    filters of ``kernel``×``kernel``) with periodic boundary, F = ‖·‖₁, G = indicator of the
+    filters of ``kernel``×``kernel``) with the ``boundary`` of
+    :class:`~pdunroll.Conv2dFilterBank` (``"valid"``: only the responses whose window lies
+    inside the image, no wrap-around edges in small patches), F = ‖·‖₁, G = indicator of the
     ℓ2 ball of radius c σ √(H·W) around the noisy image (c = ``radius_factor``; c = 1: the
     expected noise norm; :class:`~pdunroll.NoiseL2Ball`, which follows the size of the image
     it is applied to). ``xp``, ``dtype``, ``device``: where the filters are made (default:
@@ -43,7 +45,7 @@ def denoise_model(kernel: int, shape: tuple[int, int], sigma: float, filters=Non
         h = dct_filters(kernel, xp=xp, dtype=dtype, device=device)
     else:
         h = filters if xp is None else xp.asarray(filters, dtype=dtype, device=device)
-    return AnalysisModel(Conv2dFilterBank(h, tuple(shape), "periodic"), f=L1Norm(),
+    return AnalysisModel(Conv2dFilterBank(h, tuple(shape), boundary), f=L1Norm(),
                          g=NoiseL2Ball(sigma, radius_factor))
 
 
@@ -113,7 +115,8 @@ class DenoiseOptions:
     folder ``data`` of image files split by file; noise ``sigma`` on [0, 1] intensities;
     ``patch``×``patch`` patches, at most ``max_patches`` for training and validation;
     ``kernel``: the filters' size; ``radius_factor``: c of the data term's ball radius
-    c σ √#pixels; ``seed`` of noise, patches, split and shuffling."""
+    c σ √#pixels; ``boundary`` of the filter responses (:func:`denoise_model`); ``seed`` of
+    noise, patches, split and shuffling."""
 
     images: tuple = TRAIN_IMAGES
     test_images: tuple = TEST_IMAGES
@@ -123,9 +126,13 @@ class DenoiseOptions:
     max_patches: int = 470
     kernel: int = 5
     radius_factor: float = 1.0
+    boundary: str = "periodic"
     seed: int = 0
 
     def resolved(self) -> DenoiseOptions:
+        if self.boundary not in BOUNDARIES:
+            raise ValueError(f"--boundary must be one of {', '.join(BOUNDARIES)}, "
+                             f"got {self.boundary!r}")
         if self.kernel > self.patch:
             raise ValueError(f"--kernel {self.kernel} is larger than --patch {self.patch}")
         if self.data is not None and not Path(self.data).is_dir():
@@ -214,7 +221,8 @@ def datasets(opts: DenoiseOptions) -> TaskData:
                                    "seed")}}
         source = f"{opts.data} ({sum(counts.values())} images, {split.how})"
         test_source = f"its {counts['test']} test images"
-    start = denoise_model(opts.kernel, shape, opts.sigma, radius_factor=opts.radius_factor)
+    start = denoise_model(opts.kernel, shape, opts.sigma, radius_factor=opts.radius_factor,
+                          boundary=opts.boundary)
     text = (f"patches {opts.patch}×{opts.patch} of {source} with noise σ = {opts.sigma:g}: "
             f"{len(sets[0][0])} training, {len(sets[1][0])} validation; test "
             f"{len(sets[2][0])} patches of {test_source}; {start.operator.out_shape[0]} "
@@ -238,7 +246,8 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     table: the DCT filter start and the learned filters. Returns (test pair, rows, title)."""
     test, title = evaluation_set(meta)
     start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"],
-                          radius_factor=meta.get("radius_factor", 1.0))
+                          radius_factor=meta.get("radius_factor", 1.0),
+                          boundary=meta.get("boundary", "periodic"))
     return test, [("DCT start", start), (learned_name(meta), model)], title
 
 
@@ -282,16 +291,18 @@ def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
 def image_rows(model: AnalysisModel, meta: dict, sigma: float) -> list:
     """The models ``pdunroll evaluate`` compares on whole images, as (name, factory) with
     ``factory(x)`` the model for a batch x of one image, made with x's backend, dtype and
-    device: total variation, the DCT filter start and the learned filters, each with the ℓ2
-    ball of the image's size and the run's radius factor c."""
+    device: total variation, the DCT filter start and the learned filters (with the run's
+    boundary), each with the ℓ2 ball of the image's size and the run's radius factor c."""
     filters, kernel = model.operator.params, meta["kernel"]
-    c = meta.get("radius_factor", 1.0)  # runs before the option existed used c = 1
+    # runs before the options existed used c = 1 and periodic boundaries
+    c, boundary = meta.get("radius_factor", 1.0), meta.get("boundary", "periodic")
 
     def where(x) -> dict:
         return {"xp": xp_of(x), "dtype": x.dtype, "device": array_device(x)}
 
     return [("TV", lambda x: tv_model(x.shape[1:], sigma, radius_factor=c, **where(x))),
             ("DCT start", lambda x: denoise_model(kernel, x.shape[1:], sigma, radius_factor=c,
-                                                  **where(x))),
+                                                  boundary=boundary, **where(x))),
             (learned_name(meta), lambda x: denoise_model(kernel, x.shape[1:], sigma, filters,
-                                                         radius_factor=c, **where(x)))]
+                                                         radius_factor=c, boundary=boundary,
+                                                         **where(x)))]
