@@ -4,7 +4,8 @@ d ∈ {1, 2, 4, 8} unrolled iterations, trained by SGD with decreasing steps on 
 Plain: x̂ = x̃ + r^d. Ergodic: x̂ = x̃ + Σ_k α_k r^k with α_k ∝ 1/k ("harmonic"; identical to
 plain for d = 1). Records the training loss and ‖∇_K‖ per step (Fig. 1 and 2), and at the end
 the training loss of the final operator on the training set and its test MSE on dev/. Writes
-``fig12_steps.csv`` (per step), ``fig12.csv`` (per run) and ``fig12.png``.
+``fig12_steps.csv`` (per step, or with ``--steps-every k`` the means over blocks of k steps),
+``fig12.csv`` (per run) and ``fig12.png``.
 
     python experiments/ergodic_fig12.py --quick     # minutes on 2 CPU cores
     python experiments/ergodic_fig12.py             # full setting
@@ -48,10 +49,15 @@ def parse(argv):
     p.add_argument("--period", type=float, help="steps until the SGD step has halved")
     p.add_argument("--max-train", type=int, help="training frames (random subset)")
     p.add_argument("--max-test", type=int, help="test frames (random subset)")
+    p.add_argument("--steps-every", type=int, default=1, metavar="K",
+                   help="fig12_steps.csv: the mean loss and gradient norm of every K steps "
+                        "(default 1: every step)")
     args = p.parse_args(argv)
+    if args.steps_every < 1:
+        p.error(f"--steps-every must be a positive number of steps, got {args.steps_every}")
     cfg = settings(args, paper=PAPER, quick=QUICK,
                    overrides=("d", "epochs", "lr", "period", "max_train", "max_test"))
-    return args, cfg
+    return args, dict(cfg, steps_every=args.steps_every)
 
 
 def main(argv=None) -> int:
@@ -91,6 +97,7 @@ def run(job, *, train, test, cfg, seed, progress):
     steps = [{"d": d, "weighting": name, "step": k + 1, "loss": loss, "grad_norm": g, "lr": lr}
              for k, (loss, g, lr) in enumerate(zip(h.step_loss, h.step_grad_norm, h.step_lr,
                                                    strict=True))]
+    steps = blocks(steps, cfg["steps_every"])
     x_hat = pu.reconstruct(res.final_model, test.x_tilde, iterations=d, omega=10.0, weights=w)
     row = {"d": d, "weighting": name,
            "initial_train_loss": pu.unrolled_loss(start, train.x_tilde, train.x_true,
@@ -104,11 +111,28 @@ def run(job, *, train, test, cfg, seed, progress):
     return row, steps
 
 
-def _smooth(values, window=25):
-    values = np.asarray(values, dtype=float)
+def blocks(steps: list[dict], k: int) -> list[dict]:
+    """The per-step rows as means over blocks of ``k`` steps (the last block may be shorter),
+    each at its last step."""
+    if k == 1:
+        return steps
+    out = []
+    for i in range(0, len(steps), k):
+        part = steps[i:i + k]
+        out.append(dict(part[-1], **{key: float(np.mean([r[key] for r in part]))
+                                     for key in ("loss", "grad_norm", "lr")}))
+    return out
+
+
+def _smooth(sel, key, steps=25):
+    """The moving average of ``key`` over about ``steps`` steps, at its last step (rows of
+    single steps or of block means)."""
+    x = np.asarray([r["step"] for r in sel], dtype=float)
+    values = np.asarray([r[key] for r in sel], dtype=float)
+    window = max(1, round(steps / (x[1] - x[0]))) if len(x) > 1 else 1
     if len(values) < window:
-        return values
-    return np.convolve(values, np.ones(window) / window, mode="valid")
+        return x, values
+    return x[window - 1:], np.convolve(values, np.ones(window) / window, mode="valid")
 
 
 def plot(steps, path):
@@ -121,9 +145,8 @@ def plot(steps, path):
             if d == 1 and name == "ergodic":
                 continue
             label = f"d={d} {name}" if d > 1 else "d=1"
-            ax_loss.plot(_smooth([s["loss"] for s in sel]), ls, color=f"C{i}", label=label)
-            ax_grad.plot(_smooth([s["grad_norm"] for s in sel]), ls, color=f"C{i}",
-                         label=label)
+            ax_loss.plot(*_smooth(sel, "loss"), ls, color=f"C{i}", label=label)
+            ax_grad.plot(*_smooth(sel, "grad_norm"), ls, color=f"C{i}", label=label)
     ax_loss.set(yscale="log", xlabel="step", ylabel="training loss (moving average)",
                 title="Fig. 1: training loss")
     ax_grad.set(yscale="log", xlabel="step", ylabel="‖∇_K‖ (moving average)",

@@ -2,7 +2,8 @@
 # The long runs behind the Results page's targets, one after another, each resumable: a finished
 # step is skipped (its results.json or CSV row exists), an interrupted one continues from its
 # checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
-# runs/ does not outlive a machine: fig3 starts from what fig3_keep left to commit.
+# runs/ does not outlive a machine: fig3 and ergodic start from what fig3_keep and ergodic_keep
+# left to commit.
 # Steps: see the functions below; with no argument all of them, in the order of the last line.
 set -u
 D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
@@ -142,11 +143,24 @@ fig3_keep() {  # what fig3 has done, to commit: the rows, the DCT's scores, the 
   for f in $FIG3/checkpoint_*.npz; do [ -e "$f" ] && mkdir -p $FIG3_PROGRESS && cp "$f" $FIG3_PROGRESS/; done
   true
 }
-ergodic() {  # ergodic Fig. 1-2, 10 epochs over 32 000 frames, three seeds
+ERGODIC_KEPT=docs/_static/results/ergodic_fig12/long
+ergodic() {  # ergodic Fig. 1-2, 10 epochs over 32 000 frames (10 000 steps), three seeds; the
+  # curves as means over 20 steps. Starts from the committed runs (ergodic_keep)
   for s in 0 1 2; do
+    out=runs/ergodic_fig12_long_seed$s
+    if [ ! -e $out/fig12.csv ] && [ -e $ERGODIC_KEPT/seed$s/fig12.csv ]; then
+      mkdir -p $out && cp $ERGODIC_KEPT/seed$s/fig12*.csv $out/
+    fi
     python experiments/ergodic_fig12.py --data "$D" --epochs 10 --max-train 32000 --seed $s \
-      --quiet --out runs/ergodic_fig12_long_seed$s
+      --steps-every 20 --quiet --out $out
   done
+}
+ergodic_keep() {  # the ergodic runs done so far, to commit
+  for s in 0 1 2; do
+    out=runs/ergodic_fig12_long_seed$s
+    [ -e $out/fig12.csv ] && mkdir -p $ERGODIC_KEPT/seed$s && cp $out/fig12*.csv $ERGODIC_KEPT/seed$s/
+  done
+  true
 }
 
 for step in "${@:-speech_L10 speech_L10_m3n speech_L10_more speech_L10_tail speech_L10_w40 speech_L10_w40_e8 speech_L100 speech_L100_more speech_fixed_point speech_fixed_point_more denoise_s25 denoise_s15 fig3 ergodic}"; do

@@ -134,6 +134,34 @@ def test_ergodic_fig12_tiny(tmp_path, speech_dir):
     assert [(r["d"], r["weighting"]) for r in runs][4:] == [("3", "plain"), ("3", "ergodic")]
     after = (tmp_path / "fig12_steps.csv").read_text().splitlines()
     assert after[:len(before)] == before and len(after) == len(before) + 2 * 2
+    # --steps-every 2: one row per run, the mean of its two steps, at the second step
+    blocks = tmp_path / "blocks"
+    out = argv.index("--out")
+    assert fig12.main([*argv[:out + 1], str(blocks), *argv[out + 2:], "--steps-every",
+                       "2"]) == 0
+    every = csv_rows(tmp_path / "fig12_steps.csv")[:8]
+    got = csv_rows(blocks / "fig12_steps.csv")
+    assert [(r["d"], r["weighting"], r["step"]) for r in got] == [
+        (r["d"], r["weighting"], "2") for r in runs[:4]]
+    for i, r in enumerate(got):
+        for key in ("loss", "grad_norm"):
+            pair = [float(e[key]) for e in every[2 * i:2 * i + 2]]
+            assert float(r[key]) == pytest.approx(sum(pair) / 2, rel=1e-12)
+    assert ([r["final_train_loss"] for r in csv_rows(blocks / "fig12.csv")]
+            == [r["final_train_loss"] for r in runs[:4]])  # the same runs
+    with pytest.raises(SystemExit):
+        fig12.main([*argv, "--steps-every", "0"])
+
+
+def test_ergodic_blocks_average_the_steps_of_each_block():
+    blocks = experiment("ergodic_fig12").blocks
+    steps = [{"d": 2, "step": k, "loss": float(k), "grad_norm": 2.0 * k, "lr": 1.0}
+             for k in range(1, 6)]
+    assert blocks(steps, 1) is steps
+    assert blocks(steps, 2) == [
+        {"d": 2, "step": 2, "loss": 1.5, "grad_norm": 3.0, "lr": 1.0},
+        {"d": 2, "step": 4, "loss": 3.5, "grad_norm": 7.0, "lr": 1.0},
+        {"d": 2, "step": 5, "loss": 5.0, "grad_norm": 10.0, "lr": 1.0}]
 
 
 def test_eusipco_fig3_torch_equals_numpy(tmp_path, speech_dir):
