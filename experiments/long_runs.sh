@@ -10,6 +10,7 @@ D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
 IMAGES=${PDUNROLL_IMAGES_DIR:-../shared/data/images}
 export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 SPEECH="--data $D --backend torch --dtype float32 --quiet"
+SPEECH30="$SPEECH --omega 30"  # the runs made when ω = 30 was the command line's default
 
 train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted one
   task=$1 out=$2; shift 2
@@ -28,18 +29,18 @@ eval_1e4() {  # dev/ at L_inference = 10⁴, learned row only (the DCT's: linf_1
     --dtype float32 --no-baseline --json $1/eval_1e4.json > $1/eval_1e4.txt
 }
 speech_L10() {  # the L = 10 target: 32 epochs at the default rate
-  train speech runs/speech_L10_e32 $SPEECH --epochs 32
+  train speech runs/speech_L10_e32 $SPEECH30 --epochs 32
 }
 speech_L10_m3n() {  # the L = 10 target with a 3× overcomplete operator (m = 2n gained 0.6 dB over n)
-  train speech runs/speech_L10_m960_e16 $SPEECH --m 960 --epochs 16
+  train speech runs/speech_L10_m960_e16 $SPEECH30 --m 960 --epochs 16
 }
 speech_L10_more() {  # 24 more epochs from the 32-epoch ω = 30 operator at half the rate
-  train speech runs/speech_L10_more $SPEECH --init docs/_static/results/speech/operator_L10_w30.npz \
+  train speech runs/speech_L10_more $SPEECH30 --init docs/_static/results/speech/operator_L10_w30.npz \
     --lr 2.5e-4 --epochs 24
 }
 speech_L10_tail() {  # the 32-epoch ω = 30 operator, 16 epochs at a small rate (5e-5 -> 5e-8): its
   # validation still rose by 0.01 dB per epoch at its end, at rates near 5e-7
-  train speech runs/speech_L10_tail $SPEECH --compile \
+  train speech runs/speech_L10_tail $SPEECH30 --compile \
     --init docs/_static/results/speech/operator_L10_w30.npz --lr 5e-5 --epochs 16
 }
 speech_L10_w40() {  # ω = 40: the best ω of the 3-epoch sweep (+1.83 dB against ω = 30's +1.68),
@@ -52,27 +53,27 @@ speech_L10_w40_e8() {  # ω = 40 at the command line's default length (8 epochs,
 speech_L100() {  # L = 100, fine-tuned from the L = 10 operator at the paper's small rate (its
   # first try at 1e-4 lost 0.16 dB of validation in its first epoch)
   out=runs/speech_L100_lr1e-5
-  train speech $out $SPEECH --init docs/_static/results/speech/operator_L10_w30.npz \
+  train speech $out $SPEECH30 --init docs/_static/results/speech/operator_L10_w30.npz \
     -L 100 --lr 1e-5 --epochs 4
   eval_1e4 $out
 }
 speech_fixed_point() {  # the fixed point: L = 300 with the asymptotic gradient, then 10⁴ steps
   # (at 1e-4 its first epoch lost validation: 13.44 dB against 13.48 at the start)
   out=runs/speech_fp_lr1e-5
-  train speech $out $SPEECH --init docs/_static/results/speech/operator_L10_w30.npz \
+  train speech $out $SPEECH30 --init docs/_static/results/speech/operator_L10_w30.npz \
     -L 300 --method asymptotic --b 100 --lr 1e-5 --epochs 4
   eval_1e4 $out
 }
 speech_L100_more() {  # speech_L100's operator, 8 more epochs at the paper's 1e-5 -> 1e-8
   out=runs/speech_L100_more
-  train speech $out $SPEECH --compile --init runs/speech_L100_lr1e-5/operator.npz \
+  train speech $out $SPEECH30 --compile --init runs/speech_L100_lr1e-5/operator.npz \
     -L 100 --lr 1e-5 --epochs 8
 }
 speech_fixed_point_more() {  # the committed fixed-point operator (speech_fixed_point's), 6 more
   # epochs at 3e-5 -> 3e-8 after a warm-up over the first 5 % (1e-5 gained 0.08 dB in 4 epochs;
   # 1e-4 without warm-up lost validation in its first epoch)
   out=runs/speech_fp_more
-  train speech $out $SPEECH --init docs/_static/results/speech/operator_fixed_point.npz \
+  train speech $out $SPEECH30 --init docs/_static/results/speech/operator_fixed_point.npz \
     -L 300 --method asymptotic --b 100 --lr 3e-5 --warmup 0.05 --epochs 6
   eval_1e4 $out
 }
