@@ -99,10 +99,18 @@ def mean_std(values) -> str:
     return f"{mean:+.2f} ± {std:.2f} ({len(values)})"
 
 
+def _span(values) -> str:
+    """Seconds as 918, or as their range 266–918 (none: –)."""
+    if not values:
+        return "–"
+    low, high = min(values), max(values)
+    return f"{low:.0f}" if round(low) == round(high) else f"{low:.0f}–{high:.0f}"
+
+
 def fig3_paper_main():
     """Fig. 3 at the paper's training length, exact convention: the gain over the DCT at
     L_inference = L_training and 10⁴ (all test frames), mean ± std over the seeds run; the
-    training time (mean)."""
+    training times (their range: the machine's load varied)."""
     got = rows("eusipco_fig3/paper/fig3_exact.csv")
     body = []
     for L in sorted({int(r["L_train"]) for r in got}):
@@ -114,9 +122,8 @@ def fig3_paper_main():
                 gains = [10 * math.log10(float(r[f"dct_mse_{key}"]) / float(r[f"test_mse_{key}"]))
                          for r in by[v] if r.get(f"test_mse_{key}")]
                 cells.append(mean_std(gains) if gains else "")
-        cells.append(" / ".join(
-            f"{sum(float(r['train_seconds']) for r in by[v]) / len(by[v]):.0f}" if by[v] else "–"
-            for v in ("full", "asymptotic")))
+        cells.append(" / ".join(_span([float(r["train_seconds"]) for r in by[v]])
+                                for v in ("full", "asymptotic")))
         body.append(cells)
     return table(["L_training", "full BP, L_inf = L [dB]", "asymptotic, L_inf = L [dB]",
                   "full BP, L_inf = 10⁴ [dB]", "asymptotic, L_inf = 10⁴ [dB]",
