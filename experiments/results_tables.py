@@ -159,6 +159,36 @@ def fig12_main():
                   "‖∇_K‖, ergodic", "test MSE, plain / ergodic"], body)
 
 
+def fig12_long_main():
+    """The 10-epoch runs, three seeds (ergodic_fig12/long/seed<s>/fig12.csv): the final
+    training loss, the last epoch's mean ‖∇_K‖ and the test MSE, mean ± sample std over the
+    seeds (their number in brackets when not all three)."""
+    got = [dict(r, seed=path.parent.name) for path in
+           sorted((RESULTS / "ergodic_fig12" / "long").glob("seed*/fig12.csv"))
+           for r in rows_at(path)]
+    seeds = len({r["seed"] for r in got})
+
+    def cell(values, fmt):
+        mean = sum(values) / len(values)
+        text = format(mean, fmt)
+        if len(values) > 1:
+            std = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            text += f" ± {format(std, fmt)}"
+        return text + (f" ({len(values)})" if len(values) < seeds else "")
+
+    body = []
+    for d in dict.fromkeys(r["d"] for r in got):
+        cells = [d]
+        for key, fmt in (("final_train_loss", ".4f"), ("last_epoch_mean_grad_norm", ".3f"),
+                         ("test_mse", ".2e")):
+            for w in ("plain", "ergodic"):
+                values = [float(r[key]) for r in got if r["d"] == d and r["weighting"] == w]
+                cells.append(cell(values, fmt) if values else "")
+        body.append(cells[:5] + [" / ".join(c for c in cells[5:] if c)])
+    return table(["d", "train loss, plain", "train loss, ergodic", "‖∇_K‖, plain",
+                  "‖∇_K‖, ergodic", "test MSE, plain / ergodic"], body)
+
+
 def denoise_set12_main():
     """Set12 whole images, PSNR / SSIM means: ``pdunroll evaluate --json`` of the committed
     models (denoise/set12/sigma<σ>_L<L>.json), a row per σ and L."""
@@ -222,6 +252,7 @@ MAIN = (("EUSIPCO Fig. 3, exact convention", fig3_main),
         ("EUSIPCO Fig. 3 at the paper's length", fig3_paper_main),
         ("the released code's conventions", conventions_main),
         ("ergodic Fig. 1-2", fig12_main),
+        ("ergodic Fig. 1-2, 10 epochs", fig12_long_main),
         ("denoising on Set12", denoise_set12_main),
         ("deblurring and inpainting", inverse_main),
         ("toy Fig. 4-5, theta = 0.3", toy_main),
