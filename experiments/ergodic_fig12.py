@@ -37,6 +37,7 @@ PAPER = dict(n=320, bitrate=4, d=[1, 2, 4, 8], lr=3.0, period=1000.0, epochs=10,
              batch_size=32, max_train=None, max_test=None)
 QUICK = dict(PAPER, n=128, epochs=3, max_train=16000, max_test=2000)
 WEIGHTINGS = {"plain": None, "ergodic": "harmonic"}
+OMEGA = 10.0  # σ/τ balance of training and of every loss and test error
 
 
 def parse(argv):
@@ -89,7 +90,7 @@ def run(job, *, train, test, cfg, seed, progress):
     start = dct_model(cfg["n"], train.eta)
     tic = time.perf_counter()
     res = pu.train(start, train.x_tilde, train.x_true, iterations=d, weights=w,
-                   omega=10.0, optimizer="sgd",
+                   omega=OMEGA, optimizer="sgd",
                    lr=pu.LearningRate(cfg["lr"], "inverse", period=cfg["period"]),
                    epochs=cfg["epochs"], batch_size=cfg["batch_size"], seed=seed,
                    progress=progress)
@@ -98,12 +99,12 @@ def run(job, *, train, test, cfg, seed, progress):
              for k, (loss, g, lr) in enumerate(zip(h.step_loss, h.step_grad_norm, h.step_lr,
                                                    strict=True))]
     steps = blocks(steps, cfg["steps_every"])
-    x_hat = pu.reconstruct(res.final_model, test.x_tilde, iterations=d, omega=10.0, weights=w)
+    x_hat = pu.reconstruct(res.final_model, test.x_tilde, iterations=d, omega=OMEGA, weights=w)
     row = {"d": d, "weighting": name,
            "initial_train_loss": pu.unrolled_loss(start, train.x_tilde, train.x_true,
-                                                  iterations=d, weights=w),
+                                                  iterations=d, omega=OMEGA, weights=w),
            "final_train_loss": pu.unrolled_loss(res.final_model, train.x_tilde, train.x_true,
-                                                iterations=d, weights=w),
+                                                iterations=d, omega=OMEGA, weights=w),
            "last_epoch_mean_grad_norm": float(np.mean(
                h.step_grad_norm[-len(h.step_grad_norm) // cfg["epochs"]:])),
            "test_mse": pu.mse(x_hat, test.x_true),

@@ -153,6 +153,26 @@ def test_ergodic_fig12_tiny(tmp_path, speech_dir):
         fig12.main([*argv, "--steps-every", "0"])
 
 
+def test_ergodic_losses_use_the_training_step_sizes(speech_dir):
+    """The training losses of a row are the unrolled loss with the ω the operator was trained
+    with (not the library's default ω), on all training frames."""
+    import pdunroll as pu
+
+    fig12 = experiment("ergodic_fig12")
+    args, cfg = fig12.parse(["--quick", "--data", str(speech_dir), "--epochs", "1",
+                             "--max-train", "64", "--max-test", "16"])
+    train, test = fig12.frames_for(args, cfg)
+    row, _ = fig12.run((2, "ergodic"), train=train, test=test, cfg=cfg, seed=0, progress=False)
+    start = fig12.dct_model(cfg["n"], train.eta)
+
+    def loss(omega):
+        return pu.unrolled_loss(start, train.x_tilde, train.x_true, iterations=2,
+                                weights="harmonic", steps=pu.StepRule(omega=omega))
+
+    assert row["initial_train_loss"] == pytest.approx(loss(10.0), rel=1e-12)
+    assert abs(loss(10.0) - loss(pu.DEFAULT_OMEGA)) > 1e-3 * loss(10.0)
+
+
 def test_ergodic_blocks_average_the_steps_of_each_block():
     blocks = experiment("ergodic_fig12").blocks
     steps = [{"d": 2, "step": k, "loss": float(k), "grad_norm": 2.0 * k, "lr": 1.0}
