@@ -82,54 +82,43 @@ denoise_data() {  # runs/denoise_data: train400 as train/, Set12 as dev/ (the te
   ln -sfn "$(realpath "$IMAGES/train400")" runs/denoise_data/train
   ln -sfn "$(realpath "$IMAGES/set12")" runs/denoise_data/dev
 }
-denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filters 7×7; the radius
-  # factor c chosen for TV on held-out train400 images; Set12 scored at L = 30, 100 and 300
-  denoise_data
-  out=runs/denoise_s$2
-  train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 30 \
-    --epochs 3 --backend torch --dtype float32 --quiet --sigma "$1" --radius-factor "$3"
-  for L in 30 100 300; do
+DENOISE="--data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 --backend torch \
+  --dtype float32 --quiet"
+S25="--sigma 0.0980392 --radius-factor 0.9"
+set12() {  # set12 OUT L...: Set12 scored with OUT's operator at each L (TV, DCT start, learned)
+  local out=$1 L; shift
+  for L in "$@"; do
     [ -e $out/set12_L$L.json ] || pdunroll evaluate $out/operator.npz -L $L \
       --backend torch --dtype float32 --json $out/set12_L$L.json > $out/set12_L$L.txt
   done
+}
+denoise_sigma() {  # denoise_sigma SIGMA/255 SIGMA C: train400 -> set12, 48 filters 7×7; the radius
+  # factor c chosen for TV on held-out train400 images; Set12 scored at L = 30, 100 and 300
+  denoise_data
+  train denoise runs/denoise_s$2 $DENOISE -L 30 --epochs 3 --sigma "$1" --radius-factor "$3"
+  set12 runs/denoise_s$2 30 100 300
 }
 denoise_s25() { denoise_sigma 0.0980392 25 0.9; }
 denoise_s25_valid() {  # denoise_s25 with valid filter responses: on 40×40 patches the periodic
   # boundary's wrap-around edges touch 28 % of the 7×7 windows (on scikit-image's images the
   # valid boundary turned a validation loss against TV into a lead)
   denoise_data
-  out=runs/denoise_s25_valid
-  train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 30 \
-    --epochs 3 --backend torch --dtype float32 --quiet --sigma 0.0980392 --radius-factor 0.9 \
-    --boundary valid
-  for L in 100 300; do
-    [ -e $out/set12_L$L.json ] || pdunroll evaluate $out/operator.npz -L $L \
-      --backend torch --dtype float32 --json $out/set12_L$L.json > $out/set12_L$L.txt
-  done
-}
-denoise_s25_L100_more() {  # denoise_s25_L100's filters (committed), 3 more epochs at L = 100
-  # with the asymptotic gradient (validation fell by 0.7 % in its second epoch)
-  denoise_data
-  out=runs/denoise_s25_L100_more
-  train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 100 \
-    --method asymptotic --b 30 --lr 1e-3 --warmup 0.05 --epochs 3 --backend torch \
-    --dtype float32 --quiet --sigma 0.0980392 --radius-factor 0.9 \
-    --init docs/_static/results/denoise/model_sigma25_L100.npz
-  [ -e $out/set12_L300.json ] || pdunroll evaluate $out/operator.npz -L 300 \
-    --backend torch --dtype float32 --json $out/set12_L300.json > $out/set12_L300.txt
+  train denoise runs/denoise_s25_valid $DENOISE $S25 -L 30 --epochs 3 --boundary valid
+  set12 runs/denoise_s25_valid 100 300
 }
 denoise_s25_L100() {  # denoise_s25's filters, 2 more epochs at L = 100 with the asymptotic gradient
   # (b = 30): L = 30 leaves the filter models unconverged (scored at L = 100 they gain 0.25 dB)
   denoise_data
-  out=runs/denoise_s25_L100
-  train denoise $out --data runs/denoise_data --kernel 7 --patch 40 --max-patches 6000 -L 100 \
-    --method asymptotic --b 30 --lr 2e-3 --warmup 0.1 --epochs 2 --backend torch \
-    --dtype float32 --quiet --sigma 0.0980392 --radius-factor 0.9 \
-    --init docs/_static/results/denoise/model_sigma25.npz
-  for L in 100 300; do
-    [ -e $out/set12_L$L.json ] || pdunroll evaluate $out/operator.npz -L $L \
-      --backend torch --dtype float32 --json $out/set12_L$L.json > $out/set12_L$L.txt
-  done
+  train denoise runs/denoise_s25_L100 $DENOISE $S25 -L 100 --method asymptotic --b 30 \
+    --lr 2e-3 --warmup 0.1 --epochs 2 --init docs/_static/results/denoise/model_sigma25.npz
+  set12 runs/denoise_s25_L100 100 300
+}
+denoise_s25_L100_more() {  # denoise_s25_L100's filters (committed), 3 more epochs at L = 100
+  # with the asymptotic gradient (validation fell by 0.7 % in its second epoch)
+  denoise_data
+  train denoise runs/denoise_s25_L100_more $DENOISE $S25 -L 100 --method asymptotic --b 30 \
+    --lr 1e-3 --warmup 0.05 --epochs 3 --init docs/_static/results/denoise/model_sigma25_L100.npz
+  set12 runs/denoise_s25_L100_more 300
 }
 denoise_s15() { denoise_sigma 0.0588235 15 0.85; }
 FIG3=runs/fig3_paper_exact FIG3_KEPT=docs/_static/results/eusipco_fig3/paper
