@@ -125,11 +125,12 @@ def blocks(steps: list[dict], k: int) -> list[dict]:
     return out
 
 
-def _smooth(sel, key, steps=25):
-    """The moving average of ``key`` over about ``steps`` steps, at its last step (rows of
-    single steps or of block means)."""
+def _smooth(sel, key):
+    """The moving average of ``key`` over 2 % of the run's steps (at least 25), at its last
+    step (rows of single steps or of block means)."""
     x = np.asarray([r["step"] for r in sel], dtype=float)
     values = np.asarray([r[key] for r in sel], dtype=float)
+    steps = max(25, x[-1] / 50)
     window = max(1, round(steps / (x[1] - x[0]))) if len(x) > 1 else 1
     if len(values) < window:
         return x, values
@@ -154,7 +155,7 @@ def plot(steps, path):
                 title="Fig. 2: gradient norm")
     ax_loss.legend(fontsize=8, ncol=2)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
