@@ -75,11 +75,25 @@ def test_failed_write_keeps_the_old_file(numpy_backend, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez", broken)
+    monkeypatch.setattr(np, "savez_compressed", broken)
     with pytest.raises(OSError, match="disk full"):
         pu.save_operator(path, model.with_params(np.zeros((6, 5))), iterations=1, omega=1.0)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["op.npz"]
+
+
+def test_files_are_compressed(tmp_path):
+    """A checkpoint's JSON settings (its step history) take a fraction of their size as NumPy
+    text, 4 bytes a character; the file reads back the same."""
+    from pdunroll.learning.checkpoint import read_npz, write_npz
+
+    history = {"step_loss": [0.1 + 1e-6 * k for k in range(5000)]}
+    text = len(json.dumps(history))
+    path = write_npz(tmp_path / "c.npz", {"a": np.arange(6.0)}, {"format": "x", **history})
+    assert path.stat().st_size < text  # NumPy's text alone is 4 × text
+    arrays, settings = read_npz(path, "x")
+    assert settings["step_loss"] == history["step_loss"]
+    assert (arrays["a"] == np.arange(6.0)).all()
 
 
 def test_filter_bank_round_trip(backend, tmp_path):

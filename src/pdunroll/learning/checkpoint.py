@@ -114,8 +114,9 @@ def check_writable(path) -> Path:
 
 
 def write_npz(path, arrays: dict[str, np.ndarray], settings: dict) -> Path:
-    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically; return the path.
-    I/O errors name the path."""
+    """Write ``arrays`` and the JSON ``settings`` to ``path`` atomically, compressed (NumPy
+    stores the JSON as 4 bytes a character; a checkpoint's step history is most of it);
+    return the path. I/O errors name the path."""
     path = as_path(path)
     try:
         return _write_npz(path, arrays, settings)
@@ -136,7 +137,7 @@ def write_json(path, document: dict) -> Path:
 def _write_npz(path: Path, arrays, settings) -> Path:
     payload = dict(arrays)
     payload["settings"] = np.array(json.dumps(settings))
-    return _atomic(path, lambda fh: np.savez(fh, **payload))
+    return _atomic(path, lambda fh: np.savez_compressed(fh, **payload))
 
 
 def _atomic(path: Path, write) -> Path:
