@@ -128,8 +128,9 @@ def test_radius_factor_and_the_tv_row(tmp_path, capsys):
 
 def test_boundary_valid_is_kept_with_the_model_and_used_on_whole_images(tmp_path, capsys):
     """``--boundary valid``: the filters' responses only where their window lies inside the
-    image, in training and (read from the model file) in ``evaluate``'s DCT and learned rows,
-    equal to the valid-boundary model solved here by hand and not to the periodic one."""
+    image, in training and (read from the saved filter bank, the one place it is kept for
+    reconstruction) in ``evaluate``'s DCT and learned rows, equal to the valid-boundary model
+    solved here by hand and not to the periodic one."""
     from skimage.metrics import peak_signal_noise_ratio
 
     from pdunroll.tasks import denoise
@@ -141,6 +142,10 @@ def test_boundary_valid_is_kept_with_the_model_and_used_on_whole_images(tmp_path
     learned = pu.load_model(out / "operator.npz")
     assert learned.model.operator.boundary == "valid"
     assert learned.model.operator.out_shape == (8, 10, 10)  # 3×3 filters on 12×12 patches
+    # the run record's copy of the option is not what evaluate reads
+    meta = {k: v for k, v in learned.metadata.items() if k != "boundary"}
+    pu.LearnedModel(learned.model, learned.iterations, learned.steps, method=learned.method,
+                    metadata=meta, data=learned.data).save(out / "operator.npz")
     other = _pngs(tmp_path / "set", 1, offset=7)
     assert cli.main(["evaluate", str(out / "operator.npz"), "--data", str(other), "-L",
                      "20"]) == 0

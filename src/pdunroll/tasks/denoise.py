@@ -247,7 +247,7 @@ def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     test, title = evaluation_set(meta)
     start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"],
                           radius_factor=meta.get("radius_factor", 1.0),
-                          boundary=meta.get("boundary", "periodic"))
+                          boundary=model.operator.boundary)
     return test, [("DCT start", start), (learned_name(meta), model)], title
 
 
@@ -291,11 +291,11 @@ def evaluation_images(source: str, meta: dict, *, data: Path | None = None,
 def image_rows(model: AnalysisModel, meta: dict, sigma: float) -> list:
     """The models ``pdunroll evaluate`` compares on whole images, as (name, factory) with
     ``factory(x)`` the model for a batch x of one image, made with x's backend, dtype and
-    device: total variation, the DCT filter start and the learned filters (with the run's
-    boundary), each with the ℓ2 ball of the image's size and the run's radius factor c."""
-    filters, kernel = model.operator.params, meta["kernel"]
-    # runs before the options existed used c = 1 and periodic boundaries
-    c, boundary = meta.get("radius_factor", 1.0), meta.get("boundary", "periodic")
+    device: total variation, the DCT filter start and the learned filters (with the boundary
+    of the saved filter bank), each with the ℓ2 ball of the image's size and the run's radius
+    factor c."""
+    filters, kernel, boundary = model.operator.params, meta["kernel"], model.operator.boundary
+    c = meta.get("radius_factor", 1.0)  # runs before the option existed used c = 1
 
     def where(x) -> dict:
         return {"xp": xp_of(x), "dtype": x.dtype, "device": array_device(x)}
