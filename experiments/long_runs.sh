@@ -139,14 +139,13 @@ fig3() {  # EUSIPCO Fig. 3, exact convention, the paper's 20 epochs at 1e-5 -> 1
   for f in $FIG3_PROGRESS/checkpoint_*.npz; do [ -e "$f" ] && cp -n "$f" $FIG3/; done
   # seed 0 of every L first (the whole curve), then the other seeds (at L = 10 they agreed to
   # 0.002 dB: the seeds only reorder the minibatches)
-  local Ls L s
-  for Ls in "10 20 40 100 200 0" "10 100 1" "10 100 2"; do
-    set -- $Ls; s=${!#}
-    for L in "${@:1:$#-1}"; do
-      python experiments/eusipco_fig3.py --data "$D" --conventions exact --L $L --seed $s \
-        --l-inf2 0 --backend torch --compile --quiet --out $FIG3
-    done
-  done
+  local L s
+  for L in 10 20 40 100 200; do fig3_run $L 0; done
+  for s in 1 2; do for L in 10 100; do fig3_run $L $s; done; done
+}
+fig3_run() {  # fig3_run L SEED: one L_training, both gradient methods (skipped when in the CSV)
+  python experiments/eusipco_fig3.py --data "$D" --conventions exact --L $1 --seed $2 \
+    --l-inf2 0 --backend torch --compile --quiet --out $FIG3
 }
 fig3_keep() {  # what fig3 has done, to commit: the rows, the DCT's scores, the runs in progress
   # (a machine's runs/ does not outlive its session; fig3 starts from these)
