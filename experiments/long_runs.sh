@@ -3,7 +3,7 @@
 # step is skipped (its results.json or CSV row exists), an interrupted one continues from its
 # checkpoint. Run from the repository root: bash experiments/long_runs.sh [step ...]
 # runs/ does not outlive a machine: fig3 and ergodic start from what fig3_keep and ergodic_keep
-# left to commit.
+# left to commit, an interrupted train run from the checkpoint runs_keep left.
 # Steps: see the functions below; with no argument all of them, in the order of the last line.
 set -u
 D=${PDUNROLL_SPEECH_DIR:-../shared/data/ieee_speech}
@@ -12,9 +12,13 @@ export OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1
 SPEECH="--data $D --backend torch --dtype float32 --quiet"
 SPEECH30="$SPEECH --omega 30"  # the runs made when ω = 30 was the command line's default
 
-train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted one
+PROGRESS=experiments/progress
+train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted one (also of
+  # one interrupted on an earlier machine: its checkpoint kept by runs_keep)
   task=$1 out=$2; shift 2
   if [ -e "$out/results.json" ]; then return; fi
+  local kept=$PROGRESS/$(basename "$out")/checkpoint.npz
+  if [ ! -e "$out/checkpoint.npz" ] && [ -e "$kept" ]; then mkdir -p "$out" && cp "$kept" "$out/"; fi
   if [ -e "$out/checkpoint.npz" ]; then  # the options again (a checkpoint written before
     local kept=() skip=0                    # run records were kept has none), less --init
     for a in "$@"; do
@@ -137,7 +141,7 @@ denoise_s25_L100_more2() {  # denoise_s25_L100_more's filters (committed), 4 mor
 }
 denoise_s15() { denoise_sigma 0.0588235 15 0.85; }
 FIG3=runs/fig3_paper_exact FIG3_KEPT=docs/_static/results/eusipco_fig3/paper
-FIG3_PROGRESS=experiments/progress/fig3_paper_exact
+FIG3_PROGRESS=$PROGRESS/fig3_paper_exact
 fig3() {  # EUSIPCO Fig. 3, exact convention, the paper's 20 epochs at 1e-5 -> 1e-8 (torch float32,
   # compiled steps); three seeds at L = 10 and 100, all rows in one CSV (the DCT scored once).
   # Starts from what is committed: the rows, the DCT's scores and the runs in progress
@@ -161,6 +165,21 @@ fig3_keep() {  # what fig3 has done, to commit: the rows, the DCT's scores, the 
   cp $FIG3/dct_mse.json $FIG3_KEPT/
   rm -rf $FIG3_PROGRESS
   for f in $FIG3/checkpoint_*.npz; do [ -e "$f" ] && mkdir -p $FIG3_PROGRESS && cp "$f" $FIG3_PROGRESS/; done
+  true
+}
+runs_keep() {  # the checkpoints of interrupted train runs, to commit (train resumes from them);
+  # those of finished runs are removed
+  local c d
+  for c in runs/*/checkpoint.npz; do
+    [ -e "$c" ] || continue
+    d=$(basename "$(dirname "$c")")
+    [ -e runs/$d/results.json ] || { mkdir -p $PROGRESS/$d && cp "$c" $PROGRESS/$d/; }
+  done
+  for d in $PROGRESS/*/checkpoint.npz; do
+    [ -e "$d" ] || continue
+    d=$(basename "$(dirname "$d")")
+    [ -e runs/$d/results.json ] && rm -rf "${PROGRESS:?}/$d"
+  done
   true
 }
 ERGODIC_KEPT=docs/_static/results/ergodic_fig12/long
