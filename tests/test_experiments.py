@@ -227,3 +227,37 @@ def test_what_the_keep_steps_write_is_not_ignored_by_git():
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *kept], cwd=root,
                              capture_output=True, text=True)
     assert ignored.stdout == "", f"ignored by git: {ignored.stdout}"
+
+
+def test_omega_sweep_scores_validation_frames_at_each_omega(tmp_path, speech_dir):
+    """experiments/omega_sweep.py: one row per model and ω, each the SNR of L Chambolle-Pock
+    steps with σ = ω·0.99/‖K‖₂, τ = 0.99/(ω‖K‖₂) on the validation frames of the command
+    line's split, computed here with the steps made by hand."""
+    import pdunroll as pu
+    from pdunroll.tasks import speech
+
+    sweep = experiment("omega_sweep")
+    data = speech.datasets(speech.SpeechOptions(data=speech_dir, n=32, m=64).resolved())
+    start = data.start
+    K = np.asarray(start.operator.params) + 0.01 * np.random.default_rng(0).standard_normal(
+        (64, 32))
+    learned = start.with_params(K)
+    path = pu.LearnedModel(learned, 3, omega=10.0, metadata={"n": 32, "m": 64}).save(
+        tmp_path / "op.npz")
+    out = tmp_path / "omega.csv"
+    assert sweep.main([str(path), "-L", "3", "--omega", "1", "20", "--data", str(speech_dir),
+                       "--backend", "numpy", "--dtype", "float64", "--out", str(out)]) == 0
+    rows = csv_rows(out)
+    assert [(r["model"], r["omega"]) for r in rows] == [
+        (name, w) for w in ("1.0", "20.0") for name in ("DCT frame start", "op")]
+    x_tilde, x_true = data.sets[1]
+    for r in rows:
+        model = start if r["model"] == "DCT frame start" else learned
+        norm = np.linalg.norm(np.asarray(model.operator.params), 2)
+        w = float(r["omega"])
+        steps = pu.StepSizes(sigma=w * 0.99 / norm, tau=0.99 / (w * norm), theta=1.0,
+                             op_norm=norm)
+        x = pu.chambolle_pock(model, x_tilde, iterations=3, steps=steps).x
+        assert float(r["snr_db"]) == pytest.approx(pu.snr(x, x_true), abs=1e-3)
+        assert int(r["frames"]) == x_tilde.shape[0]
+    assert rows[1]["snr_db"] != rows[3]["snr_db"]
