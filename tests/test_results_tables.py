@@ -66,3 +66,15 @@ def test_small_numbers_are_written_with_a_true_minus(tables):
     assert tables.sci(4.855e-03) == "4.9e−3"
     assert tables.sci(1.665e-16) == "1.7e−16"
     assert tables.db(2.0, 1.0) == "+3.01"
+
+
+def test_speech_targets_gain_is_learned_minus_dct_and_decides_met(tables):
+    """Each target row's gain is its learned minus its DCT SNR (the same test frames), and
+    "met" says whether it reaches the target's least gain."""
+    body = tables.speech_targets_main().splitlines()[2:]
+    assert len(body) == len(tables.SPEECH_TARGETS)
+    for line, (_, _, _, least) in zip(body, tables.SPEECH_TARGETS, strict=True):
+        _, _, _, snrs, gain, met = _cells(line)
+        learned, dct = (float(v) for v in snrs.split(" / "))
+        assert float(gain) == pytest.approx(learned - dct, abs=0.011)
+        assert met.startswith("**met**") == (float(gain) >= least)
