@@ -198,8 +198,6 @@ def fig12_long_main():
 def denoise_set12_main():
     """Set12 whole images, PSNR / SSIM means: ``pdunroll evaluate --json`` of the committed
     models (denoise/set12/sigma<σ>_L<L>.json), a row per σ and L."""
-    import json
-
     body = []
     for path in sorted((RESULTS / "denoise" / "set12").glob("sigma*_L*.json"),
                        key=lambda p: [int(v) for v in p.stem[5:].split("_L")]):
