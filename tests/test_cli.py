@@ -56,6 +56,34 @@ def test_train_speech_synthetic_then_evaluate(tmp_path, capsys):
                                   model.operator.matrix)
 
 
+def test_evaluate_runs_the_saved_step_rule_and_takes_omega(tmp_path, capsys):
+    """``evaluate`` scores every row with the model's own step rule (its norm and θ too, as
+    ``LearnedModel.reconstruct`` runs it), and ``--omega`` replaces only that rule's ω."""
+    from pdunroll.tasks import speech
+
+    out = tmp_path / "run"
+    assert cli.main(["train", "speech", "--out", str(out), *TINY]) == 0
+    trained = pu.load_model(out / "operator.npz")
+    rule = pu.StepRule(omega=5.0, norm="frobenius", theta=0.5)
+    saved = pu.LearnedModel(trained.model, trained.iterations, rule, metadata=trained.metadata,
+                            data=trained.data).save(tmp_path / "frobenius.npz")
+    (x_tilde, x_true), _, _ = speech.evaluation_set(str(saved), trained.metadata, 32)
+    for extra, want in (([], rule), (["--omega", "50"],
+                                      pu.StepRule(omega=50.0, norm="frobenius", theta=0.5))):
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(saved), "--json", str(tmp_path / "eval.json"),
+                         *extra]) == 0
+        record = json.loads((tmp_path / "eval.json").read_text())
+        model = pu.LearnedModel(trained.model, trained.iterations, want)
+        assert record["rows"][-1]["mse"] == pytest.approx(
+            pu.mse(model.reconstruct(x_tilde), x_true), rel=1e-6)  # BLAS threads differ
+        assert record["steps"] == want.settings()
+        assert f"ω = {want.omega:g}" in capsys.readouterr().out
+    spectral = pu.LearnedModel(trained.model, trained.iterations, omega=50.0)
+    assert record["rows"][-1]["mse"] != pytest.approx(
+        pu.mse(spectral.reconstruct(x_tilde), x_true), rel=1e-3)
+
+
 def test_train_speech_overcomplete_m(tmp_path, capsys):
     """--m 48 > n = 32: the start is the 48×32 DCT frame, the table also has the n×n DCT, the
     operator is 48×32 and evaluate scores the same rows; --m below --n is refused first."""

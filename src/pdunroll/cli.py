@@ -283,6 +283,9 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
     _evaluate_data_args(ev)
     ev.add_argument("--iterations", "-L", type=int, default=None,
                     help="Chambolle-Pock steps (default: the training L)")
+    ev.add_argument("--omega", type=_positive_float, default=None,
+                    help="step-size ratio ω of σ = ω·0.99/‖K‖, τ = 0.99/(ω‖K‖) for every row "
+                         "(default: the model's; the rest of its step rule is kept)")
     ev.add_argument("--json", type=Path, default=None, metavar="FILE",
                     help="also write the table to FILE as JSON (with the operator, L, the "
                          "title, backend and dtype)")
@@ -574,16 +577,17 @@ def _evaluate(args) -> int:
     model, settings = load_operator(args.operator)
     meta, solver = settings["metadata"], settings["solver"]
     iterations = solver["iterations"] if args.iterations is None else args.iterations
+    steps = _step_rule(solver, args.omega)
     source = str(args.operator)
     if meta.get("task") in inverse.PROBLEMS:
         if args.rate is not None or args.bitrate is not None:
             raise ValueError("--rate and --bitrate are for speech operators")
-        return _evaluate_images(args, model, meta, iterations, solver)
+        return _evaluate_images(args, model, meta, iterations, steps, solver["weights"])
     if meta.get("task") == "denoise":
         if args.rate is not None or args.bitrate is not None:
             raise ValueError("--rate and --bitrate are for speech operators")
         if args.data is not None or "test_set" in meta:
-            return _evaluate_images(args, model, meta, iterations, solver)
+            return _evaluate_images(args, model, meta, iterations, steps, solver["weights"])
         if args.sigma is not None:
             raise ValueError("--sigma: this operator was trained on scikit-image's images or "
                              "given files; give a folder of test images with --data")
@@ -601,26 +605,37 @@ def _evaluate(args) -> int:
     moved = [placement.place(m, [test]) for _, m in rows]
     rows, test = [(name, m) for (name, _), (m, _) in zip(rows, moved, strict=True)], moved[0][1][0]
     images = meta["task"] == "denoise"
-    table = results_table(test, rows, iterations=iterations, omega=solver["omega"],
+    table = results_table(test, rows, iterations=iterations, steps=steps,
                           weights=solver["weights"], images=images, client=args.client)
-    _print_table(table, f"{title}, L = {iterations}:", images=images)
-    _write_json(args, table, title, iterations)
+    _print_table(table, f"{title}, L = {iterations}, ω = {steps.omega:g}:", images=images)
+    _write_json(args, table, title, iterations, steps)
     return 0
 
 
-def _write_json(args, table: list, title: str, iterations: int) -> None:
+def _step_rule(solver: dict, omega: float | None):
+    """The step rule a saved model was trained with (files written before the rule had more
+    than ω: the default rule with their ω), with ``--omega`` in place of its ω."""
+    from .model import StepRule
+
+    rule = StepRule.from_settings({k: solver[k] for k in ("omega", "norm", "theta", "margin")
+                                   if k in solver})
+    return rule if omega is None else StepRule.from_settings({**rule.settings(), "omega": omega})
+
+
+def _write_json(args, table: list, title: str, iterations: int, steps) -> None:
     """``evaluate --json FILE``: the printed table and what it was computed with."""
     if args.json is None:
         return
     import json
 
     record = {"operator": str(args.operator), "title": title, "iterations": iterations,
-              "backend": args.backend, "dtype": args.dtype, "rows": table}
+              "steps": steps.settings(), "backend": args.backend, "dtype": args.dtype,
+              "rows": table}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(record, indent=1) + "\n")
 
 
-def _evaluate_images(args, model, meta, iterations, solver) -> int:
+def _evaluate_images(args, model, meta, iterations, steps, weights) -> int:
     """``evaluate`` of a denoising, deblurring or inpainting operator on whole images: PSNR
     and SSIM per image and their means, for the degraded input, TV with the same data term,
     the DCT start and the learned filters."""
@@ -641,18 +656,18 @@ def _evaluate_images(args, model, meta, iterations, solver) -> int:
                               inverse.norm_bound)
     if args.no_baseline:
         rows = rows[-1:]
-    table = image_table(images, rows, iterations=iterations, omega=solver["omega"],
-                        weights=solver["weights"], start_name=start, op_norm=bound,
+    table = image_table(images, rows, iterations=iterations, steps=steps,
+                        weights=weights, start_name=start, op_norm=bound,
                         move=Placement(args.backend, args.dtype, args.device).mover())
     methods = [k for k in table[0] if k != "image"]
     width = max(12, *(len(e["image"]) for e in table))
-    print(f"{title}, L = {iterations}: PSNR [dB] / SSIM")
+    print(f"{title}, L = {iterations}, ω = {steps.omega:g}: PSNR [dB] / SSIM")
     print(f"  {'image':<{width}}" + "".join(f" {m:>26}" for m in methods))
     for e in table:
         print(f"  {e['image']:<{width}}" + "".join(
             f" {e[m]['psnr_db']:>17.2f} / {e[m]['ssim']:.4f}" for m in methods))
     print(f"wall time {time.perf_counter() - tic:.1f} s")
-    _write_json(args, table, title, iterations)
+    _write_json(args, table, title, iterations, steps)
     return 0
 
 

@@ -96,13 +96,14 @@ def validation_snr(loss: float | None, n_val: int | None, val_energy: float | No
     return math.inf if err == 0 else 10 * math.log10(val_energy / err)
 
 
-def results_table(test: tuple, rows: list, *, iterations: int, omega: float, weights=None,
+def results_table(test: tuple, rows: list, *, iterations: int, steps: StepRule, weights=None,
                   images: bool = False, client=None, start_name: str | None = None
                   ) -> list[dict]:
     """One row per model of ``rows`` ((name, model) pairs) after the degraded input's own row
     (called ``start_name``, default "noisy input" for images, else "quantized input"): the
     test MSE and the SNR in dB (for images in [0, 1] the PSNR 10 log₁₀(1 / MSE)) of the
-    reconstructions of ``test`` = (x̃, x†) with L = ``iterations`` steps."""
+    reconstructions of ``test`` = (x̃, x†) with L = ``iterations`` steps of the rule
+    ``steps`` (each model's σ, τ from its own ‖K‖)."""
     from ..data.metrics import mse, snr
 
     x_tilde, x_true = test
@@ -114,13 +115,13 @@ def results_table(test: tuple, rows: list, *, iterations: int, omega: float, wei
     first = start_name or ("noisy input" if images else "quantized input")
     out = [dict(zip(("method", "mse", "snr_db"), (first, *quality(x_tilde)), strict=True))]
     for name, model in rows:
-        x_hat = reconstruct(model, x_tilde, iterations=iterations, omega=omega, weights=weights,
+        x_hat = reconstruct(model, x_tilde, iterations=iterations, steps=steps, weights=weights,
                             client=client)
         out.append(dict(zip(("method", "mse", "snr_db"), (name, *quality(x_hat)), strict=True)))
     return out
 
 
-def image_table(images: list, rows: list, *, iterations: int, omega: float, weights=None,
+def image_table(images: list, rows: list, *, iterations: int, steps: StepRule, weights=None,
                 move=None, start_name: str = "noisy input", op_norm=None) -> list[dict]:
     """PSNR and SSIM (``skimage.metrics``, data range 1) of whole images: one entry per image
     and a last one with the means, each ``{"image", method: {"psnr_db", "ssim"}}`` for the
@@ -147,7 +148,7 @@ def image_table(images: list, rows: list, *, iterations: int, omega: float, weig
         x = move(noisy[None])
         for method, factory in rows:
             model = factory(x, *problem)
-            x_hat = reconstruct(model, x, iterations=iterations, omega=omega, weights=weights,
+            x_hat = reconstruct(model, x, iterations=iterations, steps=steps, weights=weights,
                                 op_norm=None if op_norm is None else op_norm(model))
             entry[method] = quality(to_numpy(x_hat)[0].astype(np.float64), clean)
         table.append(entry)

@@ -161,7 +161,7 @@ def _finish(task, config: TrainConfig, res, baselines, va, te, meta, data, out, 
             "--lr, a --warmup or more --epochs")
     model = res.model if data.signals is None else data.signals(res.model, 2)
     rows = results_table(te, [*baselines, (learned_name(meta), model)],
-                         iterations=config.iterations, omega=config.omega,
+                         iterations=config.iterations, steps=learned.steps,
                          weights=config.weights, images=images, client=client,
                          start_name=data.start_name)
     wall = time.perf_counter() - started
