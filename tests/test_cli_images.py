@@ -179,3 +179,49 @@ def test_plot_filters_draws_a_bank_and_names_a_wrong_shape(tmp_path):
     assert image.ndim == 3 and image.shape[1] > image.shape[0]  # 8 to a row: two rows, wide
     with pytest.raises(ValueError, match="filters must have shape"):
         plot_filters(bank[0], tmp_path / "bad.png")
+
+
+def test_evaluate_radius_factor_sets_c_of_every_row(tmp_path, capsys):
+    """``evaluate --radius-factor c``: TV, the DCT start and the learned filters each with the
+    ℓ2 ball c σ √#pixels (solved here by hand), in place of the run's c; refused for speech."""
+    from skimage.metrics import peak_signal_noise_ratio
+
+    from pdunroll.tasks import denoise
+
+    data, out = _pngs(tmp_path / "imgs", 6), tmp_path / "run"
+    assert cli.main(["train", "denoise", "--data", str(data), "--out", str(out), "--sigma",
+                     "0.1", *SMALL]) == 0
+    learned = pu.load_model(out / "operator.npz")
+    other = _pngs(tmp_path / "set", 1, offset=7)
+    [(_, noisy, clean)], sigma, _ = denoise.evaluation_images(
+        str(out / "operator.npz"), learned.metadata, data=other)
+    filters = np.asarray(learned.model.operator.params, dtype=np.float64)
+
+    def psnr(model):
+        x = pu.chambolle_pock(model, noisy[None], iterations=3, omega=10.0).x[0]
+        return peak_signal_noise_ratio(clean, x, data_range=1.0)
+
+    printed = {}
+    for c in (0.7, 1.2):
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(out / "operator.npz"), "--data", str(other),
+                         "--radius-factor", str(c)]) == 0
+        cells = next(ln for ln in capsys.readouterr().out.splitlines()
+                     if ln.startswith("  im0")).split()
+        tv, dct, mine = float(cells[4]), float(cells[7]), float(cells[10])
+        assert tv == pytest.approx(psnr(denoise.tv_model(noisy.shape, sigma, radius_factor=c)),
+                                   abs=0.006)
+        assert dct == pytest.approx(psnr(denoise.denoise_model(3, noisy.shape, sigma,
+                                                               radius_factor=c)), abs=0.006)
+        assert mine == pytest.approx(psnr(denoise.denoise_model(3, noisy.shape, sigma, filters,
+                                                                radius_factor=c)), abs=0.006)
+        printed[c] = mine
+    assert abs(printed[0.7] - printed[1.2]) > 0.05
+    speech_run = tmp_path / "speech"
+    assert cli.main(["train", "speech", "--out", str(speech_run), "--signals", "4",
+                     "--seconds", "0.25", "--n", "32", "--iterations", "2", "--epochs", "1",
+                     "--quiet"]) == 0
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(speech_run / "operator.npz"), "--radius-factor",
+                     "0.9"]) == 2
+    assert "--radius-factor is for denoising operators" in capsys.readouterr().err

@@ -104,6 +104,9 @@ def _evaluate_data_args(p) -> None:
                    help="resample the wav files to this rate in Hz (default: as in training)")
     p.add_argument("--no-baseline", action="store_true",
                    help="skip the DCT row (it costs as much as the learned operator's)")
+    p.add_argument("--radius-factor", type=_positive_float, default=None,
+                   help="denoising: c of the ℓ2 ball c σ √#pixels for every row (default: the "
+                        "run's)")
 
 
 def _image_data_args(p, *, noise: str = "--sigma", default: float = 0.1) -> None:
@@ -583,6 +586,10 @@ def _evaluate(args) -> int:
         if args.rate is not None or args.bitrate is not None:
             raise ValueError("--rate and --bitrate are for speech operators")
         return _evaluate_images(args, model, meta, iterations, steps, solver["weights"])
+    if args.radius_factor is not None:
+        if meta.get("task") != "denoise":
+            raise ValueError("--radius-factor is for denoising operators")
+        meta = {**meta, "radius_factor": args.radius_factor}
     if meta.get("task") == "denoise":
         if args.rate is not None or args.bitrate is not None:
             raise ValueError("--rate and --bitrate are for speech operators")

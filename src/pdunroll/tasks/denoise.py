@@ -243,12 +243,17 @@ def evaluation_set(meta: dict):
 
 def evaluation_rows(source: str, model: AnalysisModel, meta: dict):
     """The test patches of a denoising run read again and the rows of ``pdunroll evaluate``'s
-    table: the DCT filter start and the learned filters. Returns (test pair, rows, title)."""
+    table: the DCT filter start and the learned filters, both with the radius factor c of
+    ``meta``. Returns (test pair, rows, title)."""
     test, title = evaluation_set(meta)
-    start = denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"],
-                          radius_factor=meta.get("radius_factor", 1.0),
-                          boundary=model.operator.boundary)
-    return test, [("DCT start", start), (learned_name(meta), model)], title
+
+    def filter_model(filters):
+        return denoise_model(meta["kernel"], (meta["patch"], meta["patch"]), meta["sigma"],
+                             filters, radius_factor=meta.get("radius_factor", 1.0),
+                             boundary=model.operator.boundary)
+
+    return test, [("DCT start", filter_model(None)),
+                  (learned_name(meta), filter_model(model.operator.params))], title
 
 
 def evaluation_files(source: str, meta: dict, data: Path | None = None):
