@@ -47,3 +47,55 @@ def test_denoise_filters_valid_boundary_whole_validation_images(script, tmp_path
                    for b in ("zero", "valid"))
     assert zero.shape == valid.shape == img.shape
     assert float(np.abs(zero - valid).max()) > 1e-3
+
+
+def test_denoise_radius_scores_each_row_on_validation_images_per_c(tmp_path):
+    """experiments/denoise_radius.py: for each c, TV, the DCT start and the learned filters
+    with the ball c σ √#pixels on the run's validation images (split as training split them),
+    their mean PSNR as computed here by hand."""
+    from skimage import data, io
+    from skimage.metrics import peak_signal_noise_ratio
+
+    import pdunroll as pu
+    from pdunroll import cli
+    from pdunroll.tasks import denoise
+    from pdunroll.tasks.base import split_files
+
+    cam = data.camera()
+    for part, count in (("train", 8), ("dev", 2)):
+        (tmp_path / "d" / part).mkdir(parents=True)
+        for i in range(count):
+            io.imsave(tmp_path / "d" / part / f"{part}{i}.png",
+                      cam[40 * i:40 * i + 30, 100:130], check_contrast=False)
+    run = tmp_path / "run"
+    assert cli.main(["train", "denoise", "--data", str(tmp_path / "d"), "--out", str(run),
+                     "--patch", "12", "--kernel", "3", "--max-patches", "40", "-L", "3",
+                     "--epochs", "1", "--sigma", "0.1", "--quiet"]) == 0
+    out = tmp_path / "radius.csv"
+    assert experiment("denoise_radius").main(
+        [str(run / "operator.npz"), "--factors", "0.7", "1.2", "-L", "3", "--omega", "5",
+         "--backend", "numpy", "--dtype", "float64", "--out", str(out)]) == 0
+    rows = csv_rows(out)
+    learned = pu.load_model(run / "operator.npz")
+    meta = learned.metadata
+    split = split_files(tmp_path / "d", lambda f: (denoise.image_files(f),) * 2 + (None,),
+                        seed=meta["seed"])
+    paths = [p for _, p in split.parts[1]]
+    rng = np.random.default_rng(meta["seed"] + 13)
+    clean = denoise.read_images(paths)
+    noisy = [img + 0.1 * rng.standard_normal(img.shape) for img in clean]
+    filters = np.asarray(learned.operator.params, dtype=np.float64)
+    assert [(r["model"], r["radius_factor"]) for r in rows] == [
+        (m, c) for c in ("0.7", "1.2") for m in ("TV", "DCT start", "learned operator")]
+    for r in rows:
+        c = float(r["radius_factor"])
+        psnrs = []
+        for x, y in zip(noisy, clean, strict=True):
+            model = {"TV": denoise.tv_model(x.shape, 0.1, radius_factor=c),
+                     "DCT start": denoise.denoise_model(3, x.shape, 0.1, radius_factor=c),
+                     "learned operator": denoise.denoise_model(3, x.shape, 0.1, filters,
+                                                               radius_factor=c)}[r["model"]]
+            x_hat = pu.chambolle_pock(model, x[None], iterations=3, omega=5.0).x[0]
+            psnrs.append(peak_signal_noise_ratio(y, x_hat, data_range=1.0))
+        assert float(r["psnr_db"]) == pytest.approx(np.mean(psnrs), abs=1e-3)
+        assert int(r["images"]) == len(paths) >= 1
