@@ -207,9 +207,10 @@ def test_eusipco_fig3_torch_equals_numpy(tmp_path, speech_dir):
 
 
 def test_what_the_keep_steps_write_is_not_ignored_by_git():
-    """``long_runs.sh``'s fig3_keep and ergodic_keep copy rows, DCT scores and the checkpoints of
-    runs in progress to where they are committed: none of those places may be ignored (a
-    checkpoint under experiments/progress/ once was, by the ``*.npz`` rule, and was lost)."""
+    """``long_runs.sh``'s fig3_keep, runs_keep and ergodic_keep copy rows, DCT scores and the
+    checkpoints of runs in progress to where they are committed: none of those places may be
+    ignored (a checkpoint under experiments/progress/ once was, by the ``*.npz`` rule, and was
+    lost)."""
     import shutil
     import subprocess
     from pathlib import Path
@@ -219,11 +220,13 @@ def test_what_the_keep_steps_write_is_not_ignored_by_git():
         pytest.skip("needs git and a git checkout of the repository")
     script = (root / "experiments" / "long_runs.sh").read_text()
     kept = ["experiments/progress/fig3_paper_exact/checkpoint_L20_full_exact.npz",
+            "experiments/progress/speech_fp_more2/checkpoint.npz",
             "docs/_static/results/eusipco_fig3/paper/fig3_exact.csv",
             "docs/_static/results/eusipco_fig3/paper/dct_mse.json",
             "docs/_static/results/ergodic_fig12/long/seed0/fig12.csv",
             "docs/_static/results/denoise/model_sigma25.npz"]
-    assert "FIG3_PROGRESS=experiments/progress/fig3_paper_exact" in script
+    assert "PROGRESS=experiments/progress\n" in script
+    assert "FIG3_PROGRESS=$PROGRESS/fig3_paper_exact" in script
     ignored = subprocess.run(["git", "check-ignore", "--no-index", *kept], cwd=root,
                              capture_output=True, text=True)
     assert ignored.stdout == "", f"ignored by git: {ignored.stdout}"
