@@ -14,11 +14,14 @@ SPEECH30="$SPEECH --omega 30"  # the runs made when ω = 30 was the command line
 
 PROGRESS=experiments/progress
 train() {  # train TASK OUT ARGS...: a new run, or the resume of an interrupted one (also of
-  # one interrupted on an earlier machine: its checkpoint kept by runs_keep)
+  # one from an earlier machine, kept by runs_keep: its checkpoint, or the finished run whose
+  # step then goes on to score it)
   task=$1 out=$2; shift 2
+  local progress=$PROGRESS/$(basename "$out")
+  if [ ! -e "$out/results.json" ] && [ -d "$progress" ]; then
+    mkdir -p "$out" && cp -n "$progress"/* "$out/"
+  fi
   if [ -e "$out/results.json" ]; then return; fi
-  local kept=$PROGRESS/$(basename "$out")/checkpoint.npz
-  if [ ! -e "$out/checkpoint.npz" ] && [ -e "$kept" ]; then mkdir -p "$out" && cp "$kept" "$out/"; fi
   if [ -e "$out/checkpoint.npz" ]; then  # the options again (a checkpoint written before
     local kept=() skip=0                    # run records were kept has none), less --init
     for a in "$@"; do
@@ -184,18 +187,27 @@ fig3_keep() {  # what fig3 has done, to commit: the rows, the DCT's scores, the 
   for f in $FIG3/checkpoint_*.npz; do [ -e "$f" ] && mkdir -p $FIG3_PROGRESS && cp "$f" $FIG3_PROGRESS/; done
   true
 }
-runs_keep() {  # the checkpoints of interrupted train runs, to commit (train resumes from them);
-  # those of finished runs are removed
+runs_keep() {  # what train runs in progress need on the next machine, to commit: the checkpoint
+  # of an interrupted run, the operator and results of a finished one whose 10⁴ scoring was cut
+  # short (train restores either); removed once the run is finished and scored
   local c d
   for c in runs/*/checkpoint.npz; do
     [ -e "$c" ] || continue
     d=$(basename "$(dirname "$c")")
     [ -e runs/$d/results.json ] || { mkdir -p $PROGRESS/$d && cp "$c" $PROGRESS/$d/; }
   done
-  for d in $PROGRESS/*/checkpoint.npz; do
-    [ -e "$d" ] || continue
-    d=$(basename "$(dirname "$d")")
-    [ -e runs/$d/results.json ] && rm -rf "${PROGRESS:?}/$d"
+  for c in runs/*/eval_1e4.txt; do
+    [ -e "$c" ] || continue
+    d=$(basename "$(dirname "$c")")
+    [ -e runs/$d/eval_1e4.json ] || { mkdir -p $PROGRESS/$d &&
+      cp runs/$d/operator.npz runs/$d/results.json $PROGRESS/$d/; }
+  done
+  for d in $PROGRESS/*/; do
+    d=$(basename "$d")
+    [ "$d" = fig3_paper_exact ] && continue
+    if [ -e runs/$d/eval_1e4.json ] || { [ -e runs/$d/results.json ] && [ ! -e runs/$d/eval_1e4.txt ]; }; then
+      rm -rf "${PROGRESS:?}/$d"
+    fi
   done
   true
 }
