@@ -132,7 +132,7 @@ denoise_s25_L100() {  # denoise_s25's filters, 2 more epochs at L = 100 with the
   # (b = 30): L = 30 leaves the filter models unconverged (scored at L = 100 they gain 0.25 dB)
   denoise_data
   train denoise runs/denoise_s25_L100 $DENOISE $S25 -L 100 --method asymptotic --b 30 \
-    --lr 2e-3 --warmup 0.1 --epochs 2 --init docs/_static/results/denoise/model_sigma25.npz
+    --lr 2e-3 --warmup 0.1 --epochs 2 --init docs/_static/results/denoise/model_sigma25_L30.npz
   set12 runs/denoise_s25_L100 100 300
 }
 denoise_s25_L100_more() {  # denoise_s25_L100's filters (committed), 3 more epochs at L = 100
