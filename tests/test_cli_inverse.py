@@ -88,6 +88,9 @@ def test_deblur_trains_saves_evaluates_and_applies(tmp_path, capsys):
     rows = _table(text, "image")
     assert set(rows) == {"im0.png", "im1.png", "mean"}
     assert all(len(v) == 8 for v in rows.values())  # 4 methods × (PSNR, SSIM)
+    # the ball's radius factor belongs to denoising: refused, not ignored
+    assert cli.main(["evaluate", str(out / "operator.npz"), "--radius-factor", "0.9"]) == 2
+    assert "--radius-factor is for denoising operators" in capsys.readouterr().err
 
     # apply: a blurred image of another size, restored at its size as the model says
     rng = np.random.default_rng(0)

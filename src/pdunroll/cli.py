@@ -291,7 +291,7 @@ def _parser() -> tuple[argparse.ArgumentParser, dict]:
                          "(default: the model's; the rest of its step rule is kept)")
     ev.add_argument("--json", type=Path, default=None, metavar="FILE",
                     help="also write the table to FILE as JSON (with the operator, L, the "
-                         "title, backend and dtype)")
+                         "step rule, the title, backend and dtype)")
     ap = commands.add_parser(
         "apply", help="reconstruct files with a saved model: wav files (speech) or images "
                       "(denoising, deblurring, inpainting with --mask), of any length or size")
@@ -582,14 +582,14 @@ def _evaluate(args) -> int:
     iterations = solver["iterations"] if args.iterations is None else args.iterations
     steps = _step_rule(solver, args.omega)
     source = str(args.operator)
-    if meta.get("task") in inverse.PROBLEMS:
-        if args.rate is not None or args.bitrate is not None:
-            raise ValueError("--rate and --bitrate are for speech operators")
-        return _evaluate_images(args, model, meta, iterations, steps, solver["weights"])
     if args.radius_factor is not None:
         if meta.get("task") != "denoise":
             raise ValueError("--radius-factor is for denoising operators")
         meta = {**meta, "radius_factor": args.radius_factor}
+    if meta.get("task") in inverse.PROBLEMS:
+        if args.rate is not None or args.bitrate is not None:
+            raise ValueError("--rate and --bitrate are for speech operators")
+        return _evaluate_images(args, model, meta, iterations, steps, solver["weights"])
     if meta.get("task") == "denoise":
         if args.rate is not None or args.bitrate is not None:
             raise ValueError("--rate and --bitrate are for speech operators")
